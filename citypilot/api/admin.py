@@ -1,0 +1,76 @@
+"""Administration: entity types, dead letters, health."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from citypilot import __version__
+from citypilot.api.body import read_json
+from citypilot.api.deps import Admin, CityDep, Viewer
+from citypilot.model.errors import ResourceNotFound
+from citypilot.model.timeutil import format_instant
+
+router = APIRouter(prefix="/api/v1", tags=["admin"])
+
+
+def _json(body: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status, media_type="application/json")
+
+
+@router.get("/health", summary="Liveness")
+async def health(city: CityDep) -> Response:
+    """Public: the server answers, with its version and backend."""
+    return _json({"status": "ok", "version": __version__, "store": city.settings.store})
+
+
+@router.get("/types", summary="Registered entity types")
+async def list_types(city: CityDep, _: Viewer) -> Response:
+    """Every registered type with its attributes, units, ranges and commands."""
+    return _json([t.to_json() for t in city.broker.registry])
+
+
+@router.get("/types/{name}", summary="One entity type")
+async def get_type(name: str, city: CityDep, _: Viewer) -> Response:
+    """One registered type."""
+    if name not in city.broker.registry:
+        raise ResourceNotFound(f"type {name!r} is not registered", "name")
+    return _json(city.broker.registry.get(name).to_json())
+
+
+@router.post("/types", status_code=201, summary="Register an entity type")
+async def register_type(request: Request, city: CityDep, _: Admin) -> Response:
+    """Register (or replace) a type; it is kept and survives restarts."""
+    doc = await read_json(request, city.settings.max_body_bytes)
+    entity_type = await city.broker.register_type(doc)
+    return _json(entity_type.to_json(), 201)
+
+
+@router.get("/dead-letters", summary="Refused device messages")
+async def dead_letters(
+    city: CityDep,
+    _: Viewer,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    """Messages that failed validation, newest first, with reason and raw payload."""
+    letters, total = await city.broker.store.list_dead_letters(limit, offset)
+    return _json(
+        {
+            "total": total,
+            "items": [
+                {
+                    "id": d.id,
+                    "receivedAt": format_instant(d.received_at),
+                    "source": d.source,
+                    "reason": d.reason,
+                    "field": d.field,
+                    "payload": d.payload,
+                }
+                for d in letters
+            ],
+        }
+    )

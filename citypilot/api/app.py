@@ -1,0 +1,92 @@
+"""The HTTP application: builds the city (store, bus, broker, stream) and wires the routers."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from citypilot import __version__
+from citypilot.api import admin, auth, history, ingest, ngsi_ld, stream
+from citypilot.api.context import router as context_router
+from citypilot.api.deps import City
+from citypilot.api.problems import install_problem_handlers
+from citypilot.broker import Broker
+from citypilot.bus.memory import MemoryBus
+from citypilot.config import Settings
+from citypilot.model.builtin_types import BUILTIN_TYPES
+from citypilot.model.types import TypeRegistry
+from citypilot.model.types_file import load_types_file
+from citypilot.store.factory import open_store
+
+log = logging.getLogger(__name__)
+
+
+def build_registry(settings: Settings) -> TypeRegistry:
+    """The built-in types plus those of the configured types file."""
+    registry = TypeRegistry(BUILTIN_TYPES)
+    if settings.types_file is not None:
+        for entity_type in load_types_file(settings.types_file):
+            registry.register(entity_type)
+    return registry
+
+
+@contextlib.asynccontextmanager
+async def running_city(settings: Settings) -> AsyncIterator[City]:
+    """Open the store and bus, start the adapters, and close everything on exit."""
+    store = open_store(settings)
+    await store.open()
+    bus = MemoryBus()
+    await bus.start()
+    broker = Broker(build_registry(settings), store, bus)
+    await broker.load_registered_types()
+    city = City(settings, broker, settings.signing_key())
+    adapters = []
+    if settings.mqtt_url:
+        from citypilot.ingest.mqtt import MqttIngest
+
+        adapter = MqttIngest(settings.mqtt_url, settings.mqtt_topic_root, broker)
+        await adapter.start()
+        adapters.append(adapter)
+    try:
+        yield city
+    finally:
+        for adapter in adapters:
+            await adapter.stop()
+        await bus.stop()
+        await store.close()
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The CityPilot ASGI app for these settings."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with running_city(settings) as city:
+            app.state.city = city
+            app.state.hub = stream.StreamHub(city.broker.bus)
+            try:
+                yield
+            finally:
+                app.state.hub.close()
+
+    app = FastAPI(
+        title="CityPilot",
+        version=__version__,
+        description="Open city operations platform: NGSI-LD entities, history, ingest, stream.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    for router in (
+        ngsi_ld.router,
+        history.router,
+        ingest.router,
+        stream.router,
+        auth.router,
+        admin.router,
+        context_router,
+    ):
+        app.include_router(router)
+    return app

@@ -1,0 +1,47 @@
+"""Logging in: OAuth2 password form in, bearer token out."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Form
+from starlette.responses import Response
+
+from citypilot.api.deps import CityDep, Viewer
+from citypilot.model.errors import Unauthorized
+from citypilot.security.passwords import verify_password
+from citypilot.security.tokens import issue_token
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+@router.post("/token", summary="Log in")
+async def token(
+    city: CityDep,
+    username: Annotated[str, Form(max_length=128)],
+    password: Annotated[str, Form(max_length=1024)],
+) -> Response:
+    """Exchange a user name and password for a bearer token (OAuth2 password grant)."""
+    account = await city.broker.store.get_account(username)
+    ok = verify_password(account.password_hash if account else None, password)
+    if not ok or account is None or account.disabled:
+        raise Unauthorized("unknown user name or wrong password", "username")
+    ttl = city.settings.token_ttl_s
+    body = {
+        "access_token": issue_token(account.username, account.role, city.signing_key, ttl),
+        "token_type": "bearer",
+        "expires_in": ttl,
+        "role": account.role,
+    }
+    return Response(
+        orjson.dumps(body), media_type="application/json", headers={"Cache-Control": "no-store"}
+    )
+
+
+@router.get("/me", summary="Who am I")
+async def me(who: Viewer) -> Response:
+    """The name and role behind the bearer token."""
+    return Response(
+        orjson.dumps({"username": who.name, "role": who.role}), media_type="application/json"
+    )

@@ -1,0 +1,53 @@
+"""Reading request bodies: size limit, content type, JSON or NDJSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import Request
+
+from citypilot.model.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+
+JSON_TYPES = ("application/json", "application/ld+json")
+NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
+
+
+def media_type(request: Request) -> str:
+    """The request's media type without parameters, lower case."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}", "body")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes", "body")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a JSON body; InvalidRequest saying where it breaks."""
+    if not body:
+        raise InvalidRequest("the body is empty; a JSON document is expected", "body")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}", "body") from None
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """Read and parse a JSON or JSON-LD body (415 for any other content type)."""
+    kind = media_type(request)
+    if kind not in JSON_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json or application/ld+json, not {kind!r}",
+            "Content-Type",
+        )
+    return parse_json(await read_body(request, limit))

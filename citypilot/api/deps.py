@@ -1,0 +1,111 @@
+"""Dependencies the routers share: the running city, and who is calling with which role."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from citypilot.broker import Broker
+from citypilot.config import Settings
+from citypilot.model.errors import Forbidden, Unauthorized
+from citypilot.security.roles import role_allows
+from citypilot.security.tokens import Principal, hash_device_key, read_token
+
+DEVICE_KEY_HEADER = "x-device-key"
+_DEVICE_CACHE_S = 60.0
+_TOKEN_CACHE_SIZE = 10_000
+
+
+@dataclass
+class City:
+    """Everything a request handler may need, built once at start-up."""
+
+    settings: Settings
+    broker: Broker
+    signing_key: str
+    device_cache: dict[str, tuple[str, float]] = field(default_factory=dict)
+    token_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)
+
+
+def get_city(request: Request) -> City:
+    """The running city of this app."""
+    return request.app.state.city
+
+
+CityDep = Annotated[City, Depends(get_city)]
+
+
+def principal_from_token(city: City, token: str | None) -> Principal:
+    """The person behind a bearer token (Unauthorized when absent or bad).
+
+    Verified tokens are remembered until they expire, so a busy client does not
+    pay for a signature check on every request.
+    """
+    if not token:
+        raise Unauthorized("this needs a bearer token: POST /api/v1/auth/token to get one")
+    cached = city.token_cache.get(token)
+    if cached is not None and cached[1] > time.time():
+        return cached[0]
+    principal, expires = read_token(token, city.signing_key)
+    if len(city.token_cache) >= _TOKEN_CACHE_SIZE:
+        city.token_cache.clear()
+    city.token_cache[token] = (principal, expires)
+    return principal
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def require_role(role: str):
+    """A dependency that admits people whose role allows ``role``."""
+
+    async def dependency(request: Request) -> Principal:
+        principal = principal_from_token(get_city(request), _bearer(request))
+        if not role_allows(principal.role, role):
+            raise Forbidden(
+                f"this needs the role {role!r}; {principal.name!r} is {principal.role!r}"
+            )
+        return principal
+
+    return Depends(dependency)
+
+
+async def device_or_operator(request: Request) -> Principal:
+    """Admit a device gateway by its key, or a person with the operator role."""
+    city = get_city(request)
+    key = request.headers.get(DEVICE_KEY_HEADER)
+    if key:
+        key_hash = hash_device_key(key)
+        cached = city.device_cache.get(key_hash)
+        if cached is not None and cached[1] > time.monotonic():
+            return Principal(cached[0], "device")
+        name = await city.broker.store.device_for_key(key_hash)
+        if name is None:
+            raise Unauthorized("the device key is not valid")
+        city.device_cache[key_hash] = (name, time.monotonic() + _DEVICE_CACHE_S)
+        return Principal(name, "device")
+    token = _bearer(request)
+    if not token:
+        raise Unauthorized(
+            f"ingest needs a device key in the {DEVICE_KEY_HEADER} header "
+            "or an operator's bearer token"
+        )
+    principal = principal_from_token(city, token)
+    if not role_allows(principal.role, "operator"):
+        raise Forbidden(
+            f"ingest needs a device key or the role 'operator'; {principal.name!r} "
+            f"is {principal.role!r}"
+        )
+    return principal
+
+
+Viewer = Annotated[Principal, require_role("viewer")]
+Operator = Annotated[Principal, require_role("operator")]
+Admin = Annotated[Principal, require_role("admin")]
+Ingestor = Annotated[Principal, Depends(device_or_operator)]

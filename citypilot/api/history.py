@@ -1,0 +1,64 @@
+"""Time series of an entity's attributes: raw, or bucketed and aggregated server-side."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+import orjson
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from citypilot.api.deps import CityDep, Viewer
+from citypilot.model.errors import BadRequestData
+from citypilot.model.ids import check_entity_id
+from citypilot.model.timeutil import format_instant, parse_instant
+from citypilot.store.base import HistoryQuery
+
+router = APIRouter(prefix="/api/v1/history", tags=["history"])
+_BUCKET = re.compile(r"^(\d+)(s|m|h|d)$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_bucket(text: str) -> int:
+    """A bucket width like ``15m`` or ``1h`` in seconds."""
+    match = _BUCKET.match(text)
+    if match is None or int(match.group(1)) == 0:
+        raise BadRequestData("bucket must be a number and a unit: 30s, 15m, 1h, 1d", "bucket")
+    return int(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+@router.get("/{entity_id}", summary="Attribute history of an entity")
+async def history(
+    entity_id: str,
+    city: CityDep,
+    _: Viewer,
+    attrs: str | None = None,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+    bucket: str | None = None,
+    agg: Literal["avg", "min", "max", "count", "sum"] = "avg",
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+) -> Response:
+    """``{"entityId", "attrs": {name: [[instant, value], ...]}}`` between ``from`` and ``to``."""
+    check_entity_id(entity_id)
+    start = parse_instant(from_, "from") if from_ is not None else None
+    end = parse_instant(to, "to") if to is not None else None
+    if start is not None and end is not None and start >= end:
+        raise BadRequestData("from must be before to", "from")
+    names = tuple(a for a in attrs.split(",") if a) if attrs else None
+    query = HistoryQuery(
+        entity_id, names, start, end, parse_bucket(bucket) if bucket else None, agg, limit
+    )
+    series = await city.broker.store.history(query)
+    if not series and await city.broker.store.get_entity(entity_id) is None:
+        from citypilot.model.errors import ResourceNotFound
+
+        raise ResourceNotFound(f"no history for {entity_id}", "entity_id")
+    body = {
+        "entityId": entity_id,
+        "bucket": bucket,
+        "agg": agg if bucket else None,
+        "attrs": {n: [[format_instant(t), v] for t, v in pts] for n, pts in series.items()},
+    }
+    return Response(orjson.dumps(body), media_type="application/json")

@@ -1,0 +1,104 @@
+"""Device ingest over HTTP: batches of compact observations, JSON array or NDJSON."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from citypilot.api.body import JSON_TYPES, NDJSON_TYPES, media_type, parse_json, read_body
+from citypilot.api.deps import CityDep, Ingestor
+from citypilot.broker import ItemError
+from citypilot.model.errors import BadRequestData, CityPilotError, UnsupportedMediaType
+
+router = APIRouter(prefix="/api/v1", tags=["ingest"])
+_DEAD_LETTER_PAYLOAD_MAX = 65_536
+
+
+def _ndjson(body: bytes) -> tuple[list, list[bytes], list[ItemError]]:
+    """Parse NDJSON lines; a line that is not JSON becomes an item error, not a failure."""
+    items, raws, errors = [], [], []
+    for line in body.split(b"\n"):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            items.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            index = len(items)
+            items.append(None)
+            errors.append(
+                ItemError(
+                    index,
+                    None,
+                    BadRequestData(f"line {index + 1} is not valid JSON: {exc}", f"[{index}]"),
+                )
+            )
+        raws.append(line)
+    return items, raws, errors
+
+
+@router.post("/ingest", summary="Ingest a batch of device observations")
+async def ingest(request: Request, city: CityDep, who: Ingestor) -> Response:
+    """Accept observations; 200 if all were accepted, 207 with per-item errors otherwise.
+
+    Each observation is accepted or refused whole; refused ones are kept as dead letters.
+    """
+    settings = city.settings
+    kind = media_type(request)
+    if kind not in JSON_TYPES + NDJSON_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json or application/x-ndjson, not {kind!r}",
+            "Content-Type",
+        )
+    body = await read_body(request, settings.max_body_bytes)
+    source = f"http:{who.name}"
+    parse_errors: list[ItemError] = []
+    raws = None
+    if kind in NDJSON_TYPES:
+        items, raws, parse_errors = _ndjson(body)
+    else:
+        try:
+            items = parse_json(body)
+        except CityPilotError as exc:
+            await city.broker.dead_letter(
+                [None],
+                [ItemError(0, None, exc)],
+                source,
+                [body[:_DEAD_LETTER_PAYLOAD_MAX]],
+            )
+            raise
+        if not isinstance(items, list):
+            items = [items]
+    if len(items) > settings.max_batch_items:
+        raise BadRequestData(
+            f"a batch holds at most {settings.max_batch_items} observations; "
+            f"this one has {len(items)}",
+            "body",
+        )
+    if parse_errors:
+        await city.broker.dead_letter(items, parse_errors, source, raws)
+    bad = {e.index for e in parse_errors}
+    positions = [i for i in range(len(items)) if i not in bad]
+    result = await city.broker.ingest(
+        [items[i] for i in positions] if bad else items,
+        source,
+        ([raws[i] for i in positions] if bad else raws) if raws is not None else None,
+        positions if bad else None,
+    )
+    result.errors = sorted(result.errors + parse_errors, key=lambda e: e.index)
+    body_out = {
+        "accepted": result.accepted,
+        "rejected": len(result.errors),
+        "readings": result.readings,
+        "errors": [e.to_json() for e in result.errors[:1000]],
+    }
+    if result.errors and not result.accepted:
+        problem = BadRequestData(
+            f"all {len(result.errors)} observations were refused; see errors", "body"
+        ).to_problem()
+        return Response(
+            orjson.dumps({**problem, **body_out}), 400, media_type="application/problem+json"
+        )
+    status = 207 if result.errors else 200
+    return Response(orjson.dumps(body_out), status, media_type="application/json")

@@ -1,0 +1,320 @@
+"""The NGSI-LD API (ETSI GS CIM 009) under ``/ngsi-ld/v1``: entities, attributes, batches."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from citypilot.api.body import read_json
+from citypilot.api.deps import CityDep, Operator, Viewer
+from citypilot.broker import BatchResult
+from citypilot.model.entity import CORE_CONTEXT, Entity
+from citypilot.model.errors import BadRequestData
+from citypilot.model.geometry import degrees_box_around, validate_geometry
+from citypilot.model.ids import check_entity_id
+from citypilot.store.base import EntityQuery, GeoQuery
+from citypilot.store.query import parse_q
+
+router = APIRouter(prefix="/ngsi-ld/v1", tags=["NGSI-LD"])
+MAX_LIMIT = 1000
+GEOJSON = "application/geo+json"
+LINK = f'<{CORE_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+
+
+def _json(
+    body: Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    media_type: str = "application/json",
+) -> Response:
+    return Response(
+        orjson.dumps(body), status, {"Link": LINK, **(headers or {})}, media_type=media_type
+    )
+
+
+def _options(options: str | None) -> set[str]:
+    return {o.strip() for o in (options or "").split(",") if o.strip()}
+
+
+def _render(
+    entities: list[Entity], request: Request, options: str | None, attrs: str | None
+) -> tuple[Any, str]:
+    opts = _options(options)
+    key_values = "keyValues" in opts or request.query_params.get("format") == "simplified"
+    projection = set(attrs.split(",")) if attrs else None
+    if GEOJSON in request.headers.get("accept", ""):
+        features = [
+            {
+                "id": e.id,
+                "type": "Feature",
+                "geometry": e.attrs["location"].value if "location" in e.attrs else None,
+                "properties": {
+                    "type": e.type,
+                    **e.to_ngsi(key_values, "sysAttrs" in opts, projection),
+                },
+            }
+            for e in entities
+        ]
+        return {"type": "FeatureCollection", "features": features}, GEOJSON
+    return [e.to_ngsi(key_values, "sysAttrs" in opts, projection) for e in entities], (
+        "application/json"
+    )
+
+
+def parse_geo(
+    georel: str | None, geometry: str | None, coordinates: str | None, geoproperty: str | None
+) -> GeoQuery | None:
+    """Read the NGSI-LD geo-query parameters; BadRequestData naming the wrong one."""
+    if georel is None and geometry is None and coordinates is None:
+        return None
+    if georel is None or geometry is None or coordinates is None:
+        raise BadRequestData(
+            "a geo-query needs georel, geometry and coordinates together", "georel"
+        )
+    if geoproperty not in (None, "location"):
+        raise BadRequestData("only geoproperty=location is supported", "geoproperty")
+    try:
+        coords = orjson.loads(coordinates)
+    except orjson.JSONDecodeError:
+        raise BadRequestData("coordinates must be a JSON array", "coordinates") from None
+    shape = {"type": geometry, "coordinates": coords}
+    bounds = validate_geometry(shape, "coordinates")
+    rel, *params = georel.split(";")
+    if rel == "near":
+        if geometry != "Point":
+            raise BadRequestData("georel=near needs geometry=Point", "geometry")
+        distance = None
+        for p in params:
+            key, _, value = p.partition("==")
+            if key == "maxDistance":
+                try:
+                    distance = float(value)
+                except ValueError:
+                    distance = -1
+        if distance is None or not 0 <= distance <= 1e7:
+            raise BadRequestData(
+                "georel=near needs maxDistance==<metres> (0..10,000,000)", "georel"
+            )
+        return GeoQuery("near", shape, degrees_box_around(*bounds[:2], distance), distance)
+    if rel in ("within", "intersects"):
+        if rel == "within" and geometry not in ("Polygon", "MultiPolygon"):
+            raise BadRequestData("georel=within needs a Polygon or MultiPolygon", "geometry")
+        return GeoQuery(rel, shape, bounds)
+    raise BadRequestData("georel must be near, within or intersects", "georel")
+
+
+def _bbox_geo(bbox: str) -> GeoQuery:
+    try:
+        x0, y0, x1, y1 = (float(v) for v in bbox.split(","))
+    except ValueError:
+        raise BadRequestData("bbox must be minLon,minLat,maxLon,maxLat", "bbox") from None
+    if not (x0 < x1 and y0 < y1):
+        raise BadRequestData("bbox must have minLon < maxLon and minLat < maxLat", "bbox")
+    ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+    shape = {"type": "Polygon", "coordinates": [ring]}
+    return GeoQuery("intersects", shape, validate_geometry(shape, "bbox"))
+
+
+def _batch_response(result: BatchResult, ok_status: int, ok_body: bool) -> Response:
+    if result.errors:
+        return _json(
+            {
+                "success": result.success,
+                "errors": [
+                    {"entityId": e.entity_id, "index": e.index, "error": e.error.to_problem()}
+                    for e in result.errors
+                ],
+            },
+            207,
+        )
+    if ok_body:
+        return _json(result.success, ok_status)
+    return Response(status_code=204)
+
+
+@router.post("/entities", status_code=201, summary="Create an entity")
+async def create_entity(request: Request, city: CityDep, _: Operator) -> Response:
+    """Create one entity; 201 with its Location, 409 AlreadyExists if the id is taken."""
+    doc = await read_json(request, city.settings.max_body_bytes)
+    entity = await city.broker.create_entity(doc)
+    return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/entities/{entity.id}"})
+
+
+@router.get("/entities", summary="Query entities")
+async def query_entities(
+    request: Request,
+    city: CityDep,
+    _: Viewer,
+    type: str | None = None,
+    id: str | None = None,
+    idPattern: str | None = None,
+    q: str | None = None,
+    georel: str | None = None,
+    geometry: str | None = None,
+    coordinates: str | None = None,
+    geoproperty: str | None = None,
+    bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat")] = None,
+    attrs: str | None = None,
+    options: str | None = None,
+    count: bool = False,
+    limit: Annotated[int, Query(ge=0, le=MAX_LIMIT)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    """Entities by type, id, attribute query and geo-query, paged with limit and offset."""
+    types = tuple(t for t in type.split(",") if t) if type else None
+    for t in types or ():
+        city.broker.registry.get(t, "type")
+    ids = tuple(check_entity_id(i, "id") for i in id.split(",")) if id else None
+    if idPattern is not None:
+        import re
+
+        try:
+            re.compile(idPattern)
+        except re.error as exc:
+            raise BadRequestData(
+                f"idPattern is not a regular expression: {exc}", "idPattern"
+            ) from None
+    geo = parse_geo(georel, geometry, coordinates, geoproperty)
+    if bbox is not None:
+        if geo is not None:
+            raise BadRequestData("give either bbox or a geo-query, not both", "bbox")
+        geo = _bbox_geo(bbox)
+    query = EntityQuery(
+        types=types,
+        ids=ids,
+        id_pattern=idPattern,
+        q=parse_q(q) if q else None,
+        geo=geo,
+        limit=limit,
+        offset=offset,
+        count=count or "count" in _options(options),
+    )
+    entities, total = await city.broker.store.query_entities(query)
+    body, media = _render(entities, request, options, attrs)
+    headers = {"NGSILD-Results-Count": str(total)} if total is not None else None
+    return _json(body, headers=headers, media_type=media)
+
+
+@router.get("/entities/{entity_id}", summary="Read an entity")
+async def get_entity(
+    request: Request,
+    entity_id: str,
+    city: CityDep,
+    _: Viewer,
+    attrs: str | None = None,
+    options: str | None = None,
+) -> Response:
+    """One entity, normalised or (``options=keyValues``) concise."""
+    entity = await city.broker.get_entity(entity_id)
+    body, media = _render([entity], request, options, attrs)
+    return _json(body["features"][0] if media == GEOJSON else body[0], media_type=media)
+
+
+@router.delete("/entities/{entity_id}", status_code=204, summary="Delete an entity")
+async def delete_entity(entity_id: str, city: CityDep, _: Operator) -> Response:
+    """Delete an entity (its history stays)."""
+    await city.broker.delete_entity(entity_id)
+    return Response(status_code=204)
+
+
+def _attrs_response(outcome: Any) -> Response:
+    if not outcome.not_updated:
+        return Response(status_code=204)
+    return _json(
+        {
+            "updated": outcome.updated,
+            "notUpdated": [
+                {"attributeName": n, "reason": r} for n, r in outcome.not_updated.items()
+            ],
+        },
+        207,
+    )
+
+
+@router.patch("/entities/{entity_id}/attrs", summary="Update existing attributes")
+async def update_attrs(request: Request, entity_id: str, city: CityDep, _: Operator) -> Response:
+    """Overwrite attributes the entity has; 207 lists those it does not have."""
+    fragment = await read_json(request, city.settings.max_body_bytes)
+    attrs = await city.broker.parse_fragment(entity_id, fragment)
+    return _attrs_response(await city.broker.write_attrs(entity_id, attrs, "update"))
+
+
+@router.post("/entities/{entity_id}/attrs", summary="Append attributes")
+async def append_attrs(
+    request: Request, entity_id: str, city: CityDep, _: Operator, options: str | None = None
+) -> Response:
+    """Add attributes (overwriting, unless ``options=noOverwrite``)."""
+    fragment = await read_json(request, city.settings.max_body_bytes)
+    attrs = await city.broker.parse_fragment(entity_id, fragment)
+    mode = "noOverwrite" if "noOverwrite" in _options(options) else "append"
+    return _attrs_response(await city.broker.write_attrs(entity_id, attrs, mode))
+
+
+@router.patch("/entities/{entity_id}/attrs/{attr}", summary="Update one attribute")
+async def update_attr(
+    request: Request, entity_id: str, attr: str, city: CityDep, _: Operator
+) -> Response:
+    """Overwrite one existing attribute."""
+    body = await read_json(request, city.settings.max_body_bytes)
+    attrs = await city.broker.parse_fragment(entity_id, {attr: body})
+    outcome = await city.broker.write_attrs(entity_id, attrs, "update")
+    if attr in outcome.not_updated:
+        from citypilot.model.errors import ResourceNotFound
+
+        raise ResourceNotFound(f"{entity_id}: {outcome.not_updated[attr]}", attr)
+    return Response(status_code=204)
+
+
+@router.delete(
+    "/entities/{entity_id}/attrs/{attr}", status_code=204, summary="Delete one attribute"
+)
+async def delete_attr(entity_id: str, attr: str, city: CityDep, _: Operator) -> Response:
+    """Remove one attribute from the entity."""
+    await city.broker.delete_attr(entity_id, attr)
+    return Response(status_code=204)
+
+
+@router.post("/entityOperations/create", summary="Batch create")
+async def batch_create(request: Request, city: CityDep, _: Operator) -> Response:
+    """Create many entities: 201 with their ids, or 207 with successes and per-item errors."""
+    docs = await read_json(request, city.settings.max_body_bytes)
+    return _batch_response(await city.broker.batch_create(docs), 201, True)
+
+
+@router.post("/entityOperations/upsert", summary="Batch upsert")
+async def batch_upsert(
+    request: Request, city: CityDep, _: Operator, options: str | None = None
+) -> Response:
+    """Create or replace (``options=update``: merge into) many entities."""
+    docs = await read_json(request, city.settings.max_body_bytes)
+    replace = "update" not in _options(options)
+    return _batch_response(await city.broker.batch_upsert(docs, replace), 201, True)
+
+
+@router.post("/entityOperations/update", summary="Batch update")
+async def batch_update(
+    request: Request, city: CityDep, _: Operator, options: str | None = None
+) -> Response:
+    """Write attributes into many existing entities (``options=noOverwrite`` only adds)."""
+    docs = await read_json(request, city.settings.max_body_bytes)
+    result = await city.broker.batch_update(docs, "noOverwrite" in _options(options))
+    return _batch_response(result, 204, False)
+
+
+@router.post("/entityOperations/delete", summary="Batch delete")
+async def batch_delete(request: Request, city: CityDep, _: Operator) -> Response:
+    """Delete many entities by id."""
+    ids = await read_json(request, city.settings.max_body_bytes)
+    return _batch_response(await city.broker.batch_delete(ids), 204, False)
+
+
+@router.get("/types", summary="Entity types")
+async def list_types(city: CityDep, _: Viewer) -> Response:
+    """The registered entity types (NGSI-LD EntityTypeList)."""
+    names = city.broker.registry.names()
+    return _json(
+        {"id": "urn:ngsi-ld:EntityTypeList:citypilot", "type": "EntityTypeList", "typeList": names}
+    )

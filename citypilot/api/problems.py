@@ -1,0 +1,71 @@
+"""Errors as RFC 9457 problem details, with the NGSI-LD error types."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from citypilot.model.errors import NGSI_LD_ERRORS, CityPilotError, InvalidRequest
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+_BY_STATUS = {
+    400: "InvalidRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "ResourceNotFound",
+    405: "OperationNotSupported",
+    413: "RequestEntityTooLarge",
+    415: "UnsupportedMediaType",
+}
+
+
+def problem_response(error: CityPilotError, headers: dict[str, str] | None = None) -> Response:
+    """The HTTP response for an error."""
+    if error.status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+    return Response(
+        orjson.dumps(error.to_problem()), error.status, headers, media_type=PROBLEM_JSON
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Make every error the app can raise answer with problem details."""
+
+    @app.exception_handler(CityPilotError)
+    async def _ours(request: Request, exc: CityPilotError) -> Response:
+        return problem_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body")]
+        where = ".".join(loc) or None
+        msg = f"{where}: {first.get('msg', 'invalid')}" if where else first.get("msg", "invalid")
+        return problem_response(InvalidRequest(msg, where))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        body = {
+            "type": NGSI_LD_ERRORS + _BY_STATUS.get(exc.status_code, "InternalError"),
+            "title": str(exc.detail),
+            "status": exc.status_code,
+            "detail": str(exc.detail),
+        }
+        return Response(orjson.dumps(body), exc.status_code, media_type=PROBLEM_JSON)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        body = {
+            "type": NGSI_LD_ERRORS + "InternalError",
+            "title": "Internal error",
+            "status": 500,
+            "detail": "the server failed on this request; it is logged",
+        }
+        return Response(orjson.dumps(body), 500, media_type=PROBLEM_JSON)

@@ -1,0 +1,1 @@
+"""Benchmarks run from the CLI (``citypilot bench ...``), each against a same-run baseline."""

@@ -1,0 +1,269 @@
+"""``citypilot bench ingest`` and ``citypilot bench query``: measured against a running server.
+
+Each prints its figures and a same-run baseline, and the ratio between them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from citypilot.bench.loadclient import Connection, run_requests
+from citypilot.bench.server import server_process
+from citypilot.config import Settings
+
+console = Console()
+CENTRE = (5.04, 47.32)
+ADMIN, ADMIN_PASSWORD, DEVICE_KEY = "bench", "bench-password", "cpd_bench_device_key"
+
+
+def add_bench_commands(sub: Any) -> None:
+    """Register ``bench ingest`` and ``bench query`` on the CLI."""
+    bench = sub.add_parser("bench", help="measure speed").add_subparsers(
+        dest="bench", required=True
+    )
+    p = bench.add_parser("ingest", help="HTTP batch ingest vs raw SQLite executemany")
+    p.add_argument("--entities", type=int, default=10_000)
+    p.add_argument("--observations", type=int, default=400_000)
+    p.add_argument("--batch", type=int, default=5_000)
+    p.add_argument("--connections", type=int, default=2)
+    p.set_defaults(func=bench_ingest)
+    p = bench.add_parser("query", help="GET by id and type+bbox queries over many entities")
+    p.add_argument("--entities", type=int, default=100_000)
+    p.add_argument("--requests", type=int, default=20_000)
+    p.add_argument("--queries", type=int, default=2_000)
+    p.add_argument("--connections", type=int, default=8)
+    p.set_defaults(func=bench_query)
+
+
+def _streetlight(i: int, lon: float, lat: float) -> dict[str, Any]:
+    return {
+        "id": f"urn:ngsi-ld:Streetlight:b{i:07d}",
+        "type": "Streetlight",
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, lat]}},
+        "powerState": {"type": "Property", "value": "off"},
+        "status": {"type": "Property", "value": "ok"},
+    }
+
+
+async def _seed(data_dir: Path, n: int) -> None:
+    """Create ``n`` streetlights, an admin and a device key in a fresh store."""
+    from citypilot.broker import Broker
+    from citypilot.bus.memory import MemoryBus
+    from citypilot.model.builtin_types import BUILTIN_TYPES
+    from citypilot.model.types import TypeRegistry
+    from citypilot.security.passwords import hash_password
+    from citypilot.security.tokens import hash_device_key
+    from citypilot.store.base import Account
+    from citypilot.store.sqlite import SQLiteStore
+
+    rng = np.random.default_rng(1)
+    lons = CENTRE[0] + rng.uniform(-0.15, 0.15, n)
+    lats = CENTRE[1] + rng.uniform(-0.1, 0.1, n)
+    store = SQLiteStore(data_dir / "city.db")
+    await store.open()
+    broker = Broker(TypeRegistry(BUILTIN_TYPES), store, MemoryBus())
+    for start in range(0, n, 5000):
+        docs = [
+            _streetlight(i, float(lons[i]), float(lats[i]))
+            for i in range(start, min(n, start + 5000))
+        ]
+        await broker.batch_upsert(docs)
+    await store.put_account(Account(ADMIN, hash_password(ADMIN_PASSWORD), "admin"))
+    await store.put_device_key("bench", hash_device_key(DEVICE_KEY))
+    await store.close()
+
+
+def _ingest_bodies(n_entities: int, total: int, batch: int) -> list[bytes]:
+    base = time.time() - 86400
+    bodies = []
+    for start in range(0, total, batch):
+        items = []
+        for k in range(start, min(total, start + batch)):
+            items.append(
+                {
+                    "id": f"urn:ngsi-ld:Streetlight:b{k % n_entities:07d}",
+                    "type": "Streetlight",
+                    "observedAt": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(base + k / 10))
+                    + "Z",
+                    "attrs": {
+                        "powerConsumption": 20.0 + (k % 100) / 4,
+                        "powerState": "on" if k % 3 else "low",
+                    },
+                }
+            )
+        bodies.append(orjson.dumps(items))
+    return bodies
+
+
+async def _post_all(url: str, bodies: list[bytes], connections: int) -> tuple[float, int]:
+    host, port = url.removeprefix("http://").split(":")
+    queue = list(reversed(bodies))
+    accepted = 0
+
+    async def worker() -> None:
+        nonlocal accepted
+        conn = Connection(host, int(port), {"X-Device-Key": DEVICE_KEY})
+        await conn.open()
+        while queue:
+            status, body = await conn.request("POST", "/api/v1/ingest", queue.pop())
+            if status != 200:
+                raise RuntimeError(f"ingest answered {status}: {body[:300]!r}")
+            accepted += orjson.loads(body)["accepted"]
+        await conn.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return time.perf_counter() - start, accepted
+
+
+def _raw_sqlite_baseline(path: Path, bodies: list[bytes], n_entities: int) -> float:
+    """Seconds to executemany the same history rows into a bare SQLite table, batch by batch."""
+    rows_per_batch = []
+    for body in bodies:
+        rows = []
+        for item in orjson.loads(body):
+            eid = int(item["id"].rsplit("b", 1)[1])
+            for name, value in item["attrs"].items():
+                num = value if isinstance(value, float) else None
+                rows.append((eid, name, 0.0, num, None if num is not None else f'"{value}"'))
+        rows_per_batch.append(rows)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(
+        "CREATE TABLE history (eid INTEGER, name TEXT, observed_at REAL, num REAL, value TEXT)"
+    )
+    start = time.perf_counter()
+    for rows in rows_per_batch:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?)", rows)
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return elapsed
+
+
+def bench_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    """End-to-end HTTP batch ingest against a raw SQLite executemany of the same rows."""
+    with tempfile.TemporaryDirectory(prefix="citypilot-bench-") as tmp:
+        data = Path(tmp) / "data"
+        console.print(f"Seeding {args.entities:,} streetlights …")
+        asyncio.run(_seed(data, args.entities))
+        bodies = _ingest_bodies(args.entities, args.observations, args.batch)
+        readings = 2 * args.observations
+        with server_process(data) as url:
+            console.print(
+                f"Posting {args.observations:,} observations in batches of "
+                f"{args.batch:,} over {args.connections} connections …"
+            )
+            elapsed, accepted = asyncio.run(_post_all(url, bodies, args.connections))
+        if accepted != args.observations:
+            console.print(f"[red]only {accepted} of {args.observations} accepted[/]")
+            return 1
+        baseline = _raw_sqlite_baseline(Path(tmp) / "raw.db", bodies, args.entities)
+    ours, raw = args.observations / elapsed, args.observations / baseline
+    table = Table(title="bench ingest")
+    for col in ("path", "observations/s", "readings/s", "seconds"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        "CityPilot HTTP ingest (end to end)",
+        f"{ours:,.0f}",
+        f"{readings / elapsed:,.0f}",
+        f"{elapsed:.2f}",
+    )
+    table.add_row(
+        "baseline: raw SQLite executemany",
+        f"{raw:,.0f}",
+        f"{readings / baseline:,.0f}",
+        f"{baseline:.2f}",
+    )
+    console.print(table)
+    console.print(f"ratio CityPilot / raw SQLite: [bold]{ours / raw:.3f}[/] (1/{raw / ours:.1f})")
+    return 0
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values) * 1000, q))
+
+
+def bench_query(args: argparse.Namespace, settings: Settings) -> int:
+    """GET by id and type+bbox queries against a raw SQLite primary-key lookup baseline."""
+    import httpx
+
+    with tempfile.TemporaryDirectory(prefix="citypilot-bench-") as tmp:
+        data = Path(tmp) / "data"
+        console.print(f"Seeding {args.entities:,} streetlights …")
+        asyncio.run(_seed(data, args.entities))
+        rng = np.random.default_rng(2)
+        id_paths = [
+            f"/ngsi-ld/v1/entities/urn:ngsi-ld:Streetlight:b{int(i):07d}"
+            for i in rng.integers(0, args.entities, args.requests)
+        ]
+        boxes = []
+        for _ in range(args.queries):
+            lon = CENTRE[0] + rng.uniform(-0.14, 0.14)
+            lat = CENTRE[1] + rng.uniform(-0.09, 0.09)
+            boxes.append(
+                f"/ngsi-ld/v1/entities?type=Streetlight&bbox={lon:.5f},{lat:.5f},"
+                f"{lon + 0.01:.5f},{lat + 0.007:.5f}&limit=100"
+            )
+        with server_process(data) as url:
+            token = httpx.post(
+                url + "/api/v1/auth/token", data={"username": ADMIN, "password": ADMIN_PASSWORD}
+            ).json()["access_token"]
+            host, port = url.removeprefix("http://").split(":")
+            auth = {"Authorization": f"Bearer {token}"}
+            el_id, lat_id, fail_id = asyncio.run(
+                run_requests(host, int(port), auth, id_paths, args.connections)
+            )
+            el_box, lat_box, fail_box = asyncio.run(run_requests(host, int(port), auth, boxes, 1))
+            sample = httpx.get(url + boxes[0], headers=auth).json()
+        raw = _raw_lookup_baseline(data / "city.db", args.requests, args.entities)
+    table = Table(title=f"bench query ({args.entities:,} entities)")
+    for col in ("query", "requests/s", "p50 ms", "p95 ms", "errors"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"GET by id ({args.connections} connections)",
+        f"{args.requests / el_id:,.0f}",
+        f"{_pct(lat_id, 50):.2f}",
+        f"{_pct(lat_id, 95):.2f}",
+        str(fail_id),
+    )
+    table.add_row(
+        "type + bbox (~1 km², limit 100, 1 connection)",
+        f"{args.queries / el_box:,.0f}",
+        f"{_pct(lat_box, 50):.2f}",
+        f"{_pct(lat_box, 95):.2f}",
+        str(fail_box),
+    )
+    table.add_row("baseline: raw SQLite SELECT by primary key", f"{raw:,.0f}", "", "", "")
+    console.print(table)
+    console.print(f"(a sample bbox query returned {len(sample)} entities)")
+    console.print(
+        f"ratio GET by id / raw SQLite lookup: [bold]{args.requests / el_id / raw:.4f}[/]"
+    )
+    return 0 if fail_id == fail_box == 0 else 1
+
+
+def _raw_lookup_baseline(path: Path, n: int, entities: int) -> float:
+    """Lookups/s of one attribute row by primary key, straight from SQLite."""
+    conn = sqlite3.connect(path)
+    rng = np.random.default_rng(3)
+    eids = [int(e) for e in rng.integers(1, entities + 1, n)]
+    start = time.perf_counter()
+    for eid in eids:
+        conn.execute("SELECT name, value FROM attrs WHERE eid = ?", (eid,)).fetchall()
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return n / elapsed if elapsed else float("inf")

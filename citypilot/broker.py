@@ -1,0 +1,328 @@
+"""The context broker: every write to the city goes through here.
+
+It checks input against the type registry, hands checked data to the store,
+and publishes what changed on the bus. The HTTP API, the MQTT adapter and the
+demo loader all call it; none of them touches the store for writes directly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from citypilot.bus.base import EventBus
+from citypilot.model.entity import Attribute, Entity, parse_attributes, parse_entity
+from citypilot.model.errors import AlreadyExists, BadRequestData, CityPilotError, ResourceNotFound
+from citypilot.model.ids import check_entity_id
+from citypilot.model.observation import Reading, parse_observation
+from citypilot.model.timeutil import MAX_FUTURE_SKEW_S, format_instant
+from citypilot.model.types import EntityType, TypeRegistry, entity_type_from_json
+from citypilot.store.base import AttributeWrite, DeadLetter, EntityRef, Store, WriteMode
+
+CHANGED = "entities.changed"
+DELETED = "entities.deleted"
+
+
+@dataclass
+class ItemError:
+    """Why one item of a batch was refused."""
+
+    index: int
+    entity_id: str | None
+    error: CityPilotError
+
+    def to_json(self) -> dict[str, Any]:
+        """The per-item error as the API reports it."""
+        return {"index": self.index, "entityId": self.entity_id, "error": self.error.to_problem()}
+
+
+@dataclass
+class BatchResult:
+    """The outcome of a batch: ids that succeeded and per-item errors."""
+
+    success: list[str] = field(default_factory=list)
+    errors: list[ItemError] = field(default_factory=list)
+
+
+@dataclass
+class IngestResult:
+    """The outcome of an ingest batch: how many observations were accepted, and errors."""
+
+    accepted: int = 0
+    readings: int = 0
+    errors: list[ItemError] = field(default_factory=list)
+
+
+def _item_id(raw: Any) -> str | None:
+    value = raw.get("id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) else None
+
+
+class Broker:
+    """Validates, stores and publishes every change to the city's entities."""
+
+    def __init__(self, registry: TypeRegistry, store: Store, bus: EventBus) -> None:
+        self.registry = registry
+        self.store = store
+        self.bus = bus
+
+    # -- types -------------------------------------------------------------
+    async def load_registered_types(self) -> None:
+        """Register the types kept in the store (added at run time earlier)."""
+        for doc in await self.store.list_types():
+            self.registry.register(entity_type_from_json(doc))
+
+    async def register_type(self, doc: Any) -> EntityType:
+        """Check and register a type, keeping it in the store so it survives restarts."""
+        entity_type = entity_type_from_json(doc)
+        await self.store.put_type(entity_type.name, entity_type.to_json())
+        self.registry.register(entity_type)
+        return self.registry.get(entity_type.name)
+
+    # -- publishing ----------------------------------------------------------
+    async def _publish(self, readings: Sequence[Reading], refs: dict[str, EntityRef]) -> None:
+        if not readings:
+            return
+        now = time.time()
+        changes: dict[str, dict[str, Any]] = {}
+        loads = orjson.loads
+        for r in readings:
+            change = changes.get(r.entity_id)
+            if change is None:
+                ref = refs.get(r.entity_id)
+                change = changes[r.entity_id] = {
+                    "id": r.entity_id,
+                    "type": ref.type if ref else r.entity_id.split(":")[2],
+                    "attrs": {},
+                    "observedAt": now if r.observed_at is None else r.observed_at,
+                    "lon": ref.lon if ref else None,
+                    "lat": ref.lat if ref else None,
+                }
+            value = loads(r.value)
+            change["attrs"][r.name] = value
+            if r.observed_at is not None and r.observed_at > change["observedAt"]:
+                change["observedAt"] = r.observed_at
+            if r.name == "location" and value.get("type") == "Point":
+                change["lon"], change["lat"] = value["coordinates"][:2]
+        for change in changes.values():
+            change["observedAt"] = format_instant(change["observedAt"])
+        await self.bus.publish(CHANGED, {"changes": list(changes.values())})
+
+    async def _publish_entities(self, entities: Sequence[Entity], now: float) -> None:
+        from citypilot.store.common import attribute_readings
+
+        readings = [r for e in entities for r in attribute_readings(e.id, e.attrs, now)]
+        await self._publish(readings, await self.store.lookup([e.id for e in entities]))
+
+    # -- entities ------------------------------------------------------------
+    async def create_entity(self, doc: Any) -> Entity:
+        """Create one entity; AlreadyExists if its id is taken."""
+        entity = parse_entity(doc, self.registry)
+        now = time.time()
+        if await self.store.create_entities([entity], now):
+            raise AlreadyExists(f"entity {entity.id} exists already", "id")
+        await self._publish_entities([entity], now)
+        return entity
+
+    def _parse_batch(self, docs: Any, result: BatchResult) -> list[tuple[int, Entity]]:
+        if not isinstance(docs, list):
+            raise BadRequestData("body must be a JSON array of entities", "body")
+        parsed, seen = [], set()
+        for i, doc in enumerate(docs):
+            try:
+                entity = parse_entity(doc, self.registry, f"[{i}]")
+                if entity.id in seen:
+                    raise BadRequestData(
+                        f"[{i}].id {entity.id} appears twice in the batch", f"[{i}].id"
+                    )
+                seen.add(entity.id)
+                parsed.append((i, entity))
+            except CityPilotError as exc:
+                result.errors.append(ItemError(i, _item_id(doc), exc))
+        return parsed
+
+    async def batch_create(self, docs: Any) -> BatchResult:
+        """Create many entities; each succeeds or fails on its own."""
+        result = BatchResult()
+        parsed = self._parse_batch(docs, result)
+        now = time.time()
+        refused = set(await self.store.create_entities([e for _, e in parsed], now))
+        created = []
+        for i, entity in parsed:
+            if entity.id in refused:
+                err = AlreadyExists(f"entity {entity.id} exists already", f"[{i}].id")
+                result.errors.append(ItemError(i, entity.id, err))
+            else:
+                created.append(entity)
+                result.success.append(entity.id)
+        await self._publish_entities(created, now)
+        return result
+
+    async def batch_upsert(self, docs: Any, replace: bool = True) -> BatchResult:
+        """Create or replace (or, with ``replace=False``, merge into) many entities."""
+        result = BatchResult()
+        parsed = self._parse_batch(docs, result)
+        now = time.time()
+        entities = [e for _, e in parsed]
+        await self.store.upsert_entities(entities, now, replace)
+        result.success.extend(e.id for e in entities)
+        await self._publish_entities(entities, now)
+        return result
+
+    async def batch_update(self, docs: Any, no_overwrite: bool = False) -> BatchResult:
+        """Write attributes into many existing entities."""
+        result = BatchResult()
+        parsed = self._parse_batch(docs, result)
+        mode: WriteMode = "noOverwrite" if no_overwrite else "append"
+        for i, entity in parsed:
+            try:
+                await self.write_attrs(entity.id, entity.attrs, mode)
+                result.success.append(entity.id)
+            except CityPilotError as exc:
+                result.errors.append(ItemError(i, entity.id, exc))
+        return result
+
+    async def batch_delete(self, ids: Any) -> BatchResult:
+        """Delete many entities by id."""
+        result = BatchResult()
+        if not isinstance(ids, list):
+            raise BadRequestData("body must be a JSON array of entity ids", "body")
+        valid = []
+        for i, entity_id in enumerate(ids):
+            try:
+                valid.append(check_entity_id(entity_id, f"[{i}]"))
+            except CityPilotError as exc:
+                result.errors.append(ItemError(i, None, exc))
+        deleted = set(await self.store.delete_entities(valid))
+        for i, entity_id in enumerate(ids):
+            if entity_id in deleted:
+                result.success.append(entity_id)
+            elif entity_id in valid:
+                err = ResourceNotFound(f"entity {entity_id} does not exist", f"[{i}]")
+                result.errors.append(ItemError(i, entity_id, err))
+        if deleted:
+            await self.bus.publish(DELETED, {"ids": sorted(deleted)})
+        return result
+
+    async def get_entity(self, entity_id: str) -> Entity:
+        """One entity; ResourceNotFound if there is none."""
+        check_entity_id(entity_id)
+        entity = await self.store.get_entity(entity_id)
+        if entity is None:
+            raise ResourceNotFound(f"entity {entity_id} does not exist", "id")
+        return entity
+
+    async def parse_fragment(self, entity_id: str, fragment: Any) -> dict[str, Attribute]:
+        """Check an attribute fragment against the type of an existing entity."""
+        check_entity_id(entity_id)
+        refs = await self.store.lookup([entity_id])
+        if entity_id not in refs:
+            raise ResourceNotFound(f"entity {entity_id} does not exist", "id")
+        if not isinstance(fragment, dict):
+            raise BadRequestData("body must be a JSON object of attributes", "body")
+        attrs = parse_attributes(self.registry.get(refs[entity_id].type), self.registry, fragment)
+        if not attrs:
+            raise BadRequestData("body names no attribute", "body")
+        return attrs
+
+    async def write_attrs(
+        self, entity_id: str, attrs: dict[str, Attribute], mode: WriteMode
+    ) -> AttributeWrite:
+        """Write checked attributes into an entity and publish what changed."""
+        now = time.time()
+        outcome = await self.store.write_attributes(entity_id, attrs, now, mode)
+        if outcome is None:
+            raise ResourceNotFound(f"entity {entity_id} does not exist", "id")
+        from citypilot.store.common import attribute_readings
+
+        written = {n: attrs[n] for n in outcome.updated}
+        await self._publish(
+            attribute_readings(entity_id, written, now), await self.store.lookup([entity_id])
+        )
+        return outcome
+
+    async def delete_entity(self, entity_id: str) -> None:
+        """Delete one entity; ResourceNotFound if there is none."""
+        check_entity_id(entity_id)
+        if not await self.store.delete_entities([entity_id]):
+            raise ResourceNotFound(f"entity {entity_id} does not exist", "id")
+        await self.bus.publish(DELETED, {"ids": [entity_id]})
+
+    async def delete_attr(self, entity_id: str, name: str) -> None:
+        """Remove one attribute of an entity."""
+        check_entity_id(entity_id)
+        found = await self.store.delete_attribute(entity_id, name, time.time())
+        if found is None:
+            raise ResourceNotFound(f"entity {entity_id} does not exist", "id")
+        if not found:
+            raise ResourceNotFound(f"entity {entity_id} has no attribute {name!r}", name)
+
+    # -- device observations -------------------------------------------------
+    async def ingest(
+        self,
+        items: Sequence[Any],
+        source: str,
+        raw_items: Sequence[bytes] | None = None,
+        positions: Sequence[int] | None = None,
+    ) -> IngestResult:
+        """Check, store and publish a batch of compact observations.
+
+        Each observation is accepted or refused whole; refused ones are answered
+        per item and kept as dead letters with their raw payload. ``positions``
+        gives each item's index in the request (default: its index in ``items``).
+        """
+        result = IngestResult()
+        latest_allowed = time.time() + MAX_FUTURE_SKEW_S
+        registry = self.registry
+        pos = positions if positions is not None else range(len(items))
+        per_item: list[tuple[int, list[Reading]]] = []
+        for i, raw in enumerate(items):
+            try:
+                per_item.append(
+                    (i, parse_observation(raw, registry, f"[{pos[i]}]", latest_allowed))
+                )
+            except CityPilotError as exc:
+                result.errors.append(ItemError(i, _item_id(raw), exc))
+        refs = await self.store.lookup({readings[0].entity_id for _, readings in per_item})
+        good: list[Reading] = []
+        for i, readings in per_item:
+            entity_id = readings[0].entity_id
+            if entity_id in refs:
+                good.extend(readings)
+                result.accepted += 1
+            else:
+                where = f"[{pos[i]}].id"
+                err = ResourceNotFound(f"{where}: entity {entity_id} does not exist", where)
+                result.errors.append(ItemError(i, entity_id, err))
+        result.readings = len(good)
+        if good:
+            applied = await self.store.apply_readings(good, time.time())
+            await self._publish(applied, refs)
+        if result.errors:
+            await self.dead_letter(items, result.errors, source, raw_items)
+            for err in result.errors:
+                err.index = pos[err.index]
+        result.errors.sort(key=lambda e: e.index)
+        return result
+
+    async def dead_letter(
+        self,
+        items: Sequence[Any],
+        errors: Sequence[ItemError],
+        source: str,
+        raw_items: Sequence[bytes] | None = None,
+    ) -> None:
+        """Keep refused items with their reason and raw payload."""
+        now = time.time()
+        letters = []
+        for err in errors:
+            if raw_items is not None:
+                payload = raw_items[err.index].decode("utf-8", "replace")
+            else:
+                payload = orjson.dumps(items[err.index], default=str).decode()
+            letters.append(DeadLetter(now, source, err.error.detail, err.error.field, payload))
+        await self.store.add_dead_letters(letters)

@@ -1,0 +1,142 @@
+"""The ``citypilot`` command: serve, users, devices, bench, and (from the twin) demo tools.
+
+Every command reads the same settings as the server: ``--config FILE`` (TOML)
+then ``CITYPILOT_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+
+from citypilot.config import Settings, load_settings
+from citypilot.model.errors import CityPilotError
+
+console = Console(stderr=True)
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the HTTP API until interrupted."""
+    import uvicorn
+
+    from citypilot.api.app import create_app
+
+    where = settings.postgres_dsn if settings.store == "postgres" else settings.data_path
+    console.print(f"CityPilot {settings.store} store: [bold]{where}[/]")
+    console.print(f"API on http://{settings.host}:{settings.port}  (docs at /docs)")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        ws_max_size=1 << 20,
+    )
+    return 0
+
+
+async def _with_store(settings: Settings, action: Callable) -> object:
+    from citypilot.store.factory import open_store
+
+    store = open_store(settings)
+    await store.open()
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
+def users_add(args: argparse.Namespace, settings: Settings) -> int:
+    """Create or replace a person's account (asks for the password when not given)."""
+    from citypilot.security.passwords import hash_password
+    from citypilot.store.base import Account
+
+    password = args.password
+    if password is None:
+        password = getpass.getpass(f"Password for {args.name}: ")
+        if password != getpass.getpass("Again: "):
+            console.print("[red]The passwords differ.[/]")
+            return 2
+    if len(password) < 8:
+        console.print("[red]A password needs at least 8 characters.[/]")
+        return 2
+    account = Account(args.name, hash_password(password), args.role)
+    asyncio.run(_with_store(settings, lambda store: store.put_account(account)))
+    console.print(f"User [bold]{args.name}[/] ({args.role}) saved.")
+    return 0
+
+
+def devices_add(args: argparse.Namespace, settings: Settings) -> int:
+    """Create (or rotate) a device gateway's ingest key and print it once."""
+    from citypilot.security.tokens import hash_device_key, new_device_key
+
+    key = args.key or new_device_key()
+    asyncio.run(_with_store(settings, lambda s: s.put_device_key(args.name, hash_device_key(key))))
+    console.print(f"Device key for [bold]{args.name}[/] (shown once; send it as X-Device-Key):")
+    print(key)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(prog="citypilot", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="TOML settings file")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the HTTP API")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=serve)
+
+    users = sub.add_parser("users", help="people who log in").add_subparsers(
+        dest="action", required=True
+    )
+    p = users.add_parser("add", help="create or replace a user")
+    p.add_argument("name")
+    p.add_argument("--role", choices=("viewer", "operator", "admin"), default="viewer")
+    p.add_argument("--password", help="asked for when not given")
+    p.set_defaults(func=users_add)
+
+    devices = sub.add_parser("devices", help="device gateway keys").add_subparsers(
+        dest="action", required=True
+    )
+    p = devices.add_parser("add", help="create or rotate a device key")
+    p.add_argument("name")
+    p.add_argument("--key", help="use this key instead of a random one")
+    p.set_defaults(func=devices_add)
+
+    from citypilot.bench.cli import add_bench_commands
+    from citypilot.demo import add_demo_command
+
+    add_bench_commands(sub)
+    add_demo_command(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``citypilot`` command."""
+    args = build_parser().parse_args(argv)
+    overrides = {k: getattr(args, k, None) for k in ("host", "port")}
+    try:
+        settings = load_settings(args.config, **overrides)
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]Cannot read the settings:[/] {exc}")
+        return 2
+    try:
+        return args.func(args, settings)
+    except CityPilotError as exc:
+        console.print(f"[red]{exc.detail}[/]")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Settings: one class read by the server and every CLI command.
+
+Sources, strongest first: ``CITYPILOT_*`` environment variables, the TOML file
+given with ``--config`` (or ``CITYPILOT_CONFIG``), then the defaults below, which
+run the embedded store in ``./citypilot-data``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+DEFAULT_DATA_DIR = "citypilot-data"
+
+
+class Settings(BaseSettings):
+    """Everything CityPilot can be configured with."""
+
+    model_config = SettingsConfigDict(env_prefix="CITYPILOT_", extra="forbid")
+
+    data_dir: Path = Field(Path(DEFAULT_DATA_DIR), description="Embedded store directory")
+    store: Literal["sqlite", "postgres"] = Field("sqlite", description="State/history backend")
+    postgres_dsn: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/citypilot", description="PostgreSQL connection"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    mqtt_url: str | None = Field(None, description="e.g. mqtt://127.0.0.1:1883; None: no MQTT")
+    mqtt_topic_root: str = "citypilot"
+    jwt_secret: str | None = Field(None, description="Token signing key; kept in data_dir if unset")
+    token_ttl_s: int = Field(12 * 3600, ge=60)
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    max_batch_items: int = Field(50_000, ge=1)
+    types_file: Path | None = Field(None, description="TOML/JSON file of extra entity types")
+    stream_interval_ms: int = Field(250, ge=20, le=10_000)
+    log_level: str = "info"
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _refuse_weak_secret(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) < 32 or value in {"secret", "changeme"}):
+            raise ValueError("jwt_secret must be at least 32 characters and not a default")
+        return value
+
+    @property
+    def data_path(self) -> Path:
+        """The data directory, absolute."""
+        return self.data_dir.expanduser().resolve()
+
+    def signing_key(self) -> str:
+        """The token signing key: configured, or generated once and kept in the data dir."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.data_path / "jwt-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment over init values (the TOML file) over defaults."""
+        return (env_settings, init_settings)
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read the TOML file (``--config`` or ``CITYPILOT_CONFIG``), then the environment."""
+    path = config_file or os.environ.get("CITYPILOT_CONFIG")
+    values: dict[str, Any] = {}
+    if path:
+        with open(path, "rb") as fh:
+            values = tomllib.load(fh)
+        values = values.get("citypilot", values)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)

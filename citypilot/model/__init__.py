@@ -1,0 +1,1 @@
+"""The city model: entities, attributes, types, geometry, ids and validation."""

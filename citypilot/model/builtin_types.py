@@ -1,0 +1,411 @@
+"""The city's built-in entity types, after the FIWARE Smart Data Models where one exists.
+
+Units are UN/CEFACT common codes (WTT watt, KWH kilowatt-hour, KMH km/h, MTR metre,
+SEC second, DD degree, GQ microgram per cubic metre, P1 percent, CEL degree Celsius,
+MQS cubic metre per second, LUX lux, C62 one/unitless).
+"""
+
+from __future__ import annotations
+
+from citypilot.model.types import AttributeSpec, CommandSpec, EntityType
+
+
+def _num(
+    name: str,
+    unit: str | None,
+    lo: float | None,
+    hi: float | None,
+    doc: str = "",
+    integer: bool = False,
+) -> AttributeSpec:
+    return AttributeSpec(
+        name, "Property", "integer" if integer else "number", unit, lo, hi, description=doc
+    )
+
+
+def _choice(name: str, *choices: str, doc: str = "") -> AttributeSpec:
+    return AttributeSpec(name, "Property", "string", choices=choices, description=doc)
+
+
+def _text(name: str, doc: str = "") -> AttributeSpec:
+    return AttributeSpec(name, "Property", "string", description=doc)
+
+
+def _flag(name: str, doc: str = "") -> AttributeSpec:
+    return AttributeSpec(name, "Property", "boolean", description=doc)
+
+
+def _obj(name: str, doc: str = "") -> AttributeSpec:
+    return AttributeSpec(name, "Property", "object", description=doc)
+
+
+def _when(name: str, doc: str = "") -> AttributeSpec:
+    return AttributeSpec(name, "Property", "datetime", description=doc)
+
+
+def _ref(name: str, target: str, doc: str = "") -> AttributeSpec:
+    return AttributeSpec(name, "Relationship", "string", target=target, description=doc)
+
+
+def _attrs(*specs: AttributeSpec) -> dict[str, AttributeSpec]:
+    return {s.name: s for s in specs}
+
+
+def _cmd(name: str, doc: str, *params: AttributeSpec) -> CommandSpec:
+    return CommandSpec(name, {p.name: p for p in params}, doc)
+
+
+def _commands(*cmds: CommandSpec) -> dict[str, CommandSpec]:
+    return {c.name: c for c in cmds}
+
+
+#: Attributes every entity may carry, whatever its type.
+COMMON_ATTRIBUTES: dict[str, AttributeSpec] = _attrs(
+    AttributeSpec("location", "GeoProperty", "object", description="GeoJSON geometry"),
+    _text("name", "Human-readable name"),
+    _text("description"),
+    _obj("address", "schema.org PostalAddress: streetAddress, addressLocality, postalCode"),
+    _text("department", "The service (silo) that runs the asset"),
+    _ref("refMunicipality", "Municipality", "The municipality the asset lies in"),
+    _ref("refZone", "Zone"),
+    _text("source", "Where the data comes from"),
+    _text("serialNumber"),
+    _when("dateInstalled"),
+)
+
+_VEHICLE = (
+    _num("speed", "KMH", 0, 250, "Current speed"),
+    _num("bearing", "DD", 0, 360, "Heading, degrees clockwise from north"),
+    _when("dateLastMoved"),
+)
+_TRANSIT = (
+    *_VEHICLE,
+    _text("routeId", "GTFS route_id"),
+    _text("tripId", "GTFS trip_id"),
+    _text("nextStop", "GTFS stop_id of the next stop"),
+    _num("delay", "SEC", -3600, 14400, "Seconds behind (+) or ahead (-) of the timetable"),
+    _num("occupancy", "P1", 0, 200, "Load as percent of seated+standing capacity"),
+    _num("passengerCount", "C62", 0, 400, integer=True),
+    _choice("status", "inService", "outOfService", "atDepot", "breakdown"),
+)
+_UNIT = (
+    *_VEHICLE,
+    _text("callSign"),
+    _ref("refHomeBase", "Building"),
+    _ref("refIncident", "Incident"),
+)
+
+BUILTIN_TYPES: tuple[EntityType, ...] = (
+    EntityType(
+        "Streetlight",
+        "lighting",
+        "A street lamp on a column",
+        "Streetlighting/Streetlight",
+        _attrs(
+            _choice("powerState", "on", "off", "low", "bootingUp"),
+            _choice(
+                "status", "ok", "defectiveLamp", "columnIssue", "brokenLantern", "cabinetFault"
+            ),
+            _num("powerConsumption", "WTT", 0, 2000, "Instantaneous power draw"),
+            _num("illuminanceLevel", "C62", 0, 1, "Dimming level, 0 off .. 1 full"),
+            _num("lanternHeight", "MTR", 0, 40),
+            _text("lampTechnology"),
+            _ref("refStreetlightControlCabinet", "StreetlightControlCabinet"),
+            _when("dateLastSwitchingOn"),
+            _when("dateLastLampChange"),
+        ),
+        _commands(
+            _cmd("switchOn", "Switch the lamp on"),
+            _cmd("switchOff", "Switch the lamp off"),
+            _cmd("dim", "Set the dimming level", _num("level", "C62", 0, 1)),
+        ),
+    ),
+    EntityType(
+        "TrafficSignal",
+        "traffic",
+        "Signal controller at a junction",
+        "Transportation/TrafficLight",
+        _attrs(
+            _choice("phase", "red", "amber", "green", "flashingAmber", "off"),
+            _choice("controlMode", "fixedTime", "actuated", "priority", "manual", "off"),
+            _choice("status", "ok", "fault", "lampFailure", "communicationLoss"),
+            _num(
+                "vehicleCount",
+                "C62",
+                0,
+                100000,
+                "Vehicles counted in the last interval",
+                integer=True,
+            ),
+            _num("queueLength", "MTR", 0, 5000),
+            _num("cycleTime", "SEC", 0, 600),
+        ),
+        _commands(
+            _cmd(
+                "requestPriority",
+                "Give green to an approaching vehicle",
+                _num("bearing", "DD", 0, 360),
+                _num("duration", "SEC", 1, 600),
+            ),
+            _cmd(
+                "setMode",
+                "Change the control mode",
+                _choice("mode", "fixedTime", "actuated", "priority", "manual", "off"),
+            ),
+        ),
+    ),
+    EntityType(
+        "Camera",
+        "security",
+        "CCTV or analytics camera",
+        "Device/Device",
+        _attrs(
+            _choice("status", "online", "offline", "fault", "recording"),
+            _choice("cameraUsage", "cctv", "trafficAnalytics", "enforcement", "crowd"),
+            _num("crowdCount", "C62", 0, 100000, integer=True),
+            _obj("lastEvent", "Last analytics event: kind, plate (pseudonymised), at"),
+            _num("pan", "DD", 0, 360),
+        ),
+        _commands(
+            _cmd(
+                "gotoPreset",
+                "Point the camera at a preset",
+                _num("preset", "C62", 0, 255, integer=True),
+            ),
+            _cmd("startRecording", "Record the stream", _num("duration", "SEC", 1, 86400)),
+        ),
+    ),
+    EntityType(
+        "Tram",
+        "transit",
+        "Tram vehicle in service",
+        "Transportation/Vehicle",
+        _attrs(*_TRANSIT),
+        _commands(_cmd("holdAtStop", "Hold at the next stop", _num("seconds", "SEC", 1, 900))),
+    ),
+    EntityType(
+        "Bus",
+        "transit",
+        "Bus in service",
+        "Transportation/Vehicle",
+        _attrs(*_TRANSIT),
+        _commands(
+            _cmd("holdAtStop", "Hold at the next stop", _num("seconds", "SEC", 1, 900)),
+            _cmd("detour", "Follow a detour", _text("detourId")),
+        ),
+    ),
+    EntityType(
+        "BikeStation",
+        "mobility",
+        "Bike-sharing docking station",
+        "Transportation/BikeHireDockingStation",
+        _attrs(
+            _num("availableBikeNumber", "C62", 0, 500, integer=True),
+            _num("freeSlotNumber", "C62", 0, 500, integer=True),
+            _num("totalSlotNumber", "C62", 0, 500, integer=True),
+            _choice(
+                "status",
+                "working",
+                "outOfService",
+                "withIncidence",
+                "full",
+                "almostFull",
+                "empty",
+                "almostEmpty",
+            ),
+        ),
+    ),
+    EntityType(
+        "ParkingSpot",
+        "parking",
+        "On-street parking space with an occupancy sensor",
+        "Parking/ParkingSpot",
+        _attrs(
+            _choice("status", "free", "occupied", "closed", "unknown"),
+            _choice("category", "onStreet", "offStreet", "disabled", "electricCharging"),
+            _num("occupancyDuration", "SEC", 0, 30 * 86400),
+            _ref("refParkingSite", "ParkingSite"),
+        ),
+    ),
+    EntityType(
+        "DeliveryArea",
+        "parking",
+        "Goods delivery bay with an occupancy sensor",
+        "Parking/ParkingSpot",
+        _attrs(
+            _choice("status", "free", "occupied", "closed", "unknown"),
+            _num("occupancyDuration", "SEC", 0, 30 * 86400),
+            _num("maximumParkingDuration", "SEC", 0, 86400),
+            _flag("overstay", "Occupied for longer than allowed"),
+        ),
+    ),
+    EntityType(
+        "AirQualityObserved",
+        "environment",
+        "Air quality monitoring station",
+        "Environment/AirQualityObserved",
+        _attrs(
+            _num("no2", "GQ", 0, 2000, "Nitrogen dioxide"),
+            _num("pm10", "GQ", 0, 2000),
+            _num("pm25", "GQ", 0, 2000),
+            _num("o3", "GQ", 0, 2000, "Ozone"),
+            _num("temperature", "CEL", -60, 60),
+            _num("relativeHumidity", "P1", 0, 100),
+            _num("airQualityIndex", "C62", 0, 500, integer=True),
+            _choice(
+                "airQualityLevel",
+                "good",
+                "moderate",
+                "unhealthyForSensitive",
+                "unhealthy",
+                "veryUnhealthy",
+                "hazardous",
+            ),
+        ),
+    ),
+    EntityType(
+        "WaterLevelSensor",
+        "water",
+        "River or network water level gauge",
+        "Environment/WaterObserved",
+        _attrs(
+            _num("waterLevel", "MTR", -50, 100, "Stage above the gauge datum"),
+            _num("alertLevel", "MTR", -50, 100, "Stage at which flooding starts"),
+            _num("flow", "MQS", 0, 100000),
+            _num("rainfall", "MMT", 0, 500, "Rain in the last hour, millimetres"),
+            _choice("status", "ok", "fault", "offline"),
+        ),
+    ),
+    EntityType(
+        "WaterQualityObserved",
+        "water",
+        "Water quality probe",
+        "Environment/WaterQualityObserved",
+        _attrs(
+            _num("pH", "C62", 0, 14),
+            _num("turbidity", "NTU", 0, 4000),
+            _num("conductivity", "D10", 0, 100),
+            _num("temperature", "CEL", -5, 50),
+            _num("dissolvedOxygen", "M1", 0, 50),
+            _choice("status", "ok", "fault", "offline"),
+        ),
+    ),
+    EntityType(
+        "Building",
+        "buildings",
+        "Public building",
+        "Building/Building",
+        _attrs(
+            _choice(
+                "category",
+                "townHall",
+                "school",
+                "library",
+                "sportsCentre",
+                "museum",
+                "office",
+                "depot",
+                "policeStation",
+                "fireStation",
+                "hospital",
+                "other",
+            ),
+            _num("floorsAboveGround", "C62", 0, 200, integer=True),
+            _num("occupancy", "C62", 0, 100000, "People inside", integer=True),
+            _choice("status", "open", "closed", "lockdown", "evacuated"),
+        ),
+        _commands(
+            _cmd("lockdown", "Lock every access point of the building"),
+            _cmd("release", "Return every access point to normal"),
+        ),
+    ),
+    EntityType(
+        "AccessPoint",
+        "buildings",
+        "Badge reader on a building door",
+        "Building/Device",
+        _attrs(
+            _choice("status", "online", "offline", "fault"),
+            _flag("locked"),
+            _flag("badgesEnabled"),
+            _num("accessCount", "C62", 0, 1000000, "Accesses since midnight", integer=True),
+            _obj("lastAccess", "Last access: badge (pseudonymised), result, at"),
+            _ref("refBuilding", "Building"),
+        ),
+        _commands(
+            _cmd("lock", "Lock the door"),
+            _cmd("unlock", "Unlock the door"),
+            _cmd("disableBadges", "Refuse every badge until enabled again"),
+            _cmd("enableBadges", "Accept badges again"),
+        ),
+    ),
+    EntityType(
+        "PoliceUnit",
+        "police",
+        "Police patrol unit",
+        "Transportation/Vehicle",
+        _attrs(
+            *_UNIT,
+            _choice("status", "available", "patrolling", "dispatched", "onScene", "offDuty"),
+        ),
+        _commands(
+            _cmd("dispatch", "Send the unit to an incident", _ref("refIncident", "Incident"))
+        ),
+    ),
+    EntityType(
+        "TechnicalVehicle",
+        "technical",
+        "Municipal technical service vehicle",
+        "Transportation/Vehicle",
+        _attrs(
+            *_UNIT,
+            _choice(
+                "vehicleType",
+                "repair",
+                "lighting",
+                "sweeper",
+                "tow",
+                "gritter",
+                "water",
+                "fireEngine",
+                "ambulance",
+            ),
+            _choice("status", "available", "onRoute", "working", "atBase", "outOfService"),
+        ),
+        _commands(
+            _cmd("dispatch", "Send the vehicle to an incident", _ref("refIncident", "Incident"))
+        ),
+    ),
+    EntityType(
+        "Zone",
+        "planning",
+        "Zoning polygon",
+        "PointOfInterest/Zone",
+        _attrs(
+            _choice(
+                "category",
+                "residential",
+                "commercial",
+                "industrial",
+                "park",
+                "centre",
+                "floodProne",
+                "lowEmission",
+                "pedestrian",
+                "other",
+            ),
+            _num("population", "C62", 0, 10**8, integer=True),
+        ),
+    ),
+    EntityType(
+        "Municipality",
+        "administration",
+        "Member municipality of the metropole",
+        "Administration/Municipality",
+        _attrs(
+            _num("population", "C62", 0, 10**9, integer=True),
+            _num("areaServed", "KMK", 0, 100000, "Area in square kilometres"),
+            _text("code", "Official municipality code"),
+        ),
+    ),
+)

@@ -1,0 +1,297 @@
+"""The type registry: which entity types the city has, their attributes, units, ranges, commands.
+
+A type is declared once (built in, through the admin API, or in a config file) and
+compiled into fast per-attribute validators used on the ingest hot path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from citypilot.model.errors import BadRequestData
+
+ValueKind = Literal["number", "integer", "string", "boolean", "object", "array", "datetime"]
+AttrKind = Literal["Property", "Relationship", "GeoProperty"]
+VALUE_KINDS: frozenset[str] = frozenset(
+    {"number", "integer", "string", "boolean", "object", "array", "datetime"}
+)
+ATTR_KINDS: frozenset[str] = frozenset({"Property", "Relationship", "GeoProperty"})
+MAX_STRING = 1024
+
+#: Validates one attribute value and returns (normalised value, numeric value or None).
+Checker = Callable[[Any, str], tuple[Any, float | None]]
+
+
+@dataclass(frozen=True)
+class AttributeSpec:
+    """One attribute of a type: kind, value kind, unit (UN/CEFACT code), range or choices."""
+
+    name: str
+    kind: AttrKind = "Property"
+    value: ValueKind = "number"
+    unit: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+    description: str = ""
+    target: str | None = None  # entity type a Relationship points to
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape of this attribute, as served by the types API."""
+        out: dict[str, Any] = {"kind": self.kind, "value": self.value}
+        for key in ("unit", "minimum", "maximum", "description", "target"):
+            val = getattr(self, key)
+            if val not in (None, ""):
+                out[key] = val
+        if self.choices is not None:
+            out["choices"] = list(self.choices)
+        return out
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """A command an entity of the type accepts, with its parameters (carried out later)."""
+
+    name: str
+    parameters: Mapping[str, AttributeSpec] = field(default_factory=dict)
+    description: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape of this command, as served by the types API."""
+        return {
+            "description": self.description,
+            "parameters": {n: p.to_json() for n, p in self.parameters.items()},
+        }
+
+
+@dataclass(frozen=True)
+class EntityType:
+    """A registered entity type: its silo (department), attributes and commands."""
+
+    name: str
+    department: str
+    description: str = ""
+    data_model: str | None = None  # FIWARE Smart Data Model it follows
+    attributes: Mapping[str, AttributeSpec] = field(default_factory=dict)
+    commands: Mapping[str, CommandSpec] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape of this type, as served by the types API and read back by it."""
+        return {
+            "name": self.name,
+            "department": self.department,
+            "description": self.description,
+            "dataModel": self.data_model,
+            "attributes": {n: a.to_json() for n, a in self.attributes.items()},
+            "commands": {n: c.to_json() for n, c in self.commands.items()},
+        }
+
+
+def _number_checker(spec: AttributeSpec) -> Checker:
+    lo = -math.inf if spec.minimum is None else spec.minimum
+    hi = math.inf if spec.maximum is None else spec.maximum
+    integer = spec.value == "integer"
+    unit = f" {spec.unit}" if spec.unit else ""
+
+    def check(value: Any, where: str) -> tuple[Any, float | None]:
+        cls = type(value)
+        if cls is int or (cls is float and not integer):
+            if not (lo <= value <= hi):  # NaN fails both comparisons
+                raise BadRequestData(
+                    f"{where} = {value} is outside the range {spec.minimum}..{spec.maximum}{unit}",
+                    where,
+                )
+            return value, float(value)
+        if cls is float and integer and value.is_integer():
+            return check(int(value), where)
+        raise BadRequestData(f"{where} must be {'an integer' if integer else 'a number'}", where)
+
+    return check
+
+
+def _string_checker(spec: AttributeSpec) -> Checker:
+    choices = frozenset(spec.choices) if spec.choices else None
+
+    def check(value: Any, where: str) -> tuple[Any, float | None]:
+        if type(value) is not str:
+            raise BadRequestData(f"{where} must be a string", where)
+        if choices is not None and value not in choices:
+            raise BadRequestData(f"{where} = {value[:40]!r} is not one of {sorted(choices)}", where)
+        if len(value) > MAX_STRING:
+            raise BadRequestData(f"{where} is longer than {MAX_STRING} characters", where)
+        return value, None
+
+    return check
+
+
+def _datetime_checker(spec: AttributeSpec) -> Checker:
+    from citypilot.model.timeutil import parse_instant
+
+    def check(value: Any, where: str) -> tuple[Any, float | None]:
+        parse_instant(value, where)
+        return value, None
+
+    return check
+
+
+def _plain_checker(py_type: type, label: str) -> Callable[[AttributeSpec], Checker]:
+    def build(spec: AttributeSpec) -> Checker:
+        def check(value: Any, where: str) -> tuple[Any, float | None]:
+            if type(value) is not py_type:
+                raise BadRequestData(f"{where} must be {label}", where)
+            if py_type is bool:
+                return value, 1.0 if value else 0.0
+            return value, None
+
+        return check
+
+    return build
+
+
+_CHECKER_BUILDERS: dict[str, Callable[[AttributeSpec], Checker]] = {
+    "number": _number_checker,
+    "integer": _number_checker,
+    "string": _string_checker,
+    "datetime": _datetime_checker,
+    "boolean": _plain_checker(bool, "true or false"),
+    "object": _plain_checker(dict, "a JSON object"),
+    "array": _plain_checker(list, "a JSON array"),
+}
+
+
+def compile_checker(spec: AttributeSpec) -> Checker:
+    """Build the fast value checker of one attribute spec."""
+    return _CHECKER_BUILDERS[spec.value](spec)
+
+
+class TypeRegistry:
+    """All registered entity types, with compiled per-attribute checkers."""
+
+    def __init__(self, types: Iterable[EntityType] = ()) -> None:
+        self._types: dict[str, EntityType] = {}
+        self._checkers: dict[str, dict[str, Checker]] = {}
+        for entity_type in types:
+            self.register(entity_type)
+
+    def register(self, entity_type: EntityType) -> None:
+        """Add or replace a type; common attributes are merged into it."""
+        from citypilot.model.builtin_types import COMMON_ATTRIBUTES
+
+        attrs = {**COMMON_ATTRIBUTES, **entity_type.attributes}
+        merged = EntityType(
+            name=entity_type.name,
+            department=entity_type.department,
+            description=entity_type.description,
+            data_model=entity_type.data_model,
+            attributes=attrs,
+            commands=entity_type.commands,
+        )
+        self._types[merged.name] = merged
+        self._checkers[merged.name] = {
+            name: compile_checker(spec) for name, spec in attrs.items() if spec.kind == "Property"
+        }
+
+    def get(self, name: object, field: str = "type") -> EntityType:
+        """The registered type called ``name``; BadRequestData naming ``field`` otherwise."""
+        found = self._types.get(name) if isinstance(name, str) else None
+        if found is None:
+            raise BadRequestData(
+                f"{field} {name!r} is not a registered entity type "
+                f"(register it through /api/v1/types or a types file)",
+                field,
+            )
+        return found
+
+    def checkers(self, name: str) -> dict[str, Checker]:
+        """The compiled Property checkers of a registered type, by attribute name."""
+        return self._checkers[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def __iter__(self):
+        return iter(self._types.values())
+
+    def names(self) -> list[str]:
+        """The names of all registered types, sorted."""
+        return sorted(self._types)
+
+
+def entity_type_from_json(doc: Any, field: str = "body") -> EntityType:
+    """Read a type declaration (the shape ``EntityType.to_json`` writes); validates it fully."""
+    if not isinstance(doc, dict):
+        raise BadRequestData(f"{field} must be a JSON object", field)
+    name = doc.get("name")
+    if not isinstance(name, str) or not name.isidentifier() or not name[:1].isupper():
+        raise BadRequestData(f"{field}.name must be a CamelCase identifier", f"{field}.name")
+    department = doc.get("department")
+    if not isinstance(department, str) or not department:
+        raise BadRequestData(
+            f"{field}.department must be a non-empty string", f"{field}.department"
+        )
+    attrs_doc = doc.get("attributes", {})
+    if not isinstance(attrs_doc, dict):
+        raise BadRequestData(f"{field}.attributes must be an object", f"{field}.attributes")
+    attributes = {
+        attr: _attribute_from_json(attr, spec, f"{field}.attributes.{attr}")
+        for attr, spec in attrs_doc.items()
+    }
+    commands_doc = doc.get("commands", {})
+    if not isinstance(commands_doc, dict):
+        raise BadRequestData(f"{field}.commands must be an object", f"{field}.commands")
+    commands = {}
+    for cmd, cdoc in commands_doc.items():
+        where = f"{field}.commands.{cmd}"
+        params = (cdoc or {}).get("parameters", {}) if isinstance(cdoc, dict) else None
+        if not isinstance(params, dict):
+            raise BadRequestData(f"{where} must be an object with 'parameters'", where)
+        commands[cmd] = CommandSpec(
+            name=cmd,
+            parameters={
+                p: _attribute_from_json(p, s, f"{where}.parameters.{p}") for p, s in params.items()
+            },
+            description=str(cdoc.get("description", "")),
+        )
+    return EntityType(
+        name=name,
+        department=department,
+        description=str(doc.get("description", "")),
+        data_model=doc.get("dataModel"),
+        attributes=attributes,
+        commands=commands,
+    )
+
+
+def _attribute_from_json(name: str, spec: Any, where: str) -> AttributeSpec:
+    if not isinstance(spec, dict):
+        raise BadRequestData(f"{where} must be an object", where)
+    kind = spec.get("kind", "Property")
+    if kind not in ATTR_KINDS:
+        raise BadRequestData(f"{where}.kind must be one of {sorted(ATTR_KINDS)}", f"{where}.kind")
+    value = spec.get("value", "number")
+    if value not in VALUE_KINDS:
+        raise BadRequestData(
+            f"{where}.value must be one of {sorted(VALUE_KINDS)}", f"{where}.value"
+        )
+    for bound in ("minimum", "maximum"):
+        if bound in spec and not isinstance(spec[bound], int | float):
+            raise BadRequestData(f"{where}.{bound} must be a number", f"{where}.{bound}")
+    choices = spec.get("choices")
+    if choices is not None and (
+        not isinstance(choices, list) or not all(isinstance(c, str) for c in choices)
+    ):
+        raise BadRequestData(f"{where}.choices must be a list of strings", f"{where}.choices")
+    return AttributeSpec(
+        name=name,
+        kind=kind,
+        value=value,
+        unit=spec.get("unit"),
+        minimum=spec.get("minimum"),
+        maximum=spec.get("maximum"),
+        choices=tuple(choices) if choices is not None else None,
+        description=str(spec.get("description", "")),
+        target=spec.get("target"),
+    )

@@ -1,0 +1,1 @@
+"""People, roles, device keys and tokens."""

@@ -1,0 +1,173 @@
+"""The store interface every backend implements, and the query objects it takes.
+
+The store keeps current state (newest ``observedAt`` wins), appends every accepted
+change to history, and keeps dead letters and accounts. It knows nothing of HTTP,
+the bus or the type registry: callers hand it checked data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple, Protocol
+
+from citypilot.model.entity import Attribute, Entity
+from citypilot.model.geometry import Bounds
+from citypilot.model.observation import Reading
+from citypilot.store.query import QueryNode
+
+WriteMode = Literal["append", "noOverwrite", "update"]
+Aggregate = Literal["avg", "min", "max", "count", "sum"]
+
+
+class EntityRef(NamedTuple):
+    """What ingest needs to know of an existing entity: its type and representative point."""
+
+    type: str
+    lon: float | None
+    lat: float | None
+
+
+@dataclass(frozen=True)
+class GeoQuery:
+    """A geo-query: ``near`` (with max distance in metres), ``within`` or ``intersects``."""
+
+    georel: Literal["near", "within", "intersects"]
+    geometry: dict[str, Any]
+    bounds: Bounds  # box that contains every possible match (index pre-filter)
+    max_distance: float | None = None
+
+
+@dataclass(frozen=True)
+class EntityQuery:
+    """A query over current state, as the NGSI-LD ``GET /entities`` takes it."""
+
+    types: tuple[str, ...] | None = None
+    ids: tuple[str, ...] | None = None
+    id_pattern: str | None = None
+    q: QueryNode | None = None
+    geo: GeoQuery | None = None
+    limit: int = 20
+    offset: int = 0
+    count: bool = False
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """A time-series query over one entity's history, optionally bucketed server-side."""
+
+    entity_id: str
+    attrs: tuple[str, ...] | None = None
+    start: float | None = None
+    end: float | None = None
+    bucket_s: int | None = None
+    agg: Aggregate = "avg"
+    limit: int = 10_000
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message that failed validation, kept with its reason and raw payload."""
+
+    received_at: float
+    source: str
+    reason: str
+    field: str | None
+    payload: str
+    id: int | None = None
+
+
+@dataclass
+class Account:
+    """A person who may log in: name, argon2 hash and role."""
+
+    username: str
+    password_hash: str
+    role: str
+    disabled: bool = False
+
+
+@dataclass
+class AttributeWrite:
+    """The outcome of writing attributes into one entity."""
+
+    updated: list[str] = field(default_factory=list)
+    not_updated: dict[str, str] = field(default_factory=dict)  # name -> reason
+
+
+class Store(Protocol):
+    """Current state, history, dead letters and accounts of one city."""
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema, warm the caches."""
+
+    async def close(self) -> None:
+        """Flush and release every connection."""
+
+    # -- current state ---------------------------------------------------
+    async def lookup(self, ids: Collection[str]) -> dict[str, EntityRef]:
+        """Type and point of each existing entity among ``ids`` (missing ones are left out)."""
+
+    async def get_entity(self, entity_id: str) -> Entity | None:
+        """One entity with all its attributes, or None."""
+
+    async def query_entities(self, query: EntityQuery) -> tuple[list[Entity], int | None]:
+        """The page of entities matching ``query``, ordered by id, and the total if asked."""
+
+    async def create_entities(self, entities: Sequence[Entity], now: float) -> list[str]:
+        """Insert new entities (each all or nothing); return the ids refused as existing."""
+
+    async def upsert_entities(self, entities: Sequence[Entity], now: float, replace: bool) -> None:
+        """Create each entity, or replace it whole (``replace``) or merge its attributes."""
+
+    async def write_attributes(
+        self, entity_id: str, attrs: dict[str, Attribute], now: float, mode: WriteMode
+    ) -> AttributeWrite | None:
+        """Write attributes into an entity (None if it does not exist).
+
+        ``append`` adds or overwrites, ``noOverwrite`` only adds, ``update`` only
+        overwrites existing ones. Written values go to history too.
+        """
+
+    async def delete_attribute(self, entity_id: str, name: str, now: float) -> bool | None:
+        """Remove one attribute; None if the entity is missing, False if the attribute is."""
+
+    async def delete_entities(self, ids: Sequence[str]) -> list[str]:
+        """Delete entities (their history stays); return the ids that existed."""
+
+    async def apply_readings(self, readings: Sequence[Reading], now: float) -> list[Reading]:
+        """Append readings to history and update state where each is the newest.
+
+        Returns the readings that became current state (a late one does not).
+        """
+
+    # -- history ---------------------------------------------------------
+    async def history(self, query: HistoryQuery) -> dict[str, list[tuple[float, Any]]]:
+        """Per attribute, the (instant, value) series, or (bucket start, aggregate)."""
+
+    # -- dead letters ----------------------------------------------------
+    async def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Keep messages that failed validation."""
+
+    async def list_dead_letters(self, limit: int, offset: int) -> tuple[list[DeadLetter], int]:
+        """The newest dead letters first, and how many there are."""
+
+    # -- accounts --------------------------------------------------------
+    async def put_account(self, account: Account) -> None:
+        """Create or replace a person's account."""
+
+    async def get_account(self, username: str) -> Account | None:
+        """A person's account, or None."""
+
+    async def put_device_key(self, name: str, key_hash: str) -> None:
+        """Register (or replace) the hashed key of a device gateway."""
+
+    async def device_for_key(self, key_hash: str) -> str | None:
+        """The name of the device gateway holding this hashed key, or None."""
+
+    # -- types registered at run time -------------------------------------
+    async def put_type(self, name: str, doc: dict[str, Any]) -> None:
+        """Keep a type registered at run time (its ``EntityType.to_json`` form)."""
+
+    async def list_types(self) -> list[dict[str, Any]]:
+        """Every type registered at run time."""

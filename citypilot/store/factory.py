@@ -1,0 +1,20 @@
+"""Choosing the store backend from the settings."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from citypilot.config import Settings
+    from citypilot.store.base import Store
+
+
+def open_store(settings: Settings) -> Store:
+    """The store the settings name (not yet opened): SQLite by default, or PostgreSQL."""
+    if settings.store == "postgres":
+        from citypilot.store.postgres import PostgresStore
+
+        return PostgresStore(settings.postgres_dsn)
+    from citypilot.store.sqlite import SQLiteStore
+
+    return SQLiteStore(settings.data_path / "city.db")

@@ -1,0 +1,626 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+One connection writes, on its own thread, each batch in one ``BEGIN IMMEDIATE``
+transaction (the Datasette pattern); reads use other connections on a small
+thread pool. Geometry bounds live in an R*Tree. An in-memory index of every
+entity's id, row key, type and point serves ingest look-ups without a query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import orjson
+
+from citypilot.model.entity import Attribute, Entity
+from citypilot.model.geometry import validate_geometry
+from citypilot.model.observation import Reading
+from citypilot.store.base import (
+    Account,
+    AttributeWrite,
+    DeadLetter,
+    EntityQuery,
+    EntityRef,
+    HistoryQuery,
+    WriteMode,
+)
+from citypilot.store.common import (
+    assemble_entity,
+    attribute_readings,
+    geo_mask,
+    history_point,
+    history_value,
+    newest_per_key,
+    point_of,
+)
+from citypilot.store.query import Dialect, compile_q
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entity_keys (
+    eid INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS entities (
+    eid INTEGER PRIMARY KEY, type TEXT NOT NULL,
+    created_at REAL NOT NULL, modified_at REAL NOT NULL,
+    lon REAL, lat REAL, is_point INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS entities_by_type ON entities(type, eid);
+CREATE VIRTUAL TABLE IF NOT EXISTS entity_bounds USING rtree(
+    eid, min_lon, max_lon, min_lat, max_lat);
+CREATE TABLE IF NOT EXISTS attrs (
+    eid INTEGER NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL,
+    num REAL, observed_at REAL, unit_code TEXT,
+    PRIMARY KEY (eid, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history (
+    eid INTEGER NOT NULL, name TEXT NOT NULL, observed_at REAL NOT NULL,
+    num REAL, value TEXT);
+CREATE INDEX IF NOT EXISTS history_series ON history(eid, name, observed_at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, received_at REAL NOT NULL, source TEXT NOT NULL,
+    reason TEXT NOT NULL, field TEXT, payload TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    username TEXT PRIMARY KEY, password_hash TEXT NOT NULL, role TEXT NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS device_keys (key_hash TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS entity_types (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
+"""
+
+DIALECT = Dialect(
+    placeholder="?",
+    attr_exists="EXISTS (SELECT 1 FROM attrs a WHERE a.eid = e.eid AND a.name = ? AND {})",
+    regex="regexp({pattern}, {subject})",
+    json_text="a.value",
+    raw_text="json_extract(a.value, '$')",
+)
+
+_UPSERT_ATTR = """
+INSERT INTO attrs (eid, name, kind, value, num, observed_at, unit_code)
+SELECT eid, name, kind, value, num, observed_at, unit_code FROM incoming WHERE true
+ON CONFLICT (eid, name) DO UPDATE SET
+    kind = excluded.kind, value = excluded.value, num = excluded.num,
+    observed_at = excluded.observed_at, unit_code = excluded.unit_code
+WHERE attrs.observed_at IS NULL OR excluded.observed_at IS NULL
+   OR excluded.observed_at >= attrs.observed_at
+RETURNING eid, name
+"""
+
+
+def _regexp(pattern: str, value: Any) -> bool:
+    return value is not None and re.search(pattern, str(value)) is not None
+
+
+class SQLiteStore:
+    """State, history, dead letters and accounts in one SQLite file."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._readers = ThreadPoolExecutor(2, thread_name_prefix="sqlite-reader")
+        self._local = threading.local()
+        self._write_conn: sqlite3.Connection | None = None
+        self._loop_reader: sqlite3.Connection | None = None  # used on the event loop only
+        # id -> (eid, type, lon, lat); owned by the writer thread, read anywhere
+        self._index: dict[str, tuple[int, str, float | None, float | None]] = {}
+
+    # -- plumbing ----------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.create_function("regexp", 2, _regexp, deterministic=True)
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+            conn.execute("PRAGMA query_only=1")
+        return conn
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            conn = self._write_conn
+            assert conn is not None, "store is not open"
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await asyncio.get_running_loop().run_in_executor(self._writer, run)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._readers, lambda: fn(self._reader())
+        )
+
+    async def open(self) -> None:
+        """Create the file and schema if needed and load the entity index."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+        def setup() -> None:
+            conn = self._write_conn = self._connect()
+            conn.executescript(SCHEMA)
+            conn.execute(
+                "CREATE TEMP TABLE incoming (eid INTEGER, name TEXT, kind TEXT, value TEXT,"
+                " num REAL, observed_at REAL, unit_code TEXT)"
+            )
+            rows = conn.execute(
+                "SELECT k.id, e.eid, e.type, e.lon, e.lat FROM entities e"
+                " JOIN entity_keys k ON k.eid = e.eid"
+            )
+            for entity_id, eid, type_name, lon, lat in rows:
+                self._index[entity_id] = (eid, type_name, lon, lat)
+
+        await asyncio.get_running_loop().run_in_executor(self._writer, setup)
+
+    async def close(self) -> None:
+        """Checkpoint the WAL and close every connection."""
+
+        def shutdown() -> None:
+            if self._write_conn is not None:
+                self._write_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                self._write_conn.close()
+                self._write_conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._writer, shutdown)
+        if self._loop_reader is not None:
+            self._loop_reader.close()
+            self._loop_reader = None
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+
+    # -- state -------------------------------------------------------------
+    async def lookup(self, ids: Collection[str]) -> dict[str, EntityRef]:
+        """Type and point of the existing entities among ``ids``, from the in-memory index."""
+        index = self._index
+        out = {}
+        for entity_id in ids:
+            found = index.get(entity_id)
+            if found is not None:
+                out[entity_id] = EntityRef(found[1], found[2], found[3])
+        return out
+
+    def _load(self, conn: sqlite3.Connection, eids: Sequence[int]) -> list[Entity]:
+        if not eids:
+            return []
+        marks = ",".join("?" * len(eids))
+        heads = conn.execute(
+            "SELECT e.eid, k.id, e.type, e.created_at, e.modified_at FROM entities e"
+            f" JOIN entity_keys k ON k.eid = e.eid WHERE e.eid IN ({marks})",
+            eids,
+        ).fetchall()
+        attrs: dict[int, list[tuple]] = {}
+        for row in conn.execute(
+            "SELECT eid, name, kind, value, num, observed_at, unit_code FROM attrs"
+            f" WHERE eid IN ({marks})",
+            eids,
+        ):
+            attrs.setdefault(row[0], []).append(row[1:])
+        by_eid = {
+            eid: assemble_entity(entity_id, type_name, created, modified, attrs.get(eid, ()))
+            for eid, entity_id, type_name, created, modified in heads
+        }
+        return [by_eid[eid] for eid in eids if eid in by_eid]
+
+    async def get_entity(self, entity_id: str) -> Entity | None:
+        """One entity with all its attributes, or None."""
+        found = self._index.get(entity_id)
+        if found is None:
+            return None
+        # a primary-key read takes microseconds: done inline, a thread hop would cost more
+        conn = self._loop_reader
+        if conn is None:
+            conn = self._loop_reader = self._connect()
+            conn.execute("PRAGMA query_only=1")
+        eid = found[0]
+        head = conn.execute(
+            "SELECT created_at, modified_at FROM entities WHERE eid = ?", (eid,)
+        ).fetchone()
+        if head is None:
+            return None
+        rows = conn.execute(
+            "SELECT name, kind, value, num, observed_at, unit_code FROM attrs WHERE eid = ?",
+            (eid,),
+        ).fetchall()
+        return assemble_entity(entity_id, found[1], head[0], head[1], rows)
+
+    async def query_entities(self, query: EntityQuery) -> tuple[list[Entity], int | None]:
+        """The page of entities matching the query, in creation order, and the total if asked."""
+        return await self._read(lambda conn: self._query(conn, query))
+
+    def _query(
+        self, conn: sqlite3.Connection, query: EntityQuery
+    ) -> tuple[list[Entity], int | None]:
+        where, params = [], []
+        joins = ""
+        if query.types is not None:
+            where.append(f"e.type IN ({','.join('?' * len(query.types))})")
+            params.extend(query.types)
+        if query.ids is not None:
+            eids = [self._index[i][0] for i in query.ids if i in self._index]
+            where.append(f"e.eid IN ({','.join('?' * len(eids))})" if eids else "FALSE")
+            params.extend(eids)
+        if query.id_pattern is not None:
+            joins += " JOIN entity_keys k ON k.eid = e.eid"
+            where.append("regexp(?, k.id)")
+            params.append(query.id_pattern)
+        if query.q is not None:
+            where.append(compile_q(query.q, DIALECT, params))
+        geo = query.geo
+        source = "entities e"
+        if geo is not None:
+            # the R*Tree drives (CROSS JOIN fixes the loop order): a box is selective
+            x0, y0, x1, y1 = geo.bounds
+            source = "entity_bounds b CROSS JOIN entities e ON e.eid = b.eid"
+            where.insert(
+                0, "b.max_lon >= ? AND b.min_lon <= ? AND b.max_lat >= ? AND b.min_lat <= ?"
+            )
+            params[:0] = (x0, x1, y0, y1)
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        if geo is None:
+            total = None
+            if query.count:
+                total = conn.execute(
+                    f"SELECT count(*) FROM entities e{joins}{clause}", params
+                ).fetchone()[0]
+            page = [
+                r[0]
+                for r in conn.execute(
+                    f"SELECT e.eid FROM entities e{joins}{clause} ORDER BY e.eid LIMIT ? OFFSET ?",
+                    [*params, query.limit, query.offset],
+                )
+            ]
+            return self._load(conn, page), total
+        rows = conn.execute(
+            f"SELECT e.eid, e.lon, e.lat, e.is_point FROM {source}{joins}{clause} ORDER BY e.eid",
+            params,
+        ).fetchall()
+        if not rows:
+            return [], (0 if query.count else None)
+        table = np.array(rows, dtype=float)
+        eids_found = table[:, 0].astype(np.int64)
+
+        def geometry_of(i: int) -> dict[str, Any]:
+            value = conn.execute(
+                "SELECT value FROM attrs WHERE eid = ? AND name = 'location'",
+                (int(eids_found[i]),),
+            ).fetchone()[0]
+            return orjson.loads(value)
+
+        mask = geo_mask(geo, table[:, 1], table[:, 2], table[:, 3] == 1, geometry_of)
+        matched = eids_found[mask]
+        page = [int(e) for e in matched[query.offset : query.offset + query.limit]]
+        return self._load(conn, page), (len(matched) if query.count else None)
+
+    # -- writes ------------------------------------------------------------
+    def _eid_for(self, conn: sqlite3.Connection, entity_id: str) -> int:
+        conn.execute(
+            "INSERT INTO entity_keys (id) VALUES (?) ON CONFLICT (id) DO NOTHING", (entity_id,)
+        )
+        return conn.execute("SELECT eid FROM entity_keys WHERE id = ?", (entity_id,)).fetchone()[0]
+
+    def _write_readings(
+        self, conn: sqlite3.Connection, readings: Sequence[Reading], now: float
+    ) -> list[Reading]:
+        """History append plus newest-wins state upsert; returns readings that became state."""
+        index = self._index
+        rows = [(index[r.entity_id][0], r) for r in readings if r.entity_id in index]
+        conn.executemany(
+            "INSERT INTO history (eid, name, observed_at, num, value) VALUES (?, ?, ?, ?, ?)",
+            [
+                (
+                    eid,
+                    r.name,
+                    now if r.observed_at is None else r.observed_at,
+                    r.num,
+                    history_value(r),
+                )
+                for eid, r in rows
+            ],
+        )
+        latest = newest_per_key([r for _, r in rows])
+        conn.executemany(
+            "INSERT INTO incoming VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    index[r.entity_id][0],
+                    r.name,
+                    r.kind,
+                    r.value,
+                    r.num,
+                    r.observed_at,
+                    r.unit_code,
+                )
+                for r in latest
+            ],
+        )
+        changed = set(conn.execute(_UPSERT_ATTR).fetchall())
+        conn.execute("DELETE FROM incoming")
+        applied = [r for r in latest if (index[r.entity_id][0], r.name) in changed]
+        for r in applied:
+            if r.name == "location":
+                self._set_bounds(conn, index[r.entity_id][0], r.entity_id, orjson.loads(r.value))
+        return applied
+
+    def _set_bounds(
+        self, conn: sqlite3.Connection, eid: int, entity_id: str, geometry: dict[str, Any] | None
+    ) -> None:
+        conn.execute("DELETE FROM entity_bounds WHERE eid = ?", (eid,))
+        _, type_name, _, _ = self._index[entity_id]
+        if geometry is None:
+            conn.execute(
+                "UPDATE entities SET lon = NULL, lat = NULL, is_point = 0 WHERE eid = ?", (eid,)
+            )
+            self._index[entity_id] = (eid, type_name, None, None)
+            return
+        x0, y0, x1, y1 = validate_geometry(geometry)
+        conn.execute("INSERT INTO entity_bounds VALUES (?, ?, ?, ?, ?)", (eid, x0, x1, y0, y1))
+        lon, lat = point_of(geometry)
+        conn.execute(
+            "UPDATE entities SET lon = ?, lat = ?, is_point = ? WHERE eid = ?",
+            (lon, lat, int(geometry["type"] == "Point"), eid),
+        )
+        self._index[entity_id] = (eid, type_name, lon, lat)
+
+    def _insert_entity(self, conn: sqlite3.Connection, entity: Entity, now: float) -> None:
+        eid = self._eid_for(conn, entity.id)
+        conn.execute(
+            "INSERT INTO entities (eid, type, created_at, modified_at) VALUES (?, ?, ?, ?)",
+            (eid, entity.type, now, now),
+        )
+        self._index[entity.id] = (eid, entity.type, None, None)
+        # state is written unconditionally for a new entity: there is nothing newer
+        self._write_readings(conn, attribute_readings(entity.id, entity.attrs, now), now)
+
+    async def create_entities(self, entities: Sequence[Entity], now: float) -> list[str]:
+        """Insert new entities; return the ids refused because they exist already."""
+
+        def run(conn: sqlite3.Connection) -> list[str]:
+            refused = []
+            for entity in entities:
+                if entity.id in self._index:
+                    refused.append(entity.id)
+                else:
+                    self._insert_entity(conn, entity, now)
+            return refused
+
+        return await self._guarded_write(run)
+
+    async def _guarded_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """A write whose in-memory index changes are undone if the transaction fails."""
+        snapshot = dict(self._index)
+        try:
+            return await self._write(fn)
+        except BaseException:
+            self._index.clear()
+            self._index.update(snapshot)
+            raise
+
+    async def upsert_entities(self, entities: Sequence[Entity], now: float, replace: bool) -> None:
+        """Create each entity, or replace it whole (``replace``) or merge its attributes in."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            for entity in entities:
+                found = self._index.get(entity.id)
+                if found is None:
+                    self._insert_entity(conn, entity, now)
+                    continue
+                eid = found[0]
+                if replace:
+                    conn.execute("DELETE FROM attrs WHERE eid = ?", (eid,))
+                    conn.execute("UPDATE entities SET type = ? WHERE eid = ?", (entity.type, eid))
+                    if "location" not in entity.attrs:
+                        self._set_bounds(conn, eid, entity.id, None)
+                conn.execute("UPDATE entities SET modified_at = ? WHERE eid = ?", (now, eid))
+                self._write_readings(conn, attribute_readings(entity.id, entity.attrs, now), now)
+
+        await self._guarded_write(run)
+
+    async def write_attributes(
+        self, entity_id: str, attrs: dict[str, Attribute], now: float, mode: WriteMode
+    ) -> AttributeWrite | None:
+        """Write attributes into one entity per ``mode`` (append, noOverwrite, update)."""
+
+        def run(conn: sqlite3.Connection) -> AttributeWrite | None:
+            found = self._index.get(entity_id)
+            if found is None:
+                return None
+            existing = {
+                r[0] for r in conn.execute("SELECT name FROM attrs WHERE eid = ?", (found[0],))
+            }
+            result = AttributeWrite()
+            chosen: dict[str, Attribute] = {}
+            for name, attr in attrs.items():
+                if mode == "noOverwrite" and name in existing:
+                    result.not_updated[name] = "attribute exists and noOverwrite was asked"
+                elif mode == "update" and name not in existing:
+                    result.not_updated[name] = "attribute does not exist"
+                else:
+                    chosen[name] = attr
+            applied = self._write_readings(conn, attribute_readings(entity_id, chosen, now), now)
+            applied_names = {r.name for r in applied}
+            for name in chosen:
+                if name in applied_names:
+                    result.updated.append(name)
+                else:
+                    result.not_updated[name] = "a newer observation is already in state"
+            conn.execute("UPDATE entities SET modified_at = ? WHERE eid = ?", (now, found[0]))
+            return result
+
+        return await self._guarded_write(run)
+
+    async def delete_attribute(self, entity_id: str, name: str, now: float) -> bool | None:
+        """Remove one attribute from state (its history stays)."""
+
+        def run(conn: sqlite3.Connection) -> bool | None:
+            found = self._index.get(entity_id)
+            if found is None:
+                return None
+            gone = conn.execute(
+                "DELETE FROM attrs WHERE eid = ? AND name = ?", (found[0], name)
+            ).rowcount
+            if gone and name == "location":
+                self._set_bounds(conn, found[0], entity_id, None)
+            conn.execute("UPDATE entities SET modified_at = ? WHERE eid = ?", (now, found[0]))
+            return bool(gone)
+
+        return await self._guarded_write(run)
+
+    async def delete_entities(self, ids: Sequence[str]) -> list[str]:
+        """Delete entities from state; their history stays, reachable by id."""
+
+        def run(conn: sqlite3.Connection) -> list[str]:
+            deleted = []
+            for entity_id in ids:
+                found = self._index.pop(entity_id, None)
+                if found is None:
+                    continue
+                eid = found[0]
+                conn.execute("DELETE FROM attrs WHERE eid = ?", (eid,))
+                conn.execute("DELETE FROM entity_bounds WHERE eid = ?", (eid,))
+                conn.execute("DELETE FROM entities WHERE eid = ?", (eid,))
+                deleted.append(entity_id)
+            return deleted
+
+        return await self._guarded_write(run)
+
+    async def apply_readings(self, readings: Sequence[Reading], now: float) -> list[Reading]:
+        """Append to history; update state where each reading is the newest."""
+        return await self._guarded_write(lambda conn: self._write_readings(conn, readings, now))
+
+    # -- history -------------------------------------------------------------
+    async def history(self, query: HistoryQuery) -> dict[str, list[tuple[float, Any]]]:
+        """Per attribute, its (instant, value) series or (bucket start, aggregate) series."""
+        return await self._read(lambda conn: self._history(conn, query))
+
+    def _history(self, conn: sqlite3.Connection, query: HistoryQuery) -> dict[str, list]:
+        row = conn.execute(
+            "SELECT eid FROM entity_keys WHERE id = ?", (query.entity_id,)
+        ).fetchone()
+        if row is None:
+            return {}
+        eid = row[0]
+        names = query.attrs or [
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT name FROM history WHERE eid = ? ORDER BY name", (eid,)
+            )
+        ]
+        start = query.start if query.start is not None else -1e18
+        end = query.end if query.end is not None else 1e18
+        out: dict[str, list] = {}
+        for name in names:
+            args = (eid, name, start, end)
+            if query.bucket_s is None:
+                rows = conn.execute(
+                    "SELECT observed_at, num, value FROM history WHERE eid = ? AND name = ?"
+                    " AND observed_at >= ? AND observed_at < ? ORDER BY observed_at LIMIT ?",
+                    (*args, query.limit),
+                )
+                out[name] = [(t, history_point(num, value)) for t, num, value in rows]
+            else:
+                fn = query.agg
+                expr = "count(*)" if fn == "count" else f"{fn}(num)"
+                filt = "" if fn == "count" else " AND num IS NOT NULL"
+                rows = conn.execute(
+                    f"SELECT CAST(observed_at / ? AS INTEGER) * ? AS bucket, {expr}"
+                    " FROM history WHERE eid = ? AND name = ? AND observed_at >= ?"
+                    f" AND observed_at < ?{filt} GROUP BY bucket ORDER BY bucket LIMIT ?",
+                    (query.bucket_s, query.bucket_s, *args, query.limit),
+                )
+                out[name] = [(float(t), v) for t, v in rows]
+        return out
+
+    # -- dead letters ----------------------------------------------------------
+    async def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Keep messages that failed validation, with reason and raw payload."""
+        rows = [(d.received_at, d.source, d.reason, d.field, d.payload) for d in letters]
+        await self._write(
+            lambda conn: conn.executemany(
+                "INSERT INTO dead_letters (received_at, source, reason, field, payload)"
+                " VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+        )
+
+    async def list_dead_letters(self, limit: int, offset: int) -> tuple[list[DeadLetter], int]:
+        """Newest dead letters first, and the total number kept."""
+
+        def run(conn: sqlite3.Connection) -> tuple[list[DeadLetter], int]:
+            total = conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+            rows = conn.execute(
+                "SELECT received_at, source, reason, field, payload, id FROM dead_letters"
+                " ORDER BY id DESC LIMIT ? OFFSET ?",
+                (limit, offset),
+            ).fetchall()
+            return [DeadLetter(*r) for r in rows], total
+
+        return await self._read(run)
+
+    # -- accounts and types ------------------------------------------------------
+    async def put_account(self, account: Account) -> None:
+        """Create or replace a person's account."""
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?, ?)",
+                (account.username, account.password_hash, account.role, int(account.disabled)),
+            )
+        )
+
+    async def get_account(self, username: str) -> Account | None:
+        """A person's account, or None."""
+        row = await self._read(
+            lambda conn: conn.execute(
+                "SELECT username, password_hash, role, disabled FROM accounts WHERE username = ?",
+                (username,),
+            ).fetchone()
+        )
+        return None if row is None else Account(row[0], row[1], row[2], bool(row[3]))
+
+    async def put_device_key(self, name: str, key_hash: str) -> None:
+        """Register (or replace) a device gateway's hashed key."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM device_keys WHERE name = ?", (name,))
+            conn.execute("INSERT INTO device_keys VALUES (?, ?)", (key_hash, name))
+
+        await self._write(run)
+
+    async def device_for_key(self, key_hash: str) -> str | None:
+        """The device gateway that holds this hashed key, or None."""
+        row = await self._read(
+            lambda conn: conn.execute(
+                "SELECT name FROM device_keys WHERE key_hash = ?", (key_hash,)
+            ).fetchone()
+        )
+        return None if row is None else row[0]
+
+    async def put_type(self, name: str, doc: dict[str, Any]) -> None:
+        """Keep a type registered at run time, so it survives a restart."""
+        text = orjson.dumps(doc).decode()
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT OR REPLACE INTO entity_types VALUES (?, ?)", (name, text)
+            )
+        )
+
+    async def list_types(self) -> list[dict[str, Any]]:
+        """Every type registered at run time."""
+        rows = await self._read(
+            lambda conn: conn.execute("SELECT doc FROM entity_types ORDER BY name").fetchall()
+        )
+        return [orjson.loads(r[0]) for r in rows]

@@ -1,0 +1,93 @@
+"""Shared fixtures: real services (skipped with a reason, or failing under
+CITYPILOT_REQUIRE_SERVICES=1), and a real CityPilot server over HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from citypilot.bench.server import server_process
+
+REQUIRE_SERVICES = os.environ.get("CITYPILOT_REQUIRE_SERVICES") == "1"
+ADMIN = ("admin", "admin-password")
+OPERATOR = ("operator", "operator-password")
+VIEWER = ("viewer", "viewer-password")
+DEVICE_KEY = "cpd_test_device_key_0123456789"
+
+
+def service_available(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip the test when the service is down, or fail under CITYPILOT_REQUIRE_SERVICES=1."""
+    if service_available(host, port):
+        return
+    message = f"{name} is not reachable at {host}:{port}"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message} and CITYPILOT_REQUIRE_SERVICES=1")
+    pytest.skip(message)
+
+
+async def seed_accounts(data_dir: Path) -> None:
+    """Create the test people and device key in a fresh embedded store."""
+    from citypilot.security.passwords import hash_password
+    from citypilot.security.tokens import hash_device_key
+    from citypilot.store.base import Account
+    from citypilot.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(data_dir / "city.db")
+    await store.open()
+    for (name, password), role in ((ADMIN, "admin"), (OPERATOR, "operator"),
+                                   (VIEWER, "viewer")):
+        await store.put_account(Account(name, hash_password(password), role))
+    await store.put_device_key("test-gateway", hash_device_key(DEVICE_KEY))
+    await store.close()
+
+
+class Server:
+    """A running CityPilot server and authenticated clients for it."""
+
+    def __init__(self, url: str, data_dir: Path) -> None:
+        self.url = url
+        self.data_dir = data_dir
+        self._tokens: dict[str, str] = {}
+
+    def token(self, who: tuple[str, str]) -> str:
+        """A bearer token for one of the test people."""
+        if who[0] not in self._tokens:
+            r = httpx.post(self.url + "/api/v1/auth/token",
+                           data={"username": who[0], "password": who[1]})
+            r.raise_for_status()
+            self._tokens[who[0]] = r.json()["access_token"]
+        return self._tokens[who[0]]
+
+    def client(self, who: tuple[str, str] | None = OPERATOR) -> httpx.Client:
+        """An HTTP client, logged in as ``who`` (None: anonymous)."""
+        headers = {} if who is None else {"Authorization": f"Bearer {self.token(who)}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def device(self) -> httpx.Client:
+        """An HTTP client holding the test device key."""
+        return httpx.Client(base_url=self.url, headers={"X-Device-Key": DEVICE_KEY}, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real server (embedded store) for the API tests of the session."""
+    import asyncio
+
+    data = tmp_path_factory.mktemp("server-data")
+    asyncio.run(seed_accounts(data))
+    with server_process(data) as url:
+        yield Server(url, data)
