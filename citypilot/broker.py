@@ -89,7 +89,6 @@ class Broker:
             return
         now = time.time()
         changes: dict[str, dict[str, Any]] = {}
-        loads = orjson.loads
         for r in readings:
             change = changes.get(r.entity_id)
             if change is None:
@@ -102,14 +101,19 @@ class Broker:
                     "lon": ref.lon if ref else None,
                     "lat": ref.lat if ref else None,
                 }
-            value = loads(r.value)
+            value = r.data if r.data is not None else orjson.loads(r.value)
             change["attrs"][r.name] = value
             if r.observed_at is not None and r.observed_at > change["observedAt"]:
                 change["observedAt"] = r.observed_at
             if r.name == "location" and value.get("type") == "Point":
                 change["lon"], change["lat"] = value["coordinates"][:2]
+        formatted: dict[float, str] = {}
         for change in changes.values():
-            change["observedAt"] = format_instant(change["observedAt"])
+            instant = change["observedAt"]
+            text = formatted.get(instant)
+            if text is None:
+                text = formatted[instant] = format_instant(instant)
+            change["observedAt"] = text
         await self.bus.publish(CHANGED, {"changes": list(changes.values())})
 
     async def _publish_entities(self, entities: Sequence[Entity], now: float) -> None:
@@ -280,10 +284,11 @@ class Broker:
         registry = self.registry
         pos = positions if positions is not None else range(len(items))
         per_item: list[tuple[int, list[Reading]]] = []
+        instants: dict[str, float] = {}
         for i, raw in enumerate(items):
             try:
                 per_item.append(
-                    (i, parse_observation(raw, registry, f"[{pos[i]}]", latest_allowed))
+                    (i, parse_observation(raw, registry, f"[{pos[i]}]", latest_allowed, instants))
                 )
             except CityPilotError as exc:
                 result.errors.append(ItemError(i, _item_id(raw), exc))

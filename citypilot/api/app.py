@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from citypilot import __version__
-from citypilot.api import admin, auth, history, ingest, ngsi_ld, stream
+from citypilot.api import admin, auth, history, ingest, mapdata, ngsi_ld, stream
 from citypilot.api.context import router as context_router
 from citypilot.api.deps import City
 from citypilot.api.problems import install_problem_handlers
@@ -86,7 +86,22 @@ def create_app(settings: Settings) -> FastAPI:
         stream.router,
         auth.router,
         admin.router,
+        mapdata.router,
         context_router,
     ):
         app.include_router(router)
+    mount_console(app)
     return app
+
+
+def mount_console(app: FastAPI) -> None:
+    """Serve the built browser console at ``/`` when its build is present."""
+    from importlib.resources import files
+
+    from starlette.staticfiles import StaticFiles
+
+    dist = files("citypilot.console").joinpath("dist")
+    if dist.is_dir() and dist.joinpath("index.html").is_file():
+        app.mount("/", StaticFiles(directory=str(dist), html=True), name="console")
+    else:
+        log.warning("console build not found (run scripts/setup.sh); serving the API only")

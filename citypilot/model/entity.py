@@ -14,7 +14,7 @@ from citypilot.model.errors import BadRequestData
 from citypilot.model.geometry import Bounds, validate_geometry
 from citypilot.model.ids import check_entity_id, check_uri
 from citypilot.model.timeutil import MAX_FUTURE_SKEW_S, format_instant, parse_instant
-from citypilot.model.types import EntityType, TypeRegistry
+from citypilot.model.types import EntityType, TypeRegistry, check_value
 
 CORE_CONTEXT = "/ngsi-ld/v1/contexts/ngsi-ld-core-context-v1.8.jsonld"
 _RESERVED = frozenset({"id", "type", "@context", "createdAt", "modifiedAt", "scope"})
@@ -124,7 +124,7 @@ def parse_attribute(
     if spec.kind == "GeoProperty":
         validate_geometry(value, vwhere)
         return Attribute("GeoProperty", value, observed_at)
-    checked, num = registry.checkers(entity_type.name)[name](value, vwhere)
+    checked, num = check_value(registry.checkers(entity_type.name)[name], value, vwhere)
     return Attribute("Property", checked, observed_at, spec.unit, num)
 
 

@@ -21,8 +21,25 @@ VALUE_KINDS: frozenset[str] = frozenset(
 ATTR_KINDS: frozenset[str] = frozenset({"Property", "Relationship", "GeoProperty"})
 MAX_STRING = 1024
 
-#: Validates one attribute value and returns (normalised value, numeric value or None).
-Checker = Callable[[Any, str], tuple[Any, float | None]]
+#: Validates one attribute value and returns (normalised value, numeric value or None);
+#: raises ValueRefused with the reason (the caller knows where the value sits).
+Checker = Callable[[Any], tuple[Any, float | None]]
+
+
+class ValueRefused(ValueError):
+    """A value does not fit its attribute; ``reason`` reads after the field path."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def check_value(checker: Checker, value: Any, where: str) -> tuple[Any, float | None]:
+    """Run a checker; BadRequestData naming ``where`` when the value is refused."""
+    try:
+        return checker(value)
+    except ValueRefused as exc:
+        raise BadRequestData(f"{where} {exc.reason}", where) from None
 
 
 @dataclass(frozen=True)
@@ -96,18 +113,17 @@ def _number_checker(spec: AttributeSpec) -> Checker:
     integer = spec.value == "integer"
     unit = f" {spec.unit}" if spec.unit else ""
 
-    def check(value: Any, where: str) -> tuple[Any, float | None]:
+    def check(value: Any) -> tuple[Any, float | None]:
         cls = type(value)
         if cls is int or (cls is float and not integer):
             if not (lo <= value <= hi):  # NaN fails both comparisons
-                raise BadRequestData(
-                    f"{where} = {value} is outside the range {spec.minimum}..{spec.maximum}{unit}",
-                    where,
+                raise ValueRefused(
+                    f"= {value} is outside the range {spec.minimum}..{spec.maximum}{unit}"
                 )
             return value, float(value)
         if cls is float and integer and value.is_integer():
-            return check(int(value), where)
-        raise BadRequestData(f"{where} must be {'an integer' if integer else 'a number'}", where)
+            return check(int(value))
+        raise ValueRefused(f"must be {'an integer' if integer else 'a number'}")
 
     return check
 
@@ -115,13 +131,13 @@ def _number_checker(spec: AttributeSpec) -> Checker:
 def _string_checker(spec: AttributeSpec) -> Checker:
     choices = frozenset(spec.choices) if spec.choices else None
 
-    def check(value: Any, where: str) -> tuple[Any, float | None]:
+    def check(value: Any) -> tuple[Any, float | None]:
         if type(value) is not str:
-            raise BadRequestData(f"{where} must be a string", where)
+            raise ValueRefused("must be a string")
         if choices is not None and value not in choices:
-            raise BadRequestData(f"{where} = {value[:40]!r} is not one of {sorted(choices)}", where)
+            raise ValueRefused(f"= {value[:40]!r} is not one of {sorted(choices)}")
         if len(value) > MAX_STRING:
-            raise BadRequestData(f"{where} is longer than {MAX_STRING} characters", where)
+            raise ValueRefused(f"is longer than {MAX_STRING} characters")
         return value, None
 
     return check
@@ -130,8 +146,11 @@ def _string_checker(spec: AttributeSpec) -> Checker:
 def _datetime_checker(spec: AttributeSpec) -> Checker:
     from citypilot.model.timeutil import parse_instant
 
-    def check(value: Any, where: str) -> tuple[Any, float | None]:
-        parse_instant(value, where)
+    def check(value: Any) -> tuple[Any, float | None]:
+        try:
+            parse_instant(value, "")
+        except BadRequestData:
+            raise ValueRefused("must be an ISO 8601 date-time with a time zone") from None
         return value, None
 
     return check
@@ -139,9 +158,9 @@ def _datetime_checker(spec: AttributeSpec) -> Checker:
 
 def _plain_checker(py_type: type, label: str) -> Callable[[AttributeSpec], Checker]:
     def build(spec: AttributeSpec) -> Checker:
-        def check(value: Any, where: str) -> tuple[Any, float | None]:
+        def check(value: Any) -> tuple[Any, float | None]:
             if type(value) is not py_type:
-                raise BadRequestData(f"{where} must be {label}", where)
+                raise ValueRefused(f"must be {label}")
             if py_type is bool:
                 return value, 1.0 if value else 0.0
             return value, None
@@ -173,6 +192,7 @@ class TypeRegistry:
     def __init__(self, types: Iterable[EntityType] = ()) -> None:
         self._types: dict[str, EntityType] = {}
         self._checkers: dict[str, dict[str, Checker]] = {}
+        self._ingest: dict[str, dict[str, tuple[Checker, str | None]]] = {}
         for entity_type in types:
             self.register(entity_type)
 
@@ -190,9 +210,10 @@ class TypeRegistry:
             commands=entity_type.commands,
         )
         self._types[merged.name] = merged
-        self._checkers[merged.name] = {
+        self._checkers[merged.name] = checkers = {
             name: compile_checker(spec) for name, spec in attrs.items() if spec.kind == "Property"
         }
+        self._ingest[merged.name] = {name: (c, attrs[name].unit) for name, c in checkers.items()}
 
     def get(self, name: object, field: str = "type") -> EntityType:
         """The registered type called ``name``; BadRequestData naming ``field`` otherwise."""
@@ -208,6 +229,10 @@ class TypeRegistry:
     def checkers(self, name: str) -> dict[str, Checker]:
         """The compiled Property checkers of a registered type, by attribute name."""
         return self._checkers[name]
+
+    def ingest_checkers(self, name: str) -> dict[str, tuple[Checker, str | None]]:
+        """Per Property of a registered type: its checker and unit (the ingest hot path)."""
+        return self._ingest[name]
 
     def __contains__(self, name: object) -> bool:
         return name in self._types

@@ -114,6 +114,9 @@ class Store(Protocol):
     async def query_entities(self, query: EntityQuery) -> tuple[list[Entity], int | None]:
         """The page of entities matching ``query``, ordered by id, and the total if asked."""
 
+    async def scan_entities(self, type_name: str) -> list[Entity]:
+        """Every entity of one type with all its attributes, in creation order (for maps)."""
+
     async def create_entities(self, entities: Sequence[Entity], now: float) -> list[str]:
         """Insert new entities (each all or nothing); return the ids refused as existing."""
 

@@ -35,6 +35,7 @@ def attribute_readings(entity_id: str, attrs: dict[str, Attribute], now: float) 
             attr.num,
             attr.observed_at,
             attr.unit_code,
+            attr.value,
         )
         for name, attr in attrs.items()
     ]

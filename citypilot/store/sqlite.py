@@ -37,8 +37,6 @@ from citypilot.store.common import (
     attribute_readings,
     geo_mask,
     history_point,
-    history_value,
-    newest_per_key,
     point_of,
 )
 from citypilot.store.query import Dialect, compile_q
@@ -61,8 +59,8 @@ CREATE TABLE IF NOT EXISTS attrs (
     PRIMARY KEY (eid, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history (
     eid INTEGER NOT NULL, name TEXT NOT NULL, observed_at REAL NOT NULL,
-    num REAL, value TEXT);
-CREATE INDEX IF NOT EXISTS history_series ON history(eid, name, observed_at);
+    num REAL, value TEXT,
+    PRIMARY KEY (eid, name, observed_at)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT, received_at REAL NOT NULL, source TEXT NOT NULL,
     reason TEXT NOT NULL, field TEXT, payload TEXT NOT NULL);
@@ -107,6 +105,7 @@ class SQLiteStore:
         self._local = threading.local()
         self._write_conn: sqlite3.Connection | None = None
         self._loop_reader: sqlite3.Connection | None = None  # used on the event loop only
+        self._undo: list[tuple[str, Any]] | None = None  # index changes of the open write
         # id -> (eid, type, lon, lat); owned by the writer thread, read anywhere
         self._index: dict[str, tuple[int, str, float | None, float | None]] = {}
 
@@ -306,6 +305,29 @@ class SQLiteStore:
         page = [int(e) for e in matched[query.offset : query.offset + query.limit]]
         return self._load(conn, page), (len(matched) if query.count else None)
 
+    async def scan_entities(self, type_name: str) -> list[Entity]:
+        """Every entity of one type, in creation order, in one pass over the attributes."""
+
+        def run(conn: sqlite3.Connection) -> list[Entity]:
+            heads = conn.execute(
+                "SELECT e.eid, k.id, e.created_at, e.modified_at FROM entities e"
+                " JOIN entity_keys k ON k.eid = e.eid WHERE e.type = ? ORDER BY e.eid",
+                (type_name,),
+            ).fetchall()
+            attrs: dict[int, list[tuple]] = {}
+            for row in conn.execute(
+                "SELECT a.eid, a.name, a.kind, a.value, a.num, a.observed_at, a.unit_code"
+                " FROM entities e JOIN attrs a ON a.eid = e.eid WHERE e.type = ?",
+                (type_name,),
+            ):
+                attrs.setdefault(row[0], []).append(row[1:])
+            return [
+                assemble_entity(entity_id, type_name, created, modified, attrs.get(eid, ()))
+                for eid, entity_id, created, modified in heads
+            ]
+
+        return await self._read(run)
+
     # -- writes ------------------------------------------------------------
     def _eid_for(self, conn: sqlite3.Connection, entity_id: str) -> int:
         conn.execute(
@@ -316,44 +338,48 @@ class SQLiteStore:
     def _write_readings(
         self, conn: sqlite3.Connection, readings: Sequence[Reading], now: float
     ) -> list[Reading]:
-        """History append plus newest-wins state upsert; returns readings that became state."""
-        index = self._index
-        rows = [(index[r.entity_id][0], r) for r in readings if r.entity_id in index]
-        conn.executemany(
-            "INSERT INTO history (eid, name, observed_at, num, value) VALUES (?, ?, ?, ?, ?)",
-            [
+        """History append plus newest-wins state upsert; returns readings that became state.
+
+        One pass builds the history rows and keeps the newest reading per
+        (entity, attribute) for state: this loop runs for every reading ingested.
+        """
+        index_get = self._index.get
+        history_rows = []
+        latest: dict[tuple[int, str], Reading] = {}
+        latest_rows: dict[tuple[int, str], tuple] = {}
+        for r in readings:
+            ref = index_get(r.entity_id)
+            if ref is None:
+                continue
+            eid, name, t, num, value = ref[0], r.name, r.observed_at, r.num, r.value
+            history_rows.append(
                 (
                     eid,
-                    r.name,
-                    now if r.observed_at is None else r.observed_at,
-                    r.num,
-                    history_value(r),
+                    name,
+                    now if t is None else t,
+                    num,
+                    None if num is not None and value[0] not in "tf" else value,
                 )
-                for eid, r in rows
-            ],
-        )
-        latest = newest_per_key([r for _, r in rows])
+            )
+            key = (eid, name)
+            old = latest.get(key)
+            if old is None or t is None or (old.observed_at is not None and t >= old.observed_at):
+                latest[key] = r
+                latest_rows[key] = (eid, name, r.kind, value, num, t, r.unit_code)
         conn.executemany(
-            "INSERT INTO incoming VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    index[r.entity_id][0],
-                    r.name,
-                    r.kind,
-                    r.value,
-                    r.num,
-                    r.observed_at,
-                    r.unit_code,
-                )
-                for r in latest
-            ],
+            "INSERT OR REPLACE INTO history (eid, name, observed_at, num, value)"
+            " VALUES (?, ?, ?, ?, ?)",
+            history_rows,
         )
-        changed = set(conn.execute(_UPSERT_ATTR).fetchall())
+        conn.executemany("INSERT INTO incoming VALUES (?, ?, ?, ?, ?, ?, ?)", latest_rows.values())
+        changed = conn.execute(_UPSERT_ATTR).fetchall()
         conn.execute("DELETE FROM incoming")
-        applied = [r for r in latest if (index[r.entity_id][0], r.name) in changed]
+        applied = [latest[key] for key in changed]
         for r in applied:
             if r.name == "location":
-                self._set_bounds(conn, index[r.entity_id][0], r.entity_id, orjson.loads(r.value))
+                self._set_bounds(
+                    conn, index_get(r.entity_id)[0], r.entity_id, orjson.loads(r.value)
+                )
         return applied
 
     def _set_bounds(
@@ -365,7 +391,7 @@ class SQLiteStore:
             conn.execute(
                 "UPDATE entities SET lon = NULL, lat = NULL, is_point = 0 WHERE eid = ?", (eid,)
             )
-            self._index[entity_id] = (eid, type_name, None, None)
+            self._set_index(entity_id, (eid, type_name, None, None))
             return
         x0, y0, x1, y1 = validate_geometry(geometry)
         conn.execute("INSERT INTO entity_bounds VALUES (?, ?, ?, ?, ?)", (eid, x0, x1, y0, y1))
@@ -374,7 +400,7 @@ class SQLiteStore:
             "UPDATE entities SET lon = ?, lat = ?, is_point = ? WHERE eid = ?",
             (lon, lat, int(geometry["type"] == "Point"), eid),
         )
-        self._index[entity_id] = (eid, type_name, lon, lat)
+        self._set_index(entity_id, (eid, type_name, lon, lat))
 
     def _insert_entity(self, conn: sqlite3.Connection, entity: Entity, now: float) -> None:
         eid = self._eid_for(conn, entity.id)
@@ -382,7 +408,7 @@ class SQLiteStore:
             "INSERT INTO entities (eid, type, created_at, modified_at) VALUES (?, ?, ?, ?)",
             (eid, entity.type, now, now),
         )
-        self._index[entity.id] = (eid, entity.type, None, None)
+        self._set_index(entity.id, (eid, entity.type, None, None))
         # state is written unconditionally for a new entity: there is nothing newer
         self._write_readings(conn, attribute_readings(entity.id, entity.attrs, now), now)
 
@@ -400,15 +426,35 @@ class SQLiteStore:
 
         return await self._guarded_write(run)
 
+    def _set_index(
+        self, entity_id: str, value: tuple[int, str, float | None, float | None] | None
+    ) -> tuple[int, str, float | None, float | None] | None:
+        """Change the in-memory index (None removes), noting the old value for an undo."""
+        old = self._index.pop(entity_id, None) if value is None else self._index.get(entity_id)
+        if value is not None:
+            self._index[entity_id] = value
+        if self._undo is not None:
+            self._undo.append((entity_id, old))
+        return old
+
     async def _guarded_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """A write whose in-memory index changes are undone if the transaction fails."""
-        snapshot = dict(self._index)
-        try:
-            return await self._write(fn)
-        except BaseException:
-            self._index.clear()
-            self._index.update(snapshot)
-            raise
+        """A write whose in-memory index changes are undone if its transaction fails."""
+
+        def run(conn: sqlite3.Connection) -> T:
+            self._undo = []
+            try:
+                return fn(conn)
+            except BaseException:
+                for entity_id, old in reversed(self._undo):
+                    if old is None:
+                        self._index.pop(entity_id, None)
+                    else:
+                        self._index[entity_id] = old
+                raise
+            finally:
+                self._undo = None
+
+        return await self._write(run)
 
     async def upsert_entities(self, entities: Sequence[Entity], now: float, replace: bool) -> None:
         """Create each entity, or replace it whole (``replace``) or merge its attributes in."""
@@ -486,7 +532,7 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection) -> list[str]:
             deleted = []
             for entity_id in ids:
-                found = self._index.pop(entity_id, None)
+                found = self._set_index(entity_id, None)
                 if found is None:
                     continue
                 eid = found[0]

@@ -1,0 +1,1 @@
+"""The browser console: sources in this folder, the build in ``dist/`` (served at ``/``)."""
