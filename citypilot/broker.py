@@ -264,6 +264,17 @@ class Broker:
             raise ResourceNotFound(f"entity {entity_id} does not exist", "id")
         if not found:
             raise ResourceNotFound(f"entity {entity_id} has no attribute {name!r}", name)
+        ref = (await self.store.lookup([entity_id])).get(entity_id)
+        change = {
+            "id": entity_id,
+            "type": ref.type if ref else entity_id.split(":")[2],
+            "attrs": {},
+            "removed": [name],
+            "observedAt": format_instant(time.time()),
+            "lon": ref.lon if ref else None,
+            "lat": ref.lat if ref else None,
+        }
+        await self.bus.publish(CHANGED, {"changes": [change]})
 
     # -- device observations -------------------------------------------------
     async def ingest(

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from citypilot import __version__
 from citypilot.api.body import read_json
 from citypilot.api.deps import Admin, CityDep, Viewer
+from citypilot.api.openapi import json_body
 from citypilot.model.errors import ResourceNotFound
 from citypilot.model.timeutil import format_instant
 
@@ -41,7 +42,12 @@ async def get_type(name: str, city: CityDep, _: Viewer) -> Response:
     return _json(city.broker.registry.get(name).to_json())
 
 
-@router.post("/types", status_code=201, summary="Register an entity type")
+@router.post(
+    "/types",
+    status_code=201,
+    summary="Register an entity type",
+    openapi_extra=json_body({"type": "object", "required": ["name", "department"]}),
+)
 async def register_type(request: Request, city: CityDep, _: Admin) -> Response:
     """Register (or replace) a type; it is kept and survives restarts."""
     doc = await read_json(request, city.settings.max_body_bytes)

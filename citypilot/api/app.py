@@ -12,6 +12,7 @@ from citypilot import __version__
 from citypilot.api import admin, auth, history, ingest, mapdata, ngsi_ld, stream
 from citypilot.api.context import router as context_router
 from citypilot.api.deps import City
+from citypilot.api.entity_cache import EntityCache
 from citypilot.api.problems import install_problem_handlers
 from citypilot.broker import Broker
 from citypilot.bus.memory import MemoryBus
@@ -67,10 +68,12 @@ def create_app(settings: Settings) -> FastAPI:
         async with running_city(settings) as city:
             app.state.city = city
             app.state.hub = stream.StreamHub(city.broker.bus)
+            app.state.entity_cache = EntityCache(city.broker.bus)
             try:
                 yield
             finally:
                 app.state.hub.close()
+                app.state.entity_cache.close()
 
     app = FastAPI(
         title="CityPilot",

@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from citypilot.api.body import JSON_TYPES, NDJSON_TYPES, media_type, parse_json, read_body
 from citypilot.api.deps import CityDep, Ingestor
+from citypilot.api.openapi import OBSERVATION_SCHEMA, array_of, json_body
 from citypilot.broker import ItemError
 from citypilot.model.errors import BadRequestData, CityPilotError, UnsupportedMediaType
 
@@ -38,7 +39,11 @@ def _ndjson(body: bytes) -> tuple[list, list[bytes], list[ItemError]]:
     return items, raws, errors
 
 
-@router.post("/ingest", summary="Ingest a batch of device observations")
+@router.post(
+    "/ingest",
+    summary="Ingest a batch of device observations",
+    openapi_extra=json_body(array_of(OBSERVATION_SCHEMA), ndjson=True),
+)
 async def ingest(request: Request, city: CityDep, who: Ingestor) -> Response:
     """Accept observations; 200 if all were accepted, 207 with per-item errors otherwise.
 

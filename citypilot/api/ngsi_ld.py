@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from citypilot.api.body import read_json
 from citypilot.api.deps import CityDep, Operator, Viewer
+from citypilot.api.openapi import ENTITY_SCHEMA, FRAGMENT_SCHEMA, array_of, json_body
 from citypilot.broker import BatchResult
 from citypilot.model.entity import CORE_CONTEXT, Entity
 from citypilot.model.errors import BadRequestData
@@ -135,7 +136,12 @@ def _batch_response(result: BatchResult, ok_status: int, ok_body: bool) -> Respo
     return Response(status_code=204)
 
 
-@router.post("/entities", status_code=201, summary="Create an entity")
+@router.post(
+    "/entities",
+    status_code=201,
+    summary="Create an entity",
+    openapi_extra=json_body(ENTITY_SCHEMA),
+)
 async def create_entity(request: Request, city: CityDep, _: Operator) -> Response:
     """Create one entity; 201 with its Location, 409 AlreadyExists if the id is taken."""
     doc = await read_json(request, city.settings.max_body_bytes)
@@ -208,8 +214,18 @@ async def get_entity(
     options: str | None = None,
 ) -> Response:
     """One entity, normalised or (``options=keyValues``) concise."""
+    plain = attrs is None and options is None and GEOJSON not in request.headers.get("accept", "")
+    cache = request.app.state.entity_cache
+    if plain:
+        cached = cache.get(entity_id)
+        if cached is not None:
+            return Response(cached, headers={"Link": LINK}, media_type="application/json")
     entity = await city.broker.get_entity(entity_id)
     body, media = _render([entity], request, options, attrs)
+    if plain:
+        rendered = orjson.dumps(body[0])
+        cache.put(entity_id, rendered)
+        return Response(rendered, headers={"Link": LINK}, media_type=media)
     return _json(body["features"][0] if media == GEOJSON else body[0], media_type=media)
 
 
@@ -234,7 +250,11 @@ def _attrs_response(outcome: Any) -> Response:
     )
 
 
-@router.patch("/entities/{entity_id}/attrs", summary="Update existing attributes")
+@router.patch(
+    "/entities/{entity_id}/attrs",
+    summary="Update existing attributes",
+    openapi_extra=json_body(FRAGMENT_SCHEMA),
+)
 async def update_attrs(request: Request, entity_id: str, city: CityDep, _: Operator) -> Response:
     """Overwrite attributes the entity has; 207 lists those it does not have."""
     fragment = await read_json(request, city.settings.max_body_bytes)
@@ -242,7 +262,11 @@ async def update_attrs(request: Request, entity_id: str, city: CityDep, _: Opera
     return _attrs_response(await city.broker.write_attrs(entity_id, attrs, "update"))
 
 
-@router.post("/entities/{entity_id}/attrs", summary="Append attributes")
+@router.post(
+    "/entities/{entity_id}/attrs",
+    summary="Append attributes",
+    openapi_extra=json_body(FRAGMENT_SCHEMA),
+)
 async def append_attrs(
     request: Request, entity_id: str, city: CityDep, _: Operator, options: str | None = None
 ) -> Response:
@@ -253,7 +277,11 @@ async def append_attrs(
     return _attrs_response(await city.broker.write_attrs(entity_id, attrs, mode))
 
 
-@router.patch("/entities/{entity_id}/attrs/{attr}", summary="Update one attribute")
+@router.patch(
+    "/entities/{entity_id}/attrs/{attr}",
+    summary="Update one attribute",
+    openapi_extra=json_body({"description": "the attribute, normalised or a bare value"}),
+)
 async def update_attr(
     request: Request, entity_id: str, attr: str, city: CityDep, _: Operator
 ) -> Response:
@@ -277,14 +305,22 @@ async def delete_attr(entity_id: str, attr: str, city: CityDep, _: Operator) -> 
     return Response(status_code=204)
 
 
-@router.post("/entityOperations/create", summary="Batch create")
+@router.post(
+    "/entityOperations/create",
+    summary="Batch create",
+    openapi_extra=json_body(array_of(ENTITY_SCHEMA)),
+)
 async def batch_create(request: Request, city: CityDep, _: Operator) -> Response:
     """Create many entities: 201 with their ids, or 207 with successes and per-item errors."""
     docs = await read_json(request, city.settings.max_body_bytes)
     return _batch_response(await city.broker.batch_create(docs), 201, True)
 
 
-@router.post("/entityOperations/upsert", summary="Batch upsert")
+@router.post(
+    "/entityOperations/upsert",
+    summary="Batch upsert",
+    openapi_extra=json_body(array_of(ENTITY_SCHEMA)),
+)
 async def batch_upsert(
     request: Request, city: CityDep, _: Operator, options: str | None = None
 ) -> Response:
@@ -294,7 +330,11 @@ async def batch_upsert(
     return _batch_response(await city.broker.batch_upsert(docs, replace), 201, True)
 
 
-@router.post("/entityOperations/update", summary="Batch update")
+@router.post(
+    "/entityOperations/update",
+    summary="Batch update",
+    openapi_extra=json_body(array_of(ENTITY_SCHEMA)),
+)
 async def batch_update(
     request: Request, city: CityDep, _: Operator, options: str | None = None
 ) -> Response:
@@ -304,7 +344,11 @@ async def batch_update(
     return _batch_response(result, 204, False)
 
 
-@router.post("/entityOperations/delete", summary="Batch delete")
+@router.post(
+    "/entityOperations/delete",
+    summary="Batch delete",
+    openapi_extra=json_body(array_of({"type": "string"})),
+)
 async def batch_delete(request: Request, city: CityDep, _: Operator) -> Response:
     """Delete many entities by id."""
     ids = await read_json(request, city.settings.max_body_bytes)

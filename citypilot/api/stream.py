@@ -121,6 +121,9 @@ class StreamHub:
                     if old is None:
                         pending[change["id"]] = {**change, "attrs": dict(change["attrs"])}
                     else:
+                        for name in change.get("removed", ()):
+                            old["attrs"].pop(name, None)
+                            old.setdefault("removed", []).append(name)
                         old["attrs"].update(change["attrs"])
                         old["observedAt"] = max(old["observedAt"], change["observedAt"])
                         old["lon"], old["lat"] = change["lon"], change["lat"]

@@ -3,7 +3,8 @@
 Subjects CityPilot publishes (payloads are plain dicts, JSON-ready):
 
 - ``entities.changed``: ``{"changes": [Change, ...]}`` where a Change is
-  ``{"id", "type", "attrs": {name: value}, "observedAt", "lon", "lat"}``
+  ``{"id", "type", "attrs": {name: value}, "observedAt", "lon", "lat"}`` (and
+  ``"removed": [name, ...]`` when attributes were deleted)
 - ``entities.deleted``: ``{"ids": [...]}``
 """
 

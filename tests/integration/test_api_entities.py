@@ -211,7 +211,9 @@ def test_attribute_updates_and_deletes(server: Server):
         )
         got = c.get(f"{NGSI}/entities/{eid}", params={"options": "keyValues"}).json()
         assert got["powerState"] == "on" and got["powerConsumption"] == 7.5
+        assert c.get(f"{NGSI}/entities/{eid}").json()["powerConsumption"]["value"] == 7.5
         assert c.delete(f"{NGSI}/entities/{eid}/attrs/powerConsumption").status_code == 204
+        assert "powerConsumption" not in c.get(f"{NGSI}/entities/{eid}").json()
         problem(c.delete(f"{NGSI}/entities/{eid}/attrs/powerConsumption"), 404, "ResourceNotFound")
         assert c.delete(f"{NGSI}/entities/{eid}").status_code == 204
         problem(c.get(f"{NGSI}/entities/{eid}"), 404, "ResourceNotFound")
@@ -300,3 +302,14 @@ def test_oversized_body_is_413(server: Server):
         )
         problem(r, 413, "RequestEntityTooLarge")
         assert device.get("/api/v1/health").status_code == 200
+
+
+def test_openapi_documents_every_write_body(server: Server):
+    spec = server.client(None).get("/openapi.json").json()
+    missing = [
+        f"{method.upper()} {path}"
+        for path, ops in spec["paths"].items()
+        for method, op in ops.items()
+        if method in ("post", "patch", "put") and "requestBody" not in op
+    ]
+    assert not missing, missing

@@ -34,6 +34,8 @@ def obs(entity_id: str, at: str, **attrs: object) -> dict:
 
 def test_ingest_updates_state_and_history_newest_wins(server: Server):
     eid = new_light(server, powerState="off")
+    with server.client() as c:  # read first: the rendered entity is now cached
+        assert c.get(f"{NGSI}/entities/{eid}").json()["powerState"]["value"] == "off"
     batch = [
         obs(eid, "2026-11-20T10:00:00Z", powerConsumption=41.5, powerState="on"),
         obs(eid, "2026-11-20T09:00:00Z", powerConsumption=9.5, powerState="off"),
@@ -46,6 +48,9 @@ def test_ingest_updates_state_and_history_newest_wins(server: Server):
     with server.client() as c:
         state = c.get(f"{NGSI}/entities/{eid}", params={"options": "keyValues"}).json()
         assert state["powerConsumption"] == 41.5 and state["powerState"] == "on"
+        plain = c.get(f"{NGSI}/entities/{eid}").json()
+        assert plain["powerState"]["value"] == "on"
+        assert plain["powerState"]["observedAt"] == "2026-11-20T10:00:00.000Z"
         hist = c.get(f"/api/v1/history/{eid}", params={"attrs": "powerConsumption"}).json()
         assert [v for _, v in hist["attrs"]["powerConsumption"]] == [1.0, 9.5, 41.5]
 
