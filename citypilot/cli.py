@@ -114,9 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from citypilot.bench.cli import add_bench_commands
     from citypilot.demo import add_demo_command
+    from citypilot.twin.commands import add_twin_commands
 
     add_bench_commands(sub)
     add_demo_command(sub)
+    add_twin_commands(sub)
     return parser
 
 

@@ -44,6 +44,9 @@ def add_bench_commands(sub: Any) -> None:
     p.add_argument("--queries", type=int, default=2_000)
     p.add_argument("--connections", type=int, default=8)
     p.set_defaults(func=bench_query)
+    from citypilot.bench.city import add_city_bench
+
+    add_city_bench(bench)
 
 
 def _streetlight(i: int, lon: float, lat: float) -> dict[str, Any]:

@@ -4,12 +4,15 @@ State lives in ``entities`` (one row per entity, with a PostGIS geometry under a
 GIST index) and ``attrs`` (one row per entity and attribute). History is a table
 range-partitioned by month on ``observed_at`` (epoch seconds), with a default
 partition so no row is ever refused; monthly partitions are created on demand,
-outside the write transaction. Every batch is one transaction whose round trips
-do not grow with the batch: history rows go in by binary COPY; the newest row per
-(entity, attribute) is copied into a per-connection staging table and applied by
-one ``INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE newer RETURNING``
-(COPY beats ``unnest`` arrays here: psycopg dumps text arrays element by element in
-Python, which took about a third of a 5,000-reading batch).
+outside the write transaction. A history row is identified by (entity, attribute,
+observedAt), so a resent reading replaces its row instead of duplicating it.
+
+Every batch is one transaction whose round trips do not grow with the batch: its
+history rows, and its newest row per (entity, attribute), are copied (binary COPY)
+into per-connection staging tables, then applied by one ``INSERT ... SELECT ... ON
+CONFLICT DO UPDATE`` each; the state one only where newer, ``RETURNING`` what it
+applied. (COPY beats ``unnest`` arrays here: psycopg dumps text arrays element by
+element in Python, which took about a third of a 5,000-reading batch.)
 
 ``entity_keys`` gives every id ever seen a permanent integer key, never deleted:
 history rows carry that key and stay reachable by id after a delete. Because the
@@ -85,9 +88,9 @@ CREATE TABLE IF NOT EXISTS attrs (
     PRIMARY KEY (eid, name)) WITH (fillfactor = 70);
 CREATE TABLE IF NOT EXISTS history (
     eid bigint NOT NULL, name text NOT NULL, observed_at double precision NOT NULL,
-    num double precision, value text) PARTITION BY RANGE (observed_at);
+    num double precision, value text,
+    PRIMARY KEY (eid, name, observed_at)) PARTITION BY RANGE (observed_at);
 CREATE TABLE IF NOT EXISTS history_default PARTITION OF history DEFAULT;
-CREATE INDEX IF NOT EXISTS history_series ON history (eid, name, observed_at);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     received_at double precision NOT NULL, source text NOT NULL, reason text NOT NULL,
@@ -108,22 +111,34 @@ DIALECT = Dialect(
     raw_text="(CASE WHEN left(a.value, 1) = '\"' THEN a.value::jsonb #>> '{}' ELSE a.value END)",
 )
 
-_COPY_HISTORY = "COPY history (eid, name, observed_at, num, value) FROM STDIN (FORMAT BINARY)"
-_HISTORY_TYPES = ("int8", "text", "float8", "float8", "text")
-
-# each pooled connection stages the state rows of a batch here (emptied at commit)
+# each pooled connection stages a batch here (both emptied at commit, and consumed
+# by the statements below, so a transaction may stage and write several times)
 _STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS staged_history (
+    eid bigint, name text, observed_at double precision, num double precision, value text)
+    ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS staged_readings (
     eid bigint, name text, kind text, value text, num double precision,
-    observed_at double precision, unit_code text) ON COMMIT DELETE ROWS
+    observed_at double precision, unit_code text) ON COMMIT DELETE ROWS;
 """
-_COPY_STAGED = (
+_COPY_HISTORY = "COPY history (eid, name, observed_at, num, value) FROM STDIN (FORMAT BINARY)"
+_COPY_STAGED_HISTORY = (
+    "COPY staged_history (eid, name, observed_at, num, value) FROM STDIN (FORMAT BINARY)"
+)
+_HISTORY_TYPES = ("int8", "text", "float8", "float8", "text")
+# a reading is identified by (entity, attribute, observedAt): a resent one replaces it
+_UPSERT_HISTORY = """
+WITH h AS (DELETE FROM staged_history RETURNING *)
+INSERT INTO history (eid, name, observed_at, num, value)
+SELECT eid, name, observed_at, num, value FROM h
+ON CONFLICT (eid, name, observed_at) DO UPDATE SET num = excluded.num, value = excluded.value
+"""
+_COPY_STAGED_STATE = (
     "COPY staged_readings (eid, name, kind, value, num, observed_at, unit_code)"
     " FROM STDIN (FORMAT BINARY)"
 )
-_STAGED_TYPES = ("int8", "text", "text", "text", "float8", "float8", "text")
+_STATE_TYPES = ("int8", "text", "text", "text", "float8", "float8", "text")
 
-# consumes the staged rows, so a transaction may stage and upsert several times
 _UPSERT_ATTRS = """
 WITH u AS (DELETE FROM staged_readings RETURNING *)
 INSERT INTO attrs AS a (eid, name, kind, value, num, observed_at, unit_code)
@@ -312,7 +327,7 @@ class PostgresStore:
 
     @staticmethod
     async def _configure(conn: psycopg.AsyncConnection) -> None:
-        """Prepare a new pooled connection: its staging table for state upserts."""
+        """Prepare a new pooled connection: its staging tables."""
         await conn.execute(_STAGING)
 
     async def close(self) -> None:
@@ -492,6 +507,14 @@ class PostgresStore:
             field = "idPattern" if query.id_pattern is not None else "q"
             raise BadRequestData(f"{field}: PostgreSQL refuses the pattern: {exc}", field) from None
 
+    async def scan_entities(self, type_name: str) -> list[Entity]:
+        """Every entity of one type with all its attributes, in creation order (for maps)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                _LOAD.format(source="entities e", where="WHERE e.type = %s"), (type_name,)
+            )
+            return _entities_from_rows(await cur.fetchall())
+
     # -- writes ----------------------------------------------------------------
     async def _resolve(self, tx: _Tx, ids: Iterable[str], create: bool = False) -> dict[str, int]:
         """The permanent key of each id (created first if ``create``; else unknown ids left out)."""
@@ -538,6 +561,20 @@ class PostgresStore:
                 tx.refs[entity_id] = EntityRef(type_name, lon, lat)
         return out
 
+    @staticmethod
+    async def _copy_rows(
+        tx: _Tx,
+        statement: str,
+        types: Sequence[str],
+        keys: Iterable[tuple],
+        values: dict[tuple, tuple],
+    ) -> None:
+        """Binary COPY of the rows ``key + values[key]``, in the order of ``keys``."""
+        async with tx.conn.cursor().copy(statement) as copy:
+            copy.set_types(types)
+            for key in keys:
+                await copy.write_row((*key, *values[key]))
+
     async def _write_readings(
         self, tx: _Tx, readings: Sequence[Reading], now: float
     ) -> list[Reading]:
@@ -553,28 +590,30 @@ class PostgresStore:
         rows = [(eids[r.entity_id], r) for r in readings if r.entity_id in eids]
         if not rows:
             return []
-        async with tx.conn.cursor().copy(_COPY_HISTORY) as copy:
-            copy.set_types(_HISTORY_TYPES)
-            for eid, r in rows:
-                await copy.write_row(
-                    (
-                        eid,
-                        r.name,
-                        now if r.observed_at is None else r.observed_at,
-                        r.num,
-                        history_value(r),
-                    )
-                )
+        # one history row per (entity, attribute, instant), the last one given winning
+        # (PostgreSQL will not update a row twice in one statement)
+        history = {
+            (eid, r.name, now if r.observed_at is None else r.observed_at): (
+                r.num,
+                history_value(r),
+            )
+            for eid, r in rows
+        }
+        keys = sorted(history)  # key order, so that concurrent batches lock alike
+        try:
+            # the common case, nothing resent: straight into history (in a savepoint)
+            async with tx.conn.transaction():
+                await self._copy_rows(tx, _COPY_HISTORY, _HISTORY_TYPES, keys, history)
+        except pg_errors.UniqueViolation:
+            await self._copy_rows(tx, _COPY_STAGED_HISTORY, _HISTORY_TYPES, keys, history)
+            await tx.conn.execute(_UPSERT_HISTORY)
         # one row per key (PostgreSQL will not update a row twice in one statement),
         # sent in key order so that concurrent batches lock rows in the same order
         newest = [(eids[r.entity_id], r) for r in newest_per_key([r for _, r in rows])]
-        latest = sorted(newest, key=lambda item: (item[0], item[1].name))
-        async with tx.conn.cursor().copy(_COPY_STAGED) as copy:
-            copy.set_types(_STAGED_TYPES)
-            for eid, r in latest:
-                await copy.write_row(
-                    (eid, r.name, r.kind, r.value, r.num, r.observed_at, r.unit_code)
-                )
+        state = {
+            (eid, r.name): (r.kind, r.value, r.num, r.observed_at, r.unit_code) for eid, r in newest
+        }
+        await self._copy_rows(tx, _COPY_STAGED_STATE, _STATE_TYPES, sorted(state), state)
         cur = await tx.conn.execute(_UPSERT_ATTRS)
         changed = set(await cur.fetchall())
         applied = [(eid, r) for eid, r in newest if (eid, r.name) in changed]

@@ -9,6 +9,7 @@ entity's id, row key, type and point serves ingest look-ups without a query.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import sqlite3
 import threading
@@ -117,6 +118,10 @@ class SQLiteStore:
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA cache_size=-65536")
         conn.create_function("regexp", 2, _regexp, deterministic=True)
+        try:
+            conn.execute("SELECT floor(1.5)")
+        except sqlite3.OperationalError:  # built without math functions
+            conn.create_function("floor", 1, math.floor, deterministic=True)
         return conn
 
     def _reader(self) -> sqlite3.Connection:
@@ -583,7 +588,7 @@ class SQLiteStore:
                 expr = "count(*)" if fn == "count" else f"{fn}(num)"
                 filt = "" if fn == "count" else " AND num IS NOT NULL"
                 rows = conn.execute(
-                    f"SELECT CAST(observed_at / ? AS INTEGER) * ? AS bucket, {expr}"
+                    f"SELECT floor(observed_at / ?) * ? AS bucket, {expr}"
                     " FROM history WHERE eid = ? AND name = ? AND observed_at >= ?"
                     f" AND observed_at < ?{filt} GROUP BY bucket ORDER BY bucket LIMIT ?",
                     (query.bucket_s, query.bucket_s, *args, query.limit),

@@ -1,0 +1,438 @@
+"""Device ingest over MQTT: observations published by devices and gateways.
+
+Topics under the configured root (``citypilot`` by default):
+
+* ``<root>/<Type>/<local-id>/attrs`` carries one observation of the entity
+  ``urn:ngsi-ld:<Type>:<local-id>`` as ``{"observedAt": ..., "attrs": {...}}``;
+* ``<root>/batch`` carries compact observations (``{"id", "type", "observedAt",
+  "attrs"}``) as a JSON array or NDJSON, for gateways.
+
+Messages are gathered and handed to :meth:`Broker.ingest` in batches (size or
+delay, whichever comes first). Whatever cannot be used — a payload that is not
+JSON, a topic outside the scheme, an observation refused by validation — is kept
+as a dead letter with the reason and the raw payload, source ``mqtt:<topic>``.
+See docs/mqtt.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import logging
+import random
+import re
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+import orjson
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from citypilot.broker import Broker, ItemError
+from citypilot.model.errors import BadRequestData, CityPilotError, InvalidRequest
+from citypilot.model.ids import check_entity_id, entity_id
+from citypilot.model.observation import parse_observation
+from citypilot.model.timeutil import MAX_FUTURE_SKEW_S
+
+log = logging.getLogger(__name__)
+
+#: Largest part of a refused payload kept in a dead letter (as over HTTP).
+DEAD_LETTER_PAYLOAD_MAX = 65_536
+#: How long the broker keeps our session (subscription and queued messages) while we are away.
+SESSION_EXPIRY_S = 7 * 24 * 3600
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def client_id_for(topic_root: str) -> str:
+    """The stable MQTT client id of the ingest adapter for ``topic_root``.
+
+    It is the same at every start, so the broker keeps our persistent session
+    (subscription and queued QoS 1 messages) while the server is down.
+    """
+    root = topic_root.strip("/")
+    digest = hashlib.sha256(root.encode()).hexdigest()[:10]
+    return f"citypilot-ingest-{_UNSAFE.sub('-', root)[:40]}-{digest}"
+
+
+def _connect_properties() -> Properties:
+    """CONNECT properties: keep the session while we are away; let the broker stream."""
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = SESSION_EXPIRY_S
+    # The broker may send this many unacknowledged QoS 1 messages. With a small
+    # window (Mosquitto's own default for MQTT 3.1.1 clients is 20) the broker
+    # queues during any pause of ours and, beyond max_queued_messages, drops.
+    props.ReceiveMaximum = 65535
+    return props
+
+
+def _clip(payload: bytes) -> bytes:
+    return payload[:DEAD_LETTER_PAYLOAD_MAX]
+
+
+class _Inbox(asyncio.Queue["aiomqtt.Message"]):
+    """Stands in for aiomqtt's queue of incoming messages (its ``queue_type`` option).
+
+    Each message goes straight to ``sink`` instead of through a task per message;
+    the queue itself stays empty.
+    """
+
+    def __init__(self, sink: Callable[[aiomqtt.Message], None], maxsize: int = 0) -> None:
+        super().__init__(maxsize)
+        self._sink = sink
+
+    def put_nowait(self, item: aiomqtt.Message) -> None:
+        """Deliver the message now."""
+        self._sink(item)
+
+
+class MqttIngest:
+    """Subscribes to the device topics and feeds observations to the broker in batches.
+
+    Counters (for metrics): ``received`` messages, observations ``accepted`` and
+    ``refused`` (each refusal is a dead letter), ``batches`` handed to the
+    broker, messages ``failed`` by an unexpected error (logged), ``connected``
+    and ``backlog``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        topic_root: str,
+        broker: Broker,
+        *,
+        batch_size: int = 2000,
+        flush_delay: float = 0.05,
+        client_id: str | None = None,
+        start_timeout: float = 5.0,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(  # the URL may hold a password, so it is not echoed
+                "MQTT URL must look like mqtt://host:1883 or mqtts://host:8883, "
+                f"not scheme {parts.scheme!r} with host {parts.hostname!r}"
+            )
+        root = topic_root.strip("/")
+        if not root or any(c in root for c in "+#\0"):
+            raise ValueError(f"MQTT topic root must be non-empty, without + or #: {topic_root!r}")
+        self.host: str = parts.hostname
+        self.port: int = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        self._username = unquote(parts.username) if parts.username else None
+        self._password = unquote(parts.password) if parts.password else None
+        self._tls = ssl.create_default_context() if parts.scheme == "mqtts" else None
+        self.topic_root = root
+        self.client_id = client_id or client_id_for(root)
+        self.broker = broker
+        self.batch_size = batch_size
+        self.flush_delay = flush_delay
+        self.start_timeout = start_timeout
+        self._prefix = root + "/"
+        self._batch_topic = root + "/batch"
+        # counters
+        self.received = 0
+        self.accepted = 0
+        self.refused = 0
+        self.batches = 0
+        self.failed = 0
+        self.connected = False
+        # (topic, payload) waiting for the next flush
+        self._pending: list[tuple[str, bytes]] = []
+        self._wakeup = asyncio.Event()
+        self._full = asyncio.Event()
+        self._attempted = asyncio.Event()
+        self._closing = False
+        self._receiver: asyncio.Task[None] | None = None
+        self._inbox = functools.partial(_Inbox, self._take)
+        self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def backlog(self) -> int:
+        """Messages received and not yet handed to the broker."""
+        return len(self._pending)
+
+    # -- life cycle ------------------------------------------------------------
+    async def start(self) -> None:
+        """Start receiving; wait (briefly) for the first connection attempt.
+
+        If the broker is unreachable the server starts anyway; the adapter keeps
+        retrying in the background.
+        """
+        self._flusher = asyncio.create_task(self._flush_loop(), name="mqtt-ingest-flush")
+        self._receiver = asyncio.create_task(self._run(), name="mqtt-ingest-receive")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._attempted.wait(), self.start_timeout)
+
+    async def stop(self) -> None:
+        """Disconnect (the persistent session stays on the broker) and flush what was received."""
+        self._closing = True
+        if self._receiver is not None:
+            self._receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._receiver
+        self._wakeup.set()
+        self._full.set()
+        if self._flusher is not None:
+            await self._flusher
+        self.connected = False
+
+    # -- receiving -------------------------------------------------------------
+    async def _run(self) -> None:
+        """Connect, subscribe and receive; reconnect with back-off until stopped."""
+        delay = 0.5
+        connected_at: float | None = None
+        while not self._closing:
+            try:
+                async with aiomqtt.Client(
+                    self.host,
+                    self.port,
+                    username=self._username,
+                    password=self._password,
+                    identifier=self.client_id,
+                    protocol=aiomqtt.ProtocolVersion.V5,
+                    clean_start=False,
+                    properties=_connect_properties(),
+                    tls_context=self._tls,
+                    logger=log,
+                    queue_type=cast("type[asyncio.Queue[aiomqtt.Message]]", self._inbox),
+                ) as client:
+                    # Retained messages only for a new subscription: a reconnect to
+                    # our own session must not replay them into history.
+                    options = SubscribeOptions(
+                        qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
+                    )
+                    granted = await client.subscribe(self._prefix + "#", options=options)
+                    code = granted[0]
+                    value = code if isinstance(code, int) else code.value
+                    if value >= 0x80:
+                        raise aiomqtt.MqttError(f"subscription to {self._prefix}# refused: {code}")
+                    if value < 1:
+                        log.warning("MQTT broker granted only QoS 0 on %s#", self._prefix)
+                    self.connected = True
+                    self._attempted.set()
+                    connected_at = time.monotonic()
+                    log.info(
+                        "MQTT ingest subscribed to %s# on %s:%s", self._prefix, self.host, self.port
+                    )
+                    # _Inbox hands every message to _take as it arrives, so this
+                    # loop only ends (MqttError) when the connection drops.
+                    async for message in client.messages:
+                        self._take(message)
+            except Exception as exc:  # never let the receiver die: log, back off, retry
+                self.connected = False
+                self._attempted.set()
+                if connected_at is not None and time.monotonic() - connected_at > 30:
+                    delay = 0.5  # a connection that held a while: start the back-off afresh
+                connected_at = None
+                wait = delay * (0.5 + random.random())
+                if not isinstance(exc, aiomqtt.MqttError):
+                    log.exception("MQTT ingest receiver failed")
+                log.warning(
+                    "MQTT connection to %s:%s failed or lost (%s); retrying in %.1f s",
+                    self.host,
+                    self.port,
+                    exc,
+                    wait,
+                )
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, 30.0)
+
+    def _take(self, message: aiomqtt.Message) -> None:
+        """Add one received message to the pending batch (called by paho's read callback)."""
+        self.received += 1
+        payload = message.payload
+        if not isinstance(payload, bytes):  # aiomqtt types it loosely
+            payload = str(payload).encode()
+        pending = self._pending
+        pending.append((message.topic.value, payload))
+        n = len(pending)
+        if n == 1:
+            self._wakeup.set()
+        if n >= self.batch_size:
+            self._full.set()
+
+    # -- batching ----------------------------------------------------------------
+    async def _flush_loop(self) -> None:
+        """Hand the pending messages to the broker when a batch is full or has waited enough."""
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if len(self._pending) < self.batch_size and not self._closing:
+                self._full.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self.flush_delay)
+            batch = self._pending[: self.batch_size]
+            del self._pending[: self.batch_size]
+            try:
+                await self._ingest(batch)
+            except Exception:
+                self.failed += len(batch)
+                log.exception("MQTT ingest lost a batch of %d messages to an error", len(batch))
+
+    async def _ingest(self, batch: Sequence[tuple[str, bytes]]) -> None:
+        """Parse, check and ingest one batch of messages (one ``Broker.ingest`` call)."""
+        items: list[Any] = []
+        raws: list[bytes] = []
+        wheres: list[str] = []
+        sources: list[str] = []
+        refused: list[tuple[str, bytes, CityPilotError]] = []
+        for topic, payload in batch:
+            if topic == self._batch_topic:
+                self._split_batch(topic, payload, items, raws, wheres, sources, refused)
+                continue
+            try:
+                items.append(self._device_observation(topic, payload))
+            except CityPilotError as exc:
+                refused.append((topic, payload, exc))
+                continue
+            raws.append(payload)
+            wheres.append("payload")
+            sources.append(topic)
+
+        # Check here so each refusal is kept with its own topic as source:
+        # Broker.ingest takes one source per call. See the note in docs/mqtt.md.
+        registry = self.broker.registry
+        latest_allowed = time.time() + MAX_FUTURE_SKEW_S
+        good, good_raws, good_topics = [], [], []
+        for item, raw, where, topic in zip(items, raws, wheres, sources, strict=True):
+            try:
+                parse_observation(item, registry, where, latest_allowed)
+            except CityPilotError as exc:
+                refused.append((topic, raw, exc))
+                continue
+            good.append(item)
+            good_raws.append(raw)
+            good_topics.append(topic)
+
+        if refused:
+            await self._dead_letter(refused)
+        # One call per batch; gateway payloads can make a batch hold many more
+        # observations than messages, so those are cut at batch_size.
+        size = self.batch_size if len(good) > self.batch_size * 2 else len(good)
+        for start in range(0, len(good), max(size, 1)):
+            topics = set(good_topics[start : start + size])
+            # What the broker refuses now is only an unknown entity, named in the reason.
+            source = f"mqtt:{topics.pop()}" if len(topics) == 1 else f"mqtt:{self._prefix}#"
+            result = await self.broker.ingest(
+                good[start : start + size], source, good_raws[start : start + size]
+            )
+            self.accepted += result.accepted
+            self.refused += len(result.errors)
+            self.batches += 1
+
+    def _device_observation(self, topic: str, payload: bytes) -> dict[str, Any]:
+        """The compact observation carried by a device topic message."""
+        if not topic.startswith(self._prefix) or not topic.endswith("/attrs"):
+            raise self._bad_topic(topic)
+        segments = topic[len(self._prefix) : -len("/attrs")].split("/")
+        if len(segments) != 2:
+            raise self._bad_topic(topic)
+        type_name, local_id = segments
+        eid = check_entity_id(entity_id(type_name, local_id), "topic")
+        if type_name not in self.broker.registry:
+            raise BadRequestData(
+                f"topic names type {type_name!r}, which is not registered", "topic"
+            )
+        try:
+            doc = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequest(f"payload is not valid JSON: {exc}", "payload") from None
+        if type(doc) is not dict:
+            raise BadRequestData(
+                'payload must be a JSON object {"observedAt": ..., "attrs": {...}}', "payload"
+            )
+        for key, expected in (("id", eid), ("type", type_name)):
+            if key in doc and doc[key] != expected:
+                raise BadRequestData(
+                    f"payload.{key} {str(doc[key])[:80]!r} contradicts the topic ({expected})",
+                    f"payload.{key}",
+                )
+        doc["id"] = eid
+        doc["type"] = type_name
+        return doc
+
+    def _split_batch(
+        self,
+        topic: str,
+        payload: bytes,
+        items: list[Any],
+        raws: list[bytes],
+        wheres: list[str],
+        sources: list[str],
+        refused: list[tuple[str, bytes, CityPilotError]],
+    ) -> None:
+        """Append the observations of a gateway batch: JSON array, one object, or NDJSON."""
+        body = payload.strip()
+        if not body:
+            refused.append((topic, payload, BadRequestData("payload is empty", "payload")))
+            return
+        try:
+            docs = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            if body[:1] == b"[" or b"\n" not in body:
+                refused.append(
+                    (topic, payload, InvalidRequest(f"payload is not valid JSON: {exc}", "payload"))
+                )
+                return
+            docs = None
+        if docs is not None:
+            if type(docs) is dict:
+                docs = [docs]
+            elif type(docs) is not list:
+                refused.append(
+                    (
+                        topic,
+                        payload,
+                        BadRequestData(
+                            "payload must be a JSON array (or NDJSON) of observations", "payload"
+                        ),
+                    )
+                )
+                return
+            for i, doc in enumerate(docs):
+                items.append(doc)
+                raws.append(orjson.dumps(doc))
+                wheres.append(f"[{i}]")
+                sources.append(topic)
+            return
+        for number, line in enumerate(body.split(b"\n"), 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                error = InvalidRequest(f"line {number} is not valid JSON: {exc}", f"line {number}")
+                refused.append((topic, line, error))
+                continue
+            items.append(doc)
+            raws.append(line)
+            wheres.append(f"line {number}")
+            sources.append(topic)
+
+    def _bad_topic(self, topic: str) -> BadRequestData:
+        return BadRequestData(
+            f"topic {topic[:200]!r} fits neither {self._prefix}<Type>/<local-id>/attrs "
+            f"nor {self._batch_topic}",
+            "topic",
+        )
+
+    async def _dead_letter(self, refused: Sequence[tuple[str, bytes, CityPilotError]]) -> None:
+        """Keep refused messages, one broker call per topic."""
+        self.refused += len(refused)
+        by_topic: dict[str, list[tuple[bytes, CityPilotError]]] = {}
+        for topic, raw, exc in refused:
+            by_topic.setdefault(topic, []).append((raw, exc))
+        for topic, entries in by_topic.items():
+            raws = [_clip(raw) for raw, _ in entries]
+            errors = [ItemError(i, None, exc) for i, (_, exc) in enumerate(entries)]
+            await self.broker.dead_letter(raws, errors, f"mqtt:{topic}", raws)

@@ -1,0 +1,104 @@
+"""``citypilot demo``: one command gives a living city; Ctrl-C stops it; the next run resumes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+from citypilot.bench.server import free_port
+from citypilot.demo import DEMO_PASSWORD, DEMO_USER
+
+
+def start_demo(data_dir, port: int, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "CITYPILOT_DATA_DIR": str(data_dir), "CITYPILOT_LOG_LEVEL": "warning"}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "citypilot.cli",
+            "demo",
+            "--scale",
+            "0.1",
+            "--port",
+            str(port),
+            *extra,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for(predicate, timeout: float = 90.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def stop(proc: subprocess.Popen) -> str:
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    return out
+
+
+def test_demo_serves_a_live_city_and_resumes_it(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_demo(tmp_path, port)
+    try:
+        wait_for(lambda: httpx.get(url + "/api/v1/health").status_code == 200, what="server")
+        token = httpx.post(
+            url + "/api/v1/auth/token", data={"username": DEMO_USER, "password": DEMO_PASSWORD}
+        ).json()
+        client = httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {token['access_token']}"}
+        )
+        lights = client.get("/api/v1/map/entities/Streetlight").json()["count"]
+        buses = client.get("/api/v1/map/entities/Bus").json()
+        assert lights > 1000 and buses["count"] > 0
+        assert "roads" in client.get("/api/v1/map/layers").json()["layers"]
+
+        def a_bus_reported() -> bool:
+            for bus_id in buses["ids"]:
+                hist = client.get(f"/api/v1/history/{bus_id}", params={"attrs": "speed"}).json()
+                if len(hist["attrs"].get("speed", [])) >= 2:
+                    return True
+            return False
+
+        wait_for(a_bus_reported, what="simulated bus reports in history")
+        assert client.get("/api/v1/dead-letters").json()["total"] == 0
+    finally:
+        out = stop(proc)
+    assert "Console: " in out and DEMO_USER in out
+
+    proc = start_demo(tmp_path, port)
+    try:
+        wait_for(lambda: httpx.get(url + "/api/v1/health").status_code == 200, what="restart")
+        again = client.get("/api/v1/map/entities/Streetlight").json()["count"]
+        assert again == lights
+    finally:
+        out = stop(proc)
+    assert "Resuming the demo city" in out
+
+    other = subprocess.run(
+        [sys.executable, "-m", "citypilot.cli", "demo", "--seed", "8", "--scale", "0.1"],
+        env={**os.environ, "CITYPILOT_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert other.returncode != 0 and "--fresh" in other.stderr
