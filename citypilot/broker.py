@@ -283,12 +283,14 @@ class Broker:
         source: str,
         raw_items: Sequence[bytes] | None = None,
         positions: Sequence[int] | None = None,
+        sources: Sequence[str] | None = None,
     ) -> IngestResult:
         """Check, store and publish a batch of compact observations.
 
         Each observation is accepted or refused whole; refused ones are answered
         per item and kept as dead letters with their raw payload. ``positions``
-        gives each item's index in the request (default: its index in ``items``).
+        gives each item's index in the request (default: its index in ``items``);
+        ``sources`` names each item's own source for dead letters (default ``source``).
         """
         result = IngestResult()
         latest_allowed = time.time() + MAX_FUTURE_SKEW_S
@@ -319,7 +321,7 @@ class Broker:
             applied = await self.store.apply_readings(good, time.time())
             await self._publish(applied, refs)
         if result.errors:
-            await self.dead_letter(items, result.errors, source, raw_items)
+            await self.dead_letter(items, result.errors, source, raw_items, sources)
             for err in result.errors:
                 err.index = pos[err.index]
         result.errors.sort(key=lambda e: e.index)
@@ -331,8 +333,9 @@ class Broker:
         errors: Sequence[ItemError],
         source: str,
         raw_items: Sequence[bytes] | None = None,
+        sources: Sequence[str] | None = None,
     ) -> None:
-        """Keep refused items with their reason and raw payload."""
+        """Keep refused items with their reason, raw payload and source."""
         now = time.time()
         letters = []
         for err in errors:
@@ -340,5 +343,6 @@ class Broker:
                 payload = raw_items[err.index].decode("utf-8", "replace")
             else:
                 payload = orjson.dumps(items[err.index], default=str).decode()
-            letters.append(DeadLetter(now, source, err.error.detail, err.error.field, payload))
+            where = source if sources is None else sources[err.index]
+            letters.append(DeadLetter(now, where, err.error.detail, err.error.field, payload))
         await self.store.add_dead_letters(letters)

@@ -432,3 +432,75 @@ async def test_reconnects_after_the_broker_goes_away(
     finally:
         link.close()
         await drop_session(root)
+
+
+@pytest.mark.slow
+async def test_no_acknowledged_message_is_lost_to_kill_9(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Messages are acknowledged to the broker only once stored: after kill -9 in the middle
+    of a burst, the broker delivers the unacknowledged ones again and all arrive."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from citypilot.bench.server import free_port
+
+    require_service("MQTT broker", MQTT_HOST, MQTT_PORT)
+    data = tmp_path_factory.mktemp("mqtt-kill")
+    await seed_accounts(data)
+    mc = MqttCity(data, f"citypilot-test-{uuid.uuid4().hex[:12]}")
+    local, count = "burst-1", 3000
+    eid = entity_id("Streetlight", local)
+    topic = f"{mc.root}/Streetlight/{local}/attrs"
+    port = free_port()
+    env = {
+        **os.environ,
+        **mc.env,
+        "CITYPILOT_DATA_DIR": str(data),
+        "CITYPILOT_LOG_LEVEL": "warning",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "citypilot.cli", "serve", "--port", str(port)],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        mc.url = f"http://127.0.0.1:{port}"
+        await poll(_healthy(mc.url), "the first server")
+        async with mc.http() as http:
+            await create_streetlight(http, local)
+        async with aiomqtt.Client(MQTT_HOST, MQTT_PORT) as client:
+            for i in range(count):
+                body = {
+                    "observedAt": f"2026-01-10T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z",
+                    "attrs": {"powerConsumption": i % 500},
+                }
+                await client.publish(topic, orjson.dumps(body), qos=1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    try:
+        with server_process(data, extra_env=mc.env) as url:
+            mc.url = url
+            async with mc.http() as http:
+
+                async def all_there() -> int | None:
+                    n = len(await history(http, eid, "powerConsumption"))
+                    return n if n == count else None
+
+                assert await poll(all_there, f"all {count} readings after kill -9") == count
+    finally:
+        await drop_session(mc.root)
+
+
+def _healthy(url: str) -> Callable[[], Awaitable[bool | None]]:
+    async def check() -> bool | None:
+        try:
+            async with httpx.AsyncClient() as c:
+                return (await c.get(url + "/api/v1/health")).status_code == 200 or None
+        except httpx.HTTPError:
+            return None
+
+    return check
