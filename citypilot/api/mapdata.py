@@ -10,69 +10,68 @@ river, ...) kept as GeoJSON files in ``<data_dir>/layers``; ``/layers/{name}`` s
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import orjson
 from fastapi import APIRouter
 from starlette.responses import FileResponse, Response
 
 from citypilot.api.deps import CityDep, Viewer
-from citypilot.model.errors import ResourceNotFound
+from citypilot.model.errors import BadRequestData, ResourceNotFound
 from citypilot.model.timeutil import format_instant
 
 router = APIRouter(prefix="/api/v1/map", tags=["map"])
 _LAYER_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 
 
-def _scalar(value: Any) -> bool:
-    return value is None or isinstance(value, str | int | float | bool)
-
-
 @router.get("/entities/{type_name}", summary="Every entity of a type, column-oriented")
-async def entities_of_type(type_name: str, city: CityDep, _: Viewer) -> Response:
-    """``{"type", "count", "ids", "lon", "lat", "modifiedAt", "attrs": {name: [...]}}``.
+async def entities_of_type(
+    type_name: str, city: CityDep, _: Viewer, attrs: str | None = None
+) -> Response:
+    """``{"type", "department", "count", "ids", "lon", "lat", "modifiedAt", "attrs": {...}}``.
 
-    ``attrs`` holds every scalar attribute of the type (null where an entity lacks it);
-    objects such as addresses are left out (read them from the NGSI-LD API).
+    ``attrs`` (comma-separated) chooses the columns; by default every scalar attribute
+    of the type (objects such as addresses are left out: read them from the NGSI-LD API).
+    A column holds null where an entity lacks the attribute; a column nobody has is left
+    out. Values are spliced in as stored, so a 45,000-entity layer is not re-encoded.
     """
     entity_type = city.broker.registry.get(type_name, "type_name")
-    entities = await city.broker.store.scan_entities(entity_type.name)
-    names = sorted(
+    scalar = [
         n
-        for n, spec in entity_type.attributes.items()
+        for n, spec in sorted(entity_type.attributes.items())
         if spec.kind != "GeoProperty" and spec.value not in ("object", "array")
+    ]
+    if attrs is None:
+        names = scalar
+    else:
+        names = [a for a in attrs.split(",") if a]
+        unknown = [a for a in names if a not in scalar]
+        if unknown:
+            raise BadRequestData(
+                f"attrs: {', '.join(unknown)} is not a scalar attribute of {type_name}", "attrs"
+            )
+    layer = await city.broker.store.scan_columns(entity_type.name, names)
+    head = orjson.dumps(
+        {
+            "type": entity_type.name,
+            "department": entity_type.department,
+            "count": len(layer.ids),
+            "ids": layer.ids,
+            "lon": layer.lon,
+            "lat": layer.lat,
+            "modifiedAt": [format_instant(t) for t in layer.modified_at],
+        }
     )
-    ids, lons, lats, modified = [], [], [], []
-    columns: dict[str, list[Any]] = {n: [] for n in names}
-    for entity in entities:
-        loc = entity.attrs.get("location")
-        point = _point(loc.value) if loc is not None else (None, None)
-        ids.append(entity.id)
-        lons.append(point[0])
-        lats.append(point[1])
-        modified.append(format_instant(entity.modified_at) if entity.modified_at else None)
-        for n in names:
-            attr = entity.attrs.get(n)
-            columns[n].append(attr.value if attr is not None and _scalar(attr.value) else None)
-    body = {
-        "type": entity_type.name,
-        "department": entity_type.department,
-        "count": len(ids),
-        "ids": ids,
-        "lon": lons,
-        "lat": lats,
-        "modifiedAt": modified,
-        "attrs": {n: col for n, col in columns.items() if any(v is not None for v in col)},
-    }
-    return Response(orjson.dumps(body), media_type="application/json")
-
-
-def _point(geometry: dict[str, Any]) -> tuple[float | None, float | None]:
-    if geometry.get("type") == "Point":
-        return geometry["coordinates"][0], geometry["coordinates"][1]
-    from citypilot.store.common import point_of
-
-    return point_of(geometry)
+    columns = [
+        b'"'
+        + name.encode()
+        + b'":['
+        + b",".join(b"null" if v is None else v.encode() for v in values)
+        + b"]"
+        for name, values in layer.values.items()
+        if any(v is not None for v in values)
+    ]
+    body = head[:-1] + b',"attrs":{' + b",".join(columns) + b"}}"
+    return Response(body, media_type="application/json")
 
 
 @router.get("/layers", summary="The city's background map layers")

@@ -95,6 +95,25 @@ class AttributeWrite:
     not_updated: dict[str, str] = field(default_factory=dict)  # name -> reason
 
 
+@dataclass
+class LayerColumns:
+    """A whole layer, column by column; values stay JSON text so they need no re-encoding."""
+
+    ids: list[str] = field(default_factory=list)
+    lon: list[float | None] = field(default_factory=list)
+    lat: list[float | None] = field(default_factory=list)
+    modified_at: list[float] = field(default_factory=list)
+    values: dict[str, list[str | None]] = field(default_factory=dict)
+
+    def place(self, rows: Any, position: dict[Any, int]) -> None:
+        """Put (key, name, json_text, observed_at) rows in their columns."""
+        for key, name, text, observed_at in rows:
+            i = position[key]
+            self.values[name][i] = text
+            if observed_at is not None and observed_at > self.modified_at[i]:
+                self.modified_at[i] = observed_at
+
+
 class Store(Protocol):
     """Current state, history, dead letters and accounts of one city."""
 
@@ -116,6 +135,10 @@ class Store(Protocol):
 
     async def scan_entities(self, type_name: str) -> list[Entity]:
         """Every entity of one type with all its attributes, in creation order (for maps)."""
+
+    async def scan_columns(self, type_name: str, names: Sequence[str]) -> LayerColumns:
+        """Every entity of a type as columns: ids, points, last change, and for each of
+        ``names`` the stored JSON text of its value (None where absent). For maps."""
 
     async def create_entities(self, entities: Sequence[Entity], now: float) -> list[str]:
         """Insert new entities (each all or nothing); return the ids refused as existing."""

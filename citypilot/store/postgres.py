@@ -48,6 +48,7 @@ from citypilot.store.base import (
     EntityQuery,
     EntityRef,
     HistoryQuery,
+    LayerColumns,
     WriteMode,
 )
 from citypilot.store.common import (
@@ -514,6 +515,33 @@ class PostgresStore:
                 _LOAD.format(source="entities e", where="WHERE e.type = %s"), (type_name,)
             )
             return _entities_from_rows(await cur.fetchall())
+
+    async def scan_columns(self, type_name: str, names: Sequence[str]) -> LayerColumns:
+        """Every entity of one type, column by column, values as stored JSON text."""
+        out = LayerColumns(values={n: [] for n in names})
+        position: dict[int, int] = {}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT e.eid, k.id, e.lon, e.lat, e.modified_at FROM entities e"
+                " JOIN entity_keys k ON k.eid = e.eid WHERE e.type = %s ORDER BY e.eid",
+                (type_name,),
+            )
+            for eid, entity_id, lon, lat, modified in await cur.fetchall():
+                position[eid] = len(out.ids)
+                out.ids.append(entity_id)
+                out.lon.append(lon)
+                out.lat.append(lat)
+                out.modified_at.append(modified)
+            for column in out.values.values():
+                column.extend([None] * len(out.ids))
+            if names and out.ids:
+                cur = await conn.execute(
+                    "SELECT a.eid, a.name, a.value, a.observed_at FROM entities e"
+                    " JOIN attrs a ON a.eid = e.eid WHERE e.type = %s AND a.name = ANY(%s)",
+                    (type_name, list(names)),
+                )
+                out.place(await cur.fetchall(), position)
+        return out
 
     # -- writes ----------------------------------------------------------------
     async def _resolve(self, tx: _Tx, ids: Iterable[str], create: bool = False) -> dict[str, int]:

@@ -31,6 +31,7 @@ from citypilot.store.base import (
     EntityQuery,
     EntityRef,
     HistoryQuery,
+    LayerColumns,
     WriteMode,
 )
 from citypilot.store.common import (
@@ -330,6 +331,38 @@ class SQLiteStore:
                 assemble_entity(entity_id, type_name, created, modified, attrs.get(eid, ()))
                 for eid, entity_id, created, modified in heads
             ]
+
+        return await self._read(run)
+
+    async def scan_columns(self, type_name: str, names: Sequence[str]) -> LayerColumns:
+        """Every entity of one type, column by column, values as stored JSON text."""
+
+        def run(conn: sqlite3.Connection) -> LayerColumns:
+            out = LayerColumns(values={n: [] for n in names})
+            position: dict[int, int] = {}
+            for eid, entity_id, lon, lat, modified in conn.execute(
+                "SELECT e.eid, k.id, e.lon, e.lat, e.modified_at FROM entities e"
+                " JOIN entity_keys k ON k.eid = e.eid WHERE e.type = ? ORDER BY e.eid",
+                (type_name,),
+            ):
+                position[eid] = len(out.ids)
+                out.ids.append(entity_id)
+                out.lon.append(lon)
+                out.lat.append(lat)
+                out.modified_at.append(modified)
+            for column in out.values.values():
+                column.extend([None] * len(out.ids))
+            if names and out.ids:
+                marks = ",".join("?" * len(names))
+                out.place(
+                    conn.execute(
+                        "SELECT a.eid, a.name, a.value, a.observed_at FROM entities e"
+                        f" JOIN attrs a ON a.eid = e.eid WHERE e.type = ? AND a.name IN ({marks})",
+                        (type_name, *names),
+                    ),
+                    position,
+                )
+            return out
 
         return await self._read(run)
 

@@ -789,3 +789,15 @@ async def test_scan_returns_every_entity_of_a_type_in_creation_order(store: Stor
     assert [e.id for e in scanned] == [lid(3), lid(1), lid(2)]
     assert all("location" in e.attrs for e in scanned)
     assert await store.scan_entities("Bus") == []
+
+
+async def test_scan_columns_gives_a_layer_with_json_values(store: Store) -> None:
+    await store.create_entities([light(1), light(2)], NOW)
+    await store.apply_readings(observe(lid(2), T0, powerConsumption=40.5, powerState="on"), NOW)
+    layer = await store.scan_columns("Streetlight", ["powerState", "powerConsumption"])
+    assert layer.ids == [lid(1), lid(2)]
+    assert layer.lon[0] is not None and layer.lat[0] is not None
+    assert layer.values["powerConsumption"] == [None, "40.5"]
+    assert layer.values["powerState"][1] == '"on"'
+    empty = await store.scan_columns("Bus", ["speed"])
+    assert empty.ids == [] and empty.values == {"speed": []}
