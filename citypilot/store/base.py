@@ -133,9 +133,6 @@ class Store(Protocol):
     async def query_entities(self, query: EntityQuery) -> tuple[list[Entity], int | None]:
         """The page of entities matching ``query``, ordered by id, and the total if asked."""
 
-    async def scan_entities(self, type_name: str) -> list[Entity]:
-        """Every entity of one type with all its attributes, in creation order (for maps)."""
-
     async def scan_columns(self, type_name: str, names: Sequence[str]) -> LayerColumns:
         """Every entity of a type as columns: ids, points, last change, and for each of
         ``names`` the stored JSON text of its value (None where absent). For maps."""

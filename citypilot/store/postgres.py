@@ -508,14 +508,6 @@ class PostgresStore:
             field = "idPattern" if query.id_pattern is not None else "q"
             raise BadRequestData(f"{field}: PostgreSQL refuses the pattern: {exc}", field) from None
 
-    async def scan_entities(self, type_name: str) -> list[Entity]:
-        """Every entity of one type with all its attributes, in creation order (for maps)."""
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                _LOAD.format(source="entities e", where="WHERE e.type = %s"), (type_name,)
-            )
-            return _entities_from_rows(await cur.fetchall())
-
     async def scan_columns(self, type_name: str, names: Sequence[str]) -> LayerColumns:
         """Every entity of one type, column by column, values as stored JSON text."""
         out = LayerColumns(values={n: [] for n in names})

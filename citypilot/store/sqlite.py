@@ -311,29 +311,6 @@ class SQLiteStore:
         page = [int(e) for e in matched[query.offset : query.offset + query.limit]]
         return self._load(conn, page), (len(matched) if query.count else None)
 
-    async def scan_entities(self, type_name: str) -> list[Entity]:
-        """Every entity of one type, in creation order, in one pass over the attributes."""
-
-        def run(conn: sqlite3.Connection) -> list[Entity]:
-            heads = conn.execute(
-                "SELECT e.eid, k.id, e.created_at, e.modified_at FROM entities e"
-                " JOIN entity_keys k ON k.eid = e.eid WHERE e.type = ? ORDER BY e.eid",
-                (type_name,),
-            ).fetchall()
-            attrs: dict[int, list[tuple]] = {}
-            for row in conn.execute(
-                "SELECT a.eid, a.name, a.kind, a.value, a.num, a.observed_at, a.unit_code"
-                " FROM entities e JOIN attrs a ON a.eid = e.eid WHERE e.type = ?",
-                (type_name,),
-            ):
-                attrs.setdefault(row[0], []).append(row[1:])
-            return [
-                assemble_entity(entity_id, type_name, created, modified, attrs.get(eid, ()))
-                for eid, entity_id, created, modified in heads
-            ]
-
-        return await self._read(run)
-
     async def scan_columns(self, type_name: str, names: Sequence[str]) -> LayerColumns:
         """Every entity of one type, column by column, values as stored JSON text."""
 

@@ -783,14 +783,6 @@ async def test_postgres_refuses_a_pattern_it_cannot_read(postgres_db: str) -> No
         await store.close()
 
 
-async def test_scan_returns_every_entity_of_a_type_in_creation_order(store: Store) -> None:
-    await store.create_entities([light(3), light(1), light(2)], NOW)
-    scanned = await store.scan_entities("Streetlight")
-    assert [e.id for e in scanned] == [lid(3), lid(1), lid(2)]
-    assert all("location" in e.attrs for e in scanned)
-    assert await store.scan_entities("Bus") == []
-
-
 async def test_scan_columns_gives_a_layer_with_json_values(store: Store) -> None:
     await store.create_entities([light(1), light(2)], NOW)
     await store.apply_readings(observe(lid(2), T0, powerConsumption=40.5, powerState="on"), NOW)
