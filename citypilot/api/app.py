@@ -80,6 +80,9 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description="Open city operations platform: NGSI-LD entities, history, ingest, stream.",
         lifespan=lifespan,
+        # CityPilot exports no OpenTelemetry data (metrics come as Prometheus): keep
+        # FastAPI's native instrumentation off the request path.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_problem_handlers(app)
     for router in (

@@ -30,8 +30,13 @@ class City:
     token_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)
 
 
-def get_city(request: Request) -> City:
+def city_of(request: Request) -> City:
     """The running city of this app."""
+    return request.app.state.city
+
+
+async def get_city(request: Request) -> City:
+    """The running city, as a dependency (async: FastAPI runs a sync one on a thread)."""
     return request.app.state.city
 
 
@@ -66,7 +71,7 @@ def require_role(role: str):
     """A dependency that admits people whose role allows ``role``."""
 
     async def dependency(request: Request) -> Principal:
-        principal = principal_from_token(get_city(request), _bearer(request))
+        principal = principal_from_token(city_of(request), _bearer(request))
         if not role_allows(principal.role, role):
             raise Forbidden(
                 f"this needs the role {role!r}; {principal.name!r} is {principal.role!r}"
@@ -78,7 +83,7 @@ def require_role(role: str):
 
 async def device_or_operator(request: Request) -> Principal:
     """Admit a device gateway by its key, or a person with the operator role."""
-    city = get_city(request)
+    city = city_of(request)
     key = request.headers.get(DEVICE_KEY_HEADER)
     if key:
         key_hash = hash_device_key(key)
