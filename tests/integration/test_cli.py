@@ -13,13 +13,20 @@ from citypilot.bench.server import server_process
 
 def citypilot(data_dir, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "CITYPILOT_DATA_DIR": str(data_dir)}
-    return subprocess.run([sys.executable, "-m", "citypilot.cli", *args], env=env,
-                          input=stdin, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "citypilot.cli", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_users_and_device_keys_from_the_command_line(tmp_path):
-    added = citypilot(tmp_path, "users", "add", "carol", "--role", "operator", "--password",
-                      "carol-password")
+    added = citypilot(
+        tmp_path, "users", "add", "carol", "--role", "operator", "--password", "carol-password"
+    )
     assert added.returncode == 0, added.stderr
     short = citypilot(tmp_path, "users", "add", "dave", "--password", "short")
     assert short.returncode == 2 and "8 characters" in short.stderr
@@ -27,8 +34,9 @@ def test_users_and_device_keys_from_the_command_line(tmp_path):
     key = device.stdout.strip()
     assert device.returncode == 0 and key.startswith("cpd_")
     with server_process(tmp_path) as url:
-        r = httpx.post(url + "/api/v1/auth/token",
-                       data={"username": "carol", "password": "carol-password"})
+        r = httpx.post(
+            url + "/api/v1/auth/token", data={"username": "carol", "password": "carol-password"}
+        )
         assert r.status_code == 200 and r.json()["role"] == "operator"
         r = httpx.post(url + "/api/v1/ingest", json=[], headers={"X-Device-Key": key})
         assert r.status_code == 200
@@ -37,6 +45,49 @@ def test_users_and_device_keys_from_the_command_line(tmp_path):
 def test_bad_config_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("port = 'eighty'\n")
-    result = citypilot(tmp_path, "--config", str(bad), "users", "add", "x", "--password",
-                       "long-enough")
+    result = citypilot(
+        tmp_path, "--config", str(bad), "users", "add", "x", "--password", "long-enough"
+    )
     assert result.returncode == 2 and "port" in result.stderr
+
+
+def test_types_declared_in_a_file_are_registered(tmp_path):
+    import asyncio
+
+    from tests.conftest import OPERATOR, seed_accounts
+
+    asyncio.run(seed_accounts(tmp_path))
+    types = tmp_path / "types.toml"
+    types.write_text(
+        '[[type]]\nname = "NoiseSensor"\ndepartment = "environment"\n'
+        '[type.attributes.laeq]\nvalue = "number"\nunit = "2N"\nminimum = 0\nmaximum = 200\n'
+    )
+    with server_process(tmp_path, {"CITYPILOT_TYPES_FILE": str(types)}) as url:
+        token = httpx.post(
+            url + "/api/v1/auth/token", data={"username": OPERATOR[0], "password": OPERATOR[1]}
+        ).json()
+        c = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token['access_token']}"})
+        ok = c.post(
+            "/ngsi-ld/v1/entities",
+            json={"id": "urn:ngsi-ld:NoiseSensor:1", "type": "NoiseSensor", "laeq": 58.0},
+        )
+        assert ok.status_code == 201, ok.text
+        bad = c.post(
+            "/ngsi-ld/v1/entities",
+            json={"id": "urn:ngsi-ld:NoiseSensor:2", "type": "NoiseSensor", "laeq": 500},
+        )
+        assert bad.status_code == 400 and bad.json()["field"] == "laeq"
+
+
+def test_a_broken_types_file_stops_the_server_with_the_reason(tmp_path):
+    types = tmp_path / "types.toml"
+    types.write_text('[[type]]\nname = "noise"\n')
+    env = {**os.environ, "CITYPILOT_DATA_DIR": str(tmp_path), "CITYPILOT_TYPES_FILE": str(types)}
+    result = subprocess.run(
+        [sys.executable, "-m", "citypilot.cli", "serve", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0 and "types.toml[0].name" in result.stderr
