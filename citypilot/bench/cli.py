@@ -45,8 +45,10 @@ def add_bench_commands(sub: Any) -> None:
     p.add_argument("--connections", type=int, default=8)
     p.set_defaults(func=bench_query)
     from citypilot.bench.city import add_city_bench
+    from citypilot.bench.console import add_console_bench
 
     add_city_bench(bench)
+    add_console_bench(bench)
 
 
 def _streetlight(i: int, lon: float, lat: float) -> dict[str, Any]:

@@ -24,6 +24,8 @@ def start_demo(data_dir, port: int, *extra: str) -> subprocess.Popen:
             "demo",
             "--scale",
             "0.1",
+            "--speed",  # buses report often whatever the hour (at night they are in depot)
+            "30",
             "--port",
             str(port),
             *extra,

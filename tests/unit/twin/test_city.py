@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from collections import Counter
 
 import numpy as np
@@ -35,12 +34,6 @@ def test_another_seed_gives_another_city(small_city):
     first = {d["id"]: d["location"] for d in small_city.of_type("Streetlight")[:50]}
     second = {d["id"]: d["location"] for d in other.of_type("Streetlight")[:50]}
     assert first != second
-
-
-def test_small_town_generates_quickly():
-    began = time.perf_counter()
-    generate_city(SEED + 2, SMALL)
-    assert time.perf_counter() - began < 5.0
 
 
 def test_every_entity_passes_the_platform_validation(small_city, registry):
@@ -165,10 +158,7 @@ def test_flood_zones_follow_the_river(small_city):
 
 @pytest.mark.slow
 def test_full_scale_city_matches_the_published_figures(tmp_path):
-    began = time.perf_counter()
-    city = generate_city(SEED, 1.0)
-    elapsed = time.perf_counter() - began
-    assert elapsed < 30.0
+    city = generate_city(SEED, 1.0)  # its speed is measured by `citypilot bench city`
     counts = city.counts()
     assert counts["Municipality"] == 23
     assert int(city.land.muni_population.sum()) == 260_000

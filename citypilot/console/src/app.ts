@@ -1,0 +1,380 @@
+// The console once signed in: wires the data, the map, the live stream and the panels.
+//
+// Start-up: open the stream, and when it says hello load one column snapshot per type
+// (GET /api/v1/map/entities/{type}); frames arriving meanwhile are buffered and applied
+// after. After a reconnection the snapshots are loaded again the same way (catch-up), and
+// what changed while the console was away goes to the event feed.
+
+import type { GeoJSONSource, MapGeoJSONFeature, Map as MapLibreMap } from "maplibre-gl";
+import { type Api, ApiError, type TypeInfo } from "./api";
+import { background } from "./format";
+import type { Session } from "./auth";
+import { canWrite } from "./auth";
+import { type Applied, CityData, type TypeLayer } from "./data";
+import { installDebugHook } from "./debug";
+import { AssetLayers } from "./map/assets";
+import { addBaseLayers, createMap, idle } from "./map/view";
+import { ALERT, ASSET_TYPES, describeState, MAP_ATTRS, OK, siloOf, STATE_NAMES } from "./silos";
+import { type Frame, LiveStream } from "./stream";
+import { AssetPanel } from "./ui/asset";
+import { ConnectionIndicator } from "./ui/connection";
+import { h } from "./ui/dom";
+import { type FeedEvent, FeedPanel, notable } from "./ui/feed";
+import { FiguresPanel } from "./ui/figures";
+import { LayersPanel } from "./ui/layers";
+import { buildShell, type Shell } from "./ui/layout";
+import { SearchBox } from "./ui/search";
+
+const HELLO_WAIT_MS = 2000;
+
+export interface Timings {
+  loginStartedAt?: number;
+  mapReadyAt?: number;
+  /** When the last snapshot answer arrived (parsed). */
+  lastResponseAt?: number;
+  dataLoadedAt?: number;
+  firstIdleAt?: number;
+}
+
+export class ConsoleApp {
+  readonly data = new CityData();
+  readonly timings: Timings = {};
+  types = new Map<string, TypeInfo>();
+  map!: MapLibreMap;
+  assets!: AssetLayers;
+  stream!: LiveStream;
+  shell!: Shell;
+  layersPanel!: LayersPanel;
+  feed!: FeedPanel;
+  figures!: FiguresPanel;
+  assetPanel!: AssetPanel;
+  connection!: ConnectionIndicator;
+  /** Source ids of the city's background layers. */
+  baseSources: string[] = [];
+  /** True once the first complete map render is done. */
+  ready = false;
+  framesApplied = 0;
+  changesApplied = 0;
+  onLogout: () => void = () => {};
+
+  private buffer: Frame[] | null = [];
+  private mapReady!: Promise<void>;
+  private loading: Promise<void> | null = null;
+  private reloadAgain = false;
+  private timer: number | undefined;
+  private fitted = false;
+  private stopped = false;
+  private keyHandler = (ev: KeyboardEvent) => this.onKey(ev);
+
+  constructor(
+    private root: HTMLElement,
+    private api: Api,
+    readonly session: Session,
+  ) {
+    this.timings.loginStartedAt = session.loginStartedAt;
+  }
+
+  async start(): Promise<void> {
+    this.shell = buildShell(this.root);
+    this.renderUser();
+    const [types, layerNames] = await Promise.all([this.api.types(), this.api.mapLayers()]);
+    this.types = new Map(types.map((t) => [t.name, t]));
+    // The map (and its worker) starts while the stream connects and snapshots download.
+    this.mapReady = createMap(this.shell.map, () => this.api.token).then((map) => {
+      if (this.stopped) {
+        map.remove(); // signed out while the map was starting
+        return;
+      }
+      this.map = map;
+      this.timings.mapReadyAt = performance.now();
+      this.baseSources = addBaseLayers(map, layerNames);
+      this.assets = new AssetLayers(map, (t) => this.data.layers.get(t));
+      map.on("click", (e) => this.onMapClick(e.point));
+      map.on("mousemove", (e) => this.onHover(e.point));
+    });
+    this.buildPanels();
+    const streamTypes = ASSET_TYPES.filter((t) => this.types.has(t));
+    this.stream = new LiveStream(() => this.api.streamUrl(streamTypes));
+    this.connection = new ConnectionIndicator(this.stream);
+    this.shell.topbar.status.append(this.connection.el);
+    this.stream.onState = () => this.connection.update();
+    this.stream.onFrame = (f) => this.onFrame(f);
+    this.stream.onConnected = (again) => background(this.reload(again), "load");
+    this.stream.onAuthError = () => this.api.onUnauthorized?.();
+    this.stream.start();
+    installDebugHook(this);
+    // Normally the first snapshot waits for the stream's hello (no gap between the two);
+    // without a stream within HELLO_WAIT_MS the map is drawn anyway.
+    window.setTimeout(() => {
+      if (!this.loading && !this.data.layers.size && !this.stopped) background(this.reload(false), "load");
+    }, HELLO_WAIT_MS);
+    this.timer = window.setInterval(() => this.tick(), 1000);
+    document.addEventListener("keydown", this.keyHandler);
+    await this.mapReady;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.timer);
+    document.removeEventListener("keydown", this.keyHandler);
+    this.stream?.stop();
+    this.map?.remove();
+  }
+
+  private renderUser(): void {
+    const logout = h("button", { class: "btn btn-quiet", "data-testid": "logout" }, "Sign out");
+    logout.addEventListener("click", () => this.onLogout());
+    this.shell.topbar.user.append(
+      h("span", { class: "user-name", "data-testid": "user-name" }, this.session.username),
+      h("span", { class: `role role-${this.session.role}`, "data-testid": "user-role" }, this.session.role),
+      logout,
+    );
+  }
+
+  private buildPanels(): void {
+    this.layersPanel = new LayersPanel(this.data);
+    this.layersPanel.onToggle = (silo, visible) => this.assets?.setSiloVisible(silo, visible);
+    this.feed = new FeedPanel();
+    this.feed.onSelect = (id) => background(this.select(id), "select");
+    this.shell.sidebar.append(this.layersPanel.el, this.feed.el);
+    this.figures = new FiguresPanel(this.shell.figures, this.data);
+    this.figures.onSelect = (id) => background(this.select(id), "select");
+    const search = new SearchBox(this.api, this.data);
+    search.onSelect = (id) => background(this.select(id), "select");
+    this.shell.topbar.search.append(search.el);
+    this.assetPanel = new AssetPanel(this.api, this.data, this.types, canWrite(this.session.role));
+    this.shell.dock.add("asset", "Asset", this.assetPanel.el);
+    this.shell.dock.onClose = (id) => {
+      if (id === "asset") {
+        this.assetPanel.close();
+        this.assets.select(null);
+      }
+    };
+  }
+
+  /** Load every type's snapshot (first time, or catch-up after a reconnection). */
+  private reload(again: boolean): Promise<void> {
+    if (this.loading) {
+      this.reloadAgain = true;
+      return this.loading;
+    }
+    this.buffer = this.buffer ?? [];
+    this.loading = this.loadSnapshots(again).finally(() => {
+      this.loading = null;
+      if (this.reloadAgain && !this.stopped) {
+        this.reloadAgain = false;
+        background(this.reload(true), "reload");
+      }
+    });
+    return this.loading;
+  }
+
+  private async loadSnapshots(again: boolean): Promise<void> {
+    const wanted = [...ASSET_TYPES, "Municipality"].filter((t) => this.types.has(t));
+    const events: FeedEvent[] = [];
+    const now = Date.now();
+    await Promise.all(
+      wanted.map(async (type) => {
+        let doc;
+        try {
+          doc = await this.api.typeColumns(type, MAP_ATTRS[type]).catch((e) => {
+            // A server that knows the type differently: take every column instead.
+            if (e instanceof ApiError && e.status === 400) return this.api.typeColumns(type);
+            throw e;
+          });
+          this.timings.lastResponseAt = performance.now();
+        } catch {
+          return;
+        }
+        await this.mapReady;
+        if (this.stopped || !this.assets) return;
+        const { layer, changed } = this.data.load(doc);
+        const silo = siloOf(type);
+        if (silo) this.assets.setType(layer, silo.id, this.layersPanel.visible(silo.id));
+        if (again) {
+          for (const a of changed) if (notable(a.oldCode, a.code)) events.push(this.event(a, now));
+        } else if (silo && !this.fitted) events.push(...this.activeAlerts(layer));
+      }),
+    );
+    if (this.stopped) return;
+    this.timings.dataLoadedAt = performance.now();
+    const buffered = this.buffer ?? [];
+    this.buffer = null;
+    for (const f of buffered) this.applyFrame(f);
+    events.sort((a, b) => a.at - b.at);
+    this.feed.push(events);
+    this.layersPanel.update();
+    this.figures.update();
+    if (!this.fitted) {
+      this.fitted = true;
+      this.fitCity(false);
+      await idle(this.map);
+      this.timings.firstIdleAt = performance.now();
+      this.ready = true;
+      this.shell.root.dataset.ready = "true";
+    }
+  }
+
+  /** Assets in alert when the console opens: the feed starts with them. */
+  private activeAlerts(layer: TypeLayer): FeedEvent[] {
+    const out: FeedEvent[] = [];
+    for (let i = 0; i < layer.ids.length && out.length < 100; i++) {
+      if (layer.ids[i] && layer.codes[i] === ALERT) {
+        const a = { layer, index: i, isNew: false, moved: false, oldCode: ALERT, code: ALERT } as Applied;
+        out.push(this.event(a, layer.heard[i] || Date.now()));
+      }
+    }
+    return out;
+  }
+
+  /** Frame the whole metropole. */
+  fitCity(animate = true): void {
+    let x0 = Infinity;
+    let y0 = Infinity;
+    let x1 = -Infinity;
+    let y1 = -Infinity;
+    for (const layer of this.data.layers.values()) {
+      if (!siloOf(layer.type)) continue;
+      for (let i = 0; i < layer.lon.length; i++) {
+        const x = layer.lon[i];
+        const y = layer.lat[i];
+        if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
+        if (x < x0) x0 = x;
+        if (x > x1) x1 = x;
+        if (y < y0) y0 = y;
+        if (y > y1) y1 = y;
+      }
+    }
+    if (!Number.isFinite(x0)) {
+      // No asset yet: frame the municipalities instead.
+      const source = this.map.getSource("base:municipalities") as GeoJSONSource | undefined;
+      background(
+        source?.getBounds().then((b) => {
+          if (!b.isEmpty()) this.map.fitBounds(b, { padding: 40, animate });
+        }),
+      );
+      return;
+    }
+    this.map.fitBounds(
+      [
+        [x0, y0],
+        [x1, y1],
+      ],
+      { padding: 40, animate, maxZoom: 16 },
+    );
+  }
+
+  private onFrame(frame: Frame): void {
+    this.connection.lastFrameAt = Date.now();
+    if (this.buffer) this.buffer.push(frame);
+    else this.applyFrame(frame);
+  }
+
+  private applyFrame(frame: Frame): void {
+    const applied = this.data.apply(frame.changes);
+    const deleted: { layer: TypeLayer; index: number; id: string }[] = [];
+    for (const id of frame.deleted ?? []) {
+      const loc = this.data.locate(id);
+      if (loc) {
+        loc.layer.remove(id);
+        deleted.push({ layer: loc.layer, index: loc.index, id });
+      }
+    }
+    this.assets.apply(applied, deleted);
+    const now = Date.now();
+    const events: FeedEvent[] = [];
+    for (const a of applied) {
+      if (a.isNew || notable(a.oldCode, a.code)) events.push(this.event(a, now));
+    }
+    this.feed.push(events);
+    const current = this.assetPanel.current;
+    if (current) for (const c of frame.changes) if (c.id === current) this.assetPanel.update(c);
+    this.framesApplied++;
+    this.changesApplied += frame.changes.length;
+  }
+
+  private event(a: Applied, at: number): FeedEvent {
+    const layer = a.layer;
+    const i = a.index;
+    const what = describeState(layer.type, layer.getter(i), a.code);
+    let text: string;
+    if (a.isNew) text = `new · ${what}`;
+    else if (a.code === OK) text = `back to normal · ${what}`;
+    else text = `${STATE_NAMES[a.code]} · ${what}`;
+    return { at, id: layer.ids[i] ?? "", type: layer.type, name: layer.name(i), code: a.code, text };
+  }
+
+  private tick(): void {
+    this.connection.update();
+    if (this.buffer || !this.assets) return;
+    this.layersPanel.update();
+    this.figures.update();
+    this.assets.tick();
+    this.assetPanel.tick();
+  }
+
+  /** Open an asset: ring it on the map, bring it into view, show its panel. */
+  async select(id: string): Promise<void> {
+    const loc = this.data.locate(id);
+    if (loc) {
+      this.assets.select(loc.layer, loc.index);
+      const lon = loc.layer.lon[loc.index];
+      const lat = loc.layer.lat[loc.index];
+      if (Number.isFinite(lon) && !this.map.getBounds().contains([lon, lat])) {
+        this.map.easeTo({ center: [lon, lat], zoom: Math.max(this.map.getZoom(), 15), duration: 600 });
+      }
+    } else this.assets.select(null);
+    this.shell.dock.show("asset");
+    await this.assetPanel.open(id);
+  }
+
+  private onMapClick(point: { x: number; y: number }): void {
+    const box: [[number, number], [number, number]] = [
+      [point.x - 8, point.y - 8],
+      [point.x + 8, point.y + 8],
+    ];
+    // The feature nearest to the click wins (dense layers overlap at city scale).
+    let best: { d: number; f: MapGeoJSONFeature } | null = null;
+    for (const f of this.map.queryRenderedFeatures(box, { layers: this.assets.clickableLayers() })) {
+      if (f.geometry.type !== "Point") continue;
+      const p = this.map.project(f.geometry.coordinates as [number, number]);
+      const d = Math.hypot(p.x - point.x, p.y - point.y);
+      if (!best || d < best.d) best = { d, f };
+    }
+    if (!best) return;
+    const what = this.assets.identify(best.f);
+    if (what.id) background(this.select(what.id), "select");
+    else if (what.cluster && best.f.geometry.type === "Point") {
+      const [lon, lat] = best.f.geometry.coordinates;
+      background(this.assets.expandCluster(what.cluster.source, what.cluster.clusterId, [lon, lat]));
+    }
+  }
+
+  private hoverPending = false;
+  private onHover(point: { x: number; y: number }): void {
+    if (this.hoverPending) return;
+    this.hoverPending = true;
+    requestAnimationFrame(() => {
+      this.hoverPending = false;
+      if (this.stopped) return;
+      const box: [[number, number], [number, number]] = [
+        [point.x - 4, point.y - 4],
+        [point.x + 4, point.y + 4],
+      ];
+      const hit = this.map.queryRenderedFeatures(box, { layers: this.assets.clickableLayers() }).length > 0;
+      this.map.getCanvas().style.cursor = hit ? "pointer" : "";
+    });
+  }
+
+  private onKey(ev: KeyboardEvent): void {
+    const typing = (ev.target as HTMLElement)?.closest?.("input, select, textarea");
+    if (ev.key === "/" && !typing) {
+      ev.preventDefault();
+      (this.root.querySelector("[data-testid=search-input]") as HTMLInputElement | null)?.focus();
+    } else if (ev.key === "Escape" && !typing) {
+      this.shell.dock.close();
+    } else if (ev.key === "h" && !typing && !ev.ctrlKey && !ev.metaKey) {
+      this.fitCity();
+    }
+  }
+}
