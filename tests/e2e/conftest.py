@@ -22,19 +22,10 @@ import httpx
 import pytest
 
 from citypilot.bench.server import free_port
+from citypilot.console.bench import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import DEVICE_KEY, OPERATOR, REQUIRE_SERVICES, seed_accounts
 from tests.e2e import city
 
-CHROMIUM = os.environ.get("CITYPILOT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 DIST = Path(__file__).resolve().parents[2] / "citypilot" / "console" / "dist"
 VIEWPORT = {"width": 1600, "height": 900}
 #: Longest wait for anything the console should do (ms).
