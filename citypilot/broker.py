@@ -22,6 +22,7 @@ from citypilot.model.observation import Reading, parse_observation
 from citypilot.model.timeutil import MAX_FUTURE_SKEW_S, format_instant
 from citypilot.model.types import EntityType, TypeRegistry, entity_type_from_json
 from citypilot.store.base import AttributeWrite, DeadLetter, EntityRef, Store, WriteMode
+from citypilot.store.common import attribute_readings
 
 CHANGED = "entities.changed"
 DELETED = "entities.deleted"
@@ -55,6 +56,18 @@ class IngestResult:
     accepted: int = 0
     readings: int = 0
     errors: list[ItemError] = field(default_factory=list)
+
+
+def _change_head(entity_id: str, ref: EntityRef | None, observed_at: Any) -> dict[str, Any]:
+    """A change event for one entity, with no attribute yet (see ``bus.base``)."""
+    return {
+        "id": entity_id,
+        "type": ref.type if ref else entity_id.split(":")[2],
+        "attrs": {},
+        "observedAt": observed_at,
+        "lon": ref.lon if ref else None,
+        "lat": ref.lat if ref else None,
+    }
 
 
 def _item_id(raw: Any) -> str | None:
@@ -92,15 +105,11 @@ class Broker:
         for r in readings:
             change = changes.get(r.entity_id)
             if change is None:
-                ref = refs.get(r.entity_id)
-                change = changes[r.entity_id] = {
-                    "id": r.entity_id,
-                    "type": ref.type if ref else r.entity_id.split(":")[2],
-                    "attrs": {},
-                    "observedAt": now if r.observed_at is None else r.observed_at,
-                    "lon": ref.lon if ref else None,
-                    "lat": ref.lat if ref else None,
-                }
+                change = changes[r.entity_id] = _change_head(
+                    r.entity_id,
+                    refs.get(r.entity_id),
+                    now if r.observed_at is None else r.observed_at,
+                )
             value = r.data if r.data is not None else orjson.loads(r.value)
             change["attrs"][r.name] = value
             if r.observed_at is not None and r.observed_at > change["observedAt"]:
@@ -117,8 +126,6 @@ class Broker:
         await self.bus.publish(CHANGED, {"changes": list(changes.values())})
 
     async def _publish_entities(self, entities: Sequence[Entity], now: float) -> None:
-        from citypilot.store.common import attribute_readings
-
         readings = [r for e in entities for r in attribute_readings(e.id, e.attrs, now)]
         await self._publish(readings, await self.store.lookup([e.id for e in entities]))
 
@@ -241,8 +248,6 @@ class Broker:
         outcome = await self.store.write_attributes(entity_id, attrs, now, mode)
         if outcome is None:
             raise ResourceNotFound(f"entity {entity_id} does not exist", "id")
-        from citypilot.store.common import attribute_readings
-
         written = {n: attrs[n] for n in outcome.updated}
         await self._publish(
             attribute_readings(entity_id, written, now), await self.store.lookup([entity_id])
@@ -265,15 +270,8 @@ class Broker:
         if not found:
             raise ResourceNotFound(f"entity {entity_id} has no attribute {name!r}", name)
         ref = (await self.store.lookup([entity_id])).get(entity_id)
-        change = {
-            "id": entity_id,
-            "type": ref.type if ref else entity_id.split(":")[2],
-            "attrs": {},
-            "removed": [name],
-            "observedAt": format_instant(time.time()),
-            "lon": ref.lon if ref else None,
-            "lat": ref.lat if ref else None,
-        }
+        change = _change_head(entity_id, ref, format_instant(time.time()))
+        change["removed"] = [name]
         await self.bus.publish(CHANGED, {"changes": [change]})
 
     # -- device observations -------------------------------------------------

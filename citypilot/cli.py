@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import getpass
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -19,7 +18,6 @@ from citypilot.config import Settings, load_settings
 from citypilot.model.errors import CityPilotError
 
 console = Console(stderr=True)
-Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -42,22 +40,16 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _with_store(settings: Settings, action: Callable) -> object:
-    from citypilot.store.factory import open_store
+async def _save_logins(settings: Settings, **logins: list) -> None:
+    from citypilot.security.provision import add_logins
+    from citypilot.store.factory import opened_store
 
-    store = open_store(settings)
-    await store.open()
-    try:
-        return await action(store)
-    finally:
-        await store.close()
+    async with opened_store(settings) as store:
+        await add_logins(store, **logins)
 
 
 def users_add(args: argparse.Namespace, settings: Settings) -> int:
     """Create or replace a person's account (asks for the password when not given)."""
-    from citypilot.security.passwords import hash_password
-    from citypilot.store.base import Account
-
     password = args.password
     if password is None:
         password = getpass.getpass(f"Password for {args.name}: ")
@@ -67,18 +59,17 @@ def users_add(args: argparse.Namespace, settings: Settings) -> int:
     if len(password) < 8:
         console.print("[red]A password needs at least 8 characters.[/]")
         return 2
-    account = Account(args.name, hash_password(password), args.role)
-    asyncio.run(_with_store(settings, lambda store: store.put_account(account)))
+    asyncio.run(_save_logins(settings, people=[(args.name, password, args.role)]))
     console.print(f"User [bold]{args.name}[/] ({args.role}) saved.")
     return 0
 
 
 def devices_add(args: argparse.Namespace, settings: Settings) -> int:
     """Create (or rotate) a device gateway's ingest key and print it once."""
-    from citypilot.security.tokens import hash_device_key, new_device_key
+    from citypilot.security.tokens import new_device_key
 
     key = args.key or new_device_key()
-    asyncio.run(_with_store(settings, lambda s: s.put_device_key(args.name, hash_device_key(key))))
+    asyncio.run(_save_logins(settings, devices=[(args.name, key)]))
     console.print(f"Device key for [bold]{args.name}[/] (shown once; send it as X-Device-Key):")
     print(key)
     return 0

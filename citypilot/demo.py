@@ -41,20 +41,14 @@ def _wipe(data: Path) -> None:
 
 async def _create_logins(settings: Settings) -> str:
     """The demo operator account and the simulator's device key (returned)."""
-    from citypilot.security.passwords import hash_password
-    from citypilot.security.tokens import hash_device_key, new_device_key
-    from citypilot.store.base import Account
-    from citypilot.store.factory import open_store
+    from citypilot.security.provision import add_logins
+    from citypilot.security.tokens import new_device_key
+    from citypilot.store.factory import opened_store
 
-    store = open_store(settings)
-    await store.open()
-    try:
-        await store.put_account(Account(DEMO_USER, hash_password(DEMO_PASSWORD), "operator"))
-        key = new_device_key()
-        await store.put_device_key("demo-simulator", hash_device_key(key))
-        return key
-    finally:
-        await store.close()
+    key = new_device_key()
+    async with opened_store(settings) as store:
+        await add_logins(store, [(DEMO_USER, DEMO_PASSWORD, "operator")], [("demo-simulator", key)])
+    return key
 
 
 def prepare_city(settings: Settings, seed: int, scale: float, fresh: bool) -> dict[str, Any]:

@@ -41,17 +41,13 @@ def require_service(name: str, host: str, port: int) -> None:
 
 async def seed_accounts(data_dir: Path) -> None:
     """Create the test people and device key in a fresh embedded store."""
-    from citypilot.security.passwords import hash_password
-    from citypilot.security.tokens import hash_device_key
-    from citypilot.store.base import Account
+    from citypilot.security.provision import add_logins
     from citypilot.store.sqlite import SQLiteStore
 
     store = SQLiteStore(data_dir / "city.db")
     await store.open()
-    for (name, password), role in ((ADMIN, "admin"), (OPERATOR, "operator"),
-                                   (VIEWER, "viewer")):
-        await store.put_account(Account(name, hash_password(password), role))
-    await store.put_device_key("test-gateway", hash_device_key(DEVICE_KEY))
+    people = [(*ADMIN, "admin"), (*OPERATOR, "operator"), (*VIEWER, "viewer")]
+    await add_logins(store, people, [("test-gateway", DEVICE_KEY)])
     await store.close()
 
 
@@ -66,8 +62,9 @@ class Server:
     def token(self, who: tuple[str, str]) -> str:
         """A bearer token for one of the test people."""
         if who[0] not in self._tokens:
-            r = httpx.post(self.url + "/api/v1/auth/token",
-                           data={"username": who[0], "password": who[1]})
+            r = httpx.post(
+                self.url + "/api/v1/auth/token", data={"username": who[0], "password": who[1]}
+            )
             r.raise_for_status()
             self._tokens[who[0]] = r.json()["access_token"]
         return self._tokens[who[0]]

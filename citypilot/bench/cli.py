@@ -67,9 +67,7 @@ async def _seed(data_dir: Path, n: int) -> None:
     from citypilot.bus.memory import MemoryBus
     from citypilot.model.builtin_types import BUILTIN_TYPES
     from citypilot.model.types import TypeRegistry
-    from citypilot.security.passwords import hash_password
-    from citypilot.security.tokens import hash_device_key
-    from citypilot.store.base import Account
+    from citypilot.security.provision import add_logins
     from citypilot.store.sqlite import SQLiteStore
 
     rng = np.random.default_rng(1)
@@ -84,8 +82,7 @@ async def _seed(data_dir: Path, n: int) -> None:
             for i in range(start, min(n, start + 5000))
         ]
         await broker.batch_upsert(docs)
-    await store.put_account(Account(ADMIN, hash_password(ADMIN_PASSWORD), "admin"))
-    await store.put_device_key("bench", hash_device_key(DEVICE_KEY))
+    await add_logins(store, [(ADMIN, ADMIN_PASSWORD, "admin")], [("bench", DEVICE_KEY)])
     await store.close()
 
 

@@ -77,19 +77,12 @@ def prepare_city(
 async def _add_logins(
     data_dir: Path, accounts: tuple[tuple[str, str, str], ...], device_key: str
 ) -> None:
-    from citypilot.security.passwords import hash_password
-    from citypilot.security.tokens import hash_device_key
-    from citypilot.store.base import Account
-    from citypilot.store.sqlite import SQLiteStore
+    from citypilot.config import Settings
+    from citypilot.security.provision import add_logins
+    from citypilot.store.factory import opened_store
 
-    store = SQLiteStore(data_dir / "city.db")
-    await store.open()
-    try:
-        for name, password, role in accounts:
-            await store.put_account(Account(name, hash_password(password), role))
-        await store.put_device_key("console-bench", hash_device_key(device_key))
-    finally:
-        await store.close()
+    async with opened_store(Settings(data_dir=data_dir)) as store:
+        await add_logins(store, accounts, [("console-bench", device_key)])
 
 
 # --------------------------------------------------------------------------- live load

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,13 +41,6 @@ def attribute_readings(entity_id: str, attrs: dict[str, Attribute], now: float) 
     ]
 
 
-def history_value(reading: Reading) -> str | None:
-    """What history keeps beside ``num``: the JSON text, unless ``num`` says it all."""
-    if reading.num is not None and reading.value[0] not in "tf":
-        return None
-    return reading.value
-
-
 def history_point(num: float | None, value: str | None) -> Any:
     """Turn a stored history row back into the value it recorded."""
     if value is None:
@@ -55,19 +48,42 @@ def history_point(num: float | None, value: str | None) -> Any:
     return orjson.loads(value)
 
 
-def newest_per_key(readings: Sequence[Reading]) -> list[Reading]:
-    """One reading per (entity, attribute): the newest; later ones win ties."""
-    best: dict[tuple[str, str], Reading] = {}
+#: A history row: (entity key, attribute, instant, numeric value, JSON text or None).
+HistoryRow = tuple[int, str, float, float | None, str | None]
+
+
+def split_readings(
+    readings: Sequence[Reading], eids: Mapping[str, int], now: float
+) -> tuple[list[HistoryRow], dict[tuple[int, str], Reading]]:
+    """One pass over a batch, for every store: its history rows, and the newest reading
+    per (entity key, attribute) for state (later ones win ties).
+
+    History keeps the JSON text only where ``num`` does not say it all; a reading with
+    no ``observed_at`` is stamped ``now`` in history. Readings of entities missing from
+    ``eids`` are left out. This loop runs for every reading ingested.
+    """
+    history: list[HistoryRow] = []
+    latest: dict[tuple[int, str], Reading] = {}
+    eid_of = eids.get
     for r in readings:
-        key = (r.entity_id, r.name)
-        old = best.get(key)
-        if (
-            old is None
-            or r.observed_at is None
-            or (old.observed_at is not None and r.observed_at >= old.observed_at)
-        ):
-            best[key] = r
-    return list(best.values())
+        eid = eid_of(r.entity_id)
+        if eid is None:
+            continue
+        name, t, num, value = r.name, r.observed_at, r.num, r.value
+        history.append(
+            (
+                eid,
+                name,
+                now if t is None else t,
+                num,
+                None if num is not None and value[0] not in "tf" else value,
+            )
+        )
+        key = (eid, name)
+        old = latest.get(key)
+        if old is None or t is None or (old.observed_at is not None and t >= old.observed_at):
+            latest[key] = r
+    return history, latest
 
 
 def point_of(geometry: dict[str, Any]) -> tuple[float, float]:

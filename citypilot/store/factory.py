@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -18,3 +20,14 @@ def open_store(settings: Settings) -> Store:
     from citypilot.store.sqlite import SQLiteStore
 
     return SQLiteStore(settings.data_path / "city.db")
+
+
+@contextlib.asynccontextmanager
+async def opened_store(settings: Settings) -> AsyncIterator[Store]:
+    """The configured store, opened, and closed again on exit (for CLI commands)."""
+    store = open_store(settings)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()

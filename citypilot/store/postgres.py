@@ -55,9 +55,8 @@ from citypilot.store.common import (
     assemble_entity,
     attribute_readings,
     history_point,
-    history_value,
-    newest_per_key,
     point_of,
+    split_readings,
 )
 from citypilot.store.query import Dialect, compile_q
 
@@ -607,18 +606,12 @@ class PostgresStore:
         if not readings:
             return []
         eids = await self._existing(tx, {r.entity_id for r in readings})
-        rows = [(eids[r.entity_id], r) for r in readings if r.entity_id in eids]
-        if not rows:
+        if not eids:
             return []
+        history_rows, latest = split_readings(readings, eids, now)
         # one history row per (entity, attribute, instant), the last one given winning
         # (PostgreSQL will not update a row twice in one statement)
-        history = {
-            (eid, r.name, now if r.observed_at is None else r.observed_at): (
-                r.num,
-                history_value(r),
-            )
-            for eid, r in rows
-        }
+        history = {row[:3]: row[3:] for row in history_rows}
         keys = sorted(history)  # key order, so that concurrent batches lock alike
         try:
             # the common case, nothing resent: straight into history (in a savepoint)
@@ -629,7 +622,7 @@ class PostgresStore:
             await tx.conn.execute(_UPSERT_HISTORY)
         # one row per key (PostgreSQL will not update a row twice in one statement),
         # sent in key order so that concurrent batches lock rows in the same order
-        newest = [(eids[r.entity_id], r) for r in newest_per_key([r for _, r in rows])]
+        newest = [(eid, r) for (eid, _), r in latest.items()]
         state = {
             (eid, r.name): (r.kind, r.value, r.num, r.observed_at, r.unit_code) for eid, r in newest
         }

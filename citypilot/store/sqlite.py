@@ -40,6 +40,7 @@ from citypilot.store.common import (
     geo_mask,
     history_point,
     point_of,
+    split_readings,
 )
 from citypilot.store.query import Dialect, compile_q
 
@@ -353,48 +354,32 @@ class SQLiteStore:
     def _write_readings(
         self, conn: sqlite3.Connection, readings: Sequence[Reading], now: float
     ) -> list[Reading]:
-        """History append plus newest-wins state upsert; returns readings that became state.
-
-        One pass builds the history rows and keeps the newest reading per
-        (entity, attribute) for state: this loop runs for every reading ingested.
-        """
+        """History append plus newest-wins state upsert; returns readings that became state."""
         index_get = self._index.get
-        history_rows = []
-        latest: dict[tuple[int, str], Reading] = {}
-        latest_rows: dict[tuple[int, str], tuple] = {}
-        for r in readings:
-            ref = index_get(r.entity_id)
-            if ref is None:
-                continue
-            eid, name, t, num, value = ref[0], r.name, r.observed_at, r.num, r.value
-            history_rows.append(
-                (
-                    eid,
-                    name,
-                    now if t is None else t,
-                    num,
-                    None if num is not None and value[0] not in "tf" else value,
-                )
-            )
-            key = (eid, name)
-            old = latest.get(key)
-            if old is None or t is None or (old.observed_at is not None and t >= old.observed_at):
-                latest[key] = r
-                latest_rows[key] = (eid, name, r.kind, value, num, t, r.unit_code)
+        eids = {}
+        for entity_id in {r.entity_id for r in readings}:
+            found = index_get(entity_id)
+            if found is not None:
+                eids[entity_id] = found[0]
+        history_rows, latest = split_readings(readings, eids, now)
         conn.executemany(
             "INSERT OR REPLACE INTO history (eid, name, observed_at, num, value)"
             " VALUES (?, ?, ?, ?, ?)",
             history_rows,
         )
-        conn.executemany("INSERT INTO incoming VALUES (?, ?, ?, ?, ?, ?, ?)", latest_rows.values())
+        conn.executemany(
+            "INSERT INTO incoming VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (eid, name, r.kind, r.value, r.num, r.observed_at, r.unit_code)
+                for (eid, name), r in latest.items()
+            ],
+        )
         changed = conn.execute(_UPSERT_ATTR).fetchall()
         conn.execute("DELETE FROM incoming")
         applied = [latest[key] for key in changed]
         for r in applied:
             if r.name == "location":
-                self._set_bounds(
-                    conn, index_get(r.entity_id)[0], r.entity_id, orjson.loads(r.value)
-                )
+                self._set_bounds(conn, eids[r.entity_id], r.entity_id, orjson.loads(r.value))
         return applied
 
     def _set_bounds(

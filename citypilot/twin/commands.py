@@ -64,11 +64,9 @@ async def load_city(settings: Settings, city: Any) -> None:
     from citypilot.api.app import build_registry
     from citypilot.broker import Broker
     from citypilot.bus.memory import MemoryBus
-    from citypilot.store.factory import open_store
+    from citypilot.store.factory import opened_store
 
-    store = open_store(settings)
-    await store.open()
-    try:
+    async with opened_store(settings) as store:
         broker = Broker(build_registry(settings), store, MemoryBus())
         await broker.load_registered_types()
         total = len(city.entities)
@@ -87,8 +85,6 @@ async def load_city(settings: Settings, city: Any) -> None:
                     first = result.errors[0].error
                     raise SystemExit(f"the generated city was refused: {first.detail}")
                 progress.advance(task, len(batch))
-    finally:
-        await store.close()
 
 
 def load(args: argparse.Namespace, settings: Settings) -> int:
