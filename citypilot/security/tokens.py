@@ -10,16 +10,21 @@ from dataclasses import dataclass
 import jwt
 
 from citypilot.model.errors import Unauthorized
+from citypilot.security.scopes import Grant
 
 ALGORITHM = "HS256"
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a person with a role, or a device gateway (role ``device``)."""
+    """Who is calling: a person with a role, or a device gateway (role ``device``).
+
+    ``grants`` are the person's scoped roles (empty: ``role`` over the whole metropole).
+    """
 
     name: str
     role: str
+    grants: tuple[Grant, ...] = ()
 
 
 def issue_token(username: str, role: str, key: str, ttl_s: int) -> str:

@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 from citypilot.model.entity import Attribute, Entity
 from citypilot.model.geometry import Bounds
 from citypilot.model.observation import Reading
+from citypilot.security.scopes import Grant
 from citypilot.store.query import QueryNode
 
 WriteMode = Literal["append", "noOverwrite", "update"]
@@ -79,12 +80,18 @@ class DeadLetter:
 
 @dataclass
 class Account:
-    """A person who may log in: name, argon2 hash and role."""
+    """A person who may log in: name, argon2 hash, role and scoped grants.
+
+    ``role`` is the person's highest role; ``grants`` (see ``security.scopes``)
+    say over which municipalities and departments each role applies. An account
+    with no grants holds ``role`` over the whole metropole.
+    """
 
     username: str
     password_hash: str
     role: str
     disabled: bool = False
+    grants: tuple[Grant, ...] = ()
 
 
 @dataclass

@@ -41,6 +41,7 @@ from psycopg_pool import AsyncConnectionPool
 from citypilot.model.entity import Attribute, Entity
 from citypilot.model.errors import BadRequestData
 from citypilot.model.observation import Reading
+from citypilot.security.scopes import grants_from_text, grants_to_text
 from citypilot.store.base import (
     Account,
     AttributeWrite,
@@ -98,6 +99,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE TABLE IF NOT EXISTS accounts (
     username text PRIMARY KEY, password_hash text NOT NULL, role text NOT NULL,
     disabled boolean NOT NULL DEFAULT false);
+ALTER TABLE accounts ADD COLUMN IF NOT EXISTS grants jsonb NOT NULL DEFAULT '[]';
 CREATE TABLE IF NOT EXISTS device_keys (key_hash text PRIMARY KEY, name text NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS entity_types (name text PRIMARY KEY, doc jsonb NOT NULL);
 """
@@ -920,22 +922,29 @@ class PostgresStore:
         """Create or replace a person's account."""
         async with self.pool.connection() as conn:
             await conn.execute(
-                "INSERT INTO accounts (username, password_hash, role, disabled)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (username) DO UPDATE SET"
+                "INSERT INTO accounts (username, password_hash, role, disabled, grants)"
+                " VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT (username) DO UPDATE SET"
                 " password_hash = excluded.password_hash, role = excluded.role,"
-                " disabled = excluded.disabled",
-                (account.username, account.password_hash, account.role, account.disabled),
+                " disabled = excluded.disabled, grants = excluded.grants",
+                (
+                    account.username,
+                    account.password_hash,
+                    account.role,
+                    account.disabled,
+                    grants_to_text(account.grants),
+                ),
             )
 
     async def get_account(self, username: str) -> Account | None:
         """A person's account, or None."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT username, password_hash, role, disabled FROM accounts WHERE username = %s",
+                "SELECT username, password_hash, role, disabled, grants::text FROM accounts"
+                " WHERE username = %s",
                 (username,),
             )
             row = await cur.fetchone()
-        return None if row is None else Account(row[0], row[1], row[2], bool(row[3]))
+        return None if row is None else Account(*row[:3], bool(row[3]), grants_from_text(row[4]))
 
     async def put_device_key(self, name: str, key_hash: str) -> None:
         """Register (or replace) a device gateway's hashed key."""

@@ -24,6 +24,7 @@ import orjson
 from citypilot.model.entity import Attribute, Entity
 from citypilot.model.geometry import validate_geometry
 from citypilot.model.observation import Reading
+from citypilot.security.scopes import grants_from_text, grants_to_text
 from citypilot.store.base import (
     Account,
     AttributeWrite,
@@ -69,10 +70,22 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     reason TEXT NOT NULL, field TEXT, payload TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS accounts (
     username TEXT PRIMARY KEY, password_hash TEXT NOT NULL, role TEXT NOT NULL,
-    disabled INTEGER NOT NULL DEFAULT 0);
+    disabled INTEGER NOT NULL DEFAULT 0, grants TEXT NOT NULL DEFAULT '[]');
 CREATE TABLE IF NOT EXISTS device_keys (key_hash TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS entity_types (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
 """
+
+#: Columns added after a table was first released: (table, column, definition).
+_LATER_COLUMNS = (("accounts", "grants", "TEXT NOT NULL DEFAULT '[]'"),)
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Bring a store made by an earlier version up to today's schema."""
+    for table, column, definition in _LATER_COLUMNS:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+
 
 DIALECT = Dialect(
     placeholder="?",
@@ -160,6 +173,7 @@ class SQLiteStore:
         def setup() -> None:
             conn = self._write_conn = self._connect()
             conn.executescript(SCHEMA)
+            _add_missing_columns(conn)
             conn.execute(
                 "CREATE TEMP TABLE incoming (eid INTEGER, name TEXT, kind TEXT, value TEXT,"
                 " num REAL, observed_at REAL, unit_code TEXT)"
@@ -622,8 +636,14 @@ class SQLiteStore:
         """Create or replace a person's account."""
         await self._write(
             lambda conn: conn.execute(
-                "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?, ?)",
-                (account.username, account.password_hash, account.role, int(account.disabled)),
+                "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?, ?, ?)",
+                (
+                    account.username,
+                    account.password_hash,
+                    account.role,
+                    int(account.disabled),
+                    grants_to_text(account.grants),
+                ),
             )
         )
 
@@ -631,11 +651,12 @@ class SQLiteStore:
         """A person's account, or None."""
         row = await self._read(
             lambda conn: conn.execute(
-                "SELECT username, password_hash, role, disabled FROM accounts WHERE username = ?",
+                "SELECT username, password_hash, role, disabled, grants FROM accounts"
+                " WHERE username = ?",
                 (username,),
             ).fetchone()
         )
-        return None if row is None else Account(row[0], row[1], row[2], bool(row[3]))
+        return None if row is None else Account(*row[:3], bool(row[3]), grants_from_text(row[4]))
 
     async def put_device_key(self, name: str, key_hash: str) -> None:
         """Register (or replace) a device gateway's hashed key."""

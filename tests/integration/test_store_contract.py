@@ -22,6 +22,7 @@ from citypilot.model.geometry import degrees_box_around, validate_geometry
 from citypilot.model.observation import Reading, parse_observation
 from citypilot.model.timeutil import parse_instant
 from citypilot.model.types import TypeRegistry
+from citypilot.security.scopes import Grant
 from citypilot.store.base import (
     Account,
     DeadLetter,
@@ -651,8 +652,9 @@ async def test_dead_letters_newest_first(store: Store) -> None:
 async def test_accounts_and_device_keys(store: Store) -> None:
     assert await store.get_account("ana") is None
     await store.put_account(Account("ana", "hash-1", "operator"))
-    await store.put_account(Account("ana", "hash-2", "admin", disabled=True))
-    assert await store.get_account("ana") == Account("ana", "hash-2", "admin", True)
+    grants = (Grant("admin", municipality="urn:ngsi-ld:Municipality:m1"), Grant("viewer"))
+    await store.put_account(Account("ana", "hash-2", "admin", disabled=True, grants=grants))
+    assert await store.get_account("ana") == Account("ana", "hash-2", "admin", True, grants)
 
     await store.put_device_key("gateway-1", "k1")
     await store.put_device_key("gateway-2", "k2")
