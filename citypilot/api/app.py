@@ -9,7 +9,17 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from citypilot import __version__
-from citypilot.api import admin, auth, history, ingest, mapdata, ngsi_ld, stream
+from citypilot.api import (
+    admin,
+    auth,
+    history,
+    ingest,
+    mapdata,
+    ngsi_ld,
+    open311,
+    service_requests,
+    stream,
+)
 from citypilot.api.context import router as context_router
 from citypilot.api.deps import City
 from citypilot.api.entity_cache import EntityCache
@@ -94,6 +104,8 @@ def create_app(settings: Settings) -> FastAPI:
         admin.router,
         mapdata.router,
         context_router,
+        open311.router,
+        service_requests.router,
     ):
         app.include_router(router)
     mount_console(app)

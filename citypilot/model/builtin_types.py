@@ -398,6 +398,33 @@ BUILTIN_TYPES: tuple[EntityType, ...] = (
         ),
     ),
     EntityType(
+        "ServiceRequest",
+        "administration",
+        "A citizen's report to the 311 desk (Open311 GeoReport v2)",
+        "IssueTracking/ServiceRequest",
+        _attrs(
+            AttributeSpec(
+                "description", value="string", max_length=4000, description="In the citizen's words"
+            ),
+            _text("serviceCode", "The Open311 service the request is for"),
+            _text("serviceName"),
+            _choice("status", "open", "closed"),
+            AttributeSpec(
+                "statusNotes", value="string", max_length=4000, description="The city's answer"
+            ),
+            _when("requestedAt", "When the citizen made the request"),
+            _when("updatedAt", "When the city last changed its status"),
+            _when("expectedAt", "When the city expects to have fulfilled it"),
+            _text("serviceNotice", "What the citizen is told on submission"),
+            _text("agencyResponsible"),
+            _text("addressString", "The address the citizen gave"),
+            _text("mediaUrl", "A photo or video the citizen linked"),
+            _text("token", "Lets the citizen's app find the request later"),
+            _obj("answers", "The service definition's attributes, answered"),
+            _text("accountId", "The requester's account in the client application"),
+        ),
+    ),
+    EntityType(
         "Municipality",
         "administration",
         "Member municipality of the metropole",

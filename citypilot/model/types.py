@@ -55,6 +55,7 @@ class AttributeSpec:
     choices: tuple[str, ...] | None = None
     description: str = ""
     target: str | None = None  # entity type a Relationship points to
+    max_length: int | None = None  # longest string allowed (default MAX_STRING)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape of this attribute, as served by the types API."""
@@ -63,6 +64,8 @@ class AttributeSpec:
             val = getattr(self, key)
             if val not in (None, ""):
                 out[key] = val
+        if self.max_length is not None:
+            out["maxLength"] = self.max_length
         if self.choices is not None:
             out["choices"] = list(self.choices)
         return out
@@ -130,14 +133,15 @@ def _number_checker(spec: AttributeSpec) -> Checker:
 
 def _string_checker(spec: AttributeSpec) -> Checker:
     choices = frozenset(spec.choices) if spec.choices else None
+    longest = spec.max_length or MAX_STRING
 
     def check(value: Any) -> tuple[Any, float | None]:
         if type(value) is not str:
             raise ValueRefused("must be a string")
         if choices is not None and value not in choices:
             raise ValueRefused(f"= {value[:40]!r} is not one of {sorted(choices)}")
-        if len(value) > MAX_STRING:
-            raise ValueRefused(f"is longer than {MAX_STRING} characters")
+        if len(value) > longest:
+            raise ValueRefused(f"is longer than {longest} characters")
         return value, None
 
     return check
@@ -309,6 +313,9 @@ def _attribute_from_json(name: str, spec: Any, where: str) -> AttributeSpec:
         not isinstance(choices, list) or not all(isinstance(c, str) for c in choices)
     ):
         raise BadRequestData(f"{where}.choices must be a list of strings", f"{where}.choices")
+    max_length = spec.get("maxLength")
+    if max_length is not None and (type(max_length) is not int or max_length < 1):
+        raise BadRequestData(f"{where}.maxLength must be a positive integer", f"{where}.maxLength")
     return AttributeSpec(
         name=name,
         kind=kind,
@@ -319,4 +326,5 @@ def _attribute_from_json(name: str, spec: Any, where: str) -> AttributeSpec:
         choices=tuple(choices) if choices is not None else None,
         description=str(spec.get("description", "")),
         target=spec.get("target"),
+        max_length=max_length,
     )
