@@ -226,7 +226,41 @@ async def _client_name(request: Request, api_key: str | None) -> str:
     return name
 
 
-@router.post("/v2/requests.{fmt}", summary="Open311: post a service request")
+_FIELD = {"type": "string"}
+_REQUEST_FORM = {
+    "type": "object",
+    "required": ["api_key", "service_code"],
+    "properties": {
+        name: _FIELD
+        for name in (
+            "api_key",
+            "jurisdiction_id",
+            "service_code",
+            "lat",
+            "long",
+            "address_string",
+            "address_id",
+            "description",
+            "media_url",
+            "account_id",
+        )
+    },
+    "additionalProperties": {"type": "string", "description": "attribute[code] answers"},
+}
+_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {"schema": _REQUEST_FORM},
+            "application/json": {"schema": _REQUEST_FORM},
+        },
+    }
+}
+
+
+@router.post(
+    "/v2/requests.{fmt}", summary="Open311: post a service request", openapi_extra=_REQUEST_BODY
+)
 async def post_request(fmt: str, request: Request) -> Response:
     """Create a request: an id at once (and a token to find it again)."""
 
