@@ -2,9 +2,12 @@
 
 The first run generates the city from its seed, loads it into the embedded store,
 writes its map layers and GTFS feed into the data directory and creates a demo
-login and a device key for the simulator. Later runs resume the same city and its
+login and a device key for the simulator; while the city runs live, the last day of
+its devices' reports is played into history in the background, so charts and figures
+mean something from the first minute. Later runs resume the same city and its
 history. The simulator is a client like any device gateway: it posts to the
-server's own ingest API over loopback.
+server's own ingest API over loopback. ``--scenario flood`` (or ``fire``, or a TOML
+file) adds a crisis timed from the start of the demo.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import contextlib
 import os
 import shutil
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,8 +55,13 @@ async def _create_logins(settings: Settings) -> str:
     return key
 
 
-def prepare_city(settings: Settings, seed: int, scale: float, fresh: bool) -> dict[str, Any]:
-    """Generate and load the demo city on first run (or with ``fresh``); return its record."""
+def prepare_city(
+    settings: Settings, seed: int, scale: float, fresh: bool, history_hours: int = 24
+) -> dict[str, Any]:
+    """Generate and load the demo city on first run (or with ``fresh``); return its record.
+
+    ``history_hours`` of the recent past are played into history once the server runs.
+    """
     from citypilot.twin import generate_city, write_gtfs, write_layers
     from citypilot.twin.commands import load_city
 
@@ -81,15 +90,48 @@ def prepare_city(settings: Settings, seed: int, scale: float, fresh: bool) -> di
         "scale": scale,
         "entities": len(city.entities),
         "deviceKey": key,
+        "historyHours": history_hours,
+        "historyPlayed": False,
         "city": city.metadata(),
     }
-    fd = os.open(record_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(orjson.dumps(record, option=orjson.OPT_INDENT_2))
+    _save_record(settings, record)
     return record
 
 
-async def run_demo(settings: Settings, record: dict[str, Any], speed: float) -> None:
+def _save_record(settings: Settings, record: dict[str, Any]) -> None:
+    fd = os.open(settings.data_path / DEMO_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(orjson.dumps(record, option=orjson.OPT_INDENT_2))
+
+
+async def _play_history(
+    settings: Settings, record: dict[str, Any], url: str, city: Any, events: list[Any]
+) -> None:
+    """Fill the last ``record["historyHours"]`` hours of history once, showing progress."""
+    from citypilot.twin import HttpIngestClient
+    from citypilot.twin.backfill import play_recent_history
+
+    hours = int(record.get("historyHours", 0))
+    if record.get("historyPlayed") or hours <= 0:
+        return
+
+    def progress(done: int, total: int, sent: int) -> None:
+        if done % 4 == 0 or done == total:
+            console.print(f"History: {done} of the last {total} h played ({sent:,} reports)")
+
+    console.print(f"Playing the city's last {hours} h into its history, in the background …")
+    async with HttpIngestClient(url, record["deviceKey"]) as sink:
+        sent = await play_recent_history(
+            sink, city, record["seed"], hours=hours, events=events, progress=progress
+        )
+    record["historyPlayed"] = True
+    _save_record(settings, record)
+    console.print(f"History ready: {sent:,} reports of the last {hours} h.")
+
+
+async def run_demo(
+    settings: Settings, record: dict[str, Any], speed: float, scenario: Any = None
+) -> None:
     """Serve the API and run the simulator against it until interrupted.
 
     On Ctrl-C (or SIGTERM) the simulator finishes the batch it is sending, then the
@@ -122,13 +164,25 @@ async def run_demo(settings: Settings, record: dict[str, Any], speed: float) -> 
         f"   API docs: {url}/docs   Ctrl-C stops\n"
     )
     city = generate_city(record["seed"], record["scale"])
+    events = scenario.resolve(city, time.time()) if scenario is not None else []
+    if scenario is not None:
+        console.print(f"Scenario [bold]{scenario.name}[/]: {scenario.description}")
     sim = Simulator(city, record["seed"], replay_start(speed, 10.0), speed)
+    for event in events:
+        sim.inject(event)
 
     async def simulate() -> None:
         async with HttpIngestClient(url, record["deviceKey"]) as sink:
             await run_simulation(sim, sink, stop_event=stop)
 
-    simulation = asyncio.create_task(simulate())
+    async def simulate_and_fill() -> None:
+        history = asyncio.create_task(_play_history(settings, record, url, city, events))
+        await simulate()
+        history.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await history
+
+    simulation = asyncio.create_task(simulate_and_fill())
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({stopped, serving}, return_when=asyncio.FIRST_COMPLETED)
     stop.set()
@@ -158,8 +212,16 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
     if settings.store != "sqlite":
         console.print("[yellow]The demo runs on the configured PostgreSQL store.[/]")
     console.print(f"Data directory: [bold]{settings.data_path}[/]")
-    record = prepare_city(settings, args.seed, args.scale, args.fresh)
-    asyncio.run(run_demo(settings, record, args.speed))
+    from citypilot.twin.scenario import ScenarioError, load_scenario
+
+    try:
+        scenario = load_scenario(args.scenario) if args.scenario else None
+    except ScenarioError as exc:
+        raise SystemExit(f"--scenario: {exc}") from None
+    if args.history_hours < 0 or args.history_hours > 24 * 7:
+        raise SystemExit("--history-hours must lie between 0 and 168")
+    record = prepare_city(settings, args.seed, args.scale, args.fresh, args.history_hours)
+    asyncio.run(run_demo(settings, record, args.speed, scenario))
     console.print("Demo stopped; `citypilot demo` resumes it.")
     return 0
 
@@ -167,11 +229,22 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
 def add_demo_command(sub: Any) -> None:
     """Register ``citypilot demo`` on the CLI."""
     from citypilot.twin.commands import add_city_options
+    from citypilot.twin.scenario import shipped_scenarios
 
     p = sub.add_parser("demo", help="generate (or resume) the demo city, serve and simulate it")
     add_city_options(p)
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
     p.add_argument("--fresh", action="store_true", help="replace the city and its history")
+    p.add_argument(
+        "--scenario",
+        help=f"a crisis timed from the start: {', '.join(shipped_scenarios())} or a TOML file",
+    )
+    p.add_argument(
+        "--history-hours",
+        type=int,
+        default=24,
+        help="hours of the recent past played into history on the first run (default 24)",
+    )
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.set_defaults(func=demo)

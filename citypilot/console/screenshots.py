@@ -9,59 +9,27 @@ the login, the whole metropole, an asset with its charts, and a street-level vie
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import httpx
 
 from citypilot.console.bench import CHROMIUM, _chromium, _settle, prepare_city
 
 USER, PASSWORD, KEY = "operator", "operator-demo", "cpd_console_screenshots_key"
-#: Types whose day of history is played (the others only get their last minutes).
-DAY_TYPES = (
-    "AirQualityObserved",
-    "WaterLevelSensor",
-    "WaterQualityObserved",
-    "BikeStation",
-    "Tram",
-    "Bus",
-    "PoliceUnit",
-    "TechnicalVehicle",
-    "ParkingSpot",
-    "DeliveryArea",
-    "Camera",
-    "AccessPoint",
-    "Building",
-)
 
 
 def play_history(url: str, device_key: str, seed: int = 7, scale: float = 1.0) -> int:
     """Send a simulated day of the demo city's devices; returns the observations sent."""
-    from citypilot.twin import Simulator, generate_city
+    from citypilot.twin import HttpIngestClient, generate_city
+    from citypilot.twin.backfill import play_recent_history
 
-    city = generate_city(seed=seed, scale=scale)
-    now = datetime.now(UTC)
-    sent = 0
-    with httpx.Client(base_url=url, headers={"X-Device-Key": device_key}, timeout=120) as client:
+    async def play() -> int:
+        async with HttpIngestClient(url, device_key) as sink:
+            return await play_recent_history(sink, generate_city(seed=seed, scale=scale), seed)
 
-        def post(observations: list[dict]) -> None:
-            nonlocal sent
-            for k in range(0, len(observations), 10_000):
-                r = client.post("/api/v1/ingest", json=observations[k : k + 10_000])
-                r.raise_for_status()
-                sent += r.json()["accepted"]
-
-        day = Simulator(city, start=now - timedelta(hours=24), interval_factor=4, types=DAY_TYPES)
-        for hours in range(23, -1, -1):
-            post(day.run_until(now - timedelta(hours=hours), step_s=60))
-        rest = Simulator(
-            city, start=now - timedelta(minutes=20), types=("Streetlight", "TrafficSignal")
-        )
-        post(rest.run_until(now, step_s=60))
-    return sent
+    return asyncio.run(play())
 
 
 def take_screenshots(url: str, out: Path, chromium: str = CHROMIUM) -> list[Path]:

@@ -12,7 +12,7 @@ A scenario replays the same crisis in every demo and test::
     intensity = 25.0          # mm/h
 
     [[event]]
-    at = "09:40"
+    at = "09:40"              # "-02:30" is before the start (the storm began at dawn)
     kind = "roadAccident"
     near = "centre"           # "centre", "river", an entity id, or position = [lon, lat]
     offset_m = [600, 250]     # metres east, north of that point
@@ -96,9 +96,22 @@ class Scenario:
         return out
 
 
+def scenario_path(name: str | Path) -> Path:
+    """A scenario file: a path, or the name of one shipped in ``scenarios/`` ("flood")."""
+    p = Path(name)
+    if p.suffix != ".toml" and p.parent == Path(".") and (EXAMPLES / f"{p}.toml").is_file():
+        return EXAMPLES / f"{p}.toml"
+    return p
+
+
+def shipped_scenarios() -> list[str]:
+    """The names of the scenarios shipped with CityPilot."""
+    return sorted(p.stem for p in EXAMPLES.glob("*.toml"))
+
+
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and check a scenario TOML file."""
-    p = Path(path)
+    """Read and check a scenario TOML file (a path, or a shipped scenario's name)."""
+    p = scenario_path(path)
     try:
         doc = tomllib.loads(p.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -156,14 +169,15 @@ def parse_duration(value: Any, where: str) -> float:
 def event_time(at: str, start: float, where: str) -> float:
     """Epoch seconds of an event's ``at`` relative to the simulation start."""
     text = at.strip()
-    if text.startswith("+"):
+    if text[:1] in ("+", "-"):
+        sign = 1 if text[0] == "+" else -1
         parts = text[1:].split(":")
         try:
             hours, minutes = int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
             seconds = int(parts[2]) if len(parts) > 2 else 0
         except ValueError:
-            raise ScenarioError(f"{where}: bad offset {at!r} (use '+HH:MM')") from None
-        return start + hours * 3600 + minutes * 60 + seconds
+            raise ScenarioError(f"{where}: bad offset {at!r} (use '+HH:MM' or '-HH:MM')") from None
+        return start + sign * (hours * 3600 + minutes * 60 + seconds)
     if re.fullmatch(r"\d{1,2}:\d{2}(:\d{2})?", text):
         parts = [int(p) for p in text.split(":")]
         local = datetime.fromtimestamp(start, TIMEZONE)
@@ -177,7 +191,7 @@ def event_time(at: str, start: float, where: str) -> float:
         instant = datetime.fromisoformat(text)
     except ValueError:
         raise ScenarioError(
-            f"{where}: 'at' {at!r} is not HH:MM, +HH:MM or an ISO instant"
+            f"{where}: 'at' {at!r} is not HH:MM, +HH:MM, -HH:MM or an ISO instant"
         ) from None
     if instant.tzinfo is None:
         raise ScenarioError(f"{where}: 'at' {at!r} needs a time zone")

@@ -12,6 +12,7 @@ import httpx
 
 from citypilot.bench.server import free_port
 from citypilot.demo import DEMO_PASSWORD, DEMO_USER
+from citypilot.model.timeutil import parse_instant
 
 
 def start_demo(data_dir, port: int, *extra: str) -> subprocess.Popen:
@@ -57,10 +58,10 @@ def stop(proc: subprocess.Popen) -> str:
     return out
 
 
-def test_demo_serves_a_live_city_and_resumes_it(tmp_path):
+def test_demo_serves_a_live_city_with_its_recent_past_and_resumes_it(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = start_demo(tmp_path, port)
+    proc = start_demo(tmp_path, port, "--history-hours", "3", "--scenario", "flood")
     try:
         wait_for(lambda: httpx.get(url + "/api/v1/health").status_code == 200, what="server")
         token = httpx.post(
@@ -82,10 +83,23 @@ def test_demo_serves_a_live_city_and_resumes_it(tmp_path):
             return False
 
         wait_for(a_bus_reported, what="simulated bus reports in history")
+        gauge = "urn:ngsi-ld:WaterLevelSensor:001"
+
+        def the_past_was_played() -> list:
+            params = {"attrs": "waterLevel", "to": "2100-01-01T00:00:00Z"}
+            points = client.get(f"/api/v1/history/{gauge}", params=params).json()["attrs"]
+            series = points.get("waterLevel", [])
+            span = parse_instant(series[-1][0], "t") - parse_instant(series[0][0], "t")
+            return series if span > 2.5 * 3600 else []
+
+        series = wait_for(the_past_was_played, timeout=240, what="3 h of history played")
+        # The storm of the flood scenario began before the demo: the river rose through it.
+        assert series[-1][1] > series[0][1] + 0.5
         assert client.get("/api/v1/dead-letters").json()["total"] == 0
     finally:
         out = stop(proc)
     assert "Console: " in out and DEMO_USER in out
+    assert "Scenario Flood" in out
 
     proc = start_demo(tmp_path, port)
     try:

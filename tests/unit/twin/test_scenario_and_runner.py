@@ -93,3 +93,25 @@ async def test_simulated_time_never_overtakes_the_wall_clock(small_city):
     sim = Simulator(small_city, SEED, start, types={"Bus"})
     stats = await run_simulation(sim, MemorySink(), speed=1000.0, duration=0.5, max_ahead_s=5.0)
     assert stats.sim_seconds <= 30 + 5 + 2
+
+
+def test_offsets_place_events_before_and_after_the_start():
+    assert event_time("-02:30", 10_000.0, "e") == 10_000.0 - 9000
+    assert event_time("+00:03", 10_000.0, "e") == 10_180.0
+    with pytest.raises(ScenarioError, match="-HH:MM"):
+        event_time("-2h", 0.0, "e")
+
+
+def test_shipped_scenarios_load_by_name_and_fit_a_generated_city():
+    from citypilot.twin import generate_city
+    from citypilot.twin.scenario import shipped_scenarios
+
+    assert {"flood", "fire"} <= set(shipped_scenarios())
+    city = generate_city(7, 0.05)
+    for name in shipped_scenarios():
+        events = load_scenario(name).resolve(city, 1_800_000_000.0)
+        assert events, name
+    flood = load_scenario("flood").resolve(city, 1_800_000_000.0)
+    assert flood[0].kind == "heavyRain" and flood[0].t == 1_800_000_000.0 - 3 * 3600
+    with pytest.raises(ScenarioError):
+        load_scenario("no-such-scenario")
