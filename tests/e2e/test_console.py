@@ -172,6 +172,60 @@ def test_search_finds_assets_by_id_name_and_street(page: Page) -> None:
     expect(page.get_by_test_id("asset-panel")).to_have_attribute("data-loaded", "true")
 
 
+def test_the_map_is_labelled_from_the_citys_own_data_and_has_a_legend(page: Page) -> None:
+    # The font is the bundled one: the page fixture fails any request leaving CityPilot.
+    login(page, OPERATOR)
+    labels = "layer => window.__citypilot.renderedLabels(layer)"
+    page.wait_for_function(f"() => ({labels})('labels:municipalities').length === 2")
+    assert page.evaluate(labels, "labels:municipalities") == ["Valmont-Est", "Valmont-Ouest"]
+    assert page.evaluate(labels, "labels:river") == ["L'Aubrette"]
+    # Street names from the district scale on.
+    box = page.get_by_test_id("map").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(6):
+        page.mouse.wheel(0, -240)
+        page.wait_for_timeout(60)
+    page.wait_for_function("() => window.__citypilot.mapView().zoom >= 15")
+    page.wait_for_function(f"() => ({labels})('labels:roads').length >= 2")
+    assert set(page.evaluate(labels, "labels:roads")) <= {*city.STREETS, "Rocade"}
+    # Every symbol of the map is in the legend, the flood-prone zone included.
+    legend = page.get_by_test_id("map-legend")
+    for words in ("flood-prone zone", "municipality border", "tram / bus line", "asset in alert"):
+        expect(legend).to_contain_text(words)
+
+
+def test_a_search_hit_flies_to_the_asset_and_rings_it(page: Page) -> None:
+    login(page, OPERATOR)
+    start = page.evaluate("() => window.__citypilot.mapView().zoom")
+    assert start < 16
+    search = page.get_by_test_id("search-input")
+    search.fill("RUE CHABOT 1")
+    page.get_by_test_id("search-results").locator(f"[data-id='{city.LAMP}']").click()
+    page.wait_for_function(
+        "() => { const v = window.__citypilot.mapView(); return v.zoom >= 16.9 && !v.moving; }"
+    )
+    lamp = page.evaluate("id => window.__citypilot.vehiclePosition(id)", city.LAMP)
+    centre = page.evaluate("() => window.__citypilot.mapView().center")
+    assert abs(lamp[0] - centre[0]) < 1e-4 and abs(lamp[1] - centre[1]) < 1e-4
+    assert page.evaluate("() => window.__citypilot.selected()") == city.LAMP
+    page.wait_for_function("id => window.__citypilot.renderedPosition(id) !== null", arg=city.LAMP)
+
+
+def test_a_river_gauge_chart_shows_its_alert_level_and_constants_are_not_charted(
+    page: Page,
+) -> None:
+    login(page, OPERATOR)
+    search = page.get_by_test_id("search-input")
+    search.fill(city.HIGH_RIVER)
+    search.press("Enter")
+    panel = page.get_by_test_id("asset-panel")
+    expect(panel).to_have_attribute("data-loaded", "true")
+    level = panel.locator("[data-testid=asset-chart][data-attr=waterLevel]")
+    expect(level).to_have_attribute("data-thresholds", "flood alert")
+    assert panel.locator("[data-testid=asset-chart][data-attr=alertLevel]").count() == 0
+    expect(page.get_by_test_id("asset-properties")).to_contain_text("alert level")
+
+
 def test_viewer_sees_no_write_controls(page: Page) -> None:
     login(page, VIEWER)
     expect(page.get_by_test_id("user-role")).to_have_text("viewer")

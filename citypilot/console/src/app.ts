@@ -13,6 +13,7 @@ import { canWrite } from "./auth";
 import { type Applied, CityData, type TypeLayer } from "./data";
 import { installDebugHook } from "./debug";
 import { AssetLayers } from "./map/assets";
+import { addLabelLayers, setMunicipalityLabels } from "./map/labels";
 import { addBaseLayers, createMap, idle } from "./map/view";
 import { ALERT, ASSET_TYPES, describeState, MAP_ATTRS, OK, siloOf, STATE_NAMES } from "./silos";
 import { type Frame, LiveStream } from "./stream";
@@ -26,6 +27,15 @@ import { buildShell, type Shell } from "./ui/layout";
 import { SearchBox } from "./ui/search";
 
 const HELLO_WAIT_MS = 2000;
+/** Zoom an asset chosen from a list is shown at: street level, out of any cluster. */
+const SELECT_ZOOM = 17;
+
+/** A point for a GeoProperty attribute of any geometry (its first position). */
+function representativePoint(attr: unknown): [number, number] | null {
+  let c = (attr as { value?: { coordinates?: unknown } } | undefined)?.value?.coordinates;
+  while (Array.isArray(c) && Array.isArray(c[0])) c = c[0];
+  return Array.isArray(c) && typeof c[0] === "number" && typeof c[1] === "number" ? [c[0], c[1]] : null;
+}
 
 export interface Timings {
   loginStartedAt?: number;
@@ -89,6 +99,7 @@ export class ConsoleApp {
       this.timings.mapReadyAt = performance.now();
       this.baseSources = addBaseLayers(map, layerNames);
       this.assets = new AssetLayers(map, (t) => this.data.layers.get(t));
+      addLabelLayers(map, layerNames, "z:alerts");
       map.on("click", (e) => this.onMapClick(e.point));
       map.on("mousemove", (e) => this.onHover(e.point));
     });
@@ -135,12 +146,12 @@ export class ConsoleApp {
     this.layersPanel = new LayersPanel(this.data);
     this.layersPanel.onToggle = (silo, visible) => this.assets?.setSiloVisible(silo, visible);
     this.feed = new FeedPanel();
-    this.feed.onSelect = (id) => background(this.select(id), "select");
+    this.feed.onSelect = (id) => background(this.select(id, true), "select");
     this.shell.sidebar.append(this.layersPanel.el, this.feed.el);
     this.figures = new FiguresPanel(this.shell.figures, this.data);
-    this.figures.onSelect = (id) => background(this.select(id), "select");
+    this.figures.onSelect = (id) => background(this.select(id, true), "select");
     const search = new SearchBox(this.api, this.data);
-    search.onSelect = (id) => background(this.select(id), "select");
+    search.onSelect = (id) => background(this.select(id, true), "select");
     this.shell.topbar.search.append(search.el);
     this.assetPanel = new AssetPanel(this.api, this.data, this.types, canWrite(this.session.role));
     this.shell.dock.add("asset", "Asset", this.assetPanel.el);
@@ -198,6 +209,7 @@ export class ConsoleApp {
     );
     if (this.stopped) return;
     this.timings.dataLoadedAt = performance.now();
+    setMunicipalityLabels(this.map, this.data.layers.get("Municipality"));
     const buffered = this.buffer ?? [];
     this.buffer = null;
     for (const f of buffered) this.applyFrame(f);
@@ -313,19 +325,34 @@ export class ConsoleApp {
     this.assetPanel.tick();
   }
 
-  /** Open an asset: ring it on the map, bring it into view, show its panel. */
-  async select(id: string): Promise<void> {
+  /** Open an asset: ring it on the map, bring it into view, show its panel. With ``fly``
+   * (chosen from a list: search, feed, figures) the map flies to it at street level even
+   * when it is already on screen, since at city scale it hides in a cluster. */
+  async select(id: string, fly = false): Promise<void> {
     const loc = this.data.locate(id);
+    let point: [number, number] | null = null;
     if (loc) {
       this.assets.select(loc.layer, loc.index);
       const lon = loc.layer.lon[loc.index];
       const lat = loc.layer.lat[loc.index];
-      if (Number.isFinite(lon) && !this.map.getBounds().contains([lon, lat])) {
-        this.map.easeTo({ center: [lon, lat], zoom: Math.max(this.map.getZoom(), 15), duration: 600 });
-      }
+      if (Number.isFinite(lon)) point = [lon, lat];
     } else this.assets.select(null);
+    if (point) this.bringIntoView(point, fly);
     this.shell.dock.show("asset");
-    await this.assetPanel.open(id);
+    const entity = await this.assetPanel.open(id);
+    // An asset the console does not hold (another type, or just created): its location
+    // comes with the entity.
+    const where = !point && entity ? representativePoint(entity.location) : null;
+    if (where && this.assetPanel.current === id) {
+      this.assets.selectPoint(where);
+      this.bringIntoView(where, fly);
+    }
+  }
+
+  private bringIntoView(point: [number, number], fly: boolean): void {
+    const zoom = Math.max(this.map.getZoom(), fly ? SELECT_ZOOM : 15);
+    if (fly) this.map.flyTo({ center: point, zoom, duration: 900, essential: true });
+    else if (!this.map.getBounds().contains(point)) this.map.easeTo({ center: point, zoom, duration: 600 });
   }
 
   private onMapClick(point: { x: number; y: number }): void {

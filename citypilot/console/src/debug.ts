@@ -32,7 +32,9 @@ export interface DebugHook {
   connection(): { state: string; reconnects: number };
   /** The map's zoom, whether it is moving, and whether every tile in view is loaded (the
    * moving vehicles' source aside: under live load it reloads several times a second). */
-  mapView(): { zoom: number; moving: boolean; tilesLoaded: boolean };
+  mapView(): { zoom: number; center: [number, number]; moving: boolean; tilesLoaded: boolean };
+  /** The distinct texts a label layer (e.g. "labels:roads") draws now, sorted. */
+  renderedLabels(layer: string): string[];
   figures(): Record<string, unknown>;
   selected(): string | null;
   /** Stream frames and changes applied, map frames drawn, JS heap (when the browser says). */
@@ -92,9 +94,15 @@ export function installDebugHook(app: ConsoleApp): void {
     appliedSince: (seq) => app.assets.log.since(seq),
     mapView: () => ({
       zoom: app.map.getZoom(),
+      center: app.map.getCenter().toArray() as [number, number],
       moving: app.map.isMoving(),
       tilesLoaded: [...app.baseSources, ...app.assets.staticSources()].every((id) => app.map.isSourceLoaded(id)),
     }),
+    renderedLabels(layer) {
+      if (!app.map.getLayer(layer)) return [];
+      const names = app.map.queryRenderedFeatures({ layers: [layer] }).map((f) => String(f.properties.name));
+      return [...new Set(names)].sort();
+    },
     connection: () => ({ state: app.stream.state, reconnects: app.stream.reconnects }),
     figures: () => ({ ...app.figures.values }),
     selected: () => app.assetPanel.current,

@@ -36,6 +36,9 @@ import {
 import { background } from "../format";
 import { BACKGROUND } from "./style";
 
+/** The layer below which static assets are drawn, and above which labels go. */
+export const LABELS_ANCHOR = "z:labels";
+
 /** Types with at least this many assets are clustered at low zoom. */
 export const CLUSTER_MIN = 2000;
 /** Zoom from which clustered types are drawn one circle per asset. */
@@ -171,8 +174,9 @@ export class AssetLayers {
     private map: MapLibreMap,
     private layerOf: (type: string) => TypeLayer | undefined,
   ) {
-    // Empty anchors keep the drawing order whatever order the types arrive in.
-    for (const id of ["z:alerts", "z:vehicles", "z:top"]) {
+    // Empty anchors keep the drawing order whatever order the types arrive in: static
+    // assets, then labels (see labels.ts), alerts, vehicles and the selection ring.
+    for (const id of [LABELS_ANCHOR, "z:alerts", "z:vehicles", "z:top"]) {
       map.addLayer({ id, type: "background", layout: { visibility: "none" }, paint: {} });
     }
     map.addSource("alerts", { type: "geojson", data: featureCollection([]) });
@@ -296,7 +300,7 @@ export class AssetLayers {
   }
 
   private addLayers(view: TypeView, count: number): void {
-    const before = view.vehicle ? "z:top" : "z:alerts";
+    const before = view.vehicle ? "z:top" : LABELS_ANCHOR;
     const visibility = view.visible ? "visible" : "none";
     const base = siloColour(view.silo);
     if (view.clusters) {
@@ -558,6 +562,13 @@ export class AssetLayers {
     this.selected = layer ? { type: layer.type, index } : null;
     if (layer) this.showSelection(layer, index);
     else background((this.map.getSource("selection") as GeoJSONSource).setData(featureCollection([])));
+  }
+
+  /** Ring a point that belongs to no loaded layer. */
+  selectPoint(point: [number, number]): void {
+    this.selected = null;
+    const feature = { type: "Feature" as const, geometry: { type: "Point" as const, coordinates: point }, properties: {} };
+    background((this.map.getSource("selection") as GeoJSONSource).setData(featureCollection([feature])));
   }
 
   private showSelection(layer: TypeLayer, i: number): void {

@@ -1,6 +1,7 @@
 // The base map: a dark background and the city's own GeoJSON layers (municipalities,
-// zones, river, roads, transit lines, buildings). No tiles, glyphs or sprites: every
-// source is a GeoJSON document served by CityPilot, so nothing comes from the internet.
+// zones, river, roads, transit lines, buildings). No tiles or sprites, and the labels'
+// font is bundled (labels.ts): every source is a GeoJSON document served by CityPilot,
+// so nothing comes from the internet.
 
 import type {
   AddLayerObject,
@@ -8,12 +9,14 @@ import type {
   Map as MapLibreMap,
   StyleSpecification,
 } from "maplibre-gl";
+import { fontFaces } from "./labels";
 
 export const BACKGROUND = "#0a0f16";
 
 export function baseStyle(): StyleSpecification {
   return {
     version: 8,
+    "font-faces": fontFaces(),
     sources: {},
     layers: [{ id: "background", type: "background", paint: { "background-color": BACKGROUND } }],
   };

@@ -5,6 +5,7 @@
 import { type Api, ApiError, type NormalizedEntity, type TypeInfo } from "../api";
 import type { CityData, Change } from "../data";
 import { ago, formatDateTime, formatValue, humanAttr, humanType, unitSymbol } from "../format";
+import { STATIC_ATTRS, thresholdsOf } from "../limits";
 import { describeState, siloOf, STATE_NAMES } from "../silos";
 import { Sparkline } from "./chart";
 import { fill, h } from "./dom";
@@ -53,8 +54,9 @@ export class AssetPanel {
     );
   }
 
-  /** Show an asset; resolves when its properties and charts are drawn. */
-  async open(id: string): Promise<void> {
+  /** Show an asset; resolves when its properties and charts are drawn, with the entity
+   * (null when it could not be read, or another asset was opened meanwhile). */
+  async open(id: string): Promise<NormalizedEntity | null> {
     const seq = ++this.seq;
     this.current = id;
     this.clearCharts();
@@ -84,16 +86,18 @@ export class AssetPanel {
     try {
       entity = await this.api.entity(id);
     } catch (e) {
-      if (seq !== this.seq) return;
+      if (seq !== this.seq) return null;
       const msg = e instanceof ApiError && e.status === 404 ? "This asset does not exist (any more)." : (e as Error).message;
       fill(this.chartsEl, h("p", { class: "muted" }, msg));
-      return;
+      return null;
     }
-    if (seq !== this.seq) return;
+    if (seq !== this.seq) return null;
     this.renderMeta(entity);
     this.renderProps(entity);
     await this.renderCharts(entity);
-    if (seq === this.seq) this.el.dataset.loaded = "true";
+    if (seq !== this.seq) return null;
+    this.el.dataset.loaded = "true";
+    return entity;
   }
 
   close(): void {
@@ -157,11 +161,13 @@ export class AssetPanel {
     fill(this.props, ...rows);
   }
 
+  /** Numeric properties that are measured (charted); static ones stay in the table. */
   private numericAttrs(type: string): string[] {
     const spec = this.types.get(type)?.attributes ?? {};
     return Object.entries(spec)
       .filter(([, s]) => s.kind === "Property" && (s.value === "number" || s.value === "integer"))
-      .map(([n]) => n);
+      .map(([n]) => n)
+      .filter((n) => !STATIC_ATTRS.has(n));
   }
 
   private async renderCharts(entity: NormalizedEntity): Promise<void> {
@@ -187,10 +193,16 @@ export class AssetPanel {
         .filter((p) => typeof p[1] === "number")
         .map((p) => [Date.parse(p[0]), p[1]] as [number, number]);
       if (!points.length) continue;
-      const chart = new Sparkline(humanAttr(name), unitSymbol(spec[name]?.unit), colour, points, CHART_WIDTH, [
-        from.getTime(),
-        Date.now(),
-      ]);
+      const own = (n: string) => (entity[n] as Attr | undefined)?.value;
+      const chart = new Sparkline(
+        humanAttr(name),
+        unitSymbol(spec[name]?.unit),
+        colour,
+        points,
+        CHART_WIDTH,
+        [from.getTime(), Date.now()],
+        thresholdsOf(entity.type, name, own),
+      );
       chart.el.dataset.attr = name;
       chart.el.dataset.testid = "asset-chart";
       this.charts.set(name, chart);

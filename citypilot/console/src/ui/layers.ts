@@ -1,10 +1,23 @@
 // The layers panel: one toggle per silo with its asset count and how many are in alert,
-// and the legend of state colours.
+// the legend of state colours, and the legend of every other symbol the map draws.
 
 import type { CityData } from "../data";
 import { ALERT, INACTIVE, SILOS, STATE_COLOURS, type Silo, WARN, BUSY } from "../silos";
 import { h } from "./dom";
 import { panel } from "./layout";
+
+/** The map's other symbols, drawn by CSS to look like their map counterparts. */
+const MAP_SYMBOLS: [string, string][] = [
+  ["alert", "asset in alert"],
+  ["cluster", "group of assets (zoom in)"],
+  ["selected", "selected asset"],
+  ["transit", "tram / bus line"],
+  ["stop", "stop"],
+  ["river", "river"],
+  ["flood", "flood-prone zone"],
+  ["border", "municipality border"],
+  ["major-road", "main road"],
+];
 
 interface Row {
   silo: Silo;
@@ -63,7 +76,14 @@ export class LayersPanel {
         ),
       ),
     );
-    this.el = panel("Layers", "layers-panel", list, legend);
+    const mapLegend = h(
+      "div",
+      { class: "legend map-legend", "data-testid": "map-legend" },
+      ...MAP_SYMBOLS.map(([kind, label]) =>
+        h("span", { class: "legend-item", "data-symbol": kind }, h("span", { class: `symbol symbol-${kind}` }), label),
+      ),
+    );
+    this.el = panel("Layers", "layers-panel", list, legend, mapLegend);
   }
 
   /** Refresh counts (cheap: reads the per-type counters and state codes). */
