@@ -337,8 +337,11 @@ export class ConsoleApp {
       const lat = loc.layer.lat[loc.index];
       if (Number.isFinite(lon)) point = [lon, lat];
     } else this.assets.select(null);
-    if (point) this.bringIntoView(point, fly);
+    // The dock first, and the map resized to it at once: a resize that lands during the
+    // flight would leave the asset off-centre by half the dock's width.
     this.shell.dock.show("asset");
+    this.map.resize();
+    if (point) this.bringIntoView(point, fly);
     const entity = await this.assetPanel.open(id);
     // An asset the console does not hold (another type, or just created): its location
     // comes with the entity.
