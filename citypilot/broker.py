@@ -8,7 +8,7 @@ demo loader all call it; none of them touches the store for writes directly.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,10 @@ from citypilot.store.common import attribute_readings
 
 CHANGED = "entities.changed"
 DELETED = "entities.deleted"
+
+#: Checks one entity of a write (``where`` names it in errors); raises CityPilotError
+#: to refuse it (e.g. outside the caller's scopes, see ``api.access``).
+Guard = Callable[[Entity, str], None]
 
 
 @dataclass
@@ -130,16 +134,20 @@ class Broker:
         await self._publish(readings, await self.store.lookup([e.id for e in entities]))
 
     # -- entities ------------------------------------------------------------
-    async def create_entity(self, doc: Any) -> Entity:
-        """Create one entity; AlreadyExists if its id is taken."""
+    async def create_entity(self, doc: Any, guard: Guard | None = None) -> Entity:
+        """Create one entity; AlreadyExists if its id is taken. ``guard`` may refuse it."""
         entity = parse_entity(doc, self.registry)
+        if guard is not None:
+            guard(entity, "body")
         now = time.time()
         if await self.store.create_entities([entity], now):
             raise AlreadyExists(f"entity {entity.id} exists already", "id")
         await self._publish_entities([entity], now)
         return entity
 
-    def _parse_batch(self, docs: Any, result: BatchResult) -> list[tuple[int, Entity]]:
+    def _parse_batch(
+        self, docs: Any, result: BatchResult, guard: Guard | None = None
+    ) -> list[tuple[int, Entity]]:
         if not isinstance(docs, list):
             raise BadRequestData("body must be a JSON array of entities", "body")
         parsed, seen = [], set()
@@ -150,16 +158,18 @@ class Broker:
                     raise BadRequestData(
                         f"[{i}].id {entity.id} appears twice in the batch", f"[{i}].id"
                     )
+                if guard is not None:
+                    guard(entity, f"[{i}]")
                 seen.add(entity.id)
                 parsed.append((i, entity))
             except CityPilotError as exc:
                 result.errors.append(ItemError(i, _item_id(doc), exc))
         return parsed
 
-    async def batch_create(self, docs: Any) -> BatchResult:
-        """Create many entities; each succeeds or fails on its own."""
+    async def batch_create(self, docs: Any, guard: Guard | None = None) -> BatchResult:
+        """Create many entities; each succeeds or fails on its own (``guard`` may refuse)."""
         result = BatchResult()
-        parsed = self._parse_batch(docs, result)
+        parsed = self._parse_batch(docs, result, guard)
         now = time.time()
         refused = set(await self.store.create_entities([e for _, e in parsed], now))
         created = []
@@ -173,10 +183,12 @@ class Broker:
         await self._publish_entities(created, now)
         return result
 
-    async def batch_upsert(self, docs: Any, replace: bool = True) -> BatchResult:
+    async def batch_upsert(
+        self, docs: Any, replace: bool = True, guard: Guard | None = None
+    ) -> BatchResult:
         """Create or replace (or, with ``replace=False``, merge into) many entities."""
         result = BatchResult()
-        parsed = self._parse_batch(docs, result)
+        parsed = self._parse_batch(docs, result, guard)
         now = time.time()
         entities = [e for _, e in parsed]
         await self.store.upsert_entities(entities, now, replace)
@@ -184,10 +196,12 @@ class Broker:
         await self._publish_entities(entities, now)
         return result
 
-    async def batch_update(self, docs: Any, no_overwrite: bool = False) -> BatchResult:
+    async def batch_update(
+        self, docs: Any, no_overwrite: bool = False, guard: Guard | None = None
+    ) -> BatchResult:
         """Write attributes into many existing entities."""
         result = BatchResult()
-        parsed = self._parse_batch(docs, result)
+        parsed = self._parse_batch(docs, result, guard)
         mode: WriteMode = "noOverwrite" if no_overwrite else "append"
         for i, entity in parsed:
             try:
@@ -197,15 +211,20 @@ class Broker:
                 result.errors.append(ItemError(i, entity.id, exc))
         return result
 
-    async def batch_delete(self, ids: Any) -> BatchResult:
-        """Delete many entities by id."""
+    async def batch_delete(
+        self, ids: Any, guard: Callable[[str, str], None] | None = None
+    ) -> BatchResult:
+        """Delete many entities by id (``guard(id, where)`` may refuse one)."""
         result = BatchResult()
         if not isinstance(ids, list):
             raise BadRequestData("body must be a JSON array of entity ids", "body")
         valid = []
         for i, entity_id in enumerate(ids):
             try:
-                valid.append(check_entity_id(entity_id, f"[{i}]"))
+                checked = check_entity_id(entity_id, f"[{i}]")
+                if guard is not None:
+                    guard(checked, f"[{i}]")
+                valid.append(checked)
             except CityPilotError as exc:
                 result.errors.append(ItemError(i, None, exc))
         deleted = set(await self.store.delete_entities(valid))

@@ -46,12 +46,17 @@ def _wipe(data: Path) -> None:
 async def _create_logins(settings: Settings) -> str:
     """The demo operator account and the simulator's device key (returned)."""
     from citypilot.security.provision import add_logins
+    from citypilot.security.scopes import Grant
     from citypilot.security.tokens import new_device_key
     from citypilot.store.factory import opened_store
 
     key = new_device_key()
     async with opened_store(settings) as store:
         await add_logins(store, [(DEMO_USER, DEMO_PASSWORD, "operator")], [("demo-simulator", key)])
+        # the demo control room sees the whole metropole, police data included
+        account = await store.get_account(DEMO_USER)
+        account.grants = (Grant("operator"), Grant("operator", department="police"))
+        await store.put_account(account)
     return key
 
 

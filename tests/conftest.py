@@ -42,12 +42,18 @@ def require_service(name: str, host: str, port: int) -> None:
 async def seed_accounts(data_dir: Path) -> None:
     """Create the test people and device key in a fresh embedded store."""
     from citypilot.security.provision import add_logins
+    from citypilot.security.scopes import Grant
     from citypilot.store.sqlite import SQLiteStore
 
     store = SQLiteStore(data_dir / "city.db")
     await store.open()
     people = [(*ADMIN, "admin"), (*OPERATOR, "operator"), (*VIEWER, "viewer")]
     await add_logins(store, people, [("test-gateway", DEVICE_KEY)])
+    # the admin and the operator work for the whole metropole, police included
+    for name, role in ((ADMIN[0], "admin"), (OPERATOR[0], "operator")):
+        account = await store.get_account(name)
+        account.grants = (Grant(role), Grant(role, department="police"))
+        await store.put_account(account)
     await store.close()
 
 

@@ -24,6 +24,7 @@ from citypilot.api.context import router as context_router
 from citypilot.api.deps import City
 from citypilot.api.entity_cache import EntityCache
 from citypilot.api.problems import install_problem_handlers
+from citypilot.api.scope_index import ScopeIndex
 from citypilot.broker import Broker
 from citypilot.bus.memory import MemoryBus
 from citypilot.config import Settings
@@ -36,8 +37,11 @@ log = logging.getLogger(__name__)
 
 
 def build_registry(settings: Settings) -> TypeRegistry:
-    """The built-in types plus those of the configured types file."""
-    registry = TypeRegistry(BUILTIN_TYPES)
+    """The built-in types plus those of the configured types file; personal identifiers
+    are pseudonymised with the keys of the data directory."""
+    from citypilot.security.privacy import load_keys
+
+    registry = TypeRegistry(BUILTIN_TYPES, load_keys(settings.data_path).pseudonymise)
     if settings.types_file is not None:
         for entity_type in load_types_file(settings.types_file):
             registry.register(entity_type)
@@ -77,7 +81,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with running_city(settings) as city:
             app.state.city = city
-            app.state.hub = stream.StreamHub(city.broker.bus)
+            scopes = ScopeIndex()
+            await scopes.load(city.broker.store)
+            app.state.hub = stream.StreamHub(city.broker.bus, scopes)
             app.state.entity_cache = EntityCache(city.broker.bus)
             try:
                 yield

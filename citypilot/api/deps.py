@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,6 +12,7 @@ from citypilot.broker import Broker
 from citypilot.config import Settings
 from citypilot.model.errors import Forbidden, Unauthorized
 from citypilot.security.roles import role_allows
+from citypilot.security.scopes import TypePolicy, Visibility, sees_personal, visibility
 from citypilot.security.tokens import Principal, hash_device_key, read_token
 
 DEVICE_KEY_HEADER = "x-device-key"
@@ -71,7 +72,9 @@ def require_role(role: str):
     """A dependency that admits people whose role allows ``role``."""
 
     async def dependency(request: Request) -> Principal:
-        principal = principal_from_token(city_of(request), _bearer(request))
+        city = city_of(request)
+        principal = await with_grants(city, principal_from_token(city, _bearer(request)))
+        request.state.principal = principal  # who is calling, for the audit log
         if not role_allows(principal.role, role):
             raise Forbidden(
                 f"this needs the role {role!r}; {principal.name!r} is {principal.role!r}"
@@ -79,6 +82,28 @@ def require_role(role: str):
         return principal
 
     return Depends(dependency)
+
+
+# -- authorization: what the caller's grants cover ------------------------------
+async def with_grants(city: City, principal: Principal) -> Principal:
+    """The principal with the scoped grants of its account (as kept in the store)."""
+    if principal.grants or principal.role == "device":
+        return principal
+    account = await city.broker.store.get_account(principal.name)
+    if account is None or not account.grants:
+        return principal
+    return replace(principal, grants=account.grants)
+
+
+def access(city: City, principal: Principal, needed: str) -> Visibility:
+    """The entities ``principal`` may see (``viewer``) or change (``operator``)."""
+    policy = TypePolicy.of(city.broker.registry)
+    return visibility(principal.role, principal.grants, needed, policy)
+
+
+def personal_access(city: City, principal: Principal) -> Visibility:
+    """The entities whose personal identifiers ``principal`` may see unmasked."""
+    return sees_personal(principal.role, principal.grants, TypePolicy.of(city.broker.registry))
 
 
 async def device_or_operator(request: Request) -> Principal:
@@ -107,6 +132,8 @@ async def device_or_operator(request: Request) -> Principal:
             f"ingest needs a device key or the role 'operator'; {principal.name!r} "
             f"is {principal.role!r}"
         )
+    principal = await with_grants(city, principal)
+    request.state.principal = principal
     return principal
 
 

@@ -15,29 +15,31 @@ from typing import Any
 
 from citypilot.broker import CHANGED, DELETED
 from citypilot.bus.base import EventBus
+from citypilot.store.base import EntityScope
 
 
 class EntityCache:
-    """A bounded least-recently-used map of entity id to rendered JSON bytes."""
+    """A bounded least-recently-used map of entity id to rendered JSON bytes and the
+    entity's scope (so a reader's grants are checked without reading the store)."""
 
     def __init__(self, bus: EventBus, capacity: int = 100_000) -> None:
         self.capacity = capacity
-        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._items: OrderedDict[str, tuple[bytes, EntityScope]] = OrderedDict()
         self._unsubscribe: list[Callable[[], None]] = [
             bus.listen(CHANGED, self._on_changed),
             bus.listen(DELETED, self._on_deleted),
         ]
 
-    def get(self, entity_id: str) -> bytes | None:
-        """The cached rendering, or None."""
+    def get(self, entity_id: str) -> tuple[bytes, EntityScope] | None:
+        """The cached rendering and scope, or None."""
         body = self._items.get(entity_id)
         if body is not None:
             self._items.move_to_end(entity_id)
         return body
 
-    def put(self, entity_id: str, body: bytes) -> None:
+    def put(self, entity_id: str, body: bytes, scope: EntityScope) -> None:
         """Keep a rendering (the oldest is dropped past capacity)."""
-        self._items[entity_id] = body
+        self._items[entity_id] = (body, scope)
         if len(self._items) > self.capacity:
             self._items.popitem(last=False)
 

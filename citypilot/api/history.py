@@ -9,8 +9,9 @@ import orjson
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
+from citypilot.api.access import mask_values, may_see_history, type_of_id
 from citypilot.api.deps import CityDep, Viewer
-from citypilot.model.errors import BadRequestData
+from citypilot.model.errors import BadRequestData, ResourceNotFound
 from citypilot.model.ids import check_entity_id
 from citypilot.model.timeutil import format_instant, parse_instant
 from citypilot.store.base import HistoryQuery
@@ -32,7 +33,7 @@ def parse_bucket(text: str) -> int:
 async def history(
     entity_id: str,
     city: CityDep,
-    _: Viewer,
+    who: Viewer,
     attrs: str | None = None,
     from_: Annotated[str | None, Query(alias="from")] = None,
     to: str | None = None,
@@ -42,6 +43,9 @@ async def history(
 ) -> Response:
     """``{"entityId", "attrs": {name: [[instant, value], ...]}}`` between ``from`` and ``to``."""
     check_entity_id(entity_id)
+    found = (await city.broker.store.entity_scopes([entity_id])).get(entity_id)
+    if not may_see_history(city, who, entity_id, found):
+        raise ResourceNotFound(f"no history for {entity_id}", "entity_id")
     start = parse_instant(from_, "from") if from_ is not None else None
     end = parse_instant(to, "to") if to is not None else None
     if start is not None and end is not None and start >= end:
@@ -51,14 +55,16 @@ async def history(
         entity_id, names, start, end, parse_bucket(bucket) if bucket else None, agg, limit
     )
     series = await city.broker.store.history(query)
-    if not series and await city.broker.store.get_entity(entity_id) is None:
-        from citypilot.model.errors import ResourceNotFound
-
+    if not series and found is None:
         raise ResourceNotFound(f"no history for {entity_id}", "entity_id")
+    shown = mask_values(city, who, found[0] if found else type_of_id(entity_id), found)
     body = {
         "entityId": entity_id,
         "bucket": bucket,
         "agg": agg if bucket else None,
-        "attrs": {n: [[format_instant(t), v] for t, v in pts] for n, pts in series.items()},
+        "attrs": {
+            n: [[format_instant(t), v if bucket else shown(n, v)] for t, v in pts]
+            for n, pts in series.items()
+        },
     }
     return Response(orjson.dumps(body), media_type="application/json")

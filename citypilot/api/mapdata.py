@@ -15,7 +15,7 @@ import orjson
 from fastapi import APIRouter
 from starlette.responses import FileResponse, Response
 
-from citypilot.api.deps import CityDep, Viewer
+from citypilot.api.deps import CityDep, Viewer, access
 from citypilot.model.errors import BadRequestData, ResourceNotFound
 from citypilot.model.timeutil import format_instant
 
@@ -25,12 +25,13 @@ _LAYER_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 
 @router.get("/entities/{type_name}", summary="Every entity of a type, column-oriented")
 async def entities_of_type(
-    type_name: str, city: CityDep, _: Viewer, attrs: str | None = None
+    type_name: str, city: CityDep, who: Viewer, attrs: str | None = None
 ) -> Response:
     """``{"type", "department", "count", "ids", "lon", "lat", "modifiedAt", "attrs": {...}}``.
 
     ``attrs`` (comma-separated) chooses the columns; by default every scalar attribute
-    of the type (objects such as addresses are left out: read them from the NGSI-LD API).
+    of the type (objects such as addresses are left out: read them from the NGSI-LD API;
+    so are personal identifiers). Only the entities the caller's grants cover are listed.
     A column holds null where an entity lacks the attribute; a column nobody has is left
     out. Values are spliced in as stored, so a 45,000-entity layer is not re-encoded.
     """
@@ -38,7 +39,9 @@ async def entities_of_type(
     scalar = [
         n
         for n, spec in sorted(entity_type.attributes.items())
-        if spec.kind != "GeoProperty" and spec.value not in ("object", "array")
+        if spec.kind != "GeoProperty"
+        and spec.value not in ("object", "array")
+        and spec.personal is None
     ]
     if attrs is None:
         names = scalar
@@ -49,7 +52,9 @@ async def entities_of_type(
             raise BadRequestData(
                 f"attrs: {', '.join(unknown)} is not a scalar attribute of {type_name}", "attrs"
             )
-    layer = await city.broker.store.scan_columns(entity_type.name, names)
+    layer = await city.broker.store.scan_columns(
+        entity_type.name, names, access(city, who, "viewer")
+    )
     head = orjson.dumps(
         {
             "type": entity_type.name,

@@ -8,15 +8,17 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from citypilot.api.access import holds_personal, masker, require_entity, write_guard
 from citypilot.api.body import read_json
-from citypilot.api.deps import CityDep, Operator, Viewer
+from citypilot.api.deps import CityDep, Operator, Viewer, access
 from citypilot.api.openapi import ENTITY_SCHEMA, FRAGMENT_SCHEMA, array_of, json_body
 from citypilot.broker import BatchResult
 from citypilot.model.entity import CORE_CONTEXT, Entity
-from citypilot.model.errors import BadRequestData
+from citypilot.model.errors import BadRequestData, ResourceNotFound
 from citypilot.model.geometry import degrees_box_around, validate_geometry
 from citypilot.model.ids import check_entity_id
 from citypilot.store.base import EntityQuery, GeoQuery
+from citypilot.store.common import scope_of_entity
 from citypilot.store.query import parse_q
 
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["NGSI-LD"])
@@ -119,6 +121,25 @@ def _bbox_geo(bbox: str) -> GeoQuery:
     return GeoQuery("intersects", shape, validate_geometry(shape, "bbox"))
 
 
+def _doc_ids(docs: Any) -> list[str]:
+    """The ids a batch of entity documents names (for its authorization)."""
+    if not isinstance(docs, list):
+        return []
+    return [d["id"] for d in docs if isinstance(d, dict) and isinstance(d.get("id"), str)]
+
+
+async def _guarded_fragment(
+    city: CityDep, who: Any, entity_id: str, fragment: Any
+) -> dict[str, Any]:
+    """A fragment's attributes, for an entity the caller may change (and keep changing)."""
+    check_entity_id(entity_id)
+    scope = await require_entity(city, who, entity_id, "operator")
+    attrs = await city.broker.parse_fragment(entity_id, fragment)
+    guard = await write_guard(city, who, [entity_id], merge=True)
+    guard(Entity(entity_id, scope[0], attrs), "body")
+    return attrs
+
+
 def _batch_response(result: BatchResult, ok_status: int, ok_body: bool) -> Response:
     if result.errors:
         return _json(
@@ -142,10 +163,11 @@ def _batch_response(result: BatchResult, ok_status: int, ok_body: bool) -> Respo
     summary="Create an entity",
     openapi_extra=json_body(ENTITY_SCHEMA),
 )
-async def create_entity(request: Request, city: CityDep, _: Operator) -> Response:
+async def create_entity(request: Request, city: CityDep, who: Operator) -> Response:
     """Create one entity; 201 with its Location, 409 AlreadyExists if the id is taken."""
     doc = await read_json(request, city.settings.max_body_bytes)
-    entity = await city.broker.create_entity(doc)
+    guard = await write_guard(city, who, _doc_ids([doc]))
+    entity = await city.broker.create_entity(doc, guard)
     return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/entities/{entity.id}"})
 
 
@@ -153,7 +175,7 @@ async def create_entity(request: Request, city: CityDep, _: Operator) -> Respons
 async def query_entities(
     request: Request,
     city: CityDep,
-    _: Viewer,
+    who: Viewer,
     type: str | None = None,
     id: str | None = None,
     idPattern: str | None = None,
@@ -197,9 +219,11 @@ async def query_entities(
         limit=limit,
         offset=offset,
         count=count or "count" in _options(options),
+        scope=access(city, who, "viewer"),
     )
     entities, total = await city.broker.store.query_entities(query)
-    body, media = _render(entities, request, options, attrs)
+    masked = masker(city, who)
+    body, media = _render([masked(e) for e in entities], request, options, attrs)
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else None
     return _json(body, headers=headers, media_type=media)
 
@@ -209,29 +233,39 @@ async def get_entity(
     request: Request,
     entity_id: str,
     city: CityDep,
-    _: Viewer,
+    who: Viewer,
     attrs: str | None = None,
     options: str | None = None,
 ) -> Response:
     """One entity, normalised or (``options=keyValues``) concise."""
     plain = attrs is None and options is None and GEOJSON not in request.headers.get("accept", "")
     cache = request.app.state.entity_cache
+    see = access(city, who, "viewer")
     if plain:
         cached = cache.get(entity_id)
         if cached is not None:
-            return Response(cached, headers={"Link": LINK}, media_type="application/json")
+            if not see.covers(*cached[1]):
+                raise ResourceNotFound(f"entity {entity_id} does not exist", "id")
+            return Response(cached[0], headers={"Link": LINK}, media_type="application/json")
     entity = await city.broker.get_entity(entity_id)
-    body, media = _render([entity], request, options, attrs)
+    scope = (entity.type, *scope_of_entity(entity))
+    if not see.covers(*scope):
+        raise ResourceNotFound(f"entity {entity_id} does not exist", "id")
+    shown = masker(city, who)(entity)
+    body, media = _render([shown], request, options, attrs)
     if plain:
         rendered = orjson.dumps(body[0])
-        cache.put(entity_id, rendered)
+        if not holds_personal(city, entity):
+            cache.put(entity_id, rendered, scope)
         return Response(rendered, headers={"Link": LINK}, media_type=media)
     return _json(body["features"][0] if media == GEOJSON else body[0], media_type=media)
 
 
 @router.delete("/entities/{entity_id}", status_code=204, summary="Delete an entity")
-async def delete_entity(entity_id: str, city: CityDep, _: Operator) -> Response:
+async def delete_entity(entity_id: str, city: CityDep, who: Operator) -> Response:
     """Delete an entity (its history stays)."""
+    check_entity_id(entity_id)
+    await require_entity(city, who, entity_id, "operator")
     await city.broker.delete_entity(entity_id)
     return Response(status_code=204)
 
@@ -255,10 +289,10 @@ def _attrs_response(outcome: Any) -> Response:
     summary="Update existing attributes",
     openapi_extra=json_body(FRAGMENT_SCHEMA),
 )
-async def update_attrs(request: Request, entity_id: str, city: CityDep, _: Operator) -> Response:
+async def update_attrs(request: Request, entity_id: str, city: CityDep, who: Operator) -> Response:
     """Overwrite attributes the entity has; 207 lists those it does not have."""
     fragment = await read_json(request, city.settings.max_body_bytes)
-    attrs = await city.broker.parse_fragment(entity_id, fragment)
+    attrs = await _guarded_fragment(city, who, entity_id, fragment)
     return _attrs_response(await city.broker.write_attrs(entity_id, attrs, "update"))
 
 
@@ -268,11 +302,11 @@ async def update_attrs(request: Request, entity_id: str, city: CityDep, _: Opera
     openapi_extra=json_body(FRAGMENT_SCHEMA),
 )
 async def append_attrs(
-    request: Request, entity_id: str, city: CityDep, _: Operator, options: str | None = None
+    request: Request, entity_id: str, city: CityDep, who: Operator, options: str | None = None
 ) -> Response:
     """Add attributes (overwriting, unless ``options=noOverwrite``)."""
     fragment = await read_json(request, city.settings.max_body_bytes)
-    attrs = await city.broker.parse_fragment(entity_id, fragment)
+    attrs = await _guarded_fragment(city, who, entity_id, fragment)
     mode = "noOverwrite" if "noOverwrite" in _options(options) else "append"
     return _attrs_response(await city.broker.write_attrs(entity_id, attrs, mode))
 
@@ -283,15 +317,13 @@ async def append_attrs(
     openapi_extra=json_body({"description": "the attribute, normalised or a bare value"}),
 )
 async def update_attr(
-    request: Request, entity_id: str, attr: str, city: CityDep, _: Operator
+    request: Request, entity_id: str, attr: str, city: CityDep, who: Operator
 ) -> Response:
     """Overwrite one existing attribute."""
     body = await read_json(request, city.settings.max_body_bytes)
-    attrs = await city.broker.parse_fragment(entity_id, {attr: body})
+    attrs = await _guarded_fragment(city, who, entity_id, {attr: body})
     outcome = await city.broker.write_attrs(entity_id, attrs, "update")
     if attr in outcome.not_updated:
-        from citypilot.model.errors import ResourceNotFound
-
         raise ResourceNotFound(f"{entity_id}: {outcome.not_updated[attr]}", attr)
     return Response(status_code=204)
 
@@ -299,8 +331,10 @@ async def update_attr(
 @router.delete(
     "/entities/{entity_id}/attrs/{attr}", status_code=204, summary="Delete one attribute"
 )
-async def delete_attr(entity_id: str, attr: str, city: CityDep, _: Operator) -> Response:
+async def delete_attr(entity_id: str, attr: str, city: CityDep, who: Operator) -> Response:
     """Remove one attribute from the entity."""
+    check_entity_id(entity_id)
+    await require_entity(city, who, entity_id, "operator")
     await city.broker.delete_attr(entity_id, attr)
     return Response(status_code=204)
 
@@ -310,10 +344,11 @@ async def delete_attr(entity_id: str, attr: str, city: CityDep, _: Operator) -> 
     summary="Batch create",
     openapi_extra=json_body(array_of(ENTITY_SCHEMA)),
 )
-async def batch_create(request: Request, city: CityDep, _: Operator) -> Response:
+async def batch_create(request: Request, city: CityDep, who: Operator) -> Response:
     """Create many entities: 201 with their ids, or 207 with successes and per-item errors."""
     docs = await read_json(request, city.settings.max_body_bytes)
-    return _batch_response(await city.broker.batch_create(docs), 201, True)
+    guard = await write_guard(city, who, _doc_ids(docs))
+    return _batch_response(await city.broker.batch_create(docs, guard), 201, True)
 
 
 @router.post(
@@ -322,12 +357,13 @@ async def batch_create(request: Request, city: CityDep, _: Operator) -> Response
     openapi_extra=json_body(array_of(ENTITY_SCHEMA)),
 )
 async def batch_upsert(
-    request: Request, city: CityDep, _: Operator, options: str | None = None
+    request: Request, city: CityDep, who: Operator, options: str | None = None
 ) -> Response:
     """Create or replace (``options=update``: merge into) many entities."""
     docs = await read_json(request, city.settings.max_body_bytes)
     replace = "update" not in _options(options)
-    return _batch_response(await city.broker.batch_upsert(docs, replace), 201, True)
+    guard = await write_guard(city, who, _doc_ids(docs), merge=not replace)
+    return _batch_response(await city.broker.batch_upsert(docs, replace, guard), 201, True)
 
 
 @router.post(
@@ -336,11 +372,12 @@ async def batch_upsert(
     openapi_extra=json_body(array_of(ENTITY_SCHEMA)),
 )
 async def batch_update(
-    request: Request, city: CityDep, _: Operator, options: str | None = None
+    request: Request, city: CityDep, who: Operator, options: str | None = None
 ) -> Response:
     """Write attributes into many existing entities (``options=noOverwrite`` only adds)."""
     docs = await read_json(request, city.settings.max_body_bytes)
-    result = await city.broker.batch_update(docs, "noOverwrite" in _options(options))
+    guard = await write_guard(city, who, _doc_ids(docs), merge=True)
+    result = await city.broker.batch_update(docs, "noOverwrite" in _options(options), guard)
     return _batch_response(result, 204, False)
 
 
@@ -349,10 +386,18 @@ async def batch_update(
     summary="Batch delete",
     openapi_extra=json_body(array_of({"type": "string"})),
 )
-async def batch_delete(request: Request, city: CityDep, _: Operator) -> Response:
+async def batch_delete(request: Request, city: CityDep, who: Operator) -> Response:
     """Delete many entities by id."""
     ids = await read_json(request, city.settings.max_body_bytes)
-    return _batch_response(await city.broker.batch_delete(ids), 204, False)
+    wanted = [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
+    guard = await write_guard(city, who, wanted)
+    existing = await city.broker.store.lookup(wanted)
+
+    def may_delete(entity_id: str, where: str) -> None:
+        if entity_id in existing:
+            guard(Entity(entity_id, existing[entity_id].type), where)
+
+    return _batch_response(await city.broker.batch_delete(ids, may_delete), 204, False)
 
 
 @router.get("/types", summary="Entity types")

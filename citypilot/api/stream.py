@@ -18,7 +18,9 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from citypilot.api.deps import principal_from_token
+from citypilot.api.access import StreamAccess
+from citypilot.api.deps import principal_from_token, with_grants
+from citypilot.api.scope_index import ScopeIndex
 from citypilot.broker import CHANGED, DELETED
 from citypilot.bus.base import EventBus
 from citypilot.model.errors import CityPilotError
@@ -83,6 +85,8 @@ class Subscriber:
     """One connected client: its filter and what is pending for its next frame."""
 
     filter: StreamFilter
+    #: What the subscriber's grants let it receive (None: everything).
+    access: StreamAccess | None = None
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)
     deleted: set[str] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -98,8 +102,9 @@ class Subscriber:
 class StreamHub:
     """Fans bus events out to the connected clients' pending frames."""
 
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(self, bus: EventBus, scopes: ScopeIndex | None = None) -> None:
         self.subscribers: set[Subscriber] = set()
+        self.scopes = scopes or ScopeIndex()
         self._unsubscribe = [
             bus.listen(CHANGED, self._on_changed),
             bus.listen(DELETED, self._on_deleted),
@@ -111,11 +116,18 @@ class StreamHub:
             unsubscribe()
 
     def _on_changed(self, subject: str, payload: dict[str, Any]) -> None:
+        observe = self.scopes.observe
+        scoped = [(change, observe(change)) for change in payload["changes"]]
         for sub in self.subscribers:
             matches = sub.filter.matches
             pending = sub.pending
+            admit = sub.access.admit if sub.access is not None else None
             added = False
-            for change in payload["changes"]:
+            for change, scope in scoped:
+                if admit is not None:
+                    change = admit(change, scope)
+                    if change is None:
+                        continue
                 if matches(change):
                     old = pending.get(change["id"])
                     if old is None:
@@ -132,8 +144,11 @@ class StreamHub:
                 sub.wake.set()
 
     def _on_deleted(self, subject: str, payload: dict[str, Any]) -> None:
+        gone = [(entity_id, self.scopes.forget(entity_id)) for entity_id in payload["ids"]]
         for sub in self.subscribers:
-            for entity_id in payload["ids"]:
+            for entity_id, scope in gone:
+                if sub.access is not None and not sub.access.sees(scope):
+                    continue
                 sub.pending.pop(entity_id, None)
                 sub.deleted.add(entity_id)
             sub.wake.set()
@@ -149,13 +164,13 @@ async def stream(websocket: WebSocket) -> None:
     token = params.get("token") or (header[7:] if header.lower().startswith("bearer ") else None)
     await websocket.accept()
     try:
-        principal_from_token(city, token)
+        principal = await with_grants(city, principal_from_token(city, token))
         initial = {
             "types": params["types"].split(",") if params.get("types") else None,
             "ids": params["ids"].split(",") if params.get("ids") else None,
             "bbox": [float(v) for v in params["bbox"].split(",")] if params.get("bbox") else None,
         }
-        sub = Subscriber(parse_filter(initial))
+        sub = Subscriber(parse_filter(initial), StreamAccess(city, principal))
     except (CityPilotError, ValueError) as exc:
         detail = exc.to_problem() if isinstance(exc, CityPilotError) else {"detail": str(exc)}
         await websocket.send_text(orjson.dumps({"type": "error", "error": detail}).decode())

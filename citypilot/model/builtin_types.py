@@ -7,6 +7,8 @@ MQS cubic metre per second, LUX lux, C62 one/unitless).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from citypilot.model.types import AttributeSpec, CommandSpec, EntityType
 
 
@@ -37,6 +39,11 @@ def _flag(name: str, doc: str = "") -> AttributeSpec:
 
 def _obj(name: str, doc: str = "") -> AttributeSpec:
     return AttributeSpec(name, "Property", "object", description=doc)
+
+
+def _personal(spec: AttributeSpec, *members: str) -> AttributeSpec:
+    """The spec marked as holding personal identifiers (``members`` of its object value)."""
+    return replace(spec, personal=members)
 
 
 def _when(name: str, doc: str = "") -> AttributeSpec:
@@ -156,14 +163,17 @@ BUILTIN_TYPES: tuple[EntityType, ...] = (
     ),
     EntityType(
         "Camera",
-        "security",
+        "police",
         "CCTV or analytics camera",
         "Device/Device",
         _attrs(
             _choice("status", "online", "offline", "fault", "recording"),
             _choice("cameraUsage", "cctv", "trafficAnalytics", "enforcement", "crowd"),
             _num("crowdCount", "C62", 0, 100000, integer=True),
-            _obj("lastEvent", "Last analytics event: kind, plate (pseudonymised), at"),
+            _personal(
+                _obj("lastEvent", "Last analytics event: kind, plate (pseudonymised), at"),
+                "plate",
+            ),
             _num("pan", "DD", 0, 360),
         ),
         _commands(
@@ -174,6 +184,7 @@ BUILTIN_TYPES: tuple[EntityType, ...] = (
             ),
             _cmd("startRecording", "Record the stream", _num("duration", "SEC", 1, 86400)),
         ),
+        restricted=True,
     ),
     EntityType(
         "Tram",
@@ -329,7 +340,9 @@ BUILTIN_TYPES: tuple[EntityType, ...] = (
             _flag("locked"),
             _flag("badgesEnabled"),
             _num("accessCount", "C62", 0, 1000000, "Accesses since midnight", integer=True),
-            _obj("lastAccess", "Last access: badge (pseudonymised), result, at"),
+            _personal(
+                _obj("lastAccess", "Last access: badge (pseudonymised), result, at"), "badge"
+            ),
             _ref("refBuilding", "Building"),
         ),
         _commands(
@@ -351,6 +364,7 @@ BUILTIN_TYPES: tuple[EntityType, ...] = (
         _commands(
             _cmd("dispatch", "Send the unit to an incident", _ref("refIncident", "Incident"))
         ),
+        restricted=True,
     ),
     EntityType(
         "TechnicalVehicle",

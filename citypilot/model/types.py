@@ -56,6 +56,10 @@ class AttributeSpec:
     description: str = ""
     target: str | None = None  # entity type a Relationship points to
     max_length: int | None = None  # longest string allowed (default MAX_STRING)
+    #: Personal identifiers (pseudonymised at ingest, masked for most roles): None if
+    #: the attribute holds none; () if its whole value is one; else the members of its
+    #: object value that are (``("badge",)``).
+    personal: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape of this attribute, as served by the types API."""
@@ -68,6 +72,8 @@ class AttributeSpec:
             out["maxLength"] = self.max_length
         if self.choices is not None:
             out["choices"] = list(self.choices)
+        if self.personal is not None:
+            out["personal"] = list(self.personal) if self.personal else True
         return out
 
 
@@ -97,6 +103,8 @@ class EntityType:
     data_model: str | None = None  # FIWARE Smart Data Model it follows
     attributes: Mapping[str, AttributeSpec] = field(default_factory=dict)
     commands: Mapping[str, CommandSpec] = field(default_factory=dict)
+    #: Visible only to grants that name this type's department (CCTV, police units).
+    restricted: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape of this type, as served by the types API and read back by it."""
@@ -105,6 +113,7 @@ class EntityType:
             "department": self.department,
             "description": self.description,
             "dataModel": self.data_model,
+            "restricted": self.restricted,
             "attributes": {n: a.to_json() for n, a in self.attributes.items()},
             "commands": {n: c.to_json() for n, c in self.commands.items()},
         }
@@ -193,7 +202,14 @@ def compile_checker(spec: AttributeSpec) -> Checker:
 class TypeRegistry:
     """All registered entity types, with compiled per-attribute checkers."""
 
-    def __init__(self, types: Iterable[EntityType] = ()) -> None:
+    def __init__(
+        self,
+        types: Iterable[EntityType] = (),
+        pseudonymise: Callable[[Any], Any] | None = None,
+    ) -> None:
+        """``pseudonymise`` turns each personal identifier into its pseudonym as values
+        are checked (see ``security.privacy``); None keeps them as sent."""
+        self._pseudonymise = pseudonymise
         self._types: dict[str, EntityType] = {}
         self._checkers: dict[str, dict[str, Checker]] = {}
         self._ingest: dict[str, dict[str, tuple[Checker, str | None]]] = {}
@@ -212,12 +228,30 @@ class TypeRegistry:
             data_model=entity_type.data_model,
             attributes=attrs,
             commands=entity_type.commands,
+            restricted=entity_type.restricted,
         )
         self._types[merged.name] = merged
         self._checkers[merged.name] = checkers = {
-            name: compile_checker(spec) for name, spec in attrs.items() if spec.kind == "Property"
+            name: self._personal_checker(spec, compile_checker(spec))
+            for name, spec in attrs.items()
+            if spec.kind == "Property"
         }
         self._ingest[merged.name] = {name: (c, attrs[name].unit) for name, c in checkers.items()}
+
+    def _personal_checker(self, spec: AttributeSpec, check: Checker) -> Checker:
+        """The checker, pseudonymising what it accepts when the attribute is personal."""
+        fn = self._pseudonymise
+        if spec.personal is None or fn is None:
+            return check
+        from citypilot.security.privacy import transform
+
+        personal = spec.personal
+
+        def checked(value: Any) -> tuple[Any, float | None]:
+            value, num = check(value)
+            return transform(personal, value, fn), num
+
+        return checked
 
     def get(self, name: object, field: str = "type") -> EntityType:
         """The registered type called ``name``; BadRequestData naming ``field`` otherwise."""
@@ -291,7 +325,24 @@ def entity_type_from_json(doc: Any, field: str = "body") -> EntityType:
         data_model=doc.get("dataModel"),
         attributes=attributes,
         commands=commands,
+        restricted=_flag_from_json(doc.get("restricted", False), f"{field}.restricted"),
     )
+
+
+def _flag_from_json(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise BadRequestData(f"{where} must be true or false", where)
+    return value
+
+
+def _personal_from_json(value: Any, where: str) -> tuple[str, ...] | None:
+    if value is None or value is False:
+        return None
+    if value is True:
+        return ()
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    raise BadRequestData(f"{where} must be true or a list of member names", where)
 
 
 def _attribute_from_json(name: str, spec: Any, where: str) -> AttributeSpec:
@@ -327,4 +378,5 @@ def _attribute_from_json(name: str, spec: Any, where: str) -> AttributeSpec:
         description=str(spec.get("description", "")),
         target=spec.get("target"),
         max_length=max_length,
+        personal=_personal_from_json(spec.get("personal"), f"{where}.personal"),
     )

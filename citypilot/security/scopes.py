@@ -75,3 +75,155 @@ def grants_from_text(text: str | None) -> tuple[Grant, ...]:
     if not text:
         return ()
     return tuple(grant_from_json(doc, f"grants[{i}]") for i, doc in enumerate(orjson.loads(text)))
+
+
+# -- what a principal may see and change --------------------------------------
+
+#: The relationship and property that place an entity in a municipality and a department.
+MUNICIPALITY_ATTR = "refMunicipality"
+DEPARTMENT_ATTR = "department"
+#: The type whose entities are municipalities: each belongs to itself.
+MUNICIPALITY_TYPE = "Municipality"
+
+
+def entity_scope(entity_id: str, type_name: str, values: Any) -> tuple[str | None, str | None]:
+    """The (municipality, department) an entity belongs to, from its attribute values.
+
+    ``values`` maps attribute names to plain values (``refMunicipality`` to the id
+    it points at). A municipality entity belongs to itself. The stores keep these
+    two as indexed columns; a missing department falls back to the type's at query
+    time (see ``Visibility``).
+    """
+    municipality = values.get(MUNICIPALITY_ATTR)
+    if municipality is None and type_name == MUNICIPALITY_TYPE:
+        municipality = entity_id
+    department = values.get(DEPARTMENT_ATTR)
+    return (
+        municipality if isinstance(municipality, str) else None,
+        department if isinstance(department, str) else None,
+    )
+
+
+@dataclass(frozen=True)
+class TypePolicy:
+    """What scopes need to know of the registered types.
+
+    ``departments``: each type's own department (for entities that name none);
+    ``restricted``: the types visible only to grants naming their department.
+    """
+
+    departments: dict[str, str]
+    restricted: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, registry: Any) -> TypePolicy:
+        """The policy of a type registry (``model.types.TypeRegistry``)."""
+        types = list(registry)
+        return cls(
+            {t.name: t.department for t in types},
+            frozenset(t.name for t in types if getattr(t, "restricted", False)),
+        )
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """The entities a principal's grants cover for one level of role (see, or change).
+
+    An entity is covered by a grant when the grant's municipality is absent or is
+    the entity's, and its department is absent or is the entity's (the type's
+    department when the entity names none). A restricted type is covered only by
+    grants that name its department. ``grants`` holds only grants whose role is
+    high enough; none means nothing is covered.
+    """
+
+    grants: tuple[Grant, ...]
+    policy: TypePolicy
+
+    def covers(self, type_name: str, municipality: str | None, department: str | None) -> bool:
+        """Whether an entity of this type, municipality and department is covered."""
+        policy = self.policy
+        own = policy.departments.get(type_name)
+        restricted = type_name in policy.restricted
+        effective = department or own
+        for g in self.grants:
+            if g.municipality is not None and g.municipality != municipality:
+                continue
+            if restricted:
+                if g.department == own:
+                    return True
+            elif g.department is None or g.department == effective:
+                return True
+        return False
+
+    @property
+    def everything(self) -> bool:
+        """Whether every entity is covered (no condition needed in a query)."""
+        return any(g.is_metropole for g in self.grants) and not self.policy.restricted
+
+    def sql(self, placeholder: str) -> tuple[str, list[Any]]:
+        """A SQL condition on the entity row ``e`` (columns type, municipality, department).
+
+        Filtering happens in the store's query, so pages and counts are right.
+        """
+        if self.everything:
+            return "TRUE", []
+        params: list[Any] = []
+
+        def among(column: str, values: Any, negate: bool = False) -> str:
+            values = sorted(values)
+            if not values:
+                return "TRUE" if negate else "FALSE"
+            params.extend(values)
+            marks = ", ".join([placeholder] * len(values))
+            return f"{column} {'NOT IN' if negate else 'IN'} ({marks})"
+
+        policy = self.policy
+        clauses = []
+        for g in dict.fromkeys(self.grants):
+            parts = []
+            if g.municipality is not None:
+                params.append(g.municipality)
+                parts.append(f"e.municipality = {placeholder}")
+            if g.department is None:
+                parts.append(among("e.type", policy.restricted, negate=True))
+            else:
+                unrestricted = among("e.type", policy.restricted, negate=True)
+                params.append(g.department)
+                named = f"e.department = {placeholder}"
+                defaults = [
+                    t
+                    for t, d in policy.departments.items()
+                    if d == g.department and t not in policy.restricted
+                ]
+                fallback = "e.department IS NULL AND " + among("e.type", defaults)
+                own_restricted = among(
+                    "e.type",
+                    [t for t in policy.restricted if policy.departments.get(t) == g.department],
+                )
+                parts.append(
+                    f"(({unrestricted} AND ({named} OR ({fallback}))) OR {own_restricted})"
+                )
+            clauses.append("(" + " AND ".join(parts) + ")")
+        if not clauses:
+            return "FALSE", []
+        return "(" + " OR ".join(clauses) + ")", params
+
+
+def effective_grants(role: str, grants: tuple[Grant, ...]) -> tuple[Grant, ...]:
+    """A principal's grants: its explicit ones, or its role over the metropole."""
+    return grants or (metropole_grant(role),)
+
+
+def visibility(role: str, grants: tuple[Grant, ...], needed: str, policy: TypePolicy) -> Visibility:
+    """What a principal with ``role`` and ``grants`` may do at the level ``needed``."""
+    from citypilot.security.roles import role_allows
+
+    kept = tuple(g for g in effective_grants(role, grants) if role_allows(g.role, needed))
+    return Visibility(kept, policy)
+
+
+def sees_personal(role: str, grants: tuple[Grant, ...], policy: TypePolicy) -> Visibility:
+    """Where a principal may see personal identifiers (pseudonyms) rather than a mask:
+    entities covered by an operator (or admin) grant that names their department."""
+    named = tuple(g for g in effective_grants(role, grants) if g.department is not None)
+    return visibility(role, named, "operator", policy) if named else Visibility((), policy)

@@ -14,7 +14,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 from citypilot.model.entity import Attribute, Entity
 from citypilot.model.geometry import Bounds
 from citypilot.model.observation import Reading
-from citypilot.security.scopes import Grant
+from citypilot.security.scopes import Grant, Visibility
 from citypilot.store.query import QueryNode
 
 WriteMode = Literal["append", "noOverwrite", "update"]
@@ -51,6 +51,12 @@ class EntityQuery:
     limit: int = 20
     offset: int = 0
     count: bool = False
+    #: Only entities these grants cover (None: every entity, for the platform itself).
+    scope: Visibility | None = None
+
+
+#: An entity's type, municipality and department (see ``security.scopes``).
+EntityScope = tuple[str, str | None, str | None]
 
 
 @dataclass(frozen=True)
@@ -140,9 +146,16 @@ class Store(Protocol):
     async def query_entities(self, query: EntityQuery) -> tuple[list[Entity], int | None]:
         """The page of entities matching ``query``, ordered by id, and the total if asked."""
 
-    async def scan_columns(self, type_name: str, names: Sequence[str]) -> LayerColumns:
-        """Every entity of a type as columns: ids, points, last change, and for each of
-        ``names`` the stored JSON text of its value (None where absent). For maps."""
+    async def scan_columns(
+        self, type_name: str, names: Sequence[str], scope: Visibility | None = None
+    ) -> LayerColumns:
+        """Every entity of a type (that ``scope`` covers) as columns: ids, points, last
+        change, and for each of ``names`` the stored JSON text of its value (None where
+        absent). For maps."""
+
+    async def entity_scopes(self, ids: Collection[str] | None = None) -> dict[str, EntityScope]:
+        """Type, municipality and department of each existing entity among ``ids`` (None:
+        of every entity)."""
 
     async def create_entities(self, entities: Sequence[Entity], now: float) -> list[str]:
         """Insert new entities (each all or nothing); return the ids refused as existing."""

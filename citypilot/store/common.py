@@ -14,7 +14,11 @@ from shapely.geometry import shape
 from citypilot.model.entity import Attribute, Entity
 from citypilot.model.geometry import validate_geometry
 from citypilot.model.observation import Reading
+from citypilot.security.scopes import DEPARTMENT_ATTR, MUNICIPALITY_ATTR, entity_scope
 from citypilot.store.base import GeoQuery
+
+#: The attributes whose values the stores keep as the entity's scope columns.
+SCOPE_COLUMNS = {MUNICIPALITY_ATTR: "municipality", DEPARTMENT_ATTR: "department"}
 
 EARTH_RADIUS_M = 6_371_008.8
 
@@ -150,3 +154,19 @@ def _haversine(lon: float, lat: float, lons: Any, lats: Any) -> Any:
     dp, dl = p2 - p1, np.radians(np.asarray(lons) - lon)
     a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
     return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(a))
+
+
+def scope_of_entity(entity: Entity) -> tuple[str | None, str | None]:
+    """The (municipality, department) columns of an entity about to be stored."""
+    return entity_scope(entity.id, entity.type, {n: a.value for n, a in entity.attrs.items()})
+
+
+def scope_changes(applied: Iterable[Reading]) -> list[tuple[str, str, str | None]]:
+    """(column, entity id, value) for each applied reading that moves an entity's scope."""
+    out = []
+    for r in applied:
+        column = SCOPE_COLUMNS.get(r.name)
+        if column is not None:
+            value = r.data if r.data is not None else orjson.loads(r.value)
+            out.append((column, r.entity_id, value if isinstance(value, str) else None))
+    return out

@@ -41,22 +41,26 @@ from psycopg_pool import AsyncConnectionPool
 from citypilot.model.entity import Attribute, Entity
 from citypilot.model.errors import BadRequestData
 from citypilot.model.observation import Reading
-from citypilot.security.scopes import grants_from_text, grants_to_text
+from citypilot.security.scopes import Visibility, entity_scope, grants_from_text, grants_to_text
 from citypilot.store.base import (
     Account,
     AttributeWrite,
     DeadLetter,
     EntityQuery,
     EntityRef,
+    EntityScope,
     HistoryQuery,
     LayerColumns,
     WriteMode,
 )
 from citypilot.store.common import (
+    SCOPE_COLUMNS,
     assemble_entity,
     attribute_readings,
     history_point,
     point_of,
+    scope_changes,
+    scope_of_entity,
     split_readings,
 )
 from citypilot.store.query import Dialect, compile_q
@@ -103,6 +107,22 @@ ALTER TABLE accounts ADD COLUMN IF NOT EXISTS grants jsonb NOT NULL DEFAULT '[]'
 CREATE TABLE IF NOT EXISTS device_keys (key_hash text PRIMARY KEY, name text NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS entity_types (name text PRIMARY KEY, doc jsonb NOT NULL);
 """
+
+#: The scope columns of entities (added after the first release; filled in once).
+_SCOPE_COLUMNS = """
+ALTER TABLE entities ADD COLUMN municipality text, ADD COLUMN department text;
+UPDATE entities e SET
+    municipality = coalesce(
+        (SELECT a.value::jsonb #>> '{}' FROM attrs a
+         WHERE a.eid = e.eid AND a.name = 'refMunicipality'),
+        CASE WHEN e.type = 'Municipality'
+             THEN (SELECT k.id FROM entity_keys k WHERE k.eid = e.eid) END),
+    department = (SELECT a.value::jsonb #>> '{}' FROM attrs a
+                  WHERE a.eid = e.eid AND a.name = 'department');
+"""
+_SCOPE_INDEX = (
+    "CREATE INDEX IF NOT EXISTS entities_by_scope ON entities (municipality, department, type)"
+)
 
 DIALECT = Dialect(
     placeholder="%s",
@@ -312,6 +332,14 @@ class PostgresStore:
         async with pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             await conn.execute(SCHEMA)
+            cur = await conn.execute(
+                "SELECT 1 FROM information_schema.columns"
+                " WHERE table_name = 'entities' AND column_name = 'municipality'"
+                " AND table_schema = current_schema()"
+            )
+            if await cur.fetchone() is None:
+                await conn.execute(_SCOPE_COLUMNS)
+            await conn.execute(_SCOPE_INDEX)
         await self._load_partitions()
         year, month = _month_of(datetime.now(UTC).timestamp())
         await self._ensure_partitions(
@@ -472,6 +500,10 @@ class PostgresStore:
             params.append(query.id_pattern)
         if query.q is not None:
             where.append(compile_q(query.q, DIALECT, params))
+        if query.scope is not None and not query.scope.everything:
+            condition, scope_params = query.scope.sql("%s")
+            where.append(condition)
+            params.extend(scope_params)
         geo = query.geo
         if geo is not None:
             where.append("e.geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326)")
@@ -509,15 +541,19 @@ class PostgresStore:
             field = "idPattern" if query.id_pattern is not None else "q"
             raise BadRequestData(f"{field}: PostgreSQL refuses the pattern: {exc}", field) from None
 
-    async def scan_columns(self, type_name: str, names: Sequence[str]) -> LayerColumns:
+    async def scan_columns(
+        self, type_name: str, names: Sequence[str], scope: Visibility | None = None
+    ) -> LayerColumns:
         """Every entity of one type, column by column, values as stored JSON text."""
         out = LayerColumns(values={n: [] for n in names})
         position: dict[int, int] = {}
+        condition, scope_params = ("TRUE", []) if scope is None else scope.sql("%s")
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT e.eid, k.id, e.lon, e.lat, e.modified_at FROM entities e"
-                " JOIN entity_keys k ON k.eid = e.eid WHERE e.type = %s ORDER BY e.eid",
-                (type_name,),
+                f" JOIN entity_keys k ON k.eid = e.eid WHERE e.type = %s AND {condition}"
+                " ORDER BY e.eid",
+                (type_name, *scope_params),
             )
             for eid, entity_id, lon, lat, modified in await cur.fetchall():
                 position[eid] = len(out.ids)
@@ -530,11 +566,25 @@ class PostgresStore:
             if names and out.ids:
                 cur = await conn.execute(
                     "SELECT a.eid, a.name, a.value, a.observed_at FROM entities e"
-                    " JOIN attrs a ON a.eid = e.eid WHERE e.type = %s AND a.name = ANY(%s)",
-                    (type_name, list(names)),
+                    " JOIN attrs a ON a.eid = e.eid WHERE e.type = %s AND a.name = ANY(%s)"
+                    f" AND {condition}",
+                    (type_name, list(names), *scope_params),
                 )
                 out.place(await cur.fetchall(), position)
         return out
+
+    async def entity_scopes(self, ids: Collection[str] | None = None) -> dict[str, EntityScope]:
+        """Type, municipality and department of the existing entities among ``ids``."""
+        sql_text = (
+            "SELECT k.id, e.type, e.municipality, e.department FROM entities e"
+            " JOIN entity_keys k ON k.eid = e.eid"
+        )
+        async with self.pool.connection() as conn:
+            if ids is None:
+                cur = await conn.execute(sql_text)
+            else:
+                cur = await conn.execute(f"{sql_text} WHERE k.id = ANY(%s)", (list(ids),))
+            return {r[0]: (r[1], r[2], r[3]) for r in await cur.fetchall()}
 
     # -- writes ----------------------------------------------------------------
     async def _resolve(self, tx: _Tx, ids: Iterable[str], create: bool = False) -> dict[str, int]:
@@ -632,6 +682,13 @@ class PostgresStore:
         cur = await tx.conn.execute(_UPSERT_ATTRS)
         changed = set(await cur.fetchall())
         applied = [(eid, r) for eid, r in newest if (eid, r.name) in changed]
+        for column, entity_id, value in scope_changes(r for _, r in applied):
+            await tx.conn.execute(
+                sql.SQL("UPDATE entities SET {} = %s WHERE eid = %s").format(
+                    sql.Identifier(column)
+                ),
+                (value, eids[entity_id]),
+            )
         moved = [(eid, r) for eid, r in applied if r.name == "location"]
         if moved:
             shapes = [orjson.loads(r.value) for _, r in moved]
@@ -672,11 +729,21 @@ class PostgresStore:
                 return []
             eids = await self._resolve(tx, first, create=True)
             ordered = sorted(first.values(), key=lambda e: eids[e.id])
+            scopes = [scope_of_entity(e) for e in ordered]
             cur = await tx.conn.execute(
-                "INSERT INTO entities (eid, type, created_at, modified_at)"
-                " SELECT u.eid, u.type, %s, %s FROM unnest(%s::bigint[], %s::text[])"
-                " AS u(eid, type) ON CONFLICT (eid) DO NOTHING RETURNING eid",
-                (now, now, [eids[e.id] for e in ordered], [e.type for e in ordered]),
+                "INSERT INTO entities"
+                " (eid, type, created_at, modified_at, municipality, department)"
+                " SELECT u.eid, u.type, %s, %s, u.m, u.d"
+                " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[])"
+                " AS u(eid, type, m, d) ON CONFLICT (eid) DO NOTHING RETURNING eid",
+                (
+                    now,
+                    now,
+                    [eids[e.id] for e in ordered],
+                    [e.type for e in ordered],
+                    [m for m, _ in scopes],
+                    [d for _, d in scopes],
+                ),
             )
             created = {row[0] for row in await cur.fetchall()}
             refused, seen = [], set()
@@ -706,7 +773,10 @@ class PostgresStore:
                 target = {}
                 rounds.append(target)
             target[entity.id] = entity
-        replace_sql = ", type = excluded.type, geom = NULL, lon = NULL, lat = NULL"
+        replace_sql = (
+            ", type = excluded.type, geom = NULL, lon = NULL, lat = NULL,"
+            " municipality = excluded.municipality, department = excluded.department"
+        )
 
         async def run(tx: _Tx) -> None:
             for batch in rounds:
@@ -715,13 +785,23 @@ class PostgresStore:
                 keys = [eids[e.id] for e in ordered]
                 if replace:
                     await tx.conn.execute("DELETE FROM attrs WHERE eid = ANY(%s)", (keys,))
+                scopes = [scope_of_entity(e) for e in ordered]
                 cur = await tx.conn.execute(
-                    "INSERT INTO entities AS e (eid, type, created_at, modified_at)"
-                    " SELECT u.eid, u.type, %s, %s FROM unnest(%s::bigint[], %s::text[])"
-                    " AS u(eid, type) ON CONFLICT (eid) DO UPDATE"
+                    "INSERT INTO entities AS e"
+                    " (eid, type, created_at, modified_at, municipality, department)"
+                    " SELECT u.eid, u.type, %s, %s, u.m, u.d"
+                    " FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[])"
+                    " AS u(eid, type, m, d) ON CONFLICT (eid) DO UPDATE"
                     f" SET modified_at = excluded.modified_at{replace_sql if replace else ''}"
                     " RETURNING e.eid, e.type, e.lon, e.lat",
-                    (now, now, keys, [e.type for e in ordered]),
+                    (
+                        now,
+                        now,
+                        keys,
+                        [e.type for e in ordered],
+                        [m for m, _ in scopes],
+                        [d for _, d in scopes],
+                    ),
                 )
                 heads = {row[0]: row[1:] for row in await cur.fetchall()}
                 for entity in ordered:
@@ -792,6 +872,21 @@ class PostgresStore:
                     (eid,),
                 )
                 tx.refs[entity_id] = EntityRef(type_name, None, None)
+            column = SCOPE_COLUMNS.get(name)
+            if gone and column is not None:
+                fallback = dict(
+                    zip(
+                        ("municipality", "department"),
+                        entity_scope(entity_id, type_name, {}),
+                        strict=True,
+                    )
+                )
+                await tx.conn.execute(
+                    sql.SQL("UPDATE entities SET {} = %s WHERE eid = %s").format(
+                        sql.Identifier(column)
+                    ),
+                    (fallback[column], eid),
+                )
             await tx.conn.execute("UPDATE entities SET modified_at = %s WHERE eid = %s", (now, eid))
             return gone
 

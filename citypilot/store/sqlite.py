@@ -24,23 +24,27 @@ import orjson
 from citypilot.model.entity import Attribute, Entity
 from citypilot.model.geometry import validate_geometry
 from citypilot.model.observation import Reading
-from citypilot.security.scopes import grants_from_text, grants_to_text
+from citypilot.security.scopes import Visibility, entity_scope, grants_from_text, grants_to_text
 from citypilot.store.base import (
     Account,
     AttributeWrite,
     DeadLetter,
     EntityQuery,
     EntityRef,
+    EntityScope,
     HistoryQuery,
     LayerColumns,
     WriteMode,
 )
 from citypilot.store.common import (
+    SCOPE_COLUMNS,
     assemble_entity,
     attribute_readings,
     geo_mask,
     history_point,
     point_of,
+    scope_changes,
+    scope_of_entity,
     split_readings,
 )
 from citypilot.store.query import Dialect, compile_q
@@ -76,15 +80,39 @@ CREATE TABLE IF NOT EXISTS entity_types (name TEXT PRIMARY KEY, doc TEXT NOT NUL
 """
 
 #: Columns added after a table was first released: (table, column, definition).
-_LATER_COLUMNS = (("accounts", "grants", "TEXT NOT NULL DEFAULT '[]'"),)
+_LATER_COLUMNS = (
+    ("accounts", "grants", "TEXT NOT NULL DEFAULT '[]'"),
+    ("entities", "municipality", "TEXT"),
+    ("entities", "department", "TEXT"),
+)
+
+#: Fills the scope columns of entities stored before they existed.
+_BACKFILL_SCOPE = """
+UPDATE entities SET
+    municipality = coalesce(
+        (SELECT json_extract(a.value, '$') FROM attrs a
+         WHERE a.eid = entities.eid AND a.name = 'refMunicipality'),
+        CASE WHEN type = 'Municipality'
+             THEN (SELECT k.id FROM entity_keys k WHERE k.eid = entities.eid) END),
+    department = (SELECT json_extract(a.value, '$') FROM attrs a
+                  WHERE a.eid = entities.eid AND a.name = 'department')
+"""
+_SCOPE_INDEX = (
+    "CREATE INDEX IF NOT EXISTS entities_by_scope ON entities(municipality, department, type)"
+)
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
     """Bring a store made by an earlier version up to today's schema."""
+    added = set()
     for table, column, definition in _LATER_COLUMNS:
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if column not in present:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            added.add(column)
+    if "municipality" in added:
+        conn.execute(_BACKFILL_SCOPE)
+    conn.execute(_SCOPE_INDEX)
 
 
 DIALECT = Dialect(
@@ -280,6 +308,10 @@ class SQLiteStore:
             params.append(query.id_pattern)
         if query.q is not None:
             where.append(compile_q(query.q, DIALECT, params))
+        if query.scope is not None and not query.scope.everything:
+            condition, scope_params = query.scope.sql("?")
+            where.append(condition)
+            params.extend(scope_params)
         geo = query.geo
         source = "entities e"
         if geo is not None:
@@ -326,16 +358,20 @@ class SQLiteStore:
         page = [int(e) for e in matched[query.offset : query.offset + query.limit]]
         return self._load(conn, page), (len(matched) if query.count else None)
 
-    async def scan_columns(self, type_name: str, names: Sequence[str]) -> LayerColumns:
+    async def scan_columns(
+        self, type_name: str, names: Sequence[str], scope: Visibility | None = None
+    ) -> LayerColumns:
         """Every entity of one type, column by column, values as stored JSON text."""
+        condition, scope_params = ("TRUE", []) if scope is None else scope.sql("?")
 
         def run(conn: sqlite3.Connection) -> LayerColumns:
             out = LayerColumns(values={n: [] for n in names})
             position: dict[int, int] = {}
             for eid, entity_id, lon, lat, modified in conn.execute(
                 "SELECT e.eid, k.id, e.lon, e.lat, e.modified_at FROM entities e"
-                " JOIN entity_keys k ON k.eid = e.eid WHERE e.type = ? ORDER BY e.eid",
-                (type_name,),
+                f" JOIN entity_keys k ON k.eid = e.eid WHERE e.type = ? AND {condition}"
+                " ORDER BY e.eid",
+                (type_name, *scope_params),
             ):
                 position[eid] = len(out.ids)
                 out.ids.append(entity_id)
@@ -349,12 +385,34 @@ class SQLiteStore:
                 out.place(
                     conn.execute(
                         "SELECT a.eid, a.name, a.value, a.observed_at FROM entities e"
-                        f" JOIN attrs a ON a.eid = e.eid WHERE e.type = ? AND a.name IN ({marks})",
-                        (type_name, *names),
+                        f" JOIN attrs a ON a.eid = e.eid WHERE e.type = ? AND a.name IN ({marks})"
+                        f" AND {condition}",
+                        (type_name, *names, *scope_params),
                     ),
                     position,
                 )
             return out
+
+        return await self._read(run)
+
+    async def entity_scopes(self, ids: Collection[str] | None = None) -> dict[str, EntityScope]:
+        """Type, municipality and department of the existing entities among ``ids``."""
+
+        def run(conn: sqlite3.Connection) -> dict[str, EntityScope]:
+            sql = (
+                "SELECT k.id, e.type, e.municipality, e.department FROM entities e"
+                " JOIN entity_keys k ON k.eid = e.eid"
+            )
+            if ids is None:
+                rows = conn.execute(sql)
+            else:
+                eids = [self._index[i][0] for i in ids if i in self._index]
+                rows = (
+                    conn.execute(f"{sql} WHERE e.eid IN ({','.join('?' * len(eids))})", eids)
+                    if eids
+                    else []
+                )
+            return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
         return await self._read(run)
 
@@ -394,6 +452,10 @@ class SQLiteStore:
         for r in applied:
             if r.name == "location":
                 self._set_bounds(conn, eids[r.entity_id], r.entity_id, orjson.loads(r.value))
+        for column, entity_id, value in scope_changes(applied):
+            conn.execute(
+                f"UPDATE entities SET {column} = ? WHERE eid = ?", (value, eids[entity_id])
+            )
         return applied
 
     def _set_bounds(
@@ -419,8 +481,9 @@ class SQLiteStore:
     def _insert_entity(self, conn: sqlite3.Connection, entity: Entity, now: float) -> None:
         eid = self._eid_for(conn, entity.id)
         conn.execute(
-            "INSERT INTO entities (eid, type, created_at, modified_at) VALUES (?, ?, ?, ?)",
-            (eid, entity.type, now, now),
+            "INSERT INTO entities (eid, type, created_at, modified_at, municipality, department)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (eid, entity.type, now, now, *scope_of_entity(entity)),
         )
         self._set_index(entity.id, (eid, entity.type, None, None))
         # state is written unconditionally for a new entity: there is nothing newer
@@ -482,7 +545,11 @@ class SQLiteStore:
                 eid = found[0]
                 if replace:
                     conn.execute("DELETE FROM attrs WHERE eid = ?", (eid,))
-                    conn.execute("UPDATE entities SET type = ? WHERE eid = ?", (entity.type, eid))
+                    conn.execute(
+                        "UPDATE entities SET type = ?, municipality = ?, department = ?"
+                        " WHERE eid = ?",
+                        (entity.type, *scope_of_entity(entity), eid),
+                    )
                     if "location" not in entity.attrs:
                         self._set_bounds(conn, eid, entity.id, None)
                 conn.execute("UPDATE entities SET modified_at = ? WHERE eid = ?", (now, eid))
@@ -535,6 +602,18 @@ class SQLiteStore:
             ).rowcount
             if gone and name == "location":
                 self._set_bounds(conn, found[0], entity_id, None)
+            column = SCOPE_COLUMNS.get(name)
+            if gone and column is not None:
+                fallback = dict(
+                    zip(
+                        ("municipality", "department"),
+                        entity_scope(entity_id, found[1], {}),
+                        strict=True,
+                    )
+                )
+                conn.execute(
+                    f"UPDATE entities SET {column} = ? WHERE eid = ?", (fallback[column], found[0])
+                )
             conn.execute("UPDATE entities SET modified_at = ? WHERE eid = ?", (now, found[0]))
             return bool(gone)
 
