@@ -41,11 +41,18 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _save_logins(settings: Settings, **logins: list) -> None:
+    from citypilot.security import audit
     from citypilot.security.provision import add_logins
     from citypilot.store.factory import opened_store
 
     async with opened_store(settings) as store:
+        people = logins.get("people", ())
+        before = {name: await store.get_account(name) for name, _, _ in people}
         await add_logins(store, **logins)
+        for name, _, _ in people:
+            after = await store.get_account(name)
+            actor = f"cli:{getpass.getuser()}"
+            await audit.record_permission_change(store, actor, name, before[name], after)
 
 
 def users_add(args: argparse.Namespace, settings: Settings) -> int:
@@ -105,11 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from citypilot.bench.cli import add_bench_commands
     from citypilot.demo import add_demo_command
+    from citypilot.privacy_cli import add_privacy_commands
     from citypilot.twin.commands import add_twin_commands
 
     add_bench_commands(sub)
     add_demo_command(sub)
     add_twin_commands(sub)
+    add_privacy_commands(sub)
     return parser
 
 

@@ -47,6 +47,17 @@ class Settings(BaseSettings):
     )
     stream_interval_ms: int = Field(250, ge=20, le=10_000)
     log_level: str = "info"
+    # -- retention (see docs/privacy.md and docs/security.md) --
+    audit_retention_days: int = Field(
+        3650, ge=365, description="Audit log entries kept this long (at least a year)"
+    )
+    personal_retention_days: int = Field(
+        30, ge=0, description="Personal identifiers kept this long in state and history"
+    )
+    personal_retention: dict[str, int] = Field(
+        default_factory=dict, description="Per type: days its personal identifiers are kept"
+    )
+    retention_interval_s: int = Field(3600, ge=60, description="How often expired data is purged")
 
     @field_validator("jwt_secret")
     @classmethod

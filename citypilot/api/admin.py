@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from citypilot import __version__
+from citypilot.api.audit import note_change
 from citypilot.api.body import read_json
 from citypilot.api.deps import Admin, CityDep, Viewer
 from citypilot.api.openapi import json_body
@@ -51,7 +52,11 @@ async def get_type(name: str, city: CityDep, _: Viewer) -> Response:
 async def register_type(request: Request, city: CityDep, _: Admin) -> Response:
     """Register (or replace) a type; it is kept and survives restarts."""
     doc = await read_json(request, city.settings.max_body_bytes)
+    name = doc.get("name") if isinstance(doc, dict) else None
+    registry = city.broker.registry
+    before = registry.get(name).to_json() if isinstance(name, str) and name in registry else None
     entity_type = await city.broker.register_type(doc)
+    note_change(request, entity_type.name, before, entity_type.to_json())
     return _json(entity_type.to_json(), 201)
 
 

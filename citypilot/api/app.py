@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ from fastapi import FastAPI
 from citypilot import __version__
 from citypilot.api import (
     admin,
+    audit,
     auth,
     history,
     ingest,
@@ -65,9 +67,15 @@ async def running_city(settings: Settings) -> AsyncIterator[City]:
         adapter = MqttIngest(settings.mqtt_url, settings.mqtt_topic_root, broker)
         await adapter.start()
         adapters.append(adapter)
+    from citypilot.security.retention import retention_loop
+
+    purger = asyncio.create_task(retention_loop(store, broker.registry, settings))
     try:
         yield city
     finally:
+        purger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await purger
         for adapter in adapters:
             await adapter.stop()
         await bus.stop()
@@ -101,7 +109,9 @@ def create_app(settings: Settings) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_problem_handlers(app)
+    app.add_middleware(audit.AuditMiddleware)
     for router in (
+        audit.router,
         ngsi_ld.router,
         history.router,
         ingest.router,

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Form
+from fastapi import APIRouter, Form, Request
 from starlette.responses import Response
 
 from citypilot.api.deps import CityDep, Viewer
 from citypilot.model.errors import Unauthorized
+from citypilot.security import audit
 from citypilot.security.passwords import verify_password
 from citypilot.security.tokens import issue_token
 
@@ -18,6 +19,7 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 @router.post("/token", summary="Log in")
 async def token(
+    request: Request,
     city: CityDep,
     username: Annotated[str, Form(max_length=128)],
     password: Annotated[str, Form(max_length=1024)],
@@ -26,7 +28,9 @@ async def token(
     account = await city.broker.store.get_account(username)
     ok = verify_password(account.password_hash if account else None, password)
     if not ok or account is None or account.disabled:
+        await record_login(request, city, username, ok=False)
         raise Unauthorized("unknown user name or wrong password", "username")
+    await record_login(request, city, username, ok=True)
     ttl = city.settings.token_ttl_s
     body = {
         "access_token": issue_token(account.username, account.role, city.signing_key, ttl),
@@ -36,6 +40,17 @@ async def token(
     }
     return Response(
         orjson.dumps(body), media_type="application/json", headers={"Cache-Control": "no-store"}
+    )
+
+
+async def record_login(request: Request, city: CityDep, username: str, ok: bool) -> None:
+    """Put a login attempt on the audit log (``login`` or ``login.failed``)."""
+    await audit.record(
+        city.broker.store,
+        username,
+        "login" if ok else "login.failed",
+        client=request.client.host if request.client else None,
+        outcome="ok" if ok else "denied",
     )
 
 

@@ -114,12 +114,14 @@ async def device_or_operator(request: Request) -> Principal:
         key_hash = hash_device_key(key)
         cached = city.device_cache.get(key_hash)
         if cached is not None and cached[1] > time.monotonic():
-            return Principal(cached[0], "device")
+            request.state.principal = Principal(cached[0], "device")
+            return request.state.principal
         name = await city.broker.store.device_for_key(key_hash)
         if name is None:
             raise Unauthorized("the device key is not valid")
         city.device_cache[key_hash] = (name, time.monotonic() + _DEVICE_CACHE_S)
-        return Principal(name, "device")
+        request.state.principal = Principal(name, "device")
+        return request.state.principal
     token = _bearer(request)
     if not token:
         raise Unauthorized(

@@ -340,7 +340,11 @@ def _personal_from_json(value: Any, where: str) -> tuple[str, ...] | None:
         return None
     if value is True:
         return ()
-    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, str) and v.isidentifier() for v in value)
+    ):
         return tuple(value)
     raise BadRequestData(f"{where} must be true or a list of member names", where)
 

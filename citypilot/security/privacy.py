@@ -103,3 +103,63 @@ def personal_attributes(entity_type: Any) -> dict[str, tuple[str, ...]]:
         for name, spec in entity_type.attributes.items()
         if spec.personal is not None
     }
+
+
+# -- data-subject requests (``citypilot privacy export|erase SUBJECT``) ---------------
+#: What an erased identifier becomes in state and history.
+ERASED = "erased"
+
+
+def subject_needles(keys: PseudonymKeys, subject: str) -> list[str]:
+    """What a data subject's identifier may be stored as: its pseudonym under every key
+    (a pseudonym given as the subject is taken as it is), and the raw identifier for
+    values stored before their attribute was marked personal."""
+    if PSEUDONYM.match(subject):
+        return [subject]
+    return [*keys.all_pseudonyms(subject), subject]
+
+
+async def export_subject(store: Any, keys: PseudonymKeys, subject: str) -> dict[str, Any]:
+    """Everything kept about a data subject: state, history and audit entries."""
+    from citypilot.model.timeutil import format_instant
+    from citypilot.security.audit import AuditQuery
+
+    needles = subject_needles(keys, subject)
+    found = await store.find_values(needles)
+    entries, before_id = [], None
+    while True:  # the audit log holds no attribute values; any mention is listed
+        page, _ = await store.query_audit(AuditQuery(limit=1000, before_id=before_id))
+        for entry in page:
+            text = orjson.dumps(entry.to_json()).decode()
+            if any(n in text for n in needles):
+                entries.append(entry.to_json())
+        if len(page) < 1000:
+            break
+        before_id = page[-1].id
+    return {
+        "subject": subject,
+        "pseudonyms": [n for n in needles if n != subject],
+        "state": [
+            {"entityId": f.entity_id, "attribute": f.attr, "value": f.value}
+            for f in found
+            if f.observed_at is None
+        ],
+        "history": [
+            {
+                "entityId": f.entity_id,
+                "attribute": f.attr,
+                "observedAt": format_instant(f.observed_at),
+                "value": f.value,
+            }
+            for f in found
+            if f.observed_at is not None
+        ],
+        "audit": entries,
+    }
+
+
+async def erase_subject(store: Any, keys: PseudonymKeys, subject: str) -> int:
+    """Replace a data subject's identifiers by ``ERASED`` in state and history; return
+    how many values changed. (The audit log keeps the fact of the request, without
+    the subject.)"""
+    return await store.erase_values(subject_needles(keys, subject), ERASED)

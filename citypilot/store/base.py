@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 from citypilot.model.entity import Attribute, Entity
 from citypilot.model.geometry import Bounds
 from citypilot.model.observation import Reading
+from citypilot.security.audit import AuditEntry, AuditQuery
 from citypilot.security.scopes import Grant, Visibility
 from citypilot.store.query import QueryNode
 
@@ -70,6 +71,26 @@ class HistoryQuery:
     bucket_s: int | None = None
     agg: Aggregate = "avg"
     limit: int = 10_000
+
+
+@dataclass(frozen=True)
+class PersonalRule:
+    """Personal identifiers of one type's attribute are kept until ``before`` (epoch s):
+    ``members`` of its object value, or the whole value when empty."""
+
+    type_name: str
+    attr: str
+    members: tuple[str, ...]
+    before: float
+
+
+class FoundValue(NamedTuple):
+    """A stored value holding a data subject's pseudonym: ``observed_at`` None for state."""
+
+    entity_id: str
+    attr: str
+    observed_at: float | None
+    value: Any
 
 
 @dataclass(frozen=True)
@@ -207,6 +228,29 @@ class Store(Protocol):
 
     async def device_for_key(self, key_hash: str) -> str | None:
         """The name of the device gateway holding this hashed key, or None."""
+
+    # -- personal data (see ``security.privacy``) ----------------------------
+    async def purge_personal(self, rules: Sequence[PersonalRule]) -> int:
+        """Remove personal identifiers older than each rule's cutoff from history and
+        state; return how many values were changed or removed."""
+
+    async def find_values(self, needles: Sequence[str]) -> list[FoundValue]:
+        """Every state and history value whose stored text contains one of ``needles``."""
+
+    async def erase_values(self, needles: Sequence[str], replacement: str) -> int:
+        """Replace each needle by ``replacement`` in every state and history value that
+        holds it; return how many values changed."""
+
+    # -- audit log (append-only) -------------------------------------------
+    async def add_audit(self, entries: Sequence[AuditEntry]) -> None:
+        """Append entries to the audit log."""
+
+    async def query_audit(self, query: AuditQuery) -> tuple[list[AuditEntry], int]:
+        """The entries matching ``query``, newest first, and how many match."""
+
+    async def purge_audit(self, before: float) -> int:
+        """Delete the entries older than ``before`` (the stores refuse any younger than
+        ``audit.MIN_RETENTION_DAYS``); return how many went."""
 
     # -- types registered at run time -------------------------------------
     async def put_type(self, name: str, doc: dict[str, Any]) -> None:

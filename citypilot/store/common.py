@@ -14,8 +14,9 @@ from shapely.geometry import shape
 from citypilot.model.entity import Attribute, Entity
 from citypilot.model.geometry import validate_geometry
 from citypilot.model.observation import Reading
+from citypilot.security.audit import AuditEntry, AuditQuery
 from citypilot.security.scopes import DEPARTMENT_ATTR, MUNICIPALITY_ATTR, entity_scope
-from citypilot.store.base import GeoQuery
+from citypilot.store.base import GeoQuery, PersonalRule
 
 #: The attributes whose values the stores keep as the entity's scope columns.
 SCOPE_COLUMNS = {MUNICIPALITY_ATTR: "municipality", DEPARTMENT_ATTR: "department"}
@@ -170,3 +171,62 @@ def scope_changes(applied: Iterable[Reading]) -> list[tuple[str, str, str | None
             value = r.data if r.data is not None else orjson.loads(r.value)
             out.append((column, r.entity_id, value if isinstance(value, str) else None))
     return out
+
+
+def audit_where(query: AuditQuery, placeholder: str) -> tuple[str, list[Any]]:
+    """The WHERE clause (possibly empty) and parameters of an audit log query."""
+    conditions, params = [], []
+    if query.action is not None:
+        conditions.append(
+            f"(action = {placeholder} OR substr(action, 1, {len(query.action) + 1})"
+            f" = {placeholder})"
+        )
+        params.extend((query.action, query.action + "."))
+    for condition, value in (
+        ("actor =", query.actor),
+        ("target =", query.target),
+        ("at >=", query.since),
+        ("at <", query.until),
+        ("id <", query.before_id),
+    ):
+        if value is not None:
+            conditions.append(f"{condition} {placeholder}")
+            params.append(value)
+    return (" WHERE " + " AND ".join(conditions)) if conditions else "", params
+
+
+def personal_rule_where(rule: PersonalRule, placeholder: str) -> tuple[str, tuple[Any, ...]]:
+    """The condition (on history or attrs rows) and parameters of the values a
+    retention rule purges: of its type (or of an id naming the type, for entities
+    deleted since) and attribute, observed before its cutoff."""
+    ph = placeholder
+    where = (
+        f"name = {ph} AND observed_at < {ph} AND eid IN (SELECT eid FROM entities"
+        f" WHERE type = {ph} UNION SELECT eid FROM entity_keys WHERE id LIKE {ph})"
+    )
+    return where, (rule.attr, rule.before, rule.type_name, f"urn:ngsi-ld:{rule.type_name}:%")
+
+
+def audit_row(entry: AuditEntry) -> tuple[Any, ...]:
+    """An entry as the columns (at, actor, action, target, client, outcome, detail)."""
+    detail = None if entry.detail is None else orjson.dumps(entry.detail).decode()
+    return (
+        entry.at,
+        entry.actor,
+        entry.action,
+        entry.target,
+        entry.client,
+        entry.outcome,
+        detail,
+    )
+
+
+def audit_entry(row: Sequence[Any]) -> AuditEntry:
+    """An entry from its row (id first, then the columns of ``audit_row``)."""
+    id_, at, actor, action, target, client, outcome, detail = row
+    parsed = None if detail is None else orjson.loads(detail)
+    return AuditEntry(at, actor, action, target, client, outcome, parsed, id_)
+
+
+#: The columns of the audit log a query reads, in ``audit_entry`` order.
+AUDIT_COLUMNS = "id, at, actor, action, target, client, outcome, detail"

@@ -41,6 +41,7 @@ from psycopg_pool import AsyncConnectionPool
 from citypilot.model.entity import Attribute, Entity
 from citypilot.model.errors import BadRequestData
 from citypilot.model.observation import Reading
+from citypilot.security.audit import MIN_RETENTION_DAYS, AuditEntry, AuditQuery
 from citypilot.security.scopes import Visibility, entity_scope, grants_from_text, grants_to_text
 from citypilot.store.base import (
     Account,
@@ -49,15 +50,22 @@ from citypilot.store.base import (
     EntityQuery,
     EntityRef,
     EntityScope,
+    FoundValue,
     HistoryQuery,
     LayerColumns,
+    PersonalRule,
     WriteMode,
 )
 from citypilot.store.common import (
+    AUDIT_COLUMNS,
     SCOPE_COLUMNS,
     assemble_entity,
     attribute_readings,
+    audit_entry,
+    audit_row,
+    audit_where,
     history_point,
+    personal_rule_where,
     point_of,
     scope_changes,
     scope_of_entity,
@@ -107,6 +115,32 @@ ALTER TABLE accounts ADD COLUMN IF NOT EXISTS grants jsonb NOT NULL DEFAULT '[]'
 CREATE TABLE IF NOT EXISTS device_keys (key_hash text PRIMARY KEY, name text NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS entity_types (name text PRIMARY KEY, doc jsonb NOT NULL);
 """
+
+#: The audit log: rows may be added, never changed; only old ones may be deleted.
+_AUDIT = """
+CREATE TABLE IF NOT EXISTS audit_log (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at double precision NOT NULL,
+    actor text NOT NULL, action text NOT NULL, target text, client text,
+    outcome text NOT NULL, detail text);
+CREATE INDEX IF NOT EXISTS audit_by_actor ON audit_log (actor, id);
+CREATE INDEX IF NOT EXISTS audit_by_target ON audit_log (target, id);
+CREATE INDEX IF NOT EXISTS audit_by_at ON audit_log (at);
+CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        IF OLD.at < extract(epoch FROM now()) - {min_retention_s} THEN
+            RETURN OLD;
+        END IF;
+    END IF;
+    RAISE EXCEPTION 'the audit log is append-only (% refused)', TG_OP;
+END $$;
+DROP TRIGGER IF EXISTS audit_append_only ON audit_log;
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+DROP TRIGGER IF EXISTS audit_no_truncate ON audit_log;
+CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
+""".replace("{min_retention_s}", str(MIN_RETENTION_DAYS * 86400))
 
 #: The scope columns of entities (added after the first release; filled in once).
 _SCOPE_COLUMNS = """
@@ -340,6 +374,7 @@ class PostgresStore:
             if await cur.fetchone() is None:
                 await conn.execute(_SCOPE_COLUMNS)
             await conn.execute(_SCOPE_INDEX)
+            await conn.execute(_AUDIT)
         await self._load_partitions()
         year, month = _month_of(datetime.now(UTC).timestamp())
         await self._ensure_partitions(
@@ -1057,6 +1092,90 @@ class PostgresStore:
             )
             row = await cur.fetchone()
         return None if row is None else row[0]
+
+    # -- personal data -----------------------------------------------------------
+    async def purge_personal(self, rules: Sequence[PersonalRule]) -> int:
+        """Remove personal identifiers older than each rule's cutoff (history and state)."""
+        changed = 0
+        async with self.pool.connection() as conn, conn.transaction():
+            for rule in rules:
+                where, args = personal_rule_where(rule, "%s")
+                for table in ("history", "attrs"):
+                    if not rule.members:
+                        cur = await conn.execute(f"DELETE FROM {table} WHERE {where}", args)
+                    else:
+                        members = list(rule.members)
+                        cur = await conn.execute(
+                            f"UPDATE {table} SET value = (value::jsonb - %s::text[])::text"
+                            " WHERE value IS NOT NULL AND left(value, 1) = '{'"
+                            f" AND jsonb_exists_any(value::jsonb, %s::text[]) AND {where}",
+                            (members, members, *args),
+                        )
+                    changed += cur.rowcount
+        return changed
+
+    async def find_values(self, needles: Sequence[str]) -> list[FoundValue]:
+        """Every state and history value whose text contains one of the needles."""
+        if not needles:
+            return []
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT k.id, x.name, NULL::float8, x.value FROM attrs x JOIN entity_keys k"
+                " ON k.eid = x.eid WHERE EXISTS (SELECT 1 FROM unnest(%(n)s::text[]) AS n"
+                " WHERE strpos(x.value, n) > 0) UNION ALL"
+                " SELECT k.id, x.name, x.observed_at, x.value FROM history x JOIN entity_keys k"
+                " ON k.eid = x.eid WHERE x.value IS NOT NULL AND EXISTS (SELECT 1 FROM"
+                " unnest(%(n)s::text[]) AS n WHERE strpos(x.value, n) > 0)"
+                " ORDER BY 1, 2, 3 NULLS FIRST",
+                {"n": list(needles)},
+            )
+            rows = await cur.fetchall()
+        return [FoundValue(i, n, t, orjson.loads(v)) for i, n, t, v in rows]
+
+    async def erase_values(self, needles: Sequence[str], replacement: str) -> int:
+        """Replace each needle in every state and history value that holds it."""
+        changed = 0
+        async with self.pool.connection() as conn, conn.transaction():
+            for needle in needles:
+                for table in ("attrs", "history"):
+                    cur = await conn.execute(
+                        f"UPDATE {table} SET value = replace(value, %s, %s)"
+                        " WHERE value IS NOT NULL AND strpos(value, %s) > 0",
+                        (needle, replacement, needle),
+                    )
+                    changed += cur.rowcount
+        return changed
+
+    # -- audit log ---------------------------------------------------------------
+    async def add_audit(self, entries: Sequence[AuditEntry]) -> None:
+        """Append entries to the audit log."""
+        async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO audit_log (at, actor, action, target, client, outcome, detail)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [
+                    tuple(_text_safe(v) if isinstance(v, str) else v for v in audit_row(e))
+                    for e in entries
+                ],
+            )
+
+    async def query_audit(self, query: AuditQuery) -> tuple[list[AuditEntry], int]:
+        """The entries matching the query, newest first, and how many match."""
+        where, params = audit_where(query, "%s")
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(f"SELECT count(*) FROM audit_log{where}", params)
+            total = (await cur.fetchone())[0]
+            cur = await conn.execute(
+                f"SELECT {AUDIT_COLUMNS} FROM audit_log{where} ORDER BY id DESC LIMIT %s OFFSET %s",
+                [*params, query.limit, query.offset],
+            )
+            return [audit_entry(r) for r in await cur.fetchall()], total
+
+    async def purge_audit(self, before: float) -> int:
+        """Delete the entries older than ``before``."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("DELETE FROM audit_log WHERE at < %s", (before,))
+            return cur.rowcount
 
     async def put_type(self, name: str, doc: dict[str, Any]) -> None:
         """Keep a type registered at run time, so it survives a restart."""

@@ -24,6 +24,7 @@ import orjson
 from citypilot.model.entity import Attribute, Entity
 from citypilot.model.geometry import validate_geometry
 from citypilot.model.observation import Reading
+from citypilot.security.audit import MIN_RETENTION_DAYS, AuditEntry, AuditQuery
 from citypilot.security.scopes import Visibility, entity_scope, grants_from_text, grants_to_text
 from citypilot.store.base import (
     Account,
@@ -32,16 +33,23 @@ from citypilot.store.base import (
     EntityQuery,
     EntityRef,
     EntityScope,
+    FoundValue,
     HistoryQuery,
     LayerColumns,
+    PersonalRule,
     WriteMode,
 )
 from citypilot.store.common import (
+    AUDIT_COLUMNS,
     SCOPE_COLUMNS,
     assemble_entity,
     attribute_readings,
+    audit_entry,
+    audit_row,
+    audit_where,
     geo_mask,
     history_point,
+    personal_rule_where,
     point_of,
     scope_changes,
     scope_of_entity,
@@ -77,7 +85,18 @@ CREATE TABLE IF NOT EXISTS accounts (
     disabled INTEGER NOT NULL DEFAULT 0, grants TEXT NOT NULL DEFAULT '[]');
 CREATE TABLE IF NOT EXISTS device_keys (key_hash TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS entity_types (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
-"""
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, actor TEXT NOT NULL,
+    action TEXT NOT NULL, target TEXT, client TEXT, outcome TEXT NOT NULL, detail TEXT);
+CREATE INDEX IF NOT EXISTS audit_by_actor ON audit_log(actor, id);
+CREATE INDEX IF NOT EXISTS audit_by_target ON audit_log(target, id);
+CREATE INDEX IF NOT EXISTS audit_by_at ON audit_log(at);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit_log
+WHEN OLD.at > CAST(strftime('%s', 'now') AS REAL) - {min_retention_s}
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+""".replace("{min_retention_s}", str(MIN_RETENTION_DAYS * 86400))
 
 #: Columns added after a table was first released: (table, column, definition).
 _LATER_COLUMNS = (
@@ -754,6 +773,98 @@ class SQLiteStore:
             ).fetchone()
         )
         return None if row is None else row[0]
+
+    # -- personal data -----------------------------------------------------------
+    async def purge_personal(self, rules: Sequence[PersonalRule]) -> int:
+        """Remove personal identifiers older than each rule's cutoff (history and state)."""
+
+        def run(conn: sqlite3.Connection) -> int:
+            changed = 0
+            for rule in rules:
+                where, args = personal_rule_where(rule, "?")
+                for table in ("history", "attrs"):
+                    if not rule.members:
+                        sql = f"DELETE FROM {table} WHERE {where}"
+                        changed += conn.execute(sql, args).rowcount
+                        continue
+                    paths = [f'$."{m}"' for m in rule.members]
+                    marks = ", ".join("?" * len(paths))
+                    present = " OR ".join(["json_type(value, ?) IS NOT NULL"] * len(paths))
+                    sql = (
+                        f"UPDATE {table} SET value = json_remove(value, {marks})"
+                        f" WHERE value IS NOT NULL AND ({present}) AND {where}"
+                    )
+                    changed += conn.execute(sql, (*paths, *paths, *args)).rowcount
+            return changed
+
+        return await self._write(run)
+
+    async def find_values(self, needles: Sequence[str]) -> list[FoundValue]:
+        """Every state and history value whose text contains one of the needles."""
+        if not needles:
+            return []
+        holds = " OR ".join(["instr(x.value, ?) > 0"] * len(needles))
+
+        def run(conn: sqlite3.Connection) -> list[FoundValue]:
+            rows = conn.execute(
+                "SELECT k.id, x.name, NULL, x.value FROM attrs x JOIN entity_keys k"
+                f" ON k.eid = x.eid WHERE {holds} UNION ALL"
+                " SELECT k.id, x.name, x.observed_at, x.value FROM history x JOIN entity_keys k"
+                f" ON k.eid = x.eid WHERE x.value IS NOT NULL AND ({holds})"
+                " ORDER BY 1, 2, 3",
+                (*needles, *needles),
+            ).fetchall()
+            return [FoundValue(i, n, t, orjson.loads(v)) for i, n, t, v in rows]
+
+        return await self._read(run)
+
+    async def erase_values(self, needles: Sequence[str], replacement: str) -> int:
+        """Replace each needle in every state and history value that holds it."""
+
+        def run(conn: sqlite3.Connection) -> int:
+            changed = 0
+            for needle in needles:
+                for table in ("attrs", "history"):
+                    changed += conn.execute(
+                        f"UPDATE {table} SET value = replace(value, ?, ?)"
+                        " WHERE value IS NOT NULL AND instr(value, ?) > 0",
+                        (needle, replacement, needle),
+                    ).rowcount
+            return changed
+
+        return await self._write(run)
+
+    # -- audit log ---------------------------------------------------------------
+    async def add_audit(self, entries: Sequence[AuditEntry]) -> None:
+        """Append entries to the audit log."""
+        rows = [audit_row(e) for e in entries]
+        await self._write(
+            lambda conn: conn.executemany(
+                "INSERT INTO audit_log (at, actor, action, target, client, outcome, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        )
+
+    async def query_audit(self, query: AuditQuery) -> tuple[list[AuditEntry], int]:
+        """The entries matching the query, newest first, and how many match."""
+        where, params = audit_where(query, "?")
+
+        def run(conn: sqlite3.Connection) -> tuple[list[AuditEntry], int]:
+            total = conn.execute(f"SELECT count(*) FROM audit_log{where}", params).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT {AUDIT_COLUMNS} FROM audit_log{where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                [*params, query.limit, query.offset],
+            ).fetchall()
+            return [audit_entry(r) for r in rows], total
+
+        return await self._read(run)
+
+    async def purge_audit(self, before: float) -> int:
+        """Delete the entries older than ``before``."""
+        return await self._write(
+            lambda conn: conn.execute("DELETE FROM audit_log WHERE at < ?", (before,)).rowcount
+        )
 
     async def put_type(self, name: str, doc: dict[str, Any]) -> None:
         """Keep a type registered at run time, so it survives a restart."""
