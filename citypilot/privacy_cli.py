@@ -36,7 +36,7 @@ def privacy_export(args: argparse.Namespace, settings: Settings) -> int:
 
     async def work(store: Any) -> dict[str, Any]:
         found = await export_subject(store, keys, args.subject)
-        count = len(found["state"]) + len(found["history"]) + len(found["audit"])
+        count = sum(len(found[k]) for k in ("state", "history", "deadLetters", "audit"))
         await audit.record(store, _actor(), "privacy.export", detail={"values": count})
         return found
 

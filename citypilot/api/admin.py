@@ -13,8 +13,9 @@ from citypilot.api.audit import note_change
 from citypilot.api.body import read_json
 from citypilot.api.deps import Admin, CityDep, Viewer
 from citypilot.api.openapi import json_body
-from citypilot.model.errors import ResourceNotFound
+from citypilot.model.errors import Forbidden, ResourceNotFound
 from citypilot.model.timeutil import format_instant
+from citypilot.security.scopes import effective_grants
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 
@@ -63,11 +64,16 @@ async def register_type(request: Request, city: CityDep, _: Admin) -> Response:
 @router.get("/dead-letters", summary="Refused device messages")
 async def dead_letters(
     city: CityDep,
-    _: Viewer,
+    who: Viewer,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
     """Messages that failed validation, newest first, with reason and raw payload."""
+    if not any(g.is_metropole for g in effective_grants(who.role, who.grants)):
+        raise Forbidden(
+            "dead letters hold raw device payloads of every kind: they need a grant over "
+            f"the whole metropole, and {who.name!r} holds none"
+        )
     letters, total = await city.broker.store.list_dead_letters(limit, offset)
     return _json(
         {

@@ -29,6 +29,8 @@ class City:
     signing_key: str
     device_cache: dict[str, tuple[str, float]] = field(default_factory=dict)
     token_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)
+    #: username -> (grants, monotonic expiry): scoped grants read from the store
+    grant_cache: dict[str, tuple[tuple, float]] = field(default_factory=dict)
 
 
 def city_of(request: Request) -> City:
@@ -85,14 +87,23 @@ def require_role(role: str):
 
 
 # -- authorization: what the caller's grants cover ------------------------------
+_GRANT_CACHE_S = 5.0
+
+
 async def with_grants(city: City, principal: Principal) -> Principal:
-    """The principal with the scoped grants of its account (as kept in the store)."""
+    """The principal with the scoped grants of its account (as kept in the store; read
+    at most every few seconds per person, so a changed grant applies within them)."""
     if principal.grants or principal.role == "device":
         return principal
-    account = await city.broker.store.get_account(principal.name)
-    if account is None or not account.grants:
-        return principal
-    return replace(principal, grants=account.grants)
+    now = time.monotonic()
+    cached = city.grant_cache.get(principal.name)
+    if cached is None or cached[1] < now:
+        account = await city.broker.store.get_account(principal.name)
+        grants = account.grants if account is not None else ()
+        if len(city.grant_cache) >= _TOKEN_CACHE_SIZE:
+            city.grant_cache.clear()
+        cached = city.grant_cache[principal.name] = (grants, now + _GRANT_CACHE_S)
+    return replace(principal, grants=cached[0]) if cached[0] else principal
 
 
 def access(city: City, principal: Principal, needed: str) -> Visibility:

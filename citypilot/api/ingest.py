@@ -7,10 +7,16 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from citypilot.api.body import JSON_TYPES, NDJSON_TYPES, media_type, parse_json, read_body
-from citypilot.api.deps import CityDep, Ingestor
+from citypilot.api.deps import CityDep, Ingestor, access
 from citypilot.api.openapi import OBSERVATION_SCHEMA, array_of, json_body
 from citypilot.broker import ItemError
-from citypilot.model.errors import BadRequestData, CityPilotError, UnsupportedMediaType
+from citypilot.model.errors import (
+    BadRequestData,
+    CityPilotError,
+    Forbidden,
+    UnsupportedMediaType,
+)
+from citypilot.security.tokens import Principal
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 _DEAD_LETTER_PAYLOAD_MAX = 65_536
@@ -37,6 +43,28 @@ def _ndjson(body: bytes) -> tuple[list, list[bytes], list[ItemError]]:
             )
         raws.append(line)
     return items, raws, errors
+
+
+async def refused_by_scope(
+    city: CityDep, who: Principal, items: list, skip: set[int]
+) -> list[ItemError]:
+    """An item error for each observation of an entity outside the person's operator
+    scopes (unknown entities are left to the broker, which answers 404)."""
+    ids = {
+        i: item["id"]
+        for i, item in enumerate(items)
+        if i not in skip and isinstance(item, dict) and isinstance(item.get("id"), str)
+    }
+    scopes = await city.broker.store.entity_scopes(set(ids.values()))
+    change = access(city, who, "operator")
+    refused = []
+    for i, entity_id in ids.items():
+        found = scopes.get(entity_id)
+        if found is not None and not change.covers(*found):
+            where = f"[{i}].id"
+            err = Forbidden(f"{where}: {entity_id} is outside the scopes of {who.name!r}", where)
+            refused.append(ItemError(i, entity_id, err))
+    return refused
 
 
 @router.post(
@@ -81,6 +109,8 @@ async def ingest(request: Request, city: CityDep, who: Ingestor) -> Response:
             f"this one has {len(items)}",
             "body",
         )
+    if who.role != "device":  # a person ingests only into entities of their scopes
+        parse_errors += await refused_by_scope(city, who, items, {e.index for e in parse_errors})
     if parse_errors:
         await city.broker.dead_letter(items, parse_errors, source, raws)
     bad = {e.index for e in parse_errors}

@@ -120,7 +120,7 @@ def subject_needles(keys: PseudonymKeys, subject: str) -> list[str]:
 
 
 async def export_subject(store: Any, keys: PseudonymKeys, subject: str) -> dict[str, Any]:
-    """Everything kept about a data subject: state, history and audit entries."""
+    """Everything kept about a data subject: state, history, dead letters, audit."""
     from citypilot.model.timeutil import format_instant
     from citypilot.security.audit import AuditQuery
 
@@ -142,7 +142,7 @@ async def export_subject(store: Any, keys: PseudonymKeys, subject: str) -> dict[
         "state": [
             {"entityId": f.entity_id, "attribute": f.attr, "value": f.value}
             for f in found
-            if f.observed_at is None
+            if f.kept_in == "state"
         ],
         "history": [
             {
@@ -152,14 +152,24 @@ async def export_subject(store: Any, keys: PseudonymKeys, subject: str) -> dict[
                 "value": f.value,
             }
             for f in found
-            if f.observed_at is not None
+            if f.kept_in == "history"
+        ],
+        "deadLetters": [
+            {
+                "source": f.entity_id,
+                "reason": f.attr,
+                "receivedAt": format_instant(f.observed_at),
+                "payload": f.value,
+            }
+            for f in found
+            if f.kept_in == "deadLetter"
         ],
         "audit": entries,
     }
 
 
 async def erase_subject(store: Any, keys: PseudonymKeys, subject: str) -> int:
-    """Replace a data subject's identifiers by ``ERASED`` in state and history; return
-    how many values changed. (The audit log keeps the fact of the request, without
-    the subject.)"""
+    """Replace a data subject's identifiers by ``ERASED`` in state, history and dead
+    letters (which keep refused messages as sent); return how many values changed.
+    (The audit log keeps the fact of the request, without the subject.)"""
     return await store.erase_values(subject_needles(keys, subject), ERASED)

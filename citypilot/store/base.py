@@ -85,8 +85,11 @@ class PersonalRule:
 
 
 class FoundValue(NamedTuple):
-    """A stored value holding a data subject's pseudonym: ``observed_at`` None for state."""
+    """A stored value holding a data subject's identifier: in ``state`` (``observed_at``
+    None), ``history``, or a ``deadLetter`` (``entity_id`` its source, ``attr`` its
+    reason, ``observed_at`` when received, ``value`` the raw payload text)."""
 
+    kept_in: str
     entity_id: str
     attr: str
     observed_at: float | None
@@ -235,11 +238,12 @@ class Store(Protocol):
         state; return how many values were changed or removed."""
 
     async def find_values(self, needles: Sequence[str]) -> list[FoundValue]:
-        """Every state and history value whose stored text contains one of ``needles``."""
+        """Every state value, history value and dead letter whose stored text contains
+        one of ``needles``."""
 
     async def erase_values(self, needles: Sequence[str], replacement: str) -> int:
-        """Replace each needle by ``replacement`` in every state and history value that
-        holds it; return how many values changed."""
+        """Replace each needle by ``replacement`` in every state value, history value and
+        dead letter that holds it; return how many changed."""
 
     # -- audit log (append-only) -------------------------------------------
     async def add_audit(self, entries: Sequence[AuditEntry]) -> None:

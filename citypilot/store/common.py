@@ -228,5 +228,8 @@ def audit_entry(row: Sequence[Any]) -> AuditEntry:
     return AuditEntry(at, actor, action, target, client, outcome, parsed, id_)
 
 
+#: Where a data subject's identifiers may be kept as text: (table, column).
+ERASABLE = (("attrs", "value"), ("history", "value"), ("dead_letters", "payload"))
+
 #: The columns of the audit log a query reads, in ``audit_entry`` order.
 AUDIT_COLUMNS = "id, at, actor, action, target, client, outcome, detail"

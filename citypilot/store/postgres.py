@@ -58,6 +58,7 @@ from citypilot.store.base import (
 )
 from citypilot.store.common import (
     AUDIT_COLUMNS,
+    ERASABLE,
     SCOPE_COLUMNS,
     assemble_entity,
     attribute_readings,
@@ -1118,29 +1119,36 @@ class PostgresStore:
         """Every state and history value whose text contains one of the needles."""
         if not needles:
             return []
+        holds = "EXISTS (SELECT 1 FROM unnest(%(n)s::text[]) AS n WHERE strpos({}, n) > 0)"
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT k.id, x.name, NULL::float8, x.value FROM attrs x JOIN entity_keys k"
-                " ON k.eid = x.eid WHERE EXISTS (SELECT 1 FROM unnest(%(n)s::text[]) AS n"
-                " WHERE strpos(x.value, n) > 0) UNION ALL"
-                " SELECT k.id, x.name, x.observed_at, x.value FROM history x JOIN entity_keys k"
-                " ON k.eid = x.eid WHERE x.value IS NOT NULL AND EXISTS (SELECT 1 FROM"
-                " unnest(%(n)s::text[]) AS n WHERE strpos(x.value, n) > 0)"
-                " ORDER BY 1, 2, 3 NULLS FIRST",
+                "SELECT 'state', k.id, x.name, NULL::float8, x.value FROM attrs x"
+                f" JOIN entity_keys k ON k.eid = x.eid WHERE {holds.format('x.value')} UNION ALL"
+                " SELECT 'history', k.id, x.name, x.observed_at, x.value FROM history x"
+                " JOIN entity_keys k ON k.eid = x.eid WHERE x.value IS NOT NULL"
+                f" AND {holds.format('x.value')} ORDER BY 2, 3, 4 NULLS FIRST",
                 {"n": list(needles)},
             )
             rows = await cur.fetchall()
-        return [FoundValue(i, n, t, orjson.loads(v)) for i, n, t, v in rows]
+            cur = await conn.execute(
+                "SELECT 'deadLetter', source, reason, received_at, payload FROM dead_letters"
+                f" WHERE {holds.format('payload')} ORDER BY id",
+                {"n": list(needles)},
+            )
+            letters = await cur.fetchall()
+        return [FoundValue(w, i, n, t, orjson.loads(v)) for w, i, n, t, v in rows] + [
+            FoundValue(*row) for row in letters
+        ]
 
     async def erase_values(self, needles: Sequence[str], replacement: str) -> int:
         """Replace each needle in every state and history value that holds it."""
         changed = 0
         async with self.pool.connection() as conn, conn.transaction():
             for needle in needles:
-                for table in ("attrs", "history"):
+                for table, column in ERASABLE:
                     cur = await conn.execute(
-                        f"UPDATE {table} SET value = replace(value, %s, %s)"
-                        " WHERE value IS NOT NULL AND strpos(value, %s) > 0",
+                        f"UPDATE {table} SET {column} = replace({column}, %s, %s)"
+                        f" WHERE {column} IS NOT NULL AND strpos({column}, %s) > 0",
                         (needle, replacement, needle),
                     )
                     changed += cur.rowcount

@@ -41,6 +41,7 @@ from citypilot.store.base import (
 )
 from citypilot.store.common import (
     AUDIT_COLUMNS,
+    ERASABLE,
     SCOPE_COLUMNS,
     assemble_entity,
     attribute_readings,
@@ -804,17 +805,25 @@ class SQLiteStore:
         if not needles:
             return []
         holds = " OR ".join(["instr(x.value, ?) > 0"] * len(needles))
+        in_payload = holds.replace("x.value", "payload")
 
         def run(conn: sqlite3.Connection) -> list[FoundValue]:
             rows = conn.execute(
-                "SELECT k.id, x.name, NULL, x.value FROM attrs x JOIN entity_keys k"
+                "SELECT 'state', k.id, x.name, NULL, x.value FROM attrs x JOIN entity_keys k"
                 f" ON k.eid = x.eid WHERE {holds} UNION ALL"
-                " SELECT k.id, x.name, x.observed_at, x.value FROM history x JOIN entity_keys k"
-                f" ON k.eid = x.eid WHERE x.value IS NOT NULL AND ({holds})"
-                " ORDER BY 1, 2, 3",
+                " SELECT 'history', k.id, x.name, x.observed_at, x.value FROM history x"
+                f" JOIN entity_keys k ON k.eid = x.eid WHERE x.value IS NOT NULL AND ({holds})"
+                " ORDER BY 2, 3, 4",
                 (*needles, *needles),
             ).fetchall()
-            return [FoundValue(i, n, t, orjson.loads(v)) for i, n, t, v in rows]
+            letters = conn.execute(
+                "SELECT 'deadLetter', source, reason, received_at, payload FROM dead_letters"
+                f" WHERE {in_payload} ORDER BY id",
+                needles,
+            ).fetchall()
+            return [FoundValue(w, i, n, t, orjson.loads(v)) for w, i, n, t, v in rows] + [
+                FoundValue(*row) for row in letters
+            ]
 
         return await self._read(run)
 
@@ -824,10 +833,10 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection) -> int:
             changed = 0
             for needle in needles:
-                for table in ("attrs", "history"):
+                for table, column in ERASABLE:
                     changed += conn.execute(
-                        f"UPDATE {table} SET value = replace(value, ?, ?)"
-                        " WHERE value IS NOT NULL AND instr(value, ?) > 0",
+                        f"UPDATE {table} SET {column} = replace({column}, ?, ?)"
+                        f" WHERE {column} IS NOT NULL AND instr({column}, ?) > 0",
                         (needle, replacement, needle),
                     ).rowcount
             return changed

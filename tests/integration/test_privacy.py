@@ -110,9 +110,9 @@ async def test_retention_purges_old_identifiers_and_keeps_the_rest(store: Store)
     ]
     assert await store.purge_personal(rules) == 2
     found = await store.find_values(["ps:k1:"])
-    assert [(f.observed_at, f.value["badge"]) for f in found] == [
-        (None, "ps:k1:" + "b" * 32),
-        (T0 + 86_400 * 20, "ps:k1:" + "b" * 32),
+    assert [(f.kept_in, f.observed_at, f.value["badge"]) for f in found] == [
+        ("state", None, "ps:k1:" + "b" * 32),
+        ("history", T0 + 86_400 * 20, "ps:k1:" + "b" * 32),
     ]
     from citypilot.store.base import HistoryQuery
 
@@ -129,3 +129,15 @@ async def test_erasure_replaces_the_pseudonym_everywhere(store: Store) -> None:
     assert [f.observed_at for f in left] == [T0]
     erased = await store.find_values([ERASED])
     assert {f.value["badge"] for f in erased} == {ERASED}
+
+
+async def test_a_refused_message_with_an_identifier_is_found_and_erased(store: Store) -> None:
+    from citypilot.store.base import DeadLetter
+
+    payload = '{"id": "urn:ngsi-ld:AccessPoint:9", "attrs": {"lastAccess": {"badge": "B-77"}}}'
+    await store.add_dead_letters([DeadLetter(NOW, "mqtt:gw", "bad value", "attrs", payload)])
+    found = await store.find_values(["B-77"])
+    assert [(f.kept_in, f.entity_id) for f in found] == [("deadLetter", "mqtt:gw")]
+    assert await store.erase_values(["B-77"], ERASED) == 1
+    letters, _ = await store.list_dead_letters(10, 0)
+    assert "B-77" not in letters[0].payload and ERASED in letters[0].payload

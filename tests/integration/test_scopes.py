@@ -283,3 +283,29 @@ def test_badges_are_pseudonymised_and_masked_for_those_without_the_need(city):
     assert [v for _, v in history["attrs"]["lastAccess"]] == [{"badge": MASK, "result": "granted"}]
     raw = (city.data_dir / "city.db").read_bytes()
     assert RAW_BADGE.encode() not in raw
+
+
+def test_a_person_ingests_only_into_their_scope(city):
+    batch = [
+        {"id": i, "type": "Streetlight", "observedAt": "2026-11-20T10:00:00Z",
+         "attrs": {"powerConsumption": 12.5}}
+        for i in (LIGHTS_A[1], LIGHTS_B[1])
+    ]  # fmt: skip
+    with city.client(person("ops-a")) as c:
+        r = c.post("/api/v1/ingest", json=batch)
+    assert r.status_code == 207, r.text
+    body = r.json()
+    assert body["accepted"] == 1
+    assert [(e["index"], e["error"]["type"].rsplit("/", 1)[1]) for e in body["errors"]] == [
+        (1, "Forbidden")
+    ]
+    with city.client(person("metro")) as c:
+        state = c.get(f"{NGSI}/entities/{LIGHTS_B[1]}", params={"options": "keyValues"}).json()
+    assert "powerConsumption" not in state
+
+
+def test_dead_letters_need_a_grant_over_the_metropole(city):
+    with city.client(person("view-a")) as c:
+        assert c.get("/api/v1/dead-letters").status_code == 403
+    with city.client(person("metro")) as c:
+        assert c.get("/api/v1/dead-letters").status_code == 200
