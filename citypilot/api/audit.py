@@ -133,7 +133,7 @@ def _csv_line(entry: AuditEntry) -> str:
 async def read_audit(
     city: CityDep,
     who: Admin,
-    actor: Annotated[str | None, Query(description="who acted")] = None,
+    actor: Annotated[str | None, Query(alias="who", description="who acted")] = None,
     action: Annotated[str | None, Query(description="an action or its prefix: login")] = None,
     entity: Annotated[str | None, Query(description="the entity (or type) acted on")] = None,
     since: Annotated[str | None, Query(description="ISO 8601 instant, inclusive")] = None,

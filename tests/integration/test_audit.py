@@ -51,13 +51,13 @@ def test_logins_are_recorded_with_their_outcome_and_address(server: Server):
     name = f"nobody-{uuid.uuid4().hex[:8]}"
     r = httpx.post(server.url + "/api/v1/auth/token", data={"username": name, "password": "x"})
     assert r.status_code == 401
-    entries = _audit(server, actor=name)["items"]
+    entries = _audit(server, who=name)["items"]
     assert [(e["action"], e["outcome"], e["client"]) for e in entries] == [
         ("login.failed", "denied", "127.0.0.1")
     ]
     server._tokens.pop(VIEWER[0], None)
     server.token(VIEWER)
-    logins = _audit(server, actor=VIEWER[0], action="login")["items"]
+    logins = _audit(server, who=VIEWER[0], action="login")["items"]
     assert logins[0]["action"] == "login" and logins[0]["outcome"] == "ok"
 
 
@@ -76,7 +76,7 @@ def test_every_api_write_is_recorded_once_with_who_what_and_outcome(server: Serv
         (VIEWER[0], "DELETE /ngsi-ld/v1/entities/{entity_id}", "denied", 403),
         (OPERATOR[0], "POST /ngsi-ld/v1/entities/{entity_id}/attrs", "ok", 204),
     ]
-    created = _audit(server, actor=OPERATOR[0], action="POST /ngsi-ld/v1/entities")["items"]
+    created = _audit(server, who=OPERATOR[0], action="POST /ngsi-ld/v1/entities")["items"]
     assert created[0]["outcome"] == "ok" and created[0]["client"] == "127.0.0.1"
 
 
