@@ -6,11 +6,14 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from citypilot.api.access import require_entity
 from citypilot.api.body import read_json
 from citypilot.api.deps import CityDep, Operator
 from citypilot.api.open311 import desk_of, request_view
 from citypilot.api.openapi import json_body
 from citypilot.model.errors import BadRequestData
+from citypilot.model.ids import entity_id
+from citypilot.ops.service_requests import REQUEST_TYPE
 
 router = APIRouter(prefix="/api/v1/service-requests", tags=["311"])
 _ANSWER_SCHEMA = {
@@ -36,9 +39,15 @@ def _text(body: dict, name: str) -> str | None:
     summary="Answer a service request: status, notes for the citizen, expected date",
     openapi_extra=json_body(_ANSWER_SCHEMA),
 )
-async def answer(service_request_id: str, request: Request, city: CityDep, _: Operator) -> Response:
+async def answer(
+    service_request_id: str, request: Request, city: CityDep, who: Operator
+) -> Response:
     """Record the city's answer; the citizen sees it through Open311 at once."""
     body = await read_json(request, city.settings.max_body_bytes)
+    # only an operator of the request's municipality and department may answer it
+    request_entity = entity_id(REQUEST_TYPE, service_request_id)
+    if await city.broker.store.get_entity(request_entity) is not None:
+        await require_entity(city, who, request_entity, "operator")
     if not isinstance(body, dict):
         raise BadRequestData("body must be an object with status, notes, expectedAt", "body")
     unknown = set(body) - {"status", "notes", "expectedAt"}

@@ -309,3 +309,22 @@ def test_dead_letters_need_a_grant_over_the_metropole(city):
         assert c.get("/api/v1/dead-letters").status_code == 403
     with city.client(person("metro")) as c:
         assert c.get("/api/v1/dead-letters").status_code == 200
+
+
+def test_a_service_request_is_answered_by_an_operator_of_its_municipality(city):
+    docs = [
+        {
+            "id": f"urn:ngsi-ld:ServiceRequest:sr-{m}",
+            "type": "ServiceRequest",
+            "refMunicipality": {"type": "Relationship", "object": muni},
+            "status": {"type": "Property", "value": "open"},
+        }
+        for m, muni in (("a", MUNI_A), ("b", MUNI_B))
+    ]
+    with city.client(person("admin")) as c:
+        assert c.post(f"{NGSI}/entityOperations/upsert", json=docs).status_code == 201
+    with city.client(person("ops-a")) as c:
+        r = c.post("/api/v1/service-requests/sr-b/answer", json={"status": "closed"})
+        assert r.status_code == 404
+        r = c.post("/api/v1/service-requests/sr-a/answer", json={"status": "closed"})
+        assert r.status_code == 200, r.text
