@@ -31,7 +31,17 @@ from citypilot.config import Settings
 console = Console(stderr=True)
 DEMO_USER, DEMO_PASSWORD = "demo", "demo-operator"
 DEMO_FILE = "demo.json"
-_DEMO_FILES = ("city.db", "city.db-wal", "city.db-shm", DEMO_FILE, "layers", "gtfs")
+_DEMO_FILES = (
+    "city.db",
+    "city.db-wal",
+    "city.db-shm",
+    "audit.db",
+    "audit.db-wal",
+    "audit.db-shm",
+    DEMO_FILE,
+    "layers",
+    "gtfs",
+)
 
 
 def _wipe(data: Path) -> None:

@@ -1,6 +1,7 @@
 """The audit log over HTTP: every API write recorded in one place, read and exported by admins.
 
-``AuditMiddleware`` records each POST, PUT, PATCH and DELETE once answered: who (the
+``AuditMiddleware`` records each POST, PUT, PATCH and DELETE as it is answered (the
+entry is written before the answer goes out): who (the
 principal the route's dependency admitted, else ``anonymous``), when, from which
 client address, the route and the entity it names, and the outcome. A route may add
 the configuration it replaced and set with ``note_change`` (before/after). Device
@@ -62,13 +63,13 @@ def _outcome(status: int) -> str:
 
 
 class AuditMiddleware:
-    """Records every write through the API in the audit log, once it is answered."""
+    """Records every write through the API in the audit log as it is answered."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on; record it afterwards if it was a write."""
+        """Pass the request on; record it with its outcome if it is a write."""
         if (
             scope["type"] != "http"
             or scope["method"] not in WRITE_METHODS
@@ -76,18 +77,20 @@ class AuditMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        status = 500
+        recorded = False
 
         async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
+            nonlocal recorded
+            if message["type"] == "http.response.start" and not recorded:
+                recorded = True  # on record before the caller learns the outcome
+                await self._record(scope, message["status"])
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
         finally:
-            await self._record(scope, status)
+            if not recorded:  # no answer at all: the server failed
+                await self._record(scope, 500)
 
     @staticmethod
     async def _record(scope: Scope, status: int) -> None:

@@ -86,6 +86,12 @@ CREATE TABLE IF NOT EXISTS accounts (
     disabled INTEGER NOT NULL DEFAULT 0, grants TEXT NOT NULL DEFAULT '[]');
 CREATE TABLE IF NOT EXISTS device_keys (key_hash TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS entity_types (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
+"""
+
+#: The audit log, in a file of its own (``audit.db``): its writes never queue behind
+#: the city's, and it can be kept and backed up apart. Append-only: triggers refuse
+#: any change, and any deletion of an entry younger than the minimum retention.
+AUDIT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, target TEXT, client TEXT, outcome TEXT NOT NULL, detail TEXT);
@@ -164,7 +170,10 @@ class SQLiteStore:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self.audit_path = self.path.with_name("audit.db")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._auditor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-audit")
+        self._audit_conn: sqlite3.Connection | None = None
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="sqlite-reader")
         self._local = threading.local()
         self._write_conn: sqlite3.Connection | None = None
@@ -175,7 +184,11 @@ class SQLiteStore:
 
     # -- plumbing ----------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        return self._connect_to(self.path)
+
+    @staticmethod
+    def _connect_to(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
@@ -235,6 +248,12 @@ class SQLiteStore:
 
         await asyncio.get_running_loop().run_in_executor(self._writer, setup)
 
+        def setup_audit() -> None:
+            conn = self._audit_conn = self._connect_to(self.audit_path)
+            conn.executescript(AUDIT_SCHEMA)
+
+        await asyncio.get_running_loop().run_in_executor(self._auditor, setup_audit)
+
     async def close(self) -> None:
         """Checkpoint the WAL and close every connection."""
 
@@ -248,8 +267,16 @@ class SQLiteStore:
         if self._loop_reader is not None:
             self._loop_reader.close()
             self._loop_reader = None
+
+        def shutdown_audit() -> None:
+            if self._audit_conn is not None:
+                self._audit_conn.close()
+                self._audit_conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._auditor, shutdown_audit)
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
+        self._auditor.shutdown(wait=True)
 
     # -- state -------------------------------------------------------------
     async def lookup(self, ids: Collection[str]) -> dict[str, EntityRef]:
@@ -843,11 +870,19 @@ class SQLiteStore:
 
         return await self._write(run)
 
-    # -- audit log ---------------------------------------------------------------
+    # -- audit log (its own file and thread) --------------------------------------
+    async def _audit(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            conn = self._audit_conn
+            assert conn is not None, "store is not open"
+            return fn(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._auditor, run)
+
     async def add_audit(self, entries: Sequence[AuditEntry]) -> None:
         """Append entries to the audit log."""
         rows = [audit_row(e) for e in entries]
-        await self._write(
+        await self._audit(
             lambda conn: conn.executemany(
                 "INSERT INTO audit_log (at, actor, action, target, client, outcome, detail)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -867,11 +902,11 @@ class SQLiteStore:
             ).fetchall()
             return [audit_entry(r) for r in rows], total
 
-        return await self._read(run)
+        return await self._audit(run)
 
     async def purge_audit(self, before: float) -> int:
-        """Delete the entries older than ``before``."""
-        return await self._write(
+        """Delete the entries older than ``before`` (all or none: one statement)."""
+        return await self._audit(
             lambda conn: conn.execute("DELETE FROM audit_log WHERE at < ?", (before,)).rowcount
         )
 

@@ -138,7 +138,7 @@ def test_a_permission_change_from_the_cli_is_recorded(server: Server):
 
 def _raw(store: Store, statement: str) -> None:
     if isinstance(store, SQLiteStore):
-        with sqlite3.connect(store.path) as conn:
+        with sqlite3.connect(store.audit_path) as conn:
             conn.execute(statement)
     else:
         assert isinstance(store, PostgresStore)
@@ -164,13 +164,13 @@ async def test_entries_cannot_be_changed_or_deleted_until_they_are_old(store: St
     assert total == 1 and entries[0].action == "login.failed" and entries[0].client == "10.0.0.9"
 
 
-def test_a_store_file_holds_the_triggers(tmp_path: Path) -> None:
+def test_the_audit_file_holds_the_triggers(tmp_path: Path) -> None:
     async def make() -> None:
         s = SQLiteStore(tmp_path / "city.db")
         await s.open()
         await s.close()
 
     asyncio.run(make())
-    with sqlite3.connect(tmp_path / "city.db") as conn:
+    with sqlite3.connect(tmp_path / "audit.db") as conn:
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
     assert {"audit_no_update", "audit_no_delete"} <= names

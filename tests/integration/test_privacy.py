@@ -55,7 +55,8 @@ def test_a_badge_is_pseudonymised_exported_and_erased_end_to_end(server: Server)
     with server.device() as device:
         assert device.post("/api/v1/ingest", json=[observation]).status_code == 200
     pseudonym = load_keys(server.data_dir).pseudonym(badge)
-    assert badge.encode() not in (server.data_dir / "city.db").read_bytes()
+    for kept in ("city.db", "audit.db"):
+        assert badge.encode() not in (server.data_dir / kept).read_bytes()
 
     found = json.loads(_cli(server, "export", badge))
     assert found["pseudonyms"] == [pseudonym]
