@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
+from citypilot import metrics
 from citypilot.bus.base import EventBus
 from citypilot.model.entity import Attribute, Entity, parse_attributes, parse_entity
 from citypilot.model.errors import AlreadyExists, BadRequestData, CityPilotError, ResourceNotFound
@@ -79,13 +80,32 @@ def _item_id(raw: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-class Broker:
-    """Validates, stores and publishes every change to the city's entities."""
+class ObservationSink(Protocol):
+    """Where checked observations go instead of the store (the writers' queue)."""
 
-    def __init__(self, registry: TypeRegistry, store: Store, bus: EventBus) -> None:
+    async def put(self, readings: Sequence[Reading], refs: dict[str, EntityRef]) -> None:
+        """Keep the readings durably (raise a CityPilotError when that is not possible)."""
+
+
+class Broker:
+    """Validates, stores and publishes every change to the city's entities.
+
+    With an ``observations`` sink (several processes, see ``workers``), checked
+    device observations are handed to it rather than written; a writer worker
+    then calls :meth:`apply_observations`.
+    """
+
+    def __init__(
+        self,
+        registry: TypeRegistry,
+        store: Store,
+        bus: EventBus,
+        observations: ObservationSink | None = None,
+    ) -> None:
         self.registry = registry
         self.store = store
         self.bus = bus
+        self.observations = observations
 
     # -- types -------------------------------------------------------------
     async def load_registered_types(self) -> None:
@@ -335,14 +355,32 @@ class Broker:
                 result.errors.append(ItemError(i, entity_id, err))
         result.readings = len(good)
         if good:
-            applied = await self.store.apply_readings(good, time.time())
-            await self._publish(applied, refs)
+            if self.observations is not None:
+                await self.observations.put(good, refs)
+            else:
+                applied = await self.store.apply_readings(good, time.time())
+                await self._publish(applied, refs)
+        channel = metrics.channel_of(source)
+        metrics.OBSERVATIONS_RECEIVED.labels(channel).inc(len(items))
+        metrics.OBSERVATIONS_ACCEPTED.labels(channel).inc(result.accepted)
+        metrics.OBSERVATIONS_REFUSED.labels(channel).inc(len(result.errors))
         if result.errors:
             await self.dead_letter(items, result.errors, source, raw_items, sources)
             for err in result.errors:
                 err.index = pos[err.index]
         result.errors.sort(key=lambda e: e.index)
         return result
+
+    async def apply_observations(self, readings: Sequence[Reading]) -> int:
+        """Write readings taken from the observation stream, publish what became state.
+
+        Resending is harmless: history is keyed by (entity, attribute, observedAt).
+        Returns how many readings became current state.
+        """
+        refs = await self.store.lookup({r.entity_id for r in readings})
+        applied = await self.store.apply_readings(readings, time.time())
+        await self._publish(applied, refs)
+        return len(applied)
 
     async def dead_letter(
         self,
@@ -363,3 +401,4 @@ class Broker:
             where = source if sources is None else sources[err.index]
             letters.append(DeadLetter(now, where, err.error.detail, err.error.field, payload))
         await self.store.add_dead_letters(letters)
+        metrics.DEAD_LETTERS.labels(metrics.channel_of(source)).inc(len(letters))

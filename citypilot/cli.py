@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_command(sub)
     add_twin_commands(sub)
     add_privacy_commands(sub)
+
+    from citypilot.workers.cli import add_worker_commands
+
+    add_worker_commands(sub)
     return parser
 
 

@@ -59,6 +59,26 @@ class Settings(BaseSettings):
     )
     retention_interval_s: int = Field(3600, ge=60, description="How often expired data is purged")
 
+    # -- several processes: NATS JetStream bus and workers (docs/deploy.md) -------
+    bus: Literal["memory", "nats"] = Field("memory", description="Event bus: in-process or NATS")
+    nats_url: str = Field("nats://127.0.0.1:4222", description="NATS server(s), comma-separated")
+    nats_prefix: str = Field("citypilot", description="Subject prefix and stream name prefix")
+    nats_replicas: int = Field(1, ge=1, le=5, description="JetStream replicas of each stream")
+    nats_ack_wait_s: float = Field(30.0, gt=0, description="Redelivery delay of unacked events")
+    max_stream_lag: int = Field(
+        2000, ge=1, description="Observation messages waiting for writers before ingest pauses"
+    )
+    max_publish_in_flight: int = Field(
+        256, ge=1, description="JetStream publishes awaiting PubAck before ingest pauses"
+    )
+    mqtt_share_group: str = Field("citypilot", description="MQTT shared subscription group")
+    mqtt_max_in_flight: int = Field(
+        20_000, ge=1, description="MQTT messages received and not yet acknowledged, at most"
+    )
+    worker_id: str | None = Field(None, description="Stable name of this worker (MQTT session)")
+    metrics_port: int = Field(9464, ge=0, le=65535, description="Workers' /metrics port")
+    writer_batch: int = Field(64, ge=1, description="Observation messages per writer batch")
+
     @field_validator("jwt_secret")
     @classmethod
     def _refuse_weak_secret(cls, value: str | None) -> str | None:

@@ -1,4 +1,4 @@
-"""Administration: entity types, dead letters, health."""
+"""Administration: entity types and dead letters (health is in ``api.health``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from citypilot import __version__
 from citypilot.api.audit import note_change
 from citypilot.api.body import read_json
 from citypilot.api.deps import Admin, CityDep, Viewer
@@ -22,12 +21,6 @@ router = APIRouter(prefix="/api/v1", tags=["admin"])
 
 def _json(body: object, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status, media_type="application/json")
-
-
-@router.get("/health", summary="Liveness")
-async def health(city: CityDep) -> Response:
-    """Public: the server answers, with its version and backend."""
-    return _json({"status": "ok", "version": __version__, "store": city.settings.store})
 
 
 @router.get("/types", summary="Registered entity types")

@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from citypilot import __version__
+from citypilot import __version__, metrics
 from citypilot.api import (
     admin,
     audit,
     auth,
+    health,
     history,
     ingest,
     mapdata,
@@ -28,7 +29,7 @@ from citypilot.api.entity_cache import EntityCache
 from citypilot.api.problems import install_problem_handlers
 from citypilot.api.scope_index import ScopeIndex
 from citypilot.broker import Broker
-from citypilot.bus.memory import MemoryBus
+from citypilot.bus.factory import open_bus
 from citypilot.config import Settings
 from citypilot.model.builtin_types import BUILTIN_TYPES
 from citypilot.model.types import TypeRegistry
@@ -55,18 +56,30 @@ async def running_city(settings: Settings) -> AsyncIterator[City]:
     """Open the store and bus, start the adapters, and close everything on exit."""
     store = open_store(settings)
     await store.open()
-    bus = MemoryBus()
+    bus = open_bus(settings, "citypilot-api")
     await bus.start()
-    broker = Broker(build_registry(settings), store, bus)
+    pressure = None
+    observations = None
+    if settings.bus == "nats":
+        # several processes: HTTP observations are checked here and queued in
+        # JetStream for the writer workers; MQTT belongs to the ingest workers
+        from citypilot.workers.pressure import StreamPressure
+        from citypilot.workers.queue import ObservationQueue
+
+        pressure = StreamPressure(bus, settings.max_stream_lag, settings.max_publish_in_flight)
+        pressure.start()
+        observations = ObservationQueue(bus, store, pressure)
+    broker = Broker(build_registry(settings), store, bus, observations)
     await broker.load_registered_types()
     city = City(settings, broker, settings.signing_key())
     adapters = []
-    if settings.mqtt_url:
+    if settings.mqtt_url and settings.bus == "memory":
         from citypilot.ingest.mqtt import MqttIngest
 
         adapter = MqttIngest(settings.mqtt_url, settings.mqtt_topic_root, broker)
         await adapter.start()
         adapters.append(adapter)
+        city.components["mqtt"] = adapter
     from citypilot.security.retention import retention_loop
 
     purger = asyncio.create_task(retention_loop(store, broker.registry, settings))
@@ -78,6 +91,8 @@ async def running_city(settings: Settings) -> AsyncIterator[City]:
             await purger
         for adapter in adapters:
             await adapter.stop()
+        if pressure is not None:
+            await pressure.stop()
         await bus.stop()
         await store.close()
 
@@ -93,6 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
             await scopes.load(city.broker.store)
             app.state.hub = stream.StreamHub(city.broker.bus, scopes)
             app.state.entity_cache = EntityCache(city.broker.bus)
+            metrics.WEBSOCKET_CLIENTS.set_function(lambda: len(app.state.hub.subscribers))
             try:
                 yield
             finally:
@@ -110,12 +126,14 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_problem_handlers(app)
     app.add_middleware(audit.AuditMiddleware)
+    app.add_middleware(metrics.HttpMetricsMiddleware)
     for router in (
         audit.router,
         ngsi_ld.router,
         history.router,
         ingest.router,
         stream.router,
+        health.router,
         auth.router,
         admin.router,
         mapdata.router,

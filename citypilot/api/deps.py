@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -31,6 +31,8 @@ class City:
     token_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)
     #: username -> (grants, monotonic expiry): scoped grants read from the store
     grant_cache: dict[str, tuple[tuple, float]] = field(default_factory=dict)
+    #: running parts other than the store and bus, by name ("mqtt"), for health checks
+    components: dict[str, Any] = field(default_factory=dict)
 
 
 def city_of(request: Request) -> City:

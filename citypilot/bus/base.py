@@ -6,6 +6,12 @@ Subjects CityPilot publishes (payloads are plain dicts, JSON-ready):
   ``{"id", "type", "attrs": {name: value}, "observedAt", "lon", "lat"}`` (and
   ``"removed": [name, ...]`` when attributes were deleted)
 - ``entities.deleted``: ``{"ids": [...]}``
+- ``commands.*`` and ``command_acks.*``: device commands and their acknowledgements
+  (``bus.nats`` keeps each family in its own durable stream; see there)
+
+A listener with a ``group`` shares the events with the other listeners of the
+same group, in every process: each event reaches one of them (the in-process bus,
+with a single process, simply calls it).
 """
 
 from __future__ import annotations
@@ -28,5 +34,7 @@ class EventBus(Protocol):
     async def publish(self, subject: str, payload: dict[str, Any]) -> None:
         """Deliver ``payload`` to every listener of ``subject``."""
 
-    def listen(self, subject: str, handler: Handler) -> Callable[[], None]:
+    def listen(
+        self, subject: str, handler: Handler, *, group: str | None = None
+    ) -> Callable[[], None]:
         """Call ``handler(subject, payload)`` for each event; returns the unsubscribe function."""

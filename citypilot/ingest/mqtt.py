@@ -35,6 +35,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from citypilot import metrics
 from citypilot.broker import Broker, ItemError
 from citypilot.model.errors import BadRequestData, CityPilotError, InvalidRequest
 from citypilot.model.ids import check_entity_id, entity_id
@@ -61,14 +62,15 @@ def client_id_for(topic_root: str) -> str:
     return f"citypilot-ingest-{_UNSAFE.sub('-', root)[:40]}-{digest}"
 
 
-def _connect_properties() -> Properties:
+def _connect_properties(receive_maximum: int = 65535) -> Properties:
     """CONNECT properties: keep the session while we are away; let the broker stream."""
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = SESSION_EXPIRY_S
-    # The broker may send this many unacknowledged QoS 1 messages. With a small
-    # window (Mosquitto's own default for MQTT 3.1.1 clients is 20) the broker
-    # queues during any pause of ours and, beyond max_queued_messages, drops.
-    props.ReceiveMaximum = 65535
+    # The broker may send this many unacknowledged QoS 1 messages (our bound on
+    # messages in flight). With a small window (Mosquitto's own default for MQTT
+    # 3.1.1 clients is 20) the broker queues during any pause of ours and, beyond
+    # its max_queued_messages, drops: see docs/deploy.md for the broker settings.
+    props.ReceiveMaximum = min(receive_maximum, 65535)
     return props
 
 
@@ -99,6 +101,14 @@ class MqttIngest:
     ``refused`` (each refusal is a dead letter), ``batches`` handed to the
     broker, messages ``failed`` by an unexpected error (logged), ``connected``
     and ``backlog``.
+
+    Several ingest workers split one topic tree with ``share_group`` (an MQTT 5
+    shared subscription ``$share/<group>/<root>/#``; each needs its own
+    ``client_id``). ``max_in_flight`` bounds the QoS 1 messages received and not
+    yet acknowledged: the broker sends no more until we acknowledge (MQTT 5
+    Receive Maximum), so memory stays bounded. While ``pressure()`` names a reason
+    (the observation stream is behind), batches wait and nothing is acknowledged:
+    the adapter stops taking messages and the broker holds the rest.
     """
 
     def __init__(
@@ -111,6 +121,9 @@ class MqttIngest:
         flush_delay: float = 0.05,
         client_id: str | None = None,
         start_timeout: float = 5.0,
+        share_group: str | None = None,
+        max_in_flight: int = 65535,
+        pressure: Callable[[], str | None] | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
@@ -134,6 +147,12 @@ class MqttIngest:
         self.start_timeout = start_timeout
         self._prefix = root + "/"
         self._batch_topic = root + "/batch"
+        self._subscription = (
+            f"$share/{share_group}/{self._prefix}#" if share_group else self._prefix + "#"
+        )
+        self.max_in_flight = max_in_flight
+        self.pressure = pressure
+
         # counters
         self.received = 0
         self.accepted = 0
@@ -199,7 +218,7 @@ class MqttIngest:
                     identifier=self.client_id,
                     protocol=aiomqtt.ProtocolVersion.V5,
                     clean_start=False,
-                    properties=_connect_properties(),
+                    properties=_connect_properties(self.max_in_flight),
                     tls_context=self._tls,
                     logger=log,
                     queue_type=cast("type[asyncio.Queue[aiomqtt.Message]]", self._inbox),
@@ -218,18 +237,23 @@ class MqttIngest:
                     options = SubscribeOptions(
                         qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
                     )
-                    granted = await client.subscribe(self._prefix + "#", options=options)
+                    granted = await client.subscribe(self._subscription, options=options)
                     code = granted[0]
                     value = code if isinstance(code, int) else code.value
                     if value >= 0x80:
-                        raise aiomqtt.MqttError(f"subscription to {self._prefix}# refused: {code}")
+                        raise aiomqtt.MqttError(
+                            f"subscription to {self._subscription} refused: {code}"
+                        )
                     if value < 1:
-                        log.warning("MQTT broker granted only QoS 0 on %s#", self._prefix)
+                        log.warning("MQTT broker granted only QoS 0 on %s", self._subscription)
                     self.connected = True
                     self._attempted.set()
                     connected_at = time.monotonic()
                     log.info(
-                        "MQTT ingest subscribed to %s# on %s:%s", self._prefix, self.host, self.port
+                        "MQTT ingest subscribed to %s on %s:%s",
+                        self._subscription,
+                        self.host,
+                        self.port,
                     )
                     # _Inbox hands every message to _take as it arrives, so this
                     # loop only ends (MqttError) when the connection drops.
@@ -283,6 +307,17 @@ class MqttIngest:
         if n >= self.batch_size:
             self._full.set()
 
+    # -- back-pressure -----------------------------------------------------------
+    async def _wait_for_stream(self) -> None:
+        """While the observation stream is behind, wait (acknowledging nothing)."""
+        reason = self.pressure() if self.pressure is not None else None
+        if reason is None:
+            return
+        metrics.INGEST_PAUSED.labels(reason).inc()
+        while reason is not None and not self._closing:
+            await asyncio.sleep(0.05)
+            reason = self.pressure() if self.pressure is not None else None
+
     # -- batching ----------------------------------------------------------------
     async def _flush_loop(self) -> None:
         """Hand the pending messages to the broker when a batch is full or has waited enough."""
@@ -297,6 +332,7 @@ class MqttIngest:
                 self._full.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self.flush_delay)
+            await self._wait_for_stream()
             batch = self._pending[: self.batch_size]
             acks = self._acks[: self.batch_size]
             del self._pending[: self.batch_size]
@@ -467,6 +503,8 @@ class MqttIngest:
     async def _dead_letter(self, refused: Sequence[tuple[str, bytes, CityPilotError]]) -> None:
         """Keep refused messages, one broker call per topic."""
         self.refused += len(refused)
+        metrics.OBSERVATIONS_RECEIVED.labels("mqtt").inc(len(refused))
+        metrics.OBSERVATIONS_REFUSED.labels("mqtt").inc(len(refused))
         by_topic: dict[str, list[tuple[bytes, CityPilotError]]] = {}
         for topic, raw, exc in refused:
             by_topic.setdefault(topic, []).append((raw, exc))

@@ -427,6 +427,7 @@ async def test_reconnects_after_the_broker_goes_away(
                 await publish((topic, reading(1, 2)))  # queued by the broker for the session
                 r = await http.get("/api/v1/health")
                 assert r.status_code == 200
+                await poll(lambda: _down(http, ["mqtt"]), "health naming MQTT as down")
                 link.restore()
                 await poll(lambda: has(2), "the reading published while cut off")
     finally:
@@ -493,6 +494,11 @@ async def test_no_acknowledged_message_is_lost_to_kill_9(
                 assert await poll(all_there, f"all {count} readings after kill -9") == count
     finally:
         await drop_session(mc.root)
+
+
+async def _down(http: httpx.AsyncClient, names: list[str]) -> bool | None:
+    """Whether health names exactly ``names`` as down (None: not yet)."""
+    return True if (await http.get("/api/v1/health")).json()["down"] == names else None
 
 
 def _healthy(url: str) -> Callable[[], Awaitable[bool | None]]:

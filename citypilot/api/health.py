@@ -1,0 +1,67 @@
+"""Operations endpoints: ``/metrics`` (Prometheus) and ``/api/v1/health`` (what is down)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from citypilot import __version__, metrics
+from citypilot.api.deps import City, CityDep
+
+router = APIRouter(tags=["operations"])
+#: How long one dependency may take to answer its check.
+CHECK_TIMEOUT_S = 2.0
+
+
+async def _store_up(city: City) -> bool:
+    try:
+        await asyncio.wait_for(city.broker.store.list_types(), CHECK_TIMEOUT_S)
+    except Exception:
+        return False
+    return True
+
+
+async def dependencies(city: City) -> dict[str, dict[str, Any]]:
+    """Each dependency of this process and whether it is up now."""
+    deps: dict[str, dict[str, Any]] = {
+        "store": {"backend": city.settings.store, "up": await _store_up(city)}
+    }
+    bus = city.broker.bus
+    deps["bus"] = {"backend": city.settings.bus, "up": getattr(bus, "connected", True)}
+    mqtt = city.components.get("mqtt")
+    if mqtt is not None:
+        deps["mqtt"] = {"up": bool(mqtt.connected)}
+    for name, dep in deps.items():
+        metrics.DEPENDENCY_UP.labels(name).set(1 if dep["up"] else 0)
+    return deps
+
+
+@router.get("/api/v1/health", summary="Health of the server and its dependencies")
+async def health(city: CityDep) -> Response:
+    """Public: which dependencies are down; 503 when the store is (nothing can be served).
+
+    With the bus or MQTT down the server still answers reads: 200, ``degraded``.
+    """
+    deps = await dependencies(city)
+    down = sorted(name for name, dep in deps.items() if not dep["up"])
+    body = {
+        "status": "degraded" if down else "ok",
+        "version": __version__,
+        "store": city.settings.store,
+        "bus": city.settings.bus,
+        "down": down,
+        "dependencies": deps,
+    }
+    status = 503 if "store" in down else 200
+    return Response(orjson.dumps(body), status, media_type="application/json")
+
+
+@router.get("/metrics", summary="Prometheus metrics of this process", include_in_schema=False)
+async def prometheus_metrics() -> Response:
+    """Public, as Prometheus scrapes it: counters, gauges and histograms of this process."""
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,8 @@
+"""Worker processes of a CityPilot on several machines: ingest, writer, engine (docs/deploy.md).
+
+Each runs with ``bus = "nats"`` and ``store = "postgres"``, any number of each:
+
+* ``citypilot worker ingest``: MQTT (shared subscription) → validate → JetStream;
+* ``citypilot worker writer``: JetStream → PostgreSQL in batches, then change events;
+* ``citypilot worker engine``: the registered engine components (rules, alarms, commands).
+"""
