@@ -334,6 +334,7 @@ class NatsBus:
                     sub = await self.js.pull_subscribe(
                         filter_subject, durable=durable, stream=stream, config=config
                     )
+                    log.info("consumer %s of %s ready", durable, filter_subject)
                 msgs = await sub.fetch(batch, timeout=1.0)
             except (TimeoutError, NatsTimeout):
                 continue
