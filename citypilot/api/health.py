@@ -17,12 +17,16 @@ router = APIRouter(tags=["operations"])
 CHECK_TIMEOUT_S = 2.0
 
 
-async def _store_up(city: City) -> bool:
-    try:
-        await asyncio.wait_for(city.broker.store.list_types(), CHECK_TIMEOUT_S)
-    except Exception:
-        return False
-    return True
+async def _store_up(city: City, attempts: int = 3) -> bool:
+    """Whether the store answers a query; after a database restart the pool may hand out
+    connections that broke with it (each failure discards one), hence a few attempts."""
+    for _ in range(attempts):
+        try:
+            await asyncio.wait_for(city.broker.store.list_types(), CHECK_TIMEOUT_S)
+        except Exception:
+            continue
+        return True
+    return False
 
 
 async def dependencies(city: City) -> dict[str, dict[str, Any]]:

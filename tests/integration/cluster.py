@@ -96,6 +96,17 @@ class Cluster:
         proc.wait_for_log(READY[role], timeout=90)
         return proc, port
 
+    def restart_api(self, proc: Proc, url: str) -> None:
+        """Start a stopped or killed API process again (same port) and wait until it answers."""
+        proc.start()
+
+        def up() -> bool:
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(url + "/api/v1/health", timeout=1).status_code == 200
+            return False
+
+        wait_until(up, f"{proc.name} to answer again", 90)
+
     def restart(self, proc: Proc, role: str) -> None:
         """Start a stopped or killed process again and wait until it is ready."""
         seen = proc.log().count(READY[role])

@@ -39,18 +39,42 @@ def refusal(fn, *args) -> BadRequestData:
 
 
 def test_registry_has_the_city_types_with_units_and_commands():
-    for name in ("Streetlight", "TrafficSignal", "Camera", "Tram", "Bus", "BikeStation",
-                 "ParkingSpot", "DeliveryArea", "AirQualityObserved", "WaterLevelSensor",
-                 "Building", "AccessPoint", "PoliceUnit", "TechnicalVehicle", "Zone",
-                 "Municipality"):
+    for name in (
+        "Streetlight",
+        "TrafficSignal",
+        "Camera",
+        "Tram",
+        "Bus",
+        "BikeStation",
+        "ParkingSpot",
+        "DeliveryArea",
+        "AirQualityObserved",
+        "WaterLevelSensor",
+        "Building",
+        "AccessPoint",
+        "PoliceUnit",
+        "TechnicalVehicle",
+        "Zone",
+        "Municipality",
+    ):
         assert name in REGISTRY
     light_type = REGISTRY.get("Streetlight")
     assert light_type.attributes["powerConsumption"].unit == "WTT"
     assert "dim" in light_type.commands
 
 
-@pytest.mark.parametrize("bad", ["Streetlight:1", "urn:ngsi-ld:1", "urn:ngsi-ld:Streetlight:",
-                                 "urn:ngsi-ld:Streetlight:a b", 42, None, "x" * 300])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "Streetlight:1",
+        "urn:ngsi-ld:1",
+        "urn:ngsi-ld:Streetlight:",
+        "urn:ngsi-ld:Streetlight:a b",
+        42,
+        None,
+        "x" * 300,
+    ],
+)
 def test_ids_that_are_not_urns_are_refused(bad):
     assert refusal(check_entity_id, bad).field == "id"
 
@@ -61,9 +85,12 @@ def test_id_must_name_the_entity_type():
 
 
 def test_a_valid_entity_is_accepted_with_units_filled_in():
-    entity = parse_entity(light(powerConsumption={"type": "Property", "value": 40,
-                                                  "observedAt": "2026-11-20T10:00:00Z"}),
-                          REGISTRY)
+    entity = parse_entity(
+        light(
+            powerConsumption={"type": "Property", "value": 40, "observedAt": "2026-11-20T10:00:00Z"}
+        ),
+        REGISTRY,
+    )
     attr = entity.attrs["powerConsumption"]
     assert attr.unit_code == "WTT" and attr.num == 40.0 and attr.observed_at is not None
     assert entity.to_ngsi(key_values=True)["powerConsumption"] == 40
@@ -76,14 +103,22 @@ def test_a_valid_entity_is_accepted_with_units_filled_in():
         ({"powerConsumption": {"type": "Property", "value": 5000}}, "powerConsumption.value"),
         ({"powerState": {"type": "Property", "value": "dazzling"}}, "powerState.value"),
         ({"colour": {"type": "Property", "value": "red"}}, "colour"),
-        ({"powerConsumption": {"type": "Relationship", "object": "urn:x:y"}},
-         "powerConsumption.type"),
-        ({"powerConsumption": {"type": "Property", "value": 1, "unitCode": "KWT"}},
-         "powerConsumption.unitCode"),
-        ({"powerConsumption": {"type": "Property", "value": 1, "observedAt": "yesterday"}},
-         "powerConsumption.observedAt"),
-        ({"refMunicipality": {"type": "Relationship", "object": "not a uri"}},
-         "refMunicipality.object"),
+        (
+            {"powerConsumption": {"type": "Relationship", "object": "urn:x:y"}},
+            "powerConsumption.type",
+        ),
+        (
+            {"powerConsumption": {"type": "Property", "value": 1, "unitCode": "KWT"}},
+            "powerConsumption.unitCode",
+        ),
+        (
+            {"powerConsumption": {"type": "Property", "value": 1, "observedAt": "yesterday"}},
+            "powerConsumption.observedAt",
+        ),
+        (
+            {"refMunicipality": {"type": "Relationship", "object": "not a uri"}},
+            "refMunicipality.object",
+        ),
     ],
 )
 def test_bad_attributes_are_refused_naming_the_field(attrs, field):
@@ -98,14 +133,26 @@ def test_unregistered_type_is_refused():
 
 def test_a_registered_custom_type_is_then_accepted():
     registry = TypeRegistry(BUILTIN_TYPES)
-    registry.register(entity_type_from_json({
-        "name": "NoiseSensor", "department": "environment",
-        "attributes": {"level": {"value": "number", "unit": "2N", "minimum": 0, "maximum": 200}},
-    }))
-    parse_entity({"id": "urn:ngsi-ld:NoiseSensor:1", "type": "NoiseSensor", "level": 55},
-                 registry)
-    assert refusal(parse_entity, {"id": "urn:ngsi-ld:NoiseSensor:1", "type": "NoiseSensor",
-                                  "level": 500}, registry).field == "level"
+    registry.register(
+        entity_type_from_json(
+            {
+                "name": "NoiseSensor",
+                "department": "environment",
+                "attributes": {
+                    "level": {"value": "number", "unit": "2N", "minimum": 0, "maximum": 200}
+                },
+            }
+        )
+    )
+    parse_entity({"id": "urn:ngsi-ld:NoiseSensor:1", "type": "NoiseSensor", "level": 55}, registry)
+    assert (
+        refusal(
+            parse_entity,
+            {"id": "urn:ngsi-ld:NoiseSensor:1", "type": "NoiseSensor", "level": 500},
+            registry,
+        ).field
+        == "level"
+    )
 
 
 @pytest.mark.parametrize(
@@ -116,8 +163,10 @@ def test_a_registered_custom_type_is_then_accepted():
         ({"type": "Point", "coordinates": ["a", 1]}, "pair of numbers"),
         ({"type": "Circle", "coordinates": [1, 1]}, "type must be"),
         ({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1]]]}, "linear ring"),
-        ({"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]},
-         "Self-intersection"),
+        (
+            {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]},
+            "Self-intersection",
+        ),
         ({"type": "LineString", "coordinates": [[0, 0]]}, "2 positions"),
     ],
 )
@@ -133,12 +182,20 @@ def test_geometry_bounds():
 
 def test_observation_becomes_readings():
     readings = parse_observation(
-        {"id": "urn:ngsi-ld:Streetlight:42", "type": "Streetlight",
-         "observedAt": "2026-11-20T10:00:00Z",
-         "attrs": {"powerConsumption": 41.5, "powerState": "on"}},
-        REGISTRY, "[0]", LATEST)
+        {
+            "id": "urn:ngsi-ld:Streetlight:42",
+            "type": "Streetlight",
+            "observedAt": "2026-11-20T10:00:00Z",
+            "attrs": {"powerConsumption": 41.5, "powerState": "on"},
+        },
+        REGISTRY,
+        "[0]",
+        LATEST,
+    )
     assert [(r.name, r.num, r.value) for r in readings] == [
-        ("powerConsumption", 41.5, "41.5"), ("powerState", None, '"on"')]
+        ("powerConsumption", 41.5, "41.5"),
+        ("powerState", None, '"on"'),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -152,16 +209,22 @@ def test_observation_becomes_readings():
         ({"attrs": {"powerConsumption": float("nan")}}, "[0].attrs.powerConsumption"),
         ({"attrs": {"powerConsumption": True}}, "[0].attrs.powerConsumption"),
         ({"attrs": {"refMunicipality": "urn:x"}}, "[0].attrs.refMunicipality"),
-        ({"attrs": {"location": {"type": "Point", "coordinates": [0, 100]}}},
-         "[0].attrs.location.coordinates"),
+        (
+            {"attrs": {"location": {"type": "Point", "coordinates": [0, 100]}}},
+            "[0].attrs.location.coordinates",
+        ),
         ({"id": "urn:ngsi-ld:Bus:1"}, "[0].id"),
         ({"type": "Unicorn"}, "[0].type"),
         ({"extra": 1}, "[0].extra"),
     ],
 )
 def test_bad_observations_are_refused_naming_the_field(change, field):
-    obs = {"id": "urn:ngsi-ld:Streetlight:42", "type": "Streetlight",
-           "observedAt": "2026-11-20T10:00:00Z", "attrs": {"powerConsumption": 1.0}}
+    obs = {
+        "id": "urn:ngsi-ld:Streetlight:42",
+        "type": "Streetlight",
+        "observedAt": "2026-11-20T10:00:00Z",
+        "attrs": {"powerConsumption": 1.0},
+    }
     obs.update(change)
     assert refusal(parse_observation, obs, REGISTRY, "[0]", LATEST).field == field
 
@@ -179,9 +242,16 @@ def test_parse_instant_never_crashes(text):
         assert err.field == "t"
 
 
-@given(st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=5),
-                    lambda children: st.lists(children, max_size=3)
-                    | st.dictionaries(st.text(max_size=5), children, max_size=3), max_leaves=8))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.floats() | st.text(max_size=5),
+        lambda children: (
+            st.lists(children, max_size=3)
+            | st.dictionaries(st.text(max_size=5), children, max_size=3)
+        ),
+        max_leaves=8,
+    )
+)
 def test_observation_parser_refuses_garbage_with_a_field(garbage):
     try:
         parse_observation(garbage, REGISTRY, "[0]", LATEST)

@@ -11,9 +11,9 @@ from citypilot.store.query import And, Or, Term, parse_q
 
 
 def test_and_binds_tighter_than_or():
-    assert parse_q("a==1;b==2|c==3") == Or((And((Term("a", "==", (1.0,)),
-                                                  Term("b", "==", (2.0,)))),
-                                             Term("c", "==", (3.0,))))
+    assert parse_q("a==1;b==2|c==3") == Or(
+        (And((Term("a", "==", (1.0,)), Term("b", "==", (2.0,)))), Term("c", "==", (3.0,)))
+    )
 
 
 def test_parentheses_group():
@@ -32,16 +32,33 @@ def test_parentheses_group():
         ("locked==true", Term("locked", "==", (True,))),
         ("powerState", Term("powerState")),
         ('name~="^Rue"', Term("name", "~=", ("^Rue",))),
-        ("dateInstalled>2020-01-01T00:00:00Z", Term("dateInstalled", ">",
-                                                     ("2020-01-01T00:00:00Z",))),
+        (
+            "dateInstalled>2020-01-01T00:00:00Z",
+            Term("dateInstalled", ">", ("2020-01-01T00:00:00Z",)),
+        ),
     ],
 )
 def test_terms(text, term):
     assert parse_q(text) == term
 
 
-@pytest.mark.parametrize("bad", ["", "a==", "(a==1", "a>1,2", "==3", 'a=="x', "a==1..2..3",
-                                 "a==foo", 'a~="("', "a b", "a==1;", "x" * 3000])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "a==",
+        "(a==1",
+        "a>1,2",
+        "==3",
+        'a=="x',
+        "a==1..2..3",
+        "a==foo",
+        'a~="("',
+        "a b",
+        "a==1;",
+        "x" * 3000,
+    ],
+)
 def test_bad_queries_are_refused_with_field_q(bad):
     with pytest.raises(BadRequestData) as info:
         parse_q(bad)
