@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     worker_id: str | None = Field(None, description="Stable name of this worker (MQTT session)")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Workers' /metrics port")
     writer_batch: int = Field(64, ge=1, description="Observation messages per writer batch")
+    http_metrics: bool = Field(True, description="Time every HTTP request for /metrics")
 
     @field_validator("jwt_secret")
     @classmethod

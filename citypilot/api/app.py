@@ -126,7 +126,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_problem_handlers(app)
     app.add_middleware(audit.AuditMiddleware)
-    app.add_middleware(metrics.HttpMetricsMiddleware)
+    if settings.http_metrics:
+        app.add_middleware(metrics.HttpMetricsMiddleware)
     for router in (
         audit.router,
         ngsi_ld.router,

@@ -50,6 +50,10 @@ def add_bench_commands(sub: Any) -> None:
     add_city_bench(bench)
     add_console_bench(bench)
 
+    from citypilot.bench.scale import add_scale_bench
+
+    add_scale_bench(bench)
+
 
 def _streetlight(i: int, lon: float, lat: float) -> dict[str, Any]:
     return {

@@ -64,6 +64,8 @@ STREAMS: tuple[tuple[str, str], ...] = (
 )
 _STREAM_OF = dict(STREAMS)
 _UNSAFE_TOKEN = re.compile(r"[^A-Za-z0-9_-]")
+#: Changes per ``entities.changed`` message at most (NATS refuses messages over 1 MB).
+CHANGES_PER_EVENT = 1000
 #: How long each stream keeps events (observations wait here while writers are down).
 MAX_AGE_S = 7 * 24 * 3600
 
@@ -102,6 +104,7 @@ class NatsBus:
         self._js: JetStreamContext | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._subs: list[Any] = []
+        self._closing = False
         #: publishes sent and not yet acknowledged by JetStream (for back-pressure)
         self.in_flight = 0
 
@@ -177,6 +180,7 @@ class NatsBus:
 
     async def stop(self) -> None:
         """Drop every listener and close the connection."""
+        self._closing = True
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -195,7 +199,8 @@ class NatsBus:
         log.warning("NATS: %s", exc)
 
     async def _on_disconnected(self) -> None:
-        log.warning("NATS connection lost; reconnecting")
+        if not self._closing:
+            log.warning("NATS connection lost; reconnecting")
 
     async def _on_reconnected(self) -> None:
         log.info("NATS connection restored")
@@ -204,7 +209,8 @@ class NatsBus:
     async def publish(self, subject: str, payload: dict[str, Any]) -> None:
         """Store the event in its stream; BusUnavailable when JetStream did not confirm.
 
-        ``entities.changed`` is split per entity type so that consumers can filter.
+        ``entities.changed`` is split per entity type so that consumers can filter, and
+        in messages of at most :data:`CHANGES_PER_EVENT` changes.
         """
         if subject == "entities.changed":
             by_type: dict[str, list[dict[str, Any]]] = {}
@@ -214,9 +220,10 @@ class NatsBus:
                 *(
                     self.publish_raw(
                         f"{self.prefix}.entities.changed.{subject_token(t)}",
-                        orjson.dumps({**payload, "changes": changes}),
+                        orjson.dumps({**payload, "changes": changes[i : i + CHANGES_PER_EVENT]}),
                     )
                     for t, changes in by_type.items()
+                    for i in range(0, len(changes), CHANGES_PER_EVENT)
                 )
             )
             return
