@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9464, ge=0, le=65535, description="Workers' /metrics port")
     writer_batch: int = Field(64, ge=1, description="Observation messages per writer batch")
     http_metrics: bool = Field(True, description="Time every HTTP request for /metrics")
+    retention_days: dict[str, int] = Field(
+        default_factory=dict, description='Raw history days per type ("*": the others)'
+    )
+    retention_interval_s: int = Field(3600, ge=60, description="Pause between retention runs")
 
     @field_validator("jwt_secret")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
@@ -15,6 +16,8 @@ from citypilot.api.deps import City, CityDep
 router = APIRouter(tags=["operations"])
 #: How long one dependency may take to answer its check.
 CHECK_TIMEOUT_S = 2.0
+#: How long one check of the dependencies is reused.
+HEALTH_CACHE_S = 1.0
 
 
 async def _store_up(city: City, attempts: int = 3) -> bool:
@@ -30,7 +33,18 @@ async def _store_up(city: City, attempts: int = 3) -> bool:
 
 
 async def dependencies(city: City) -> dict[str, dict[str, Any]]:
-    """Each dependency of this process and whether it is up now."""
+    """Each dependency of this process and whether it is up (checked at most once a second,
+    so that a busy health probe costs the store nothing)."""
+    cached = city.components.get("health")
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < HEALTH_CACHE_S:
+        return cached[1]
+    deps = await _check(city)
+    city.components["health"] = (now, deps)
+    return deps
+
+
+async def _check(city: City) -> dict[str, dict[str, Any]]:
     deps: dict[str, dict[str, Any]] = {
         "store": {"backend": city.settings.store, "up": await _store_up(city)}
     }

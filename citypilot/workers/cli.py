@@ -1,4 +1,4 @@
-"""``citypilot worker ingest | writer | engine``: the worker processes (docs/deploy.md)."""
+"""``citypilot worker ingest | writer | engine | retention``: worker processes (docs/deploy.md)."""
 
 from __future__ import annotations
 
@@ -40,3 +40,13 @@ def add_worker_commands(sub: Any) -> None:
         p.add_argument("--id", help="stable worker name (default: worker_id, else host name)")
         p.add_argument("--metrics-port", type=int, help="port of /metrics (0: none)")
         p.set_defaults(func=_run(role))
+    p = kinds.add_parser("retention", help="raw history past retention_days → hourly aggregates")
+    p.add_argument("--dry-run", action="store_true", help="count what would change; change nothing")
+    p.add_argument("--once", action="store_true", help="one run, then exit")
+    p.set_defaults(func=_retention)
+
+
+def _retention(args: argparse.Namespace, settings: Settings) -> int:
+    from citypilot.workers.retention import run_retention
+
+    return run_retention(settings, dry_run=args.dry_run, once=args.once)
