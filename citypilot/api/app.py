@@ -26,6 +26,8 @@ from citypilot.api import (
 from citypilot.api.context import router as context_router
 from citypilot.api.deps import City
 from citypilot.api.entity_cache import EntityCache
+from citypilot.api.explorer import install_explorer
+from citypilot.api.openapi import install_openapi
 from citypilot.api.problems import install_problem_handlers
 from citypilot.api.scope_index import ScopeIndex
 from citypilot.broker import Broker
@@ -120,6 +122,9 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description="Open city operations platform: NGSI-LD entities, history, ingest, stream.",
         lifespan=lifespan,
+        # the explorer is served from bundled files (api/explorer.py), never from a CDN
+        docs_url=None,
+        redoc_url=None,
         # CityPilot exports no OpenTelemetry data (metrics come as Prometheus): keep
         # FastAPI's native instrumentation off the request path.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
@@ -128,6 +133,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(audit.AuditMiddleware)
     if settings.http_metrics:
         app.add_middleware(metrics.HttpMetricsMiddleware)
+    install_openapi(app)
+    install_explorer(app)
     for router in (
         audit.router,
         ngsi_ld.router,

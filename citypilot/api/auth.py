@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Request
 from starlette.responses import Response
 
 from citypilot.api.deps import CityDep, Viewer
+from citypilot.api.openapi import problem
 from citypilot.model.errors import Unauthorized
 from citypilot.security import audit
 from citypilot.security.passwords import verify_password
@@ -17,7 +18,9 @@ from citypilot.security.tokens import issue_token
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
-@router.post("/token", summary="Log in")
+@router.post(
+    "/token", summary="Log in", responses=problem(401, "Unknown user name or wrong password")
+)
 async def token(
     request: Request,
     city: CityDep,

@@ -11,12 +11,19 @@ from importlib.resources import files
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from citypilot.api.openapi import answer
+
 router = APIRouter(tags=["NGSI-LD"])
 CONTEXT_FILE = "ngsi-ld-core-context-v1.8.jsonld"
 _BODY = (files("citypilot.model") / "contexts" / CONTEXT_FILE).read_bytes()
 
 
-@router.get(f"/ngsi-ld/v1/contexts/{CONTEXT_FILE}", summary="The NGSI-LD core @context")
+@router.get(
+    f"/ngsi-ld/v1/contexts/{CONTEXT_FILE}",
+    summary="The NGSI-LD core @context",
+    response_class=Response,
+    responses=answer(200, "The @context document", media="application/ld+json"),
+)
 async def core_context() -> Response:
     """Public: the bundled core @context document."""
     return Response(

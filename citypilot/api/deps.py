@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from citypilot.api.openapi import BEARER, DEVICE_KEY, gate
 from citypilot.broker import Broker
 from citypilot.config import Settings
 from citypilot.model.errors import Forbidden, Unauthorized
@@ -75,6 +76,7 @@ def _bearer(request: Request) -> str | None:
 def require_role(role: str):
     """A dependency that admits people whose role allows ``role``."""
 
+    @gate(role, BEARER)
     async def dependency(request: Request) -> Principal:
         city = city_of(request)
         principal = await with_grants(city, principal_from_token(city, _bearer(request)))
@@ -119,6 +121,7 @@ def personal_access(city: City, principal: Principal) -> Visibility:
     return sees_personal(principal.role, principal.grants, TypePolicy.of(city.broker.registry))
 
 
+@gate("operator", BEARER, DEVICE_KEY)
 async def device_or_operator(request: Request) -> Principal:
     """Admit a device gateway by its key, or a person with the operator role."""
     city = city_of(request)

@@ -8,7 +8,13 @@ from starlette.responses import Response
 
 from citypilot.api.body import JSON_TYPES, NDJSON_TYPES, media_type, parse_json, read_body
 from citypilot.api.deps import CityDep, Ingestor, access
-from citypilot.api.openapi import OBSERVATION_SCHEMA, array_of, json_body
+from citypilot.api.openapi import (
+    INGEST_RESULT_SCHEMA,
+    OBSERVATION_SCHEMA,
+    answer,
+    array_of,
+    json_body,
+)
 from citypilot.broker import ItemError
 from citypilot.model.errors import (
     BadRequestData,
@@ -70,6 +76,10 @@ async def refused_by_scope(
 @router.post(
     "/ingest",
     summary="Ingest a batch of device observations",
+    responses={
+        **answer(200, "Every observation was accepted", INGEST_RESULT_SCHEMA),
+        **answer(207, "Some were refused (kept as dead letters)", INGEST_RESULT_SCHEMA),
+    },
     openapi_extra=json_body(array_of(OBSERVATION_SCHEMA), ndjson=True),
 )
 async def ingest(request: Request, city: CityDep, who: Ingestor) -> Response:

@@ -16,6 +16,7 @@ from fastapi import APIRouter
 from starlette.responses import FileResponse, Response
 
 from citypilot.api.deps import CityDep, Viewer, access
+from citypilot.api.openapi import answer
 from citypilot.model.errors import BadRequestData, ResourceNotFound
 from citypilot.model.timeutil import format_instant
 
@@ -87,7 +88,12 @@ async def list_layers(city: CityDep, _: Viewer) -> Response:
     return Response(orjson.dumps({"layers": names}), media_type="application/json")
 
 
-@router.get("/layers/{name}", summary="One background map layer (GeoJSON)")
+@router.get(
+    "/layers/{name}",
+    summary="One background map layer (GeoJSON)",
+    response_class=Response,
+    responses=answer(200, "A GeoJSON FeatureCollection", media="application/geo+json"),
+)
 async def get_layer(name: str, city: CityDep, _: Viewer) -> Response:
     """One GeoJSON layer file."""
     path = city.settings.data_path / "layers" / f"{name}.geojson"

@@ -11,7 +11,16 @@ from starlette.responses import Response
 from citypilot.api.access import holds_personal, masker, require_entity, write_guard
 from citypilot.api.body import read_json
 from citypilot.api.deps import CityDep, Operator, Viewer, access
-from citypilot.api.openapi import ENTITY_SCHEMA, FRAGMENT_SCHEMA, array_of, json_body
+from citypilot.api.openapi import (
+    ATTRS_RESULT_SCHEMA,
+    BATCH_RESULT_SCHEMA,
+    ENTITY_SCHEMA,
+    FRAGMENT_SCHEMA,
+    answer,
+    array_of,
+    json_body,
+    problem,
+)
 from citypilot.broker import BatchResult
 from citypilot.model.entity import CORE_CONTEXT, Entity
 from citypilot.model.errors import BadRequestData, ResourceNotFound
@@ -161,6 +170,7 @@ def _batch_response(result: BatchResult, ok_status: int, ok_body: bool) -> Respo
     "/entities",
     status_code=201,
     summary="Create an entity",
+    responses=problem(409, "An entity with this id exists already"),
     openapi_extra=json_body(ENTITY_SCHEMA),
 )
 async def create_entity(request: Request, city: CityDep, who: Operator) -> Response:
@@ -287,6 +297,8 @@ def _attrs_response(outcome: Any) -> Response:
 @router.patch(
     "/entities/{entity_id}/attrs",
     summary="Update existing attributes",
+    status_code=204,
+    responses=answer(207, "Some attributes were not written", ATTRS_RESULT_SCHEMA),
     openapi_extra=json_body(FRAGMENT_SCHEMA),
 )
 async def update_attrs(request: Request, entity_id: str, city: CityDep, who: Operator) -> Response:
@@ -299,6 +311,8 @@ async def update_attrs(request: Request, entity_id: str, city: CityDep, who: Ope
 @router.post(
     "/entities/{entity_id}/attrs",
     summary="Append attributes",
+    status_code=204,
+    responses=answer(207, "Some attributes were not written", ATTRS_RESULT_SCHEMA),
     openapi_extra=json_body(FRAGMENT_SCHEMA),
 )
 async def append_attrs(
@@ -313,6 +327,7 @@ async def append_attrs(
 
 @router.patch(
     "/entities/{entity_id}/attrs/{attr}",
+    status_code=204,
     summary="Update one attribute",
     openapi_extra=json_body({"description": "the attribute, normalised or a bare value"}),
 )
@@ -341,7 +356,9 @@ async def delete_attr(entity_id: str, attr: str, city: CityDep, who: Operator) -
 
 @router.post(
     "/entityOperations/create",
+    status_code=201,
     summary="Batch create",
+    responses=answer(207, "Some items failed; the others were applied", BATCH_RESULT_SCHEMA),
     openapi_extra=json_body(array_of(ENTITY_SCHEMA)),
 )
 async def batch_create(request: Request, city: CityDep, who: Operator) -> Response:
@@ -353,7 +370,9 @@ async def batch_create(request: Request, city: CityDep, who: Operator) -> Respon
 
 @router.post(
     "/entityOperations/upsert",
+    status_code=201,
     summary="Batch upsert",
+    responses=answer(207, "Some items failed; the others were applied", BATCH_RESULT_SCHEMA),
     openapi_extra=json_body(array_of(ENTITY_SCHEMA)),
 )
 async def batch_upsert(
@@ -368,7 +387,9 @@ async def batch_upsert(
 
 @router.post(
     "/entityOperations/update",
+    status_code=204,
     summary="Batch update",
+    responses=answer(207, "Some items failed; the others were applied", BATCH_RESULT_SCHEMA),
     openapi_extra=json_body(array_of(ENTITY_SCHEMA)),
 )
 async def batch_update(
@@ -383,7 +404,9 @@ async def batch_update(
 
 @router.post(
     "/entityOperations/delete",
+    status_code=204,
     summary="Batch delete",
+    responses=answer(207, "Some items failed; the others were applied", BATCH_RESULT_SCHEMA),
     openapi_extra=json_body(array_of({"type": "string"})),
 )
 async def batch_delete(request: Request, city: CityDep, who: Operator) -> Response:

@@ -1,13 +1,29 @@
-"""Request-body descriptions for routes that read their body themselves.
+"""The OpenAPI description of the API, kept true to what the app does.
 
-Those routes read the raw body (to enforce the size limit while streaming and to
-report errors per item), so FastAPI cannot infer a schema; these keep the OpenAPI
-document complete for integrators.
+Two jobs, both here so that every route gets them the day it is added:
+
+* Request and response shapes for routes that read their body themselves (to enforce
+  the size limit while streaming and to report errors per item), which FastAPI cannot
+  infer.
+* ``describe_app``: FastAPI's generated document, completed from each route's
+  dependencies: the credential schemes and role its gate (see ``gate``) declares, and
+  the error statuses the app really answers, each with the ProblemDetails schema
+  (RFC 9457). FastAPI's 422 is removed: the app answers bad parameters with 400.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+
+from citypilot.api.problems import PROBLEM_JSON
+from citypilot.security.roles import ROLES
 
 _ATTRIBUTE = {
     "description": "An NGSI-LD attribute: normalised ({type, value|object, observedAt, "
@@ -55,6 +71,62 @@ OBSERVATION_SCHEMA: dict[str, Any] = {
 }
 
 
+PROBLEM_REF = {"$ref": "#/components/schemas/ProblemDetails"}
+BATCH_RESULT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["success", "errors"],
+    "properties": {
+        "success": {"type": "array", "items": {"type": "string"}},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["index", "error"],
+                "properties": {
+                    "entityId": {"type": ["string", "null"]},
+                    "index": {"type": "integer"},
+                    "error": PROBLEM_REF,
+                },
+            },
+        },
+    },
+}
+ATTRS_RESULT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["updated", "notUpdated"],
+    "properties": {
+        "updated": {"type": "array", "items": {"type": "string"}},
+        "notUpdated": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"attributeName": {"type": "string"}, "reason": {"type": "string"}},
+            },
+        },
+    },
+}
+INGEST_RESULT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["accepted", "rejected", "readings", "errors"],
+    "properties": {
+        "accepted": {"type": "integer"},
+        "rejected": {"type": "integer"},
+        "readings": {"type": "integer"},
+        "errors": BATCH_RESULT_SCHEMA["properties"]["errors"],
+    },
+}
+
+
+def answer(
+    status: int, description: str, schema: dict[str, Any] | None = None, media: str | None = None
+) -> dict[int, dict[str, Any]]:
+    """A route's own answer, for ``responses=``; with ``schema`` or ``media`` a body."""
+    response: dict[str, Any] = {"description": description}
+    if schema is not None or media is not None:
+        response["content"] = {media or "application/json": {"schema": schema or {}}}
+    return {status: response}
+
+
 def json_body(schema: dict[str, Any], *, ndjson: bool = False) -> dict[str, Any]:
     """``openapi_extra`` declaring a required JSON (and JSON-LD, NDJSON) request body."""
     content = {"application/json": {"schema": schema}, "application/ld+json": {"schema": schema}}
@@ -71,3 +143,168 @@ def json_body(schema: dict[str, Any], *, ndjson: bool = False) -> dict[str, Any]
 def array_of(schema: dict[str, Any]) -> dict[str, Any]:
     """An array of items of ``schema``."""
     return {"type": "array", "items": schema}
+
+
+# -- credentials and roles ------------------------------------------------------
+BEARER = "bearerAuth"
+DEVICE_KEY = "deviceKey"
+SECURITY_SCHEMES: dict[str, Any] = {
+    BEARER: {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A person's access token from POST /api/v1/auth/token",
+    },
+    DEVICE_KEY: {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Device-Key",
+        "description": "A device gateway's key (ingest only)",
+    },
+}
+ROLE_EXTENSION = "x-citypilot-role"
+_ACCESS_ATTR = "__citypilot_access__"
+D = TypeVar("D", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Access:
+    """What an operation needs: the least role of a person, and the credential schemes
+    that may carry it (any one of them)."""
+
+    role: str
+    schemes: tuple[str, ...]
+
+
+def gate(role: str, *schemes: str) -> Callable[[D], D]:
+    """Declare a FastAPI dependency as the gate of the operations that use it.
+
+    Every operation depending on it (directly or through other dependencies) is then
+    described with these credential schemes, the role (``x-citypilot-role``) and the
+    401 and, above the least role, 403 answers.
+    """
+    unknown = set(schemes) - set(SECURITY_SCHEMES)
+    if role not in ROLES or not schemes or unknown:
+        raise ValueError(f"gate({role!r}, {schemes!r}): unknown role or scheme")
+
+    def mark(dependency: D) -> D:
+        setattr(dependency, _ACCESS_ATTR, Access(role, schemes))
+        return dependency
+
+    return mark
+
+
+def _dependencies(dependant: Dependant) -> Iterator[Dependant]:
+    for sub in dependant.dependencies:
+        yield sub
+        yield from _dependencies(sub)
+
+
+def api_routes(app: FastAPI) -> Iterator[RouteContext]:
+    """Every API route of the app in the description (those of included routers too)."""
+    for route in iter_route_contexts(app.routes):
+        if isinstance(route.original_route, APIRoute) and route.include_in_schema:
+            yield route
+
+
+def access_of(route: APIRoute | RouteContext) -> Access | None:
+    """The access the route's gate declares; None for a public route."""
+    for dependency in _dependencies(route.dependant):
+        access = getattr(dependency.call, _ACCESS_ATTR, None)
+        if access is not None:
+            return access
+    return None
+
+
+# -- errors -----------------------------------------------------------------------
+PROBLEM_DETAILS: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details; extension members may follow",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "description": "an NGSI-LD error type URI"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "field": {"type": "string", "description": "the path of the value at fault"},
+    },
+    "additionalProperties": True,
+}
+_ERROR_DESCRIPTIONS = {
+    400: "Bad request data or parameters (the field at fault is named)",
+    401: "No valid credential",
+    403: "The credential's role does not allow this",
+    404: "The resource named in the path does not exist",
+    409: "Conflicts with what is stored",
+    413: "The body is over the size limit",
+    415: "The body is not of a supported content type",
+}
+
+
+def problem(status: int, description: str | None = None) -> dict[int, dict[str, Any]]:
+    """A route's own error answer, for ``responses=`` (the schema is added centrally)."""
+    return {status: {"description": description or _ERROR_DESCRIPTIONS[status]}}
+
+
+def _inferred_errors(operation: dict[str, Any], access: Access | None) -> list[int]:
+    """The error statuses every operation of this shape answers."""
+    statuses = []
+    params = operation.get("parameters", [])
+    body = operation.get("requestBody", {}).get("content", {})
+    if params or body:
+        statuses.append(400)
+    if access is not None:
+        statuses.append(401)
+        if ROLES.index(access.role) > 0:
+            statuses.append(403)
+    if any(p.get("in") == "path" for p in params):
+        statuses.append(404)
+    if "application/json" in body:
+        statuses += [413, 415]
+    return statuses
+
+
+def _describe_operation(operation: dict[str, Any], access: Access | None) -> None:
+    responses = operation.setdefault("responses", {})
+    responses.pop("422", None)
+    for status in _inferred_errors(operation, access):
+        responses.setdefault(str(status), {"description": _ERROR_DESCRIPTIONS[status]})
+    for status, response in responses.items():
+        if status[0] in "45" and "content" not in response:
+            response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_REF}}
+    if access is None:
+        operation["security"] = []
+    else:
+        operation["security"] = [{scheme: []} for scheme in access.schemes]
+        operation[ROLE_EXTENSION] = access.role
+
+
+def describe_app(app: FastAPI) -> dict[str, Any]:
+    """The app's OpenAPI document: FastAPI's, completed from each route's dependencies."""
+    doc = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = doc.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    schemas["ProblemDetails"] = PROBLEM_DETAILS
+    components["securitySchemes"] = SECURITY_SCHEMES
+    for route in api_routes(app):
+        access = access_of(route)
+        for method in route.methods:
+            operation = doc["paths"].get(route.path_format, {}).get(method.lower())
+            if operation is not None:
+                _describe_operation(operation, access)
+    return doc
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Serve ``describe_app``'s document at ``/openapi.json`` (built once, on first use)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = describe_app(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -36,6 +39,17 @@ def problem_response(error: CityPilotError, headers: dict[str, str] | None = Non
     )
 
 
+def allowed_methods(app: Starlette, path: str) -> set[str]:
+    """Every method the app's routes answer at ``path`` (HEAD wherever GET is)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(app.router.routes):
+        if route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    if "GET" in methods:
+        methods.add("HEAD")
+    return methods
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Make every error the app can raise answer with problem details."""
 
@@ -53,13 +67,24 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        status, headers = exc.status_code, dict(exc.headers or {})
+        if status in (404, 405):
+            allowed = allowed_methods(request.app, request.url.path)
+            if allowed and request.method not in allowed:
+                status, headers["Allow"] = 405, ", ".join(sorted(allowed))
+            elif status == 405:  # a static file of the console
+                headers["Allow"] = "GET, HEAD"
+        title = HTTPStatus(status).phrase
+        detail = str(exc.detail) if status == exc.status_code else title
+        if status == 405:
+            detail = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
         body = {
-            "type": NGSI_LD_ERRORS + _BY_STATUS.get(exc.status_code, "InternalError"),
-            "title": str(exc.detail),
-            "status": exc.status_code,
-            "detail": str(exc.detail),
+            "type": NGSI_LD_ERRORS + _BY_STATUS.get(status, "InternalError"),
+            "title": title,
+            "status": status,
+            "detail": detail,
         }
-        return Response(orjson.dumps(body), exc.status_code, media_type=PROBLEM_JSON)
+        return Response(orjson.dumps(body), status, headers, media_type=PROBLEM_JSON)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> Response:

@@ -1,9 +1,29 @@
 // Build of the CityPilot console: everything (MapLibre, its worker, uPlot, CSS) is bundled
 // into dist/, which CityPilot serves at "/". Nothing is fetched from the internet at run time.
-import { defineConfig } from "vite";
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { createRequire } from "node:module";
+import { defineConfig, type Plugin } from "vite";
+
+// The API explorer CityPilot serves at /docs: Swagger UI's own distribution (npm
+// swagger-ui-dist), copied as is into dist/explorer/ so that /docs works offline.
+const EXPLORER_FILES = ["swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png", "LICENSE"];
+
+function apiExplorer(): Plugin {
+  const root = dirname(createRequire(import.meta.url).resolve("swagger-ui-dist/package.json"));
+  return {
+    name: "citypilot-api-explorer",
+    generateBundle() {
+      for (const name of EXPLORER_FILES) {
+        this.emitFile({ type: "asset", fileName: `explorer/${name}`, source: readFileSync(join(root, name)) });
+      }
+    },
+  };
+}
 
 export default defineConfig({
   base: "./",
+  plugins: [apiExplorer()],
   build: {
     outDir: "dist",
     emptyOutDir: true,
