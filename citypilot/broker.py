@@ -238,22 +238,23 @@ class Broker:
         result = BatchResult()
         if not isinstance(ids, list):
             raise BadRequestData("body must be a JSON array of entity ids", "body")
-        valid = []
+        valid: dict[int, str] = {}
         for i, entity_id in enumerate(ids):
             try:
                 checked = check_entity_id(entity_id, f"[{i}]")
                 if guard is not None:
                     guard(checked, f"[{i}]")
-                valid.append(checked)
+                valid[i] = checked
             except CityPilotError as exc:
                 result.errors.append(ItemError(i, None, exc))
-        deleted = set(await self.store.delete_entities(valid))
-        for i, entity_id in enumerate(ids):
+        deleted = set(await self.store.delete_entities(list(dict.fromkeys(valid.values()))))
+        for i, entity_id in valid.items():
             if entity_id in deleted:
                 result.success.append(entity_id)
-            elif entity_id in valid:
+            else:
                 err = ResourceNotFound(f"entity {entity_id} does not exist", f"[{i}]")
                 result.errors.append(ItemError(i, entity_id, err))
+        result.errors.sort(key=lambda e: e.index)
         if deleted:
             await self.bus.publish(DELETED, {"ids": sorted(deleted)})
         return result

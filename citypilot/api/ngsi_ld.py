@@ -170,7 +170,14 @@ def _batch_response(result: BatchResult, ok_status: int, ok_body: bool) -> Respo
     "/entities",
     status_code=201,
     summary="Create an entity",
-    responses=problem(409, "An entity with this id exists already"),
+    response_class=Response,
+    responses={
+        201: {
+            "description": "Created; no body",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        },
+        **problem(409, "An entity with this id exists already"),
+    },
     openapi_extra=json_body(ENTITY_SCHEMA),
 )
 async def create_entity(request: Request, city: CityDep, who: Operator) -> Response:
