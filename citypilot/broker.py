@@ -21,9 +21,10 @@ from citypilot.model.errors import AlreadyExists, BadRequestData, CityPilotError
 from citypilot.model.ids import check_entity_id
 from citypilot.model.observation import Reading, parse_observation
 from citypilot.model.timeutil import MAX_FUTURE_SKEW_S, format_instant
-from citypilot.model.types import EntityType, TypeRegistry, entity_type_from_json
+from citypilot.model.types import TypeRegistry, entity_type_from_json
 from citypilot.store.base import AttributeWrite, DeadLetter, EntityRef, Store, WriteMode
 from citypilot.store.common import attribute_readings
+from citypilot.type_admin import TypeAdmin
 
 CHANGED = "entities.changed"
 DELETED = "entities.deleted"
@@ -106,19 +107,13 @@ class Broker:
         self.store = store
         self.bus = bus
         self.observations = observations
+        self.types = TypeAdmin(registry, store)
 
     # -- types -------------------------------------------------------------
     async def load_registered_types(self) -> None:
         """Register the types kept in the store (added at run time earlier)."""
         for doc in await self.store.list_types():
             self.registry.register(entity_type_from_json(doc))
-
-    async def register_type(self, doc: Any) -> EntityType:
-        """Check and register a type, keeping it in the store so it survives restarts."""
-        entity_type = entity_type_from_json(doc)
-        await self.store.put_type(entity_type.name, entity_type.to_json())
-        self.registry.register(entity_type)
-        return self.registry.get(entity_type.name)
 
     # -- publishing ----------------------------------------------------------
     async def _publish(self, readings: Sequence[Reading], refs: dict[str, EntityRef]) -> None:

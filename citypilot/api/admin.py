@@ -11,7 +11,7 @@ from starlette.responses import Response
 from citypilot.api.audit import note_change
 from citypilot.api.body import read_json
 from citypilot.api.deps import Admin, CityDep, Viewer
-from citypilot.api.openapi import json_body
+from citypilot.api.openapi import answer, json_body, problem
 from citypilot.model.errors import Forbidden, ResourceNotFound
 from citypilot.model.timeutil import format_instant
 from citypilot.security.scopes import effective_grants
@@ -37,21 +37,57 @@ async def get_type(name: str, city: CityDep, _: Viewer) -> Response:
     return _json(city.broker.registry.get(name).to_json())
 
 
+_TYPE_BODY = {"type": "object", "required": ["name", "department"]}
+
+
 @router.post(
     "/types",
     status_code=201,
-    summary="Register an entity type",
-    openapi_extra=json_body({"type": "object", "required": ["name", "department"]}),
+    summary="Register an entity type, or a new version of one",
+    responses={
+        **answer(200, "A new version of the type (or the same declaration again)", {}),
+        **problem(409, "The change breaks stored entities (listed), or narrows a built-in"),
+    },
+    openapi_extra=json_body(_TYPE_BODY),
 )
-async def register_type(request: Request, city: CityDep, _: Admin) -> Response:
-    """Register (or replace) a type; it is kept and survives restarts."""
+async def register_type(
+    request: Request,
+    city: CityDep,
+    who: Admin,
+    force: Annotated[bool, Query(description="register even if stored entities break")] = False,
+) -> Response:
+    """Register a type (201), or a new version of a registered one (200).
+
+    A change that stored entities break (an attribute removed or narrowed that they
+    use) is refused with 409 listing what breaks, unless ``force=true``; a built-in
+    type may only be extended compatibly. A ``version`` in the body must be the
+    current one (the change is then refused if someone changed the type meanwhile).
+    """
     doc = await read_json(request, city.settings.max_body_bytes)
     name = doc.get("name") if isinstance(doc, dict) else None
     registry = city.broker.registry
     before = registry.get(name).to_json() if isinstance(name, str) and name in registry else None
-    entity_type = await city.broker.register_type(doc)
+    entity_type, created = await city.broker.types.register(doc, force, who.name)
     note_change(request, entity_type.name, before, entity_type.to_json())
-    return _json(entity_type.to_json(), 201)
+    return _json(entity_type.to_json(), 201 if created else 200)
+
+
+@router.get("/types/{name}/versions", summary="Every version of an entity type")
+async def type_versions(name: str, city: CityDep, _: Viewer) -> Response:
+    """The versions of a type, oldest first: who registered each, when, what it broke."""
+    return _json({"name": name, "versions": await city.broker.types.history(name)})
+
+
+@router.delete(
+    "/types/{name}",
+    status_code=204,
+    summary="Delete a run-time entity type",
+    responses=problem(409, "Entities of the type exist (listed), or it is built in"),
+)
+async def delete_type(name: str, city: CityDep, _: Admin) -> Response:
+    """Remove a type registered at run time that no entity has; its history stays."""
+    await city.broker.types.delete(name)
+    return Response(status_code=204)
 
 
 @router.get("/dead-letters", summary="Refused device messages")

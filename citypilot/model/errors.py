@@ -70,6 +70,14 @@ class AlreadyExists(CityPilotError):
     title = "Already exists"
 
 
+class Conflict(CityPilotError):
+    """The change conflicts with what is stored (e.g. a type change stored entities break)."""
+
+    status = 409
+    problem = "Conflict"
+    title = "Conflict"
+
+
 class PayloadTooLarge(CityPilotError):
     """The request body is over the configured limit."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from citypilot.model.errors import BadRequestData
@@ -105,11 +105,13 @@ class EntityType:
     commands: Mapping[str, CommandSpec] = field(default_factory=dict)
     #: Visible only to grants that name this type's department (CCTV, police units).
     restricted: bool = False
+    version: int = 1  # counts the registered declarations of this name (see type_changes)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape of this type, as served by the types API and read back by it."""
         return {
             "name": self.name,
+            "version": self.version,
             "department": self.department,
             "description": self.description,
             "dataModel": self.data_model,
@@ -199,6 +201,13 @@ def compile_checker(spec: AttributeSpec) -> Checker:
     return _CHECKER_BUILDERS[spec.value](spec)
 
 
+def with_common_attributes(entity_type: EntityType) -> EntityType:
+    """The type as the registry holds it: the common attributes merged under its own."""
+    from citypilot.model.builtin_types import COMMON_ATTRIBUTES
+
+    return replace(entity_type, attributes={**COMMON_ATTRIBUTES, **entity_type.attributes})
+
+
 class TypeRegistry:
     """All registered entity types, with compiled per-attribute checkers."""
 
@@ -218,18 +227,8 @@ class TypeRegistry:
 
     def register(self, entity_type: EntityType) -> None:
         """Add or replace a type; common attributes are merged into it."""
-        from citypilot.model.builtin_types import COMMON_ATTRIBUTES
-
-        attrs = {**COMMON_ATTRIBUTES, **entity_type.attributes}
-        merged = EntityType(
-            name=entity_type.name,
-            department=entity_type.department,
-            description=entity_type.description,
-            data_model=entity_type.data_model,
-            attributes=attrs,
-            commands=entity_type.commands,
-            restricted=entity_type.restricted,
-        )
+        merged = with_common_attributes(entity_type)
+        attrs = merged.attributes
         self._types[merged.name] = merged
         self._checkers[merged.name] = checkers = {
             name: self._personal_checker(spec, compile_checker(spec))
@@ -252,6 +251,10 @@ class TypeRegistry:
             return transform(personal, value, fn), num
 
         return checked
+
+    def remove(self, name: str) -> None:
+        """Forget a type (the caller made sure no entity has it)."""
+        del self._types[name], self._checkers[name], self._ingest[name]
 
     def get(self, name: object, field: str = "type") -> EntityType:
         """The registered type called ``name``; BadRequestData naming ``field`` otherwise."""
@@ -318,6 +321,9 @@ def entity_type_from_json(doc: Any, field: str = "body") -> EntityType:
             },
             description=str(cdoc.get("description", "")),
         )
+    version = doc.get("version", 1)
+    if type(version) is not int or version < 1:
+        raise BadRequestData(f"{field}.version must be a positive integer", f"{field}.version")
     return EntityType(
         name=name,
         department=department,
@@ -326,6 +332,7 @@ def entity_type_from_json(doc: Any, field: str = "body") -> EntityType:
         attributes=attributes,
         commands=commands,
         restricted=_flag_from_json(doc.get("restricted", False), f"{field}.restricted"),
+        version=version,
     )
 
 

@@ -257,8 +257,15 @@ class Store(Protocol):
         ``audit.MIN_RETENTION_DAYS``); return how many went."""
 
     # -- types registered at run time -------------------------------------
-    async def put_type(self, name: str, doc: dict[str, Any]) -> None:
-        """Keep a type registered at run time (its ``EntityType.to_json`` form)."""
+    async def put_type(self, name: str, doc: dict[str, Any], record: dict[str, Any]) -> None:
+        """Keep a type registered at run time (its ``EntityType.to_json`` form) and append
+        ``record`` (``record["version"]`` is its version) to its history, together."""
+
+    async def type_versions(self, name: str) -> list[dict[str, Any]]:
+        """The version records of a run-time type, oldest first (kept after deletion)."""
+
+    async def delete_type(self, name: str) -> None:
+        """Forget a run-time type's declaration (its version records stay)."""
 
     async def list_types(self) -> list[dict[str, Any]]:
         """Every type registered at run time."""

@@ -115,6 +115,9 @@ CREATE TABLE IF NOT EXISTS accounts (
 ALTER TABLE accounts ADD COLUMN IF NOT EXISTS grants jsonb NOT NULL DEFAULT '[]';
 CREATE TABLE IF NOT EXISTS device_keys (key_hash text PRIMARY KEY, name text NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS entity_types (name text PRIMARY KEY, doc jsonb NOT NULL);
+CREATE TABLE IF NOT EXISTS entity_type_versions (
+    name text NOT NULL, version integer NOT NULL, record jsonb NOT NULL,
+    PRIMARY KEY (name, version));
 """
 
 #: The audit log: rows may be added, never changed; only old ones may be deleted.
@@ -1187,12 +1190,34 @@ class PostgresStore:
 
     async def put_type(self, name: str, doc: dict[str, Any]) -> None:
         """Keep a type registered at run time, so it survives a restart."""
+
+    async def put_type(self, name: str, doc: dict[str, Any], record: dict[str, Any]) -> None:
+        """Keep a type's new declaration and append its version record, in one transaction."""
         async with self.pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO entity_types (name, doc) VALUES (%s, %s::jsonb)"
                 " ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
                 (name, orjson.dumps(doc).decode()),
             )
+            await conn.execute(
+                "INSERT INTO entity_type_versions (name, version, record)"
+                " VALUES (%s, %s, %s::jsonb)",
+                (name, record["version"], orjson.dumps(record).decode()),
+            )
+
+    async def type_versions(self, name: str) -> list[dict[str, Any]]:
+        """The version records of a run-time type, oldest first (kept after deletion)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT record::text FROM entity_type_versions WHERE name = %s ORDER BY version",
+                (name,),
+            )
+            return [orjson.loads(r[0]) for r in await cur.fetchall()]
+
+    async def delete_type(self, name: str) -> None:
+        """Forget a run-time type's declaration (its version records stay)."""
+        async with self.pool.connection() as conn:
+            await conn.execute("DELETE FROM entity_types WHERE name = %s", (name,))
 
     async def list_types(self) -> list[dict[str, Any]]:
         """Every type registered at run time."""

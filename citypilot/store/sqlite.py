@@ -86,6 +86,9 @@ CREATE TABLE IF NOT EXISTS accounts (
     disabled INTEGER NOT NULL DEFAULT 0, grants TEXT NOT NULL DEFAULT '[]');
 CREATE TABLE IF NOT EXISTS device_keys (key_hash TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS entity_types (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entity_type_versions (
+    name TEXT NOT NULL, version INTEGER NOT NULL, record TEXT NOT NULL,
+    PRIMARY KEY (name, version)) WITHOUT ROWID;
 """
 
 #: The audit log, in a file of its own (``audit.db``): its writes never queue behind
@@ -916,7 +919,36 @@ class SQLiteStore:
         await self._write(
             lambda conn: conn.execute(
                 "INSERT OR REPLACE INTO entity_types VALUES (?, ?)", (name, text)
+
+    async def put_type(self, name: str, doc: dict[str, Any], record: dict[str, Any]) -> None:
+        """Keep a type's new declaration and append its version record, in one transaction."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO entity_types VALUES (?, ?)",
+                (name, orjson.dumps(doc).decode()),
             )
+            conn.execute(
+                "INSERT INTO entity_type_versions VALUES (?, ?, ?)",
+                (name, record["version"], orjson.dumps(record).decode()),
+            )
+
+        await self._write(run)
+
+    async def type_versions(self, name: str) -> list[dict[str, Any]]:
+        """The version records of a run-time type, oldest first (kept after deletion)."""
+        rows = await self._read(
+            lambda conn: conn.execute(
+                "SELECT record FROM entity_type_versions WHERE name = ? ORDER BY version",
+                (name,),
+            ).fetchall()
+        )
+        return [orjson.loads(r[0]) for r in rows]
+
+    async def delete_type(self, name: str) -> None:
+        """Forget a run-time type's declaration (its version records stay)."""
+        await self._write(
+            lambda conn: conn.execute("DELETE FROM entity_types WHERE name = ?", (name,))
         )
 
     async def list_types(self) -> list[dict[str, Any]]:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from citypilot.store.base import Store
+from citypilot.store.postgres import PostgresStore
+from citypilot.store.sqlite import SQLiteStore
 from tests.conftest import require_service
 
 #: Where the test PostgreSQL server is; the user must be allowed to create databases.
@@ -27,6 +31,7 @@ STORE_TABLES = (
     "accounts",
     "device_keys",
     "entity_types",
+    "entity_type_versions",
 )
 
 
@@ -56,3 +61,12 @@ def postgres_db(postgres_dsn: str) -> str:
             tables = sql.SQL(", ").join(sql.Identifier(t) for t in STORE_TABLES)
             conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(tables))
     return postgres_dsn
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    """Makes (unopened) stores on one fresh database of the backend under test."""
+    if request.param == "sqlite":
+        return lambda: SQLiteStore(tmp_path / "city.db")
+    dsn = request.getfixturevalue("postgres_db")
+    return lambda: PostgresStore(dsn)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -33,7 +32,6 @@ from citypilot.store.base import (
 )
 from citypilot.store.postgres import PostgresStore
 from citypilot.store.query import parse_q
-from citypilot.store.sqlite import SQLiteStore
 
 REGISTRY = TypeRegistry(BUILTIN_TYPES)
 T0 = parse_instant("2024-05-01T10:00:00Z", "T0")
@@ -89,15 +87,6 @@ def ids(entities: list[Entity]) -> list[str]:
 def lid(n: int) -> str:
     """Id of streetlight ``n``."""
     return f"urn:ngsi-ld:Streetlight:{n:03d}"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
-    """Makes (unopened) stores on one fresh database of the backend under test."""
-    if request.param == "sqlite":
-        return lambda: SQLiteStore(tmp_path / "city.db")
-    dsn = request.getfixturevalue("postgres_db")
-    return lambda: PostgresStore(dsn)
 
 
 @pytest.fixture
@@ -667,12 +656,19 @@ async def test_accounts_and_device_keys(store: Store) -> None:
 
 async def test_types_registered_at_run_time(store: Store) -> None:
     assert await store.list_types() == []
-    kiosk = {"name": "Kiosk", "attributes": {"status": {"kind": "Property", "value": "string"}}}
-    await store.put_type("Kiosk", kiosk)
-    await store.put_type("Bench", {"name": "Bench", "attributes": {}})
-    changed = {**kiosk, "description": "A newsstand"}
-    await store.put_type("Kiosk", changed)
-    assert await store.list_types() == [{"name": "Bench", "attributes": {}}, changed]
+    kiosk = {"name": "Kiosk", "version": 1, "attributes": {"status": {"value": "string"}}}
+    await store.put_type("Kiosk", kiosk, {"version": 1, "type": kiosk})
+    bench = {"name": "Bench", "version": 1, "attributes": {}}
+    await store.put_type("Bench", bench, {"version": 1, "type": bench})
+    changed = {**kiosk, "version": 2, "description": "A newsstand"}
+    await store.put_type("Kiosk", changed, {"version": 2, "type": changed, "forced": True})
+    assert await store.list_types() == [bench, changed]
+    history = [{"version": 1, "type": kiosk}, {"version": 2, "type": changed, "forced": True}]
+    assert await store.type_versions("Kiosk") == history
+    await store.delete_type("Kiosk")
+    assert await store.list_types() == [bench]
+    assert await store.type_versions("Kiosk") == history  # the history outlives the type
+    assert await store.type_versions("Tram") == []
 
 
 # -- PostgreSQL only: several processes on one database, partitions ----------------
