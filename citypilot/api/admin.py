@@ -11,7 +11,15 @@ from starlette.responses import Response
 from citypilot.api.audit import note_change
 from citypilot.api.body import read_json
 from citypilot.api.deps import Admin, CityDep, Viewer
-from citypilot.api.openapi import answer, json_body, problem
+from citypilot.api.openapi import (
+    DEAD_LETTERS_SCHEMA,
+    ENTITY_TYPE_SCHEMA,
+    TYPE_VERSIONS_SCHEMA,
+    answer,
+    array_of,
+    json_body,
+    problem,
+)
 from citypilot.model.errors import Forbidden, ResourceNotFound
 from citypilot.model.timeutil import format_instant
 from citypilot.security.scopes import effective_grants
@@ -23,13 +31,21 @@ def _json(body: object, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status, media_type="application/json")
 
 
-@router.get("/types", summary="Registered entity types")
+@router.get(
+    "/types",
+    summary="Registered entity types",
+    responses=answer(200, "Every type", array_of(ENTITY_TYPE_SCHEMA)),
+)
 async def list_types(city: CityDep, _: Viewer) -> Response:
     """Every registered type with its attributes, units, ranges and commands."""
     return _json([t.to_json() for t in city.broker.registry])
 
 
-@router.get("/types/{name}", summary="One entity type")
+@router.get(
+    "/types/{name}",
+    summary="One entity type",
+    responses=answer(200, "The type", ENTITY_TYPE_SCHEMA),
+)
 async def get_type(name: str, city: CityDep, _: Viewer) -> Response:
     """One registered type."""
     if name not in city.broker.registry:
@@ -45,7 +61,8 @@ _TYPE_BODY = {"type": "object", "required": ["name", "department"]}
     status_code=201,
     summary="Register an entity type, or a new version of one",
     responses={
-        **answer(200, "A new version of the type (or the same declaration again)", {}),
+        **answer(201, "The new type, at version 1", ENTITY_TYPE_SCHEMA),
+        **answer(200, "A new version (or the same declaration again)", ENTITY_TYPE_SCHEMA),
         **problem(409, "The change breaks stored entities (listed), or narrows a built-in"),
     },
     openapi_extra=json_body(_TYPE_BODY),
@@ -72,7 +89,11 @@ async def register_type(
     return _json(entity_type.to_json(), 201 if created else 200)
 
 
-@router.get("/types/{name}/versions", summary="Every version of an entity type")
+@router.get(
+    "/types/{name}/versions",
+    summary="Every version of an entity type",
+    responses=answer(200, "The versions, oldest first", TYPE_VERSIONS_SCHEMA),
+)
 async def type_versions(name: str, city: CityDep, _: Viewer) -> Response:
     """The versions of a type, oldest first: who registered each, when, what it broke."""
     return _json({"name": name, "versions": await city.broker.types.history(name)})
@@ -90,7 +111,11 @@ async def delete_type(name: str, city: CityDep, _: Admin) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/dead-letters", summary="Refused device messages")
+@router.get(
+    "/dead-letters",
+    summary="Refused device messages",
+    responses=answer(200, "A page of dead letters", DEAD_LETTERS_SCHEMA),
+)
 async def dead_letters(
     city: CityDep,
     who: Viewer,

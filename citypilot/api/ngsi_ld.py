@@ -14,6 +14,7 @@ from citypilot.api.deps import CityDep, Operator, Viewer, access
 from citypilot.api.openapi import (
     ATTRS_RESULT_SCHEMA,
     BATCH_RESULT_SCHEMA,
+    ENTITY_OUT_SCHEMA,
     ENTITY_SCHEMA,
     FRAGMENT_SCHEMA,
     answer,
@@ -188,7 +189,11 @@ async def create_entity(request: Request, city: CityDep, who: Operator) -> Respo
     return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/entities/{entity.id}"})
 
 
-@router.get("/entities", summary="Query entities")
+@router.get(
+    "/entities",
+    summary="Query entities",
+    responses=answer(200, "A page of entities", array_of(ENTITY_OUT_SCHEMA)),
+)
 async def query_entities(
     request: Request,
     city: CityDep,
@@ -245,7 +250,11 @@ async def query_entities(
     return _json(body, headers=headers, media_type=media)
 
 
-@router.get("/entities/{entity_id}", summary="Read an entity")
+@router.get(
+    "/entities/{entity_id}",
+    summary="Read an entity",
+    responses=answer(200, "The entity", ENTITY_OUT_SCHEMA),
+)
 async def get_entity(
     request: Request,
     entity_id: str,

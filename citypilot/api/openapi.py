@@ -23,6 +23,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
 from citypilot.api.problems import PROBLEM_JSON
+from citypilot.model.types import ATTR_KINDS, VALUE_KINDS
 from citypilot.security.roles import ROLES
 
 _ATTRIBUTE = {
@@ -114,6 +115,86 @@ INGEST_RESULT_SCHEMA: dict[str, Any] = {
         "readings": {"type": "integer"},
         "errors": BATCH_RESULT_SCHEMA["properties"]["errors"],
     },
+}
+
+
+_STRING = {"type": "string"}
+_STRINGS = {"type": "array", "items": _STRING}
+_ATTRIBUTE_SPEC: dict[str, Any] = {
+    "type": "object",
+    "required": ["kind", "value"],
+    "properties": {
+        "kind": {"enum": sorted(ATTR_KINDS)},
+        "value": {"enum": sorted(VALUE_KINDS)},
+        "unit": _STRING,
+        "minimum": {"type": "number"},
+        "maximum": {"type": "number"},
+        "choices": _STRINGS,
+        "description": _STRING,
+        "target": _STRING,
+    },
+}
+ENTITY_TYPE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "version", "department", "attributes", "commands"],
+    "properties": {
+        "name": _STRING,
+        "version": {"type": "integer", "minimum": 1},
+        "department": _STRING,
+        "description": _STRING,
+        "dataModel": {"type": ["string", "null"]},
+        "attributes": {"type": "object", "additionalProperties": _ATTRIBUTE_SPEC},
+        "commands": {"type": "object"},
+    },
+}
+TYPE_VERSIONS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "versions"],
+    "properties": {
+        "name": _STRING,
+        "versions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["version", "registeredAt", "registeredBy", "forced", "type"],
+                "properties": {
+                    "version": {"type": "integer", "minimum": 1},
+                    "registeredAt": {"type": ["string", "null"]},
+                    "registeredBy": {"type": ["string", "null"]},
+                    "forced": {"type": "boolean"},
+                    "breaks": {"type": "array"},
+                    "type": ENTITY_TYPE_SCHEMA,
+                },
+            },
+        },
+    },
+}
+DEAD_LETTERS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["total", "items"],
+    "properties": {
+        "total": {"type": "integer"},
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "receivedAt", "source", "reason", "payload"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "receivedAt": _STRING,
+                    "source": _STRING,
+                    "reason": _STRING,
+                    "field": {"type": ["string", "null"]},
+                    "payload": _STRING,
+                },
+            },
+        },
+    },
+}
+ENTITY_OUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "type"],
+    "properties": {"id": _STRING, "type": _STRING},
 }
 
 

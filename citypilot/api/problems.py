@@ -39,15 +39,21 @@ def problem_response(error: CityPilotError, headers: dict[str, str] | None = Non
     )
 
 
-def allowed_methods(app: Starlette, path: str) -> set[str]:
-    """Every method the app's routes answer at ``path`` (HEAD wherever GET is)."""
+def allowed_methods(app: Starlette, path: str) -> tuple[set[str], bool]:
+    """Every method the app's routes answer at ``path`` (HEAD wherever GET is), and
+    whether ``path`` is under one of the API's prefixes (``/api``, ``/ngsi-ld``)."""
     methods: set[str] = set()
+    top = "/" + path.lstrip("/").split("/", 1)[0]
+    under_api = False
     for route in iter_route_contexts(app.router.routes):
-        if route.methods and route.path_regex.match(path):
+        if not route.methods:
+            continue
+        if route.path_regex.match(path):
             methods |= route.methods
+        under_api = under_api or (top != "/" and route.path.startswith(top + "/"))
     if "GET" in methods:
         methods.add("HEAD")
-    return methods
+    return methods, under_api
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -69,9 +75,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         status, headers = exc.status_code, dict(exc.headers or {})
         if status in (404, 405):
-            allowed = allowed_methods(request.app, request.url.path)
+            allowed, under_api = allowed_methods(request.app, request.url.path)
             if allowed and request.method not in allowed:
                 status, headers["Allow"] = 405, ", ".join(sorted(allowed))
+            elif status == 405 and under_api:  # no such API resource, whatever the method
+                status = 404
             elif status == 405:  # a static file of the console
                 headers["Allow"] = "GET, HEAD"
         title = HTTPStatus(status).phrase

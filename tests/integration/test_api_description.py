@@ -81,6 +81,7 @@ def test_a_bad_parameter_is_400_not_422(server: Server):
         ("POST", "/docs", "GET, HEAD"),
         ("TRACE", "/", "GET, HEAD"),
         ("TRACE", "/no/such/page", "GET, HEAD"),
+        ("TRACE", "/docs/assets/swagger-ui.css", "GET, HEAD"),
     ],
 )
 def test_a_wrong_method_is_405_with_allow(server: Server, method: str, path: str, allow: str):
@@ -126,3 +127,14 @@ def test_the_explorer_loads_from_the_server_alone(server: Server):
             .headers["content-type"]
             .startswith(("application/javascript", "text/javascript"))
         )
+
+
+@pytest.mark.parametrize(
+    "path", [f"{NGSI}/entities/", f"{NGSI}/no-such-thing", "/api/v1/types/A/B/C"]
+)
+def test_no_such_api_path_is_404_whatever_the_method(server: Server, path: str):
+    with server.client(ADMIN) as admin:
+        for method in ("GET", "DELETE", "TRACE"):
+            r = admin.request(method, path)
+            assert r.status_code == 404, (method, r.text)
+            assert r.headers["content-type"] == "application/problem+json"
