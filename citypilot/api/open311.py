@@ -21,6 +21,7 @@ from starlette.responses import Response
 from citypilot.api.body import media_type, read_body
 from citypilot.api.deps import City, city_of
 from citypilot.api.open311_format import FORMATS, Format, document, errors
+from citypilot.api.openapi import answer, error_content
 from citypilot.model.entity import Entity
 from citypilot.model.errors import (
     BadRequestData,
@@ -39,6 +40,19 @@ from citypilot.ops.service_requests import (
 from citypilot.security.tokens import hash_device_key
 
 router = APIRouter(prefix="/open311", tags=["Open311"])
+#: In the OpenAPI description: answers in either format, errors as GeoReport lists.
+_ANSWERS = answer(200, "Successful Response", media="text/xml")
+_ERROR_LIST = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["code", "description"],
+        "properties": {"code": {"type": "integer"}, "description": {"type": "string"}},
+    },
+}
+_ERRORS = error_content(
+    {"application/json": {"schema": _ERROR_LIST}, "text/xml": {"schema": {"type": "string"}}}
+)
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 CHANGESET = "2026-12-01T00:00:00Z"
 
@@ -146,8 +160,18 @@ def _discovery(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/discovery.{fmt}", summary="Open311 service discovery")
-@router.get("/v2/discovery.{fmt}", summary="Open311 service discovery (under v2)")
+@router.get(
+    "/discovery.{fmt}",
+    summary="Open311 service discovery",
+    responses=_ANSWERS,
+    openapi_extra=_ERRORS,
+)
+@router.get(
+    "/v2/discovery.{fmt}",
+    summary="Open311 service discovery (under v2)",
+    responses=_ANSWERS,
+    openapi_extra=_ERRORS,
+)
 async def discovery(fmt: str, request: Request) -> Response:
     """Where the GeoReport v2 endpoint is and which formats it speaks."""
 
@@ -157,7 +181,12 @@ async def discovery(fmt: str, request: Request) -> Response:
     return await _answer(fmt, build)
 
 
-@router.get("/v2/services.{fmt}", summary="Open311: the services citizens can report")
+@router.get(
+    "/v2/services.{fmt}",
+    summary="Open311: the services citizens can report",
+    responses=_ANSWERS,
+    openapi_extra=_ERRORS,
+)
 async def services(fmt: str, request: Request, jurisdiction_id: str | None = None) -> Response:
     """Every service of the desk (the same catalogue in each municipality)."""
 
@@ -170,7 +199,12 @@ async def services(fmt: str, request: Request, jurisdiction_id: str | None = Non
     return await _answer(fmt, build)
 
 
-@router.get("/v2/services/{service_code}.{fmt}", summary="Open311: one service's definition")
+@router.get(
+    "/v2/services/{service_code}.{fmt}",
+    summary="Open311: one service's definition",
+    responses=_ANSWERS,
+    openapi_extra=_ERRORS,
+)
 async def service_definition(
     service_code: str, fmt: str, request: Request, jurisdiction_id: str | None = None
 ) -> Response:
@@ -259,7 +293,14 @@ _REQUEST_BODY = {
 
 
 @router.post(
-    "/v2/requests.{fmt}", summary="Open311: post a service request", openapi_extra=_REQUEST_BODY
+    "/v2/requests.{fmt}",
+    summary="Open311: post a service request",
+    status_code=201,
+    responses={
+        **answer(201, "The new request's id and token", media="text/xml"),
+        **answer(403, "api_key is missing or not valid"),
+    },
+    openapi_extra={**_REQUEST_BODY, **_ERRORS},
 )
 async def post_request(fmt: str, request: Request) -> Response:
     """Create a request: an id at once (and a token to find it again)."""
@@ -286,7 +327,12 @@ def _listed(text: str | None) -> list[str]:
     return [p.strip() for p in (text or "").split(",") if p.strip()]
 
 
-@router.get("/v2/requests.{fmt}", summary="Open311: find service requests")
+@router.get(
+    "/v2/requests.{fmt}",
+    summary="Open311: find service requests",
+    responses=_ANSWERS,
+    openapi_extra=_ERRORS,
+)
 async def get_requests(
     fmt: str,
     request: Request,
@@ -314,7 +360,12 @@ async def get_requests(
     return await _answer(fmt, build)
 
 
-@router.get("/v2/requests/{service_request_id}.{fmt}", summary="Open311: one service request")
+@router.get(
+    "/v2/requests/{service_request_id}.{fmt}",
+    summary="Open311: one service request",
+    responses=_ANSWERS,
+    openapi_extra=_ERRORS,
+)
 async def get_request(
     service_request_id: str, fmt: str, request: Request, jurisdiction_id: str | None = None
 ) -> Response:
@@ -328,7 +379,12 @@ async def get_request(
     return await _answer(fmt, build)
 
 
-@router.get("/v2/tokens/{token}.{fmt}", summary="Open311: the request behind a token")
+@router.get(
+    "/v2/tokens/{token}.{fmt}",
+    summary="Open311: the request behind a token",
+    responses=_ANSWERS,
+    openapi_extra=_ERRORS,
+)
 async def get_token(
     token: str, fmt: str, request: Request, jurisdiction_id: str | None = None
 ) -> Response:

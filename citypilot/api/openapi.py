@@ -345,14 +345,28 @@ def _inferred_errors(operation: dict[str, Any], access: Access | None) -> list[i
     return statuses
 
 
+ERRORS_EXTENSION = "x-citypilot-error-content"
+
+
+def error_content(content: dict[str, Any]) -> dict[str, Any]:
+    """``openapi_extra`` for a route whose errors are not ProblemDetails (a standard of
+    its own, e.g. Open311): the content of each of its error answers."""
+    return {ERRORS_EXTENSION: content}
+
+
 def _describe_operation(operation: dict[str, Any], access: Access | None) -> None:
     responses = operation.setdefault("responses", {})
     responses.pop("422", None)
     for status in _inferred_errors(operation, access):
         responses.setdefault(str(status), {"description": _ERROR_DESCRIPTIONS[status]})
+    for param in operation.get("parameters", []):
+        schema = param.get("schema", {})
+        if param["in"] == "path" and schema.get("type") == "string":
+            schema.setdefault("minLength", 1)  # a path segment is never empty
+    errors = operation.pop(ERRORS_EXTENSION, {PROBLEM_JSON: {"schema": PROBLEM_REF}})
     for status, response in responses.items():
         if status[0] in "45" and "content" not in response:
-            response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_REF}}
+            response["content"] = errors
     if access is None:
         operation["security"] = []
     else:

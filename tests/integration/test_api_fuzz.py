@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import ADMIN, Server
 
 #: Examples per operation, by credential (without one, every gated operation is a 401).
-MAX_EXAMPLES = {"admin": 20, "anonymous": 5}
+MAX_EXAMPLES = {"admin": 15, "anonymous": 4}
 SEED = 20261201
 #: What the description promises and the server must keep.
 CHECKS = (
@@ -45,6 +45,11 @@ def run_schemathesis(server: Server, who: str, tmp_path: Path) -> str:
         str(MAX_EXAMPLES[who]),
         "--seed",
         str(SEED),
+        # Not the stateful phase: it follows links it infers between operations and fills
+        # path parameters from answers, e.g. an empty id that makes
+        # POST /ngsi-ld/v1/entities/{id}/attrs the path of entity "attrs" (rightly 405).
+        "--phases",
+        "examples,coverage,fuzzing",
         "--workers",
         "1",
         "--generation-database",

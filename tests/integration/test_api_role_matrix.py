@@ -2,9 +2,10 @@
 one the operation's declared security (``security``, ``x-citypilot-role``) implies.
 
 The operations come from the description itself, so a new endpoint is covered the day
-it is added. Each request is harmless: path parameters name nothing that exists and a
-JSON body is ``{}``, so an admitted caller gets a 2xx or a 4xx other than 401/403 and
-nothing is changed.
+it is added. A public operation must answer every caller as it answers one without
+credential (it ignores bearer tokens and device keys). Each request is harmless: path
+parameters name nothing that exists and a JSON body is ``{}``, so an admitted caller
+gets a 2xx or a 4xx other than 401/403 and nothing is changed.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tests.conftest import ADMIN, DEVICE_KEY, OPERATOR, VIEWER, Server
 
 ABSENT = "urn:ngsi-ld:Streetlight:role-matrix-absent"
 ALLOWED = "allowed"  # any answer but 401 and 403
+PUBLIC = "as without credential"  # a public operation ignores credentials
 
 
 def _description() -> dict[str, Any]:
@@ -52,13 +54,13 @@ def _schemes(op: dict[str, Any]) -> set[str]:
 
 
 def _no_credential(op: dict[str, Any]) -> str | int:
-    return 401 if op["security"] else ALLOWED
+    return 401 if op["security"] else PUBLIC
 
 
 def _person(role: str) -> Callable[[dict[str, Any]], str | int]:
     def expect(op: dict[str, Any]) -> str | int:
         if not op["security"]:
-            return ALLOWED
+            return PUBLIC
         if "bearerAuth" not in _schemes(op):
             return 401
         return ALLOWED if role_allows(role, op["x-citypilot-role"]) else 403
@@ -68,7 +70,7 @@ def _person(role: str) -> Callable[[dict[str, Any]], str | int]:
 
 def _device(op: dict[str, Any]) -> str | int:
     if not op["security"]:
-        return ALLOWED
+        return PUBLIC
     return ALLOWED if "deviceKey" in _schemes(op) else 401
 
 
@@ -118,7 +120,9 @@ def _request(server: Server, method: str, path: str, op: dict[str, Any]) -> http
     return httpx.Request(method, server.url + path, **kwargs)
 
 
-def _outcome(response: httpx.Response) -> str | int:
+def _outcome(response: httpx.Response, expected: str | int, anonymous: int) -> str | int:
+    if expected == PUBLIC:
+        return PUBLIC if response.status_code == anonymous else response.status_code
     return response.status_code if response.status_code in (401, 403) else ALLOWED
 
 
@@ -130,14 +134,16 @@ def test_each_caller_gets_what_the_description_declares(
 ):
     wrong = {}
     with httpx.Client(timeout=30) as client:
+        anonymous = client.send(_request(server, method, path, op)).status_code
         for name, caller in CALLERS.items():
             request = _request(server, method, path, op)
             request.headers.update(caller.headers(server))
             response = client.send(request)
             assert response.status_code < 500, (name, response.text)
-            if _outcome(response) != caller.expect(op):
+            expected = caller.expect(op)
+            if _outcome(response, expected, anonymous) != expected:
                 wrong[name] = (response.status_code, response.text[:200])
-            elif response.status_code in (401, 403):
+            elif expected != PUBLIC and response.status_code in (401, 403):
                 assert response.headers["content-type"] == "application/problem+json"
     assert not wrong, f"expected {[(n, c.expect(op)) for n, c in CALLERS.items()]}: {wrong}"
 
