@@ -33,14 +33,16 @@ def test_the_explorer_shows_every_operation_offline(server: Server, browser) -> 
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
         page.goto(server.url + "/docs")
-        expect(page.locator(".opblock").first).to_be_visible()
+        expect(page.locator(".opblock").first).to_be_visible(timeout=TIMEOUT_MS)
         operations = sum(
             len(ops)
             for ops in page.request.get(server.url + "/openapi.json").json()["paths"].values()
         )
-        expect(page.locator(".opblock")).to_have_count(operations)
-        expect(page.get_by_text("/api/v1/types/{name}/versions")).to_be_visible()
-        expect(page.locator("button.authorize")).to_be_visible()  # the security schemes
+        expect(page.locator(".opblock")).to_have_count(operations, timeout=TIMEOUT_MS)
+        expect(page.get_by_text("/api/v1/types/{name}/versions")).to_be_visible(timeout=TIMEOUT_MS)
+        expect(page.locator("button.authorize")).to_be_visible(
+            timeout=TIMEOUT_MS
+        )  # the security schemes
     finally:
         context.close()
     assert not errors, errors
