@@ -1188,9 +1188,6 @@ class PostgresStore:
             cur = await conn.execute("DELETE FROM audit_log WHERE at < %s", (before,))
             return cur.rowcount
 
-    async def put_type(self, name: str, doc: dict[str, Any]) -> None:
-        """Keep a type registered at run time, so it survives a restart."""
-
     async def put_type(self, name: str, doc: dict[str, Any], record: dict[str, Any]) -> None:
         """Keep a type's new declaration and append its version record, in one transaction."""
         async with self.pool.connection() as conn:

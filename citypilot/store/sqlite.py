@@ -913,13 +913,6 @@ class SQLiteStore:
             lambda conn: conn.execute("DELETE FROM audit_log WHERE at < ?", (before,)).rowcount
         )
 
-    async def put_type(self, name: str, doc: dict[str, Any]) -> None:
-        """Keep a type registered at run time, so it survives a restart."""
-        text = orjson.dumps(doc).decode()
-        await self._write(
-            lambda conn: conn.execute(
-                "INSERT OR REPLACE INTO entity_types VALUES (?, ?)", (name, text)
-
     async def put_type(self, name: str, doc: dict[str, Any], record: dict[str, Any]) -> None:
         """Keep a type's new declaration and append its version record, in one transaction."""
 
