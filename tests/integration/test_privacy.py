@@ -18,7 +18,6 @@ from tests.integration import test_store_contract as contract
 from tests.integration.test_store_contract import NOW, T0, iso, make, observe
 
 NGSI = "/ngsi-ld/v1"
-store_factory = contract.store_factory
 store = contract.store
 READER = "urn:ngsi-ld:AccessPoint:{}"
 

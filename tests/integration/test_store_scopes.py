@@ -17,7 +17,6 @@ from tests.integration import test_store_contract as contract
 from tests.integration.test_store_contract import NOW, REGISTRY, fragment, lid, light, make
 
 #: The store contract's fixtures: every test here runs on SQLite and on PostgreSQL.
-store_factory = contract.store_factory
 store = contract.store
 
 MUNI_A = "urn:ngsi-ld:Municipality:A"
