@@ -19,6 +19,7 @@ from citypilot.bus.base import EventBus
 from citypilot.model.entity import Attribute, Entity, parse_attributes, parse_entity
 from citypilot.model.errors import AlreadyExists, BadRequestData, CityPilotError, ResourceNotFound
 from citypilot.model.ids import check_entity_id
+from citypilot.model.json_limits import dumps_anything
 from citypilot.model.observation import Reading, parse_observation
 from citypilot.model.timeutil import MAX_FUTURE_SKEW_S, format_instant
 from citypilot.model.types import TypeRegistry, entity_type_from_json
@@ -74,6 +75,12 @@ def _change_head(entity_id: str, ref: EntityRef | None, observed_at: Any) -> dic
         "lon": ref.lon if ref else None,
         "lat": ref.lat if ref else None,
     }
+
+
+def unusable(exc: Exception, where: str) -> BadRequestData:
+    """The refusal of an item that failed in an unexpected way (kept as a dead letter)."""
+    reason = str(exc)[:200] or type(exc).__name__
+    return BadRequestData(f"{where} could not be processed: {reason}", where)
 
 
 def _item_id(raw: Any) -> str | None:
@@ -338,6 +345,8 @@ class Broker:
                 )
             except CityPilotError as exc:
                 result.errors.append(ItemError(i, _item_id(raw), exc))
+            except Exception as exc:  # whatever the cause, one item never fails the batch
+                result.errors.append(ItemError(i, _item_id(raw), unusable(exc, f"[{pos[i]}]")))
         refs = await self.store.lookup({readings[0].entity_id for _, readings in per_item})
         good: list[Reading] = []
         for i, readings in per_item:
@@ -393,7 +402,7 @@ class Broker:
             if raw_items is not None:
                 payload = raw_items[err.index].decode("utf-8", "replace")
             else:
-                payload = orjson.dumps(items[err.index], default=str).decode()
+                payload = dumps_anything(items[err.index]).decode()
             where = source if sources is None else sources[err.index]
             letters.append(DeadLetter(now, where, err.error.detail, err.error.field, payload))
         await self.store.add_dead_letters(letters)

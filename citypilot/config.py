@@ -46,6 +46,17 @@ class Settings(BaseSettings):
         None, description="TOML catalogue of the 311 desk's services (default: the shipped one)"
     )
     stream_interval_ms: int = Field(250, ge=20, le=10_000)
+    # -- bounds on untrusted input (docs/configuration.md, "Limits") --
+    max_json_depth: int = Field(
+        64, ge=4, le=200, description="Deepest nesting of a JSON document (HTTP, MQTT)"
+    )
+    max_inflight_requests: int = Field(
+        32, ge=1, description="Ingest and batch write requests in flight per process (503 past)"
+    )
+    max_inflight_bytes: int = Field(
+        128 * 1024 * 1024, ge=1024, description="Their body bytes in flight per process"
+    )
+    overload_retry_after_s: int = Field(1, ge=1, le=3600, description="Retry-After of a 503")
     log_level: str = "info"
     # -- retention (see docs/privacy.md and docs/security.md) --
     audit_retention_days: int = Field(
@@ -102,7 +113,9 @@ class Settings(BaseSettings):
             return self.jwt_secret
         path = self.data_path / "jwt-secret"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            from citypilot.store.files import private_dir
+
+            private_dir(path.parent)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_urlsafe(48))

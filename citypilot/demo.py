@@ -27,6 +27,7 @@ import orjson
 from rich.console import Console
 
 from citypilot.config import Settings
+from citypilot.store.files import private_dir
 
 console = Console(stderr=True)
 DEMO_USER, DEMO_PASSWORD = "demo", "demo-operator"
@@ -93,7 +94,7 @@ def prepare_city(
             )
         console.print(f"Resuming the demo city in {data}")
         return record
-    data.mkdir(parents=True, exist_ok=True)
+    private_dir(data)
     with console.status(f"Generating the city (seed {seed}, scale {scale}) …"):
         city = generate_city(seed, scale)
         write_layers(city, data / "layers")

@@ -20,6 +20,7 @@ from citypilot.api.openapi import (
     json_body,
     problem,
 )
+from citypilot.api.paging import Offset
 from citypilot.model.errors import Forbidden, ResourceNotFound
 from citypilot.model.timeutil import format_instant
 from citypilot.security.scopes import effective_grants
@@ -120,7 +121,7 @@ async def dead_letters(
     city: CityDep,
     who: Viewer,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Response:
     """Messages that failed validation, newest first, with reason and raw payload."""
     if not any(g.is_metropole for g in effective_grants(who.role, who.grants)):

@@ -23,6 +23,7 @@ from citypilot.api import (
     service_requests,
     stream,
 )
+from citypilot.api.backpressure import InflightLimit
 from citypilot.api.context import router as context_router
 from citypilot.api.deps import City
 from citypilot.api.entity_cache import EntityCache
@@ -78,7 +79,12 @@ async def running_city(settings: Settings) -> AsyncIterator[City]:
     if settings.mqtt_url and settings.bus == "memory":
         from citypilot.ingest.mqtt import MqttIngest
 
-        adapter = MqttIngest(settings.mqtt_url, settings.mqtt_topic_root, broker)
+        adapter = MqttIngest(
+            settings.mqtt_url,
+            settings.mqtt_topic_root,
+            broker,
+            max_json_depth=settings.max_json_depth,
+        )
         await adapter.start()
         adapters.append(adapter)
         city.components["mqtt"] = adapter
@@ -135,6 +141,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.add_middleware(metrics.HttpMetricsMiddleware)
     install_openapi(app)
     install_explorer(app)
+    app.add_middleware(
+        InflightLimit,
+        max_requests=settings.max_inflight_requests,
+        max_bytes=settings.max_inflight_bytes,
+        retry_after_s=settings.overload_retry_after_s,
+    )
     for router in (
         audit.router,
         ngsi_ld.router,

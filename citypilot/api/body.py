@@ -1,4 +1,4 @@
-"""Reading request bodies: size limit, content type, JSON or NDJSON."""
+"""Reading request bodies: size limit, content type, JSON (bounded nesting) or NDJSON."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import orjson
 from fastapi import Request
 
 from citypilot.model.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from citypilot.model.json_limits import DEFAULT_MAX_DEPTH, check_depth
 
 JSON_TYPES = ("application/json", "application/ld+json")
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl")
@@ -32,22 +33,28 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_json(body: bytes) -> Any:
-    """Parse a JSON body; InvalidRequest saying where it breaks."""
+def parse_json(body: bytes, max_depth: int | None = DEFAULT_MAX_DEPTH) -> Any:
+    """Parse a JSON body nesting at most ``max_depth`` levels (None: the caller checks);
+    InvalidRequest saying where it breaks, BadRequestData naming where it nests too deep."""
     if not body:
         raise InvalidRequest("the body is empty; a JSON document is expected", "body")
     try:
-        return orjson.loads(body)
+        doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}", "body") from None
+    if max_depth is not None:
+        check_depth(body, doc, max_depth)
+    return doc
 
 
 async def read_json(request: Request, limit: int) -> Any:
-    """Read and parse a JSON or JSON-LD body (415 for any other content type)."""
+    """Read and parse a JSON or JSON-LD body (415 for any other content type), nesting
+    at most ``max_json_depth`` levels (the setting)."""
     kind = media_type(request)
     if kind not in JSON_TYPES:
         raise UnsupportedMediaType(
             f"Content-Type must be application/json or application/ld+json, not {kind!r}",
             "Content-Type",
         )
-    return parse_json(await read_body(request, limit))
+    depth = request.app.state.city.settings.max_json_depth
+    return parse_json(await read_body(request, limit), depth)

@@ -17,16 +17,21 @@ from citypilot.model.timeutil import format_instant, parse_instant
 from citypilot.store.base import HistoryQuery
 
 router = APIRouter(prefix="/api/v1/history", tags=["history"])
-_BUCKET = re.compile(r"^(\d+)(s|m|h|d)$")
+_BUCKET = re.compile(r"^(\d{1,12})(s|m|h|d)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: Widest bucket: 100 years (far wider than any stored range; no store overflows).
+MAX_BUCKET_S = 36_500 * 86_400
 
 
 def parse_bucket(text: str) -> int:
-    """A bucket width like ``15m`` or ``1h`` in seconds."""
+    """A bucket width like ``15m`` or ``1h`` in seconds (at most MAX_BUCKET_S)."""
     match = _BUCKET.match(text)
     if match is None or int(match.group(1)) == 0:
         raise BadRequestData("bucket must be a number and a unit: 30s, 15m, 1h, 1d", "bucket")
-    return int(match.group(1)) * _UNIT_S[match.group(2)]
+    width = int(match.group(1)) * _UNIT_S[match.group(2)]
+    if width > MAX_BUCKET_S:
+        raise BadRequestData(f"bucket is wider than {MAX_BUCKET_S // 86400} days", "bucket")
+    return width
 
 
 @router.get("/{entity_id}", summary="Attribute history of an entity")

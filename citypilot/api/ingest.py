@@ -22,23 +22,27 @@ from citypilot.model.errors import (
     Forbidden,
     UnsupportedMediaType,
 )
+from citypilot.model.json_limits import check_depth, depth_error, max_depth, too_deep_at
 from citypilot.security.tokens import Principal
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 _DEAD_LETTER_PAYLOAD_MAX = 65_536
 
 
-def _ndjson(body: bytes) -> tuple[list, list[bytes], list[ItemError]]:
-    """Parse NDJSON lines; a line that is not JSON becomes an item error, not a failure."""
+def _ndjson(body: bytes, max_depth: int) -> tuple[list, list[bytes], list[ItemError]]:
+    """Parse NDJSON lines; a line that is not JSON, or nests too deep, becomes an item
+    error, not a failure."""
     items, raws, errors = [], [], []
     for line in body.split(b"\n"):
         line = line.strip()
         if not line:
             continue
+        index = len(items)
         try:
-            items.append(orjson.loads(line))
+            doc = orjson.loads(line)
+            check_depth(line, doc, max_depth, f"[{index}]")
+            items.append(doc)
         except orjson.JSONDecodeError as exc:
-            index = len(items)
             items.append(None)
             errors.append(
                 ItemError(
@@ -47,6 +51,9 @@ def _ndjson(body: bytes) -> tuple[list, list[bytes], list[ItemError]]:
                     BadRequestData(f"line {index + 1} is not valid JSON: {exc}", f"[{index}]"),
                 )
             )
+        except CityPilotError as exc:
+            items.append(None)
+            errors.append(ItemError(index, None, exc))
         raws.append(line)
     return items, raws, errors
 
@@ -71,6 +78,18 @@ async def refused_by_scope(
             err = Forbidden(f"{where}: {entity_id} is outside the scopes of {who.name!r}", where)
             refused.append(ItemError(i, entity_id, err))
     return refused
+
+
+def _too_deep_items(body: bytes, items: list, limit: int) -> list[ItemError]:
+    """The items of a JSON array body that nest deeper than ``limit`` (the array is a level)."""
+    if max_depth(body, limit) <= limit:
+        return []
+    errors = []
+    for i, item in enumerate(items):
+        path = too_deep_at(item, limit - 1, f"[{i}]")
+        if path is not None:
+            errors.append(ItemError(i, None, depth_error(path, limit)))
+    return errors
 
 
 @router.post(
@@ -98,11 +117,15 @@ async def ingest(request: Request, city: CityDep, who: Ingestor) -> Response:
     source = f"http:{who.name}"
     parse_errors: list[ItemError] = []
     raws = None
+    depth = settings.max_json_depth
     if kind in NDJSON_TYPES:
-        items, raws, parse_errors = _ndjson(body)
+        items, raws, parse_errors = _ndjson(body, depth)
     else:
         try:
-            items = parse_json(body)
+            items = parse_json(body, None)
+            if not isinstance(items, list):
+                check_depth(body, items, depth)
+                items = [items]
         except CityPilotError as exc:
             await city.broker.dead_letter(
                 [None],
@@ -111,8 +134,7 @@ async def ingest(request: Request, city: CityDep, who: Ingestor) -> Response:
                 [body[:_DEAD_LETTER_PAYLOAD_MAX]],
             )
             raise
-        if not isinstance(items, list):
-            items = [items]
+        parse_errors = _too_deep_items(body, items, depth)
     if len(items) > settings.max_batch_items:
         raise BadRequestData(
             f"a batch holds at most {settings.max_batch_items} observations; "

@@ -22,11 +22,13 @@ from citypilot.api.openapi import (
     json_body,
     problem,
 )
+from citypilot.api.paging import Offset
 from citypilot.broker import BatchResult
 from citypilot.model.entity import CORE_CONTEXT, Entity
 from citypilot.model.errors import BadRequestData, ResourceNotFound
 from citypilot.model.geometry import degrees_box_around, validate_geometry
 from citypilot.model.ids import check_entity_id
+from citypilot.model.patterns import check_pattern
 from citypilot.store.base import EntityQuery, GeoQuery
 from citypilot.store.common import scope_of_entity
 from citypilot.store.query import parse_q
@@ -152,16 +154,18 @@ async def _guarded_fragment(
 
 def _batch_response(result: BatchResult, ok_status: int, ok_body: bool) -> Response:
     if result.errors:
-        return _json(
-            {
-                "success": result.success,
-                "errors": [
-                    {"entityId": e.entity_id, "index": e.index, "error": e.error.to_problem()}
-                    for e in result.errors
-                ],
-            },
-            207,
-        )
+        body = {
+            "success": result.success,
+            "errors": [
+                {"entityId": e.entity_id, "index": e.index, "error": e.error.to_problem()}
+                for e in result.errors
+            ],
+        }
+        if not result.success and all(e.error.status == 400 for e in result.errors):
+            # nothing applied and every item malformed: the request itself is bad
+            first = result.errors[0].error
+            return _json({**first.to_problem(), **body}, 400, media_type="application/problem+json")
+        return _json(body, 207)
     if ok_body:
         return _json(result.success, ok_status)
     return Response(status_code=204)
@@ -211,7 +215,7 @@ async def query_entities(
     options: str | None = None,
     count: bool = False,
     limit: Annotated[int, Query(ge=0, le=MAX_LIMIT)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> Response:
     """Entities by type, id, attribute query and geo-query, paged with limit and offset."""
     types = tuple(t for t in type.split(",") if t) if type else None
@@ -219,14 +223,7 @@ async def query_entities(
         city.broker.registry.get(t, "type")
     ids = tuple(check_entity_id(i, "id") for i in id.split(",")) if id else None
     if idPattern is not None:
-        import re
-
-        try:
-            re.compile(idPattern)
-        except re.error as exc:
-            raise BadRequestData(
-                f"idPattern is not a regular expression: {exc}", "idPattern"
-            ) from None
+        check_pattern(idPattern, "idPattern")
     geo = parse_geo(georel, geometry, coordinates, geoproperty)
     if bbox is not None:
         if geo is not None:

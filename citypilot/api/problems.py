@@ -61,7 +61,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(CityPilotError)
     async def _ours(request: Request, exc: CityPilotError) -> Response:
-        return problem_response(exc)
+        return problem_response(exc, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

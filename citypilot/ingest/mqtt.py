@@ -36,9 +36,17 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from citypilot import metrics
-from citypilot.broker import Broker, ItemError
+from citypilot.broker import Broker, ItemError, unusable
 from citypilot.model.errors import BadRequestData, CityPilotError, InvalidRequest
 from citypilot.model.ids import check_entity_id, entity_id
+from citypilot.model.json_limits import (
+    DEFAULT_MAX_DEPTH,
+    check_depth,
+    depth_error,
+    dumps_anything,
+    max_depth,
+    too_deep_at,
+)
 from citypilot.model.observation import parse_observation
 from citypilot.model.timeutil import MAX_FUTURE_SKEW_S
 
@@ -124,6 +132,7 @@ class MqttIngest:
         share_group: str | None = None,
         max_in_flight: int = 65535,
         pressure: Callable[[], str | None] | None = None,
+        max_json_depth: int = DEFAULT_MAX_DEPTH,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
@@ -145,6 +154,7 @@ class MqttIngest:
         self.batch_size = batch_size
         self.flush_delay = flush_delay
         self.start_timeout = start_timeout
+        self.max_json_depth = max_json_depth
         self._prefix = root + "/"
         self._batch_topic = root + "/batch"
         self._subscription = (
@@ -340,16 +350,44 @@ class MqttIngest:
             try:
                 await self._ingest(batch)
             except Exception:
-                self.failed += len(batch)
                 log.exception(
-                    "MQTT ingest could not store %d messages; they stay unacknowledged and "
-                    "the broker delivers them again after a reconnect",
+                    "MQTT ingest could not store a batch of %d messages; storing them one by one",
                     len(batch),
                 )
-                if self._paho is not None:
+                if not await self._ingest_each(batch, acks) and self._paho is not None:
                     self._paho.disconnect()
                 continue
             self._acknowledge(acks)
+
+    async def _ingest_each(
+        self, batch: Sequence[tuple[str, bytes]], acks: Sequence[tuple[int, int, int]]
+    ) -> bool:
+        """Ingest messages one at a time, so that one poison message cannot block the rest.
+
+        A message that still fails on its own becomes a dead letter with the reason and
+        is acknowledged. Only when even its dead letter cannot be written (the store is
+        down) does this stop: that message and the ones after it stay unacknowledged,
+        for the broker to deliver again after a reconnect. Returns whether all were kept.
+        """
+        for n, (message, ack) in enumerate(zip(batch, acks, strict=True)):
+            try:
+                await self._ingest([message])
+            except Exception as exc:
+                topic, payload = message
+                try:
+                    await self._dead_letter([(topic, payload, unusable(exc, "payload"))])
+                except Exception:
+                    self.failed += len(batch) - n
+                    log.exception(
+                        "MQTT ingest could not store %d messages nor keep them as dead letters;"
+                        " they stay unacknowledged and the broker delivers them again after"
+                        " a reconnect",
+                        len(batch) - n,
+                    )
+                    return False
+                log.warning("MQTT message on %s kept as a dead letter: %s", topic[:200], exc)
+            self._acknowledge([ack])
+        return True
 
     async def _ingest(self, batch: Sequence[tuple[str, bytes]]) -> None:
         """Parse, check and ingest one batch of messages (one ``Broker.ingest`` call)."""
@@ -367,6 +405,9 @@ class MqttIngest:
             except CityPilotError as exc:
                 refused.append((topic, payload, exc))
                 continue
+            except Exception as exc:  # whatever the cause, one message never fails the batch
+                refused.append((topic, payload, unusable(exc, "payload")))
+                continue
             raws.append(payload)
             wheres.append("payload")
             sources.append(topic)
@@ -381,6 +422,9 @@ class MqttIngest:
                 parse_observation(item, registry, where, latest_allowed)
             except CityPilotError as exc:
                 refused.append((topic, raw, exc))
+                continue
+            except Exception as exc:
+                refused.append((topic, raw, unusable(exc, where)))
                 continue
             good.append(item)
             good_raws.append(raw)
@@ -424,6 +468,7 @@ class MqttIngest:
             raise BadRequestData(
                 'payload must be a JSON object {"observedAt": ..., "attrs": {...}}', "payload"
             )
+        check_depth(payload, doc, self.max_json_depth, "payload")
         for key, expected in (("id", eid), ("type", type_name)):
             if key in doc and doc[key] != expected:
                 raise BadRequestData(
@@ -459,8 +504,10 @@ class MqttIngest:
                 return
             docs = None
         if docs is not None:
+            limit = self.max_json_depth
             if type(docs) is dict:
                 docs = [docs]
+                limit += 1  # the list is ours, not a level of the payload
             elif type(docs) is not list:
                 refused.append(
                     (
@@ -472,7 +519,12 @@ class MqttIngest:
                     )
                 )
                 return
+            deep = max_depth(body, limit) >= limit  # needed (not sufficient) for a deep item
             for i, doc in enumerate(docs):
+                path = too_deep_at(doc, limit - 1, f"[{i}]") if deep else None
+                if path is not None:
+                    refused.append((topic, dumps_anything(doc), depth_error(path, limit)))
+                    continue
                 items.append(doc)
                 raws.append(orjson.dumps(doc))
                 wheres.append(f"[{i}]")
@@ -484,9 +536,13 @@ class MqttIngest:
                 continue
             try:
                 doc = orjson.loads(line)
+                check_depth(line, doc, self.max_json_depth, f"line {number}")
             except orjson.JSONDecodeError as exc:
                 error = InvalidRequest(f"line {number} is not valid JSON: {exc}", f"line {number}")
                 refused.append((topic, line, error))
+                continue
+            except CityPilotError as exc:
+                refused.append((topic, line, exc))
                 continue
             items.append(doc)
             raws.append(line)

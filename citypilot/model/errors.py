@@ -108,3 +108,15 @@ class Forbidden(CityPilotError):
     status = 403
     problem = "Forbidden"
     title = "Forbidden"
+
+
+class ServiceUnavailable(CityPilotError):
+    """The server is at its in-flight limit: retry after ``retry_after`` seconds."""
+
+    status = 503
+    problem = "ServiceUnavailable"
+    title = "Service unavailable"
+
+    def __init__(self, detail: str, retry_after: int, field: str | None = None) -> None:
+        super().__init__(detail, field, retryAfter=retry_after)
+        self.headers = {"Retry-After": str(retry_after)}

@@ -72,7 +72,7 @@ from citypilot.store.common import (
     scope_of_entity,
     split_readings,
 )
-from citypilot.store.query import Dialect, compile_q
+from citypilot.store.query import Dialect, compile_q, uses_pattern
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -82,6 +82,8 @@ _SCHEMA_LOCK = 0x43_50_53_01
 _PARTITION_LOCK = 0x43_50_53_02
 #: Months outside these years are left to the default partition.
 _PARTITION_YEARS = (1970, 2200)
+#: Time budget of a query that matches an untrusted regular expression (idPattern, q ~=).
+PATTERN_TIMEOUT_MS = 2000
 #: Attempts of a write that lost a race (a row deleted under it, a deadlock).
 _WRITE_ATTEMPTS = 3
 
@@ -245,6 +247,21 @@ _ENTITY_KEPT = """
 SELECT e.eid, e.type FROM entity_keys k JOIN entities e ON e.eid = k.eid
 WHERE k.id = %s FOR KEY SHARE OF e
 """
+
+
+@asynccontextmanager
+async def _pattern_bound(conn: psycopg.AsyncConnection, bounded: bool) -> AsyncIterator[None]:
+    """With ``bounded``, run in a transaction whose statements stop after PATTERN_TIMEOUT_MS.
+
+    PostgreSQL's regex engine backtracks on some patterns that RE2 accepts, so a
+    query matching an untrusted pattern gets a time budget (the 400 names the field).
+    """
+    if not bounded:
+        yield
+        return
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL statement_timeout = {PATTERN_TIMEOUT_MS}")
+        yield
 
 
 def _month_start(year: int, month: int) -> float:
@@ -566,8 +583,10 @@ class PostgresStore:
             f"(SELECT e.eid FROM {source}{clause} ORDER BY e.eid LIMIT %s OFFSET %s) p"
             " JOIN entities e ON e.eid = p.eid"
         )
+        field = "idPattern" if query.id_pattern is not None else "q"
+        bounded = query.id_pattern is not None or (query.q is not None and uses_pattern(query.q))
         try:
-            async with self.pool.connection() as conn:
+            async with self.pool.connection() as conn, _pattern_bound(conn, bounded):
                 total = None
                 if query.count:
                     cur = await conn.execute(f"SELECT count(*) FROM {source}{clause}", params)
@@ -577,8 +596,13 @@ class PostgresStore:
                 )
                 return _entities_from_rows(await cur.fetchall()), total
         except pg_errors.InvalidRegularExpression as exc:
-            field = "idPattern" if query.id_pattern is not None else "q"
             raise BadRequestData(f"{field}: PostgreSQL refuses the pattern: {exc}", field) from None
+        except pg_errors.QueryCanceled:
+            raise BadRequestData(
+                f"{field}: matching the pattern took over {PATTERN_TIMEOUT_MS} ms; "
+                "use a simpler pattern or narrow the query (type, bbox)",
+                field,
+            ) from None
 
     async def scan_columns(
         self, type_name: str, names: Sequence[str], scope: Visibility | None = None

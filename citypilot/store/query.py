@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from citypilot.model.errors import BadRequestData
+from citypilot.model.patterns import check_pattern
 
 Value = float | str | bool
 
@@ -186,10 +187,7 @@ class _Parser:
             pattern = _literal(raw)
             if not isinstance(pattern, str):
                 raise BadRequestData(f"q: {attr}{op} needs a quoted pattern", "q")
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise BadRequestData(f"q: bad pattern for {attr}: {exc}", "q") from None
+            check_pattern(pattern, "q")
             return Term(attr, op, (pattern,))
         items = _split_unquoted(raw, ",")
         bounds = _split_unquoted(raw, "..") if len(items) == 1 else [raw]
@@ -214,6 +212,13 @@ def parse_q(text: str) -> QueryNode:
     if parser.i != len(tokens):
         raise BadRequestData(f"q: unexpected {tokens[parser.i][1]!r}", "q")
     return node
+
+
+def uses_pattern(node: QueryNode) -> bool:
+    """Whether a query matches a regular expression (``~=`` or ``!~=``) anywhere."""
+    if isinstance(node, Term):
+        return node.op in ("~=", "!~=")
+    return any(uses_pattern(i) for i in node.items)
 
 
 def attr_names(node: QueryNode) -> set[str]:

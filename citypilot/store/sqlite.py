@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Sequence
@@ -24,6 +23,7 @@ import orjson
 from citypilot.model.entity import Attribute, Entity
 from citypilot.model.geometry import validate_geometry
 from citypilot.model.observation import Reading
+from citypilot.model.patterns import regexp
 from citypilot.security.audit import MIN_RETENTION_DAYS, AuditEntry, AuditQuery
 from citypilot.security.scopes import Visibility, entity_scope, grants_from_text, grants_to_text
 from citypilot.store.base import (
@@ -56,6 +56,7 @@ from citypilot.store.common import (
     scope_of_entity,
     split_readings,
 )
+from citypilot.store.files import keep_private, private_file
 from citypilot.store.query import Dialect, compile_q
 
 T = TypeVar("T")
@@ -164,10 +165,6 @@ RETURNING eid, name
 """
 
 
-def _regexp(pattern: str, value: Any) -> bool:
-    return value is not None and re.search(pattern, str(value)) is not None
-
-
 class SQLiteStore:
     """State, history, dead letters and accounts in one SQLite file."""
 
@@ -196,7 +193,7 @@ class SQLiteStore:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA cache_size=-65536")
-        conn.create_function("regexp", 2, _regexp, deterministic=True)
+        conn.create_function("regexp", 2, regexp, deterministic=True)
         try:
             conn.execute("SELECT floor(1.5)")
         except sqlite3.OperationalError:  # built without math functions
@@ -232,7 +229,12 @@ class SQLiteStore:
 
     async def open(self) -> None:
         """Create the file and schema if needed and load the entity index."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for database in (self.path, self.audit_path):  # credential hashes, who did what
+            private_file(database)  # 0600 in a 0700 directory
+            for suffix in ("-wal", "-shm"):  # SQLite makes new ones with the database's mode
+                side = database.with_name(database.name + suffix)
+                if side.exists():
+                    keep_private(side)
 
         def setup() -> None:
             conn = self._write_conn = self._connect()

@@ -37,6 +37,7 @@ async def run_ingest(settings: Settings) -> None:
             share_group=settings.mqtt_share_group,
             max_in_flight=settings.mqtt_max_in_flight,
             pressure=stream_pressure,
+            max_json_depth=settings.max_json_depth,
         )
         await adapter.start()
         try:
