@@ -49,6 +49,9 @@ def add_bench_commands(sub: Any) -> None:
 
     add_city_bench(bench)
     add_console_bench(bench)
+    from citypilot.bench.backpressure import add_backpressure_bench
+
+    add_backpressure_bench(bench)
 
     from citypilot.bench.scale import add_scale_bench
 

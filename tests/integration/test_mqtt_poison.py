@@ -26,7 +26,7 @@ from citypilot.model.observation import Reading
 from citypilot.store.base import HistoryQuery
 from citypilot.store.sqlite import SQLiteStore
 from tests.conftest import require_service, seed_accounts
-from tests.integration.test_bad_input import nested
+from tests.integration.test_bad_input import YEAR_ZERO, nested
 from tests.integration.test_mqtt_ingest import (
     MQTT_HOST,
     MQTT_PORT,
@@ -65,6 +65,7 @@ async def test_deeply_nested_messages_are_dead_letters_and_block_nothing(
     eid = entity_id("Streetlight", local)
     topic = f"{mc.root}/Streetlight/{local}/attrs"
     batch_topic = f"{mc.root}/batch"
+    year_zero_topic = f"{mc.root}/Streetlight/{local}-0/attrs"
     deep_item = (
         b'[{"id":"%s","type":"Streetlight","observedAt":"2026-01-10T15:00:00Z",' % eid.encode()
         + b'"attrs":{"powerConsumption":'
@@ -82,9 +83,11 @@ async def test_deeply_nested_messages_are_dead_letters_and_block_nothing(
             mc.url = url
             async with mc.http() as http:
                 await create_streetlight(http, local)
+                await create_streetlight(http, f"{local}-0")
                 await publish(
                     (batch_topic, deep_item),
                     (topic, deep_device),
+                    (year_zero_topic, {"observedAt": YEAR_ZERO, "attrs": {"powerConsumption": 9}}),
                     (topic, reading(1, 1)),
                     (topic, reading(2, 2)),
                     (
@@ -99,6 +102,9 @@ async def test_deeply_nested_messages_are_dead_letters_and_block_nothing(
                 assert "nests deeper than the limit" in batch_letter["reason"]
                 [device_letter] = await letters(http, f"mqtt:{topic}")
                 assert device_letter["field"] == "payload.attrs.x.a.a"
+                [year_zero] = await letters(http, f"mqtt:{year_zero_topic}")
+                assert year_zero["field"] == "payload.observedAt"
+                assert "outside the accepted range" in year_zero["reason"]
         # the same session again: had the poison stayed unacknowledged, it comes back now
         with server_process(data, extra_env=mc.env) as url:
             mc.url = url
