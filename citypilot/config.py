@@ -51,10 +51,10 @@ class Settings(BaseSettings):
         64, ge=4, le=200, description="Deepest nesting of a JSON document (HTTP, MQTT)"
     )
     max_inflight_requests: int = Field(
-        32, ge=1, description="Ingest and batch write requests in flight per process (503 past)"
+        16, ge=1, description="Ingest and batch write requests in flight per process (503 past)"
     )
     max_inflight_bytes: int = Field(
-        128 * 1024 * 1024, ge=1024, description="Their body bytes in flight per process"
+        16 * 1024 * 1024, ge=1024, description="Their body bytes in flight per process"
     )
     overload_retry_after_s: int = Field(1, ge=1, le=3600, description="Retry-After of a 503")
     log_level: str = "info"

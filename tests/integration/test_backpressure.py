@@ -46,7 +46,11 @@ def observations(eid: str, first: int, count: int) -> list[dict]:
 
 
 class HeldRequest:
-    """An ingest request whose body is sent only in part until :meth:`finish`."""
+    """An ingest request whose body is sent only at :meth:`finish`.
+
+    It asks ``Expect: 100-continue`` and waits for the server's ``100 Continue``,
+    which comes once the handler reads the body: by then the request holds its slot.
+    """
 
     def __init__(self, url: str, body: bytes) -> None:
         parts = urlsplit(url)
@@ -55,13 +59,20 @@ class HeldRequest:
         head = (
             f"POST /api/v1/ingest HTTP/1.1\r\nHost: {parts.netloc}\r\n"
             f"Content-Type: application/json\r\nX-Device-Key: {DEVICE_KEY}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n"
+            "Connection: close\r\n\r\n"
         )
-        self.sock.sendall(head.encode() + body[:1])
+        self.sock.sendall(head.encode())
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):
+            chunk = self.sock.recv(1)
+            assert chunk, "the server closed the connection"
+            interim += chunk
+        assert interim.startswith(b"HTTP/1.1 100"), interim
 
     def finish(self) -> int:
-        """Send the rest of the body; the response's status."""
-        self.sock.sendall(self.body[1:])
+        """Send the body; the response's status."""
+        self.sock.sendall(self.body)
         reply = b""
         while chunk := self.sock.recv(65536):
             reply += chunk
