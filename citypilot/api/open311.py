@@ -30,6 +30,7 @@ from citypilot.model.errors import (
     ResourceNotFound,
     UnsupportedMediaType,
 )
+from citypilot.model.json_limits import check_depth
 from citypilot.model.timeutil import parse_instant
 from citypilot.ops.service_requests import (
     Service,
@@ -230,6 +231,7 @@ async def _form(request: Request) -> tuple[dict[str, str], dict[str, list[str]]]
             doc = orjson.loads(body or b"{}")
         except orjson.JSONDecodeError:
             raise BadRequestData("the JSON body does not parse", "body") from None
+        check_depth(body, doc, city.settings.max_json_depth)
         if not isinstance(doc, dict):
             raise BadRequestData("the JSON body must be an object of fields", "body")
         multi = {
