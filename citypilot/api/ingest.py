@@ -29,7 +29,7 @@ router = APIRouter(prefix="/api/v1", tags=["ingest"])
 _DEAD_LETTER_PAYLOAD_MAX = 65_536
 
 
-def _ndjson(body: bytes, max_depth: int) -> tuple[list, list[bytes], list[ItemError]]:
+def _ndjson(body: bytes, limit: int) -> tuple[list, list[bytes], list[ItemError]]:
     """Parse NDJSON lines; a line that is not JSON, or nests too deep, becomes an item
     error, not a failure."""
     items, raws, errors = [], [], []
@@ -40,7 +40,7 @@ def _ndjson(body: bytes, max_depth: int) -> tuple[list, list[bytes], list[ItemEr
         index = len(items)
         try:
             doc = orjson.loads(line)
-            check_depth(line, doc, max_depth, f"[{index}]")
+            check_depth(line, doc, limit, f"[{index}]")
             items.append(doc)
         except orjson.JSONDecodeError as exc:
             items.append(None)

@@ -523,7 +523,8 @@ class MqttIngest:
             for i, doc in enumerate(docs):
                 path = too_deep_at(doc, limit - 1, f"[{i}]") if deep else None
                 if path is not None:
-                    refused.append((topic, dumps_anything(doc), depth_error(path, limit)))
+                    error = depth_error(path, self.max_json_depth)
+                    refused.append((topic, dumps_anything(doc), error))
                     continue
                 items.append(doc)
                 raws.append(orjson.dumps(doc))
