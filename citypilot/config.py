@@ -69,6 +69,9 @@ class Settings(BaseSettings):
         default_factory=dict, description="Per type: days its personal identifiers are kept"
     )
     retention_interval_s: int = Field(3600, ge=60, description="How often expired data is purged")
+    # -- device commands (docs/commands.md) --
+    command_retry_s: float = Field(10.0, gt=0, description="Resend a command unanswered this long")
+    command_max_attempts: int = Field(3, ge=1, le=20, description="Sends before a command fails")
 
     # -- several processes: NATS JetStream bus and workers (docs/deploy.md) -------
     bus: Literal["memory", "nats"] = Field("memory", description="Event bus: in-process or NATS")

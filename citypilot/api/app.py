@@ -14,6 +14,7 @@ from citypilot.api import (
     admin,
     audit,
     auth,
+    commands,
     health,
     history,
     ingest,
@@ -34,6 +35,7 @@ from citypilot.api.scope_index import ScopeIndex
 from citypilot.broker import Broker
 from citypilot.bus.factory import open_bus
 from citypilot.config import Settings
+from citypilot.engine.commands import CommandService
 from citypilot.model.builtin_types import BUILTIN_TYPES
 from citypilot.model.types import TypeRegistry
 from citypilot.model.types_file import load_types_file
@@ -52,6 +54,25 @@ def build_registry(settings: Settings) -> TypeRegistry:
         for entity_type in load_types_file(settings.types_file):
             registry.register(entity_type)
     return registry
+
+
+async def _command_service(settings: Settings, broker: Broker) -> CommandService:
+    """The command service with its first channel, the HTTP callbacks (tables created)."""
+    from citypilot.ingest.http_commands import HttpCallbackChannel
+    from citypilot.store.commands import command_log_for
+
+    log_ = command_log_for(broker.store)
+    service = CommandService(
+        broker,
+        log_,
+        retry_s=settings.command_retry_s,
+        max_attempts=settings.command_max_attempts,
+    )
+    await log_.open()
+    callbacks = HttpCallbackChannel(log_)
+    await callbacks.load()
+    service.channels.append(callbacks)
+    return service
 
 
 @contextlib.asynccontextmanager
@@ -75,9 +96,12 @@ async def running_city(settings: Settings) -> AsyncIterator[City]:
     broker = Broker(build_registry(settings), store, bus, observations)
     await broker.load_registered_types()
     city = City(settings, broker, settings.signing_key())
+    service = await _command_service(settings, broker)
+    city.commands, city.command_callbacks = service, service.channels[0]
     adapters = []
     if settings.mqtt_url and settings.bus == "memory":
         from citypilot.ingest.mqtt import MqttIngest
+        from citypilot.ingest.mqtt_commands import MqttCommandChannel
 
         adapter = MqttIngest(
             settings.mqtt_url,
@@ -85,15 +109,20 @@ async def running_city(settings: Settings) -> AsyncIterator[City]:
             broker,
             max_json_depth=settings.max_json_depth,
         )
+        service.channels.append(MqttCommandChannel(adapter, service))
         await adapter.start()
         adapters.append(adapter)
         city.components["mqtt"] = adapter
     from citypilot.security.retention import retention_loop
 
     purger = asyncio.create_task(retention_loop(store, broker.registry, settings))
+    await service.start()
     try:
         yield city
     finally:
+        await service.stop()
+        for channel in service.channels:
+            await channel.close()
         purger.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await purger
@@ -152,6 +181,7 @@ def create_app(settings: Settings) -> FastAPI:
         ngsi_ld.router,
         history.router,
         ingest.router,
+        commands.router,
         stream.router,
         health.router,
         auth.router,

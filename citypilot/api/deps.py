@@ -29,6 +29,9 @@ class City:
     broker: Broker
     signing_key: str
     device_cache: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # -- device commands (engine/commands.py, ingest/http_commands.py) --
+    commands: Any = None
+    command_callbacks: Any = None
     token_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)
     #: username -> (grants, monotonic expiry): scoped grants read from the store
     grant_cache: dict[str, tuple[tuple, float]] = field(default_factory=dict)

@@ -4,7 +4,9 @@ Each connection has a filter (types, ids, bounding box) the client may replace a
 any time by sending ``{"types": [...], "ids": [...], "bbox": [minLon, minLat, maxLon,
 maxLat]}``. Changes are merged per entity between frames, so a client that is slow
 receives the latest state of each entity instead of a growing backlog. Frames are
-``{"type": "changes", "changes": [...], "deleted": [...]}``.
+``{"type": "changes", "changes": [...], "deleted": [...]}``, with ``"commands": [...]``
+(the latest state of each device command that changed, see docs/commands.md) when
+there are any.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from citypilot.api.deps import principal_from_token, with_grants
 from citypilot.api.scope_index import ScopeIndex
 from citypilot.broker import CHANGED, DELETED
 from citypilot.bus.base import EventBus
+from citypilot.engine.commands import COMMANDS_CHANGED
 from citypilot.model.errors import CityPilotError
 
 log = logging.getLogger(__name__)
@@ -90,6 +93,7 @@ class Subscriber:
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)
     deleted: set[str] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    commands: dict[str, dict[str, Any]] = field(default_factory=dict)  # id → latest state
 
     def take(self) -> tuple[list[dict[str, Any]], list[str]]:
         """Everything pending, emptied."""
@@ -97,6 +101,11 @@ class Subscriber:
         self.pending, self.deleted = {}, set()
         self.wake.clear()
         return changes, deleted
+
+    def take_commands(self) -> list[dict[str, Any]]:
+        """The latest state of each command that changed since the last frame, emptied."""
+        commands, self.commands = list(self.commands.values()), {}
+        return commands
 
 
 class StreamHub:
@@ -108,6 +117,7 @@ class StreamHub:
         self._unsubscribe = [
             bus.listen(CHANGED, self._on_changed),
             bus.listen(DELETED, self._on_deleted),
+            bus.listen(COMMANDS_CHANGED, self._on_commands),
         ]
 
     def close(self) -> None:
@@ -142,6 +152,14 @@ class StreamHub:
                     added = True
             if added:
                 sub.wake.set()
+
+    def _on_commands(self, subject: str, payload: dict[str, Any]) -> None:
+        """Command transitions (``commands.changed``) of the entities a client follows."""
+        for sub in self.subscribers:
+            for cmd in payload["commands"]:
+                if sub.filter.ids is None or cmd["entityId"] in sub.filter.ids:
+                    sub.commands[cmd["id"]] = cmd
+                    sub.wake.set()
 
     def _on_deleted(self, subject: str, payload: dict[str, Any]) -> None:
         gone = [(entity_id, self.scopes.forget(entity_id)) for entity_id in payload["ids"]]
@@ -192,6 +210,9 @@ async def stream(websocket: WebSocket) -> None:
             await asyncio.sleep(interval)  # gather a frame's worth of changes
             changes, deleted = sub.take()
             frame = {"type": "changes", "changes": changes, "deleted": deleted}
+            commands = sub.take_commands()
+            if commands:
+                frame["commands"] = commands
             await websocket.send_text(orjson.dumps(frame).decode())
     except (WebSocketDisconnect, RuntimeError):
         pass

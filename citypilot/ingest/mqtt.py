@@ -25,7 +25,7 @@ import random
 import re
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -182,6 +182,9 @@ class MqttIngest:
         self._acks: list[tuple[int, int, int]] = []  # (mid, qos, connection) per pending message
         self._paho: Any = None
         self._generation = 0
+        #: Called with (topic, payload) for each ``.../cmd/ack`` message, before its
+        #: PUBACK (set by the command channel, ``ingest/mqtt_commands.py``).
+        self.command_acks: Callable[[str, bytes], Awaitable[None]] | None = None
 
     @property
     def backlog(self) -> int:
@@ -397,6 +400,11 @@ class MqttIngest:
         sources: list[str] = []
         refused: list[tuple[str, bytes, CityPilotError]] = []
         for topic, payload in batch:
+            if topic.endswith("/cmd"):
+                continue  # a command we published ourselves
+            if topic.endswith("/cmd/ack") and self.command_acks is not None:
+                await self.command_acks(topic, payload)
+                continue
             if topic == self._batch_topic:
                 self._split_batch(topic, payload, items, raws, wheres, sources, refused)
                 continue

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from citypilot.model.types import AttributeSpec, CommandSpec, EntityType
+from citypilot.model.types import AttributeSpec, CommandSpec, Confirmation, EntityType
 
 
 def _num(
@@ -58,8 +58,33 @@ def _attrs(*specs: AttributeSpec) -> dict[str, AttributeSpec]:
     return {s.name: s for s in specs}
 
 
-def _cmd(name: str, doc: str, *params: AttributeSpec) -> CommandSpec:
-    return CommandSpec(name, {p.name: p for p in params}, doc)
+def _cmd(
+    name: str,
+    doc: str,
+    *params: AttributeSpec,
+    confirms: dict[str, Confirmation] | None = None,
+    timeout_s: float = 60.0,
+    destructive: bool = False,
+    destructive_when: dict[str, tuple[str, ...]] | None = None,
+) -> CommandSpec:
+    return CommandSpec(
+        name,
+        {p.name: p for p in params},
+        doc,
+        confirms or {},
+        timeout_s,
+        destructive,
+        destructive_when or {},
+    )
+
+
+def _array(name: str, doc: str = "") -> AttributeSpec:
+    return AttributeSpec(name, "Property", "array", description=doc)
+
+
+def _reports(value: object = None, *, arg: str | None = None, **how: object) -> Confirmation:
+    """The reported value confirming a command (a constant, or from an argument)."""
+    return Confirmation(value, arg, **how)  # type: ignore[arg-type]
 
 
 def _commands(*cmds: CommandSpec) -> dict[str, CommandSpec]:
@@ -94,6 +119,15 @@ _TRANSIT = (
     _num("occupancy", "P1", 0, 200, "Load as percent of seated+standing capacity"),
     _num("passengerCount", "C62", 0, 400, integer=True),
     _choice("status", "inService", "outOfService", "atDepot", "breakdown"),
+    _text("displayMessage", "Message shown on board"),
+)
+SIGNAL_PLANS = ("normal", "peak", "offPeak", "event", "evacuation")
+APPROACHES = ("north", "east", "south", "west")
+_SEND_MESSAGE = _cmd(
+    "sendMessage",
+    "Show a message to the driver and on the passenger displays",
+    _text("text"),
+    confirms={"displayMessage": _reports(arg="text")},
 )
 _UNIT = (
     *_VEHICLE,
@@ -122,9 +156,23 @@ BUILTIN_TYPES: tuple[EntityType, ...] = (
             _when("dateLastLampChange"),
         ),
         _commands(
-            _cmd("switchOn", "Switch the lamp on"),
-            _cmd("switchOff", "Switch the lamp off"),
-            _cmd("dim", "Set the dimming level", _num("level", "C62", 0, 1)),
+            _cmd(
+                "switch",
+                "Switch the lamp on (full) or off",
+                _choice("state", "on", "off"),
+                confirms={
+                    "illuminanceLevel": _reports(arg="state", choices={"on": 1.0, "off": 0.0})
+                },
+                timeout_s=120.0,
+                destructive_when={"state": ("off",)},
+            ),
+            _cmd(
+                "setDimming",
+                "Set the light level, in percent of full (0 is off)",
+                _num("level", "P1", 0, 100),
+                confirms={"illuminanceLevel": _reports(arg="level", scale=0.01, tolerance=0.006)},
+                timeout_s=120.0,
+            ),
         ),
     ),
     EntityType(
@@ -146,18 +194,34 @@ BUILTIN_TYPES: tuple[EntityType, ...] = (
             ),
             _num("queueLength", "MTR", 0, 5000),
             _num("cycleTime", "SEC", 0, 600),
+            _choice("plan", *SIGNAL_PLANS, doc="The signal timing plan in force"),
+            _choice(
+                "priorityApproach", "none", *APPROACHES, doc="Approach held green for priority"
+            ),
+            _text("priorityRequest", "Id of the priority request being served"),
         ),
         _commands(
             _cmd(
                 "requestPriority",
-                "Give green to an approaching vehicle",
-                _num("bearing", "DD", 0, 360),
-                _num("duration", "SEC", 1, 600),
+                "Hold green on an approach for a vehicle arriving in eta_s seconds",
+                _choice("approach", *APPROACHES),
+                _text("vehicle", "Id of the vehicle asking"),
+                _choice("class", "bus", "tram", "emergency"),
+                _num("eta_s", "SEC", 0, 600),
+                _num("duration_s", "SEC", 1, 300),
+                confirms={"priorityApproach": _reports(arg="approach")},
             ),
             _cmd(
-                "setMode",
-                "Change the control mode",
-                _choice("mode", "fixedTime", "actuated", "priority", "manual", "off"),
+                "cancelPriority",
+                "End a priority request (the command id of requestPriority)",
+                _text("request"),
+                confirms={"priorityApproach": _reports("none")},
+            ),
+            _cmd(
+                "setPlan",
+                "Put a timing plan in force",
+                _choice("plan", *SIGNAL_PLANS),
+                confirms={"plan": _reports(arg="plan")},
             ),
         ),
     ),
@@ -175,14 +239,15 @@ BUILTIN_TYPES: tuple[EntityType, ...] = (
                 "plate",
             ),
             _num("pan", "DD", 0, 360),
+            _num("preset", "C62", 0, 255, "Preset position in use", integer=True),
         ),
         _commands(
             _cmd(
-                "gotoPreset",
-                "Point the camera at a preset",
-                _num("preset", "C62", 0, 255, integer=True),
+                "preset",
+                "Point the camera at a stored preset position",
+                _num("n", "C62", 0, 255, integer=True),
+                confirms={"preset": _reports(arg="n")},
             ),
-            _cmd("startRecording", "Record the stream", _num("duration", "SEC", 1, 86400)),
         ),
         restricted=True,
     ),
@@ -192,7 +257,7 @@ BUILTIN_TYPES: tuple[EntityType, ...] = (
         "Tram vehicle in service",
         "Transportation/Vehicle",
         _attrs(*_TRANSIT),
-        _commands(_cmd("holdAtStop", "Hold at the next stop", _num("seconds", "SEC", 1, 900))),
+        _commands(_SEND_MESSAGE),
     ),
     EntityType(
         "Bus",
@@ -200,9 +265,27 @@ BUILTIN_TYPES: tuple[EntityType, ...] = (
         "Bus in service",
         "Transportation/Vehicle",
         _attrs(*_TRANSIT),
+        _commands(_SEND_MESSAGE),
+    ),
+    EntityType(
+        "VariableMessageSign",
+        "traffic",
+        "Roadside variable message sign",
+        "Transportation/TrafficEnvironmentImpact",
+        _attrs(
+            _text("displayedMessage", "Text shown now"),
+            _when("displayUntil", "When the message ends"),
+            _choice("status", "ok", "fault", "offline"),
+        ),
         _commands(
-            _cmd("holdAtStop", "Hold at the next stop", _num("seconds", "SEC", 1, 900)),
-            _cmd("detour", "Follow a detour", _text("detourId")),
+            _cmd(
+                "display",
+                "Show a text until a time",
+                _text("text"),
+                _when("until"),
+                confirms={"displayedMessage": _reports(arg="text")},
+                timeout_s=120.0,
+            )
         ),
     ),
     EntityType(
@@ -326,7 +409,12 @@ BUILTIN_TYPES: tuple[EntityType, ...] = (
             _choice("status", "open", "closed", "lockdown", "evacuated"),
         ),
         _commands(
-            _cmd("lockdown", "Lock every access point of the building"),
+            _cmd(
+                "lockdown",
+                "Lock every access point of the building",
+                confirms={"status": _reports("lockdown")},
+                destructive=True,
+            ),
             _cmd("release", "Return every access point to normal"),
         ),
     ),
@@ -341,15 +429,26 @@ BUILTIN_TYPES: tuple[EntityType, ...] = (
             _flag("badgesEnabled"),
             _num("accessCount", "C62", 0, 1000000, "Accesses since midnight", integer=True),
             _personal(
-                _obj("lastAccess", "Last access: badge (pseudonymised), result, at"), "badge"
+                _obj("lastAccess", "Last access: badge (pseudonymised), group, result, at"),
+                "badge",
             ),
             _ref("refBuilding", "Building"),
+            _array("allowedGroups", "Badge groups still admitted while badges are disabled"),
         ),
         _commands(
-            _cmd("lock", "Lock the door"),
-            _cmd("unlock", "Unlock the door"),
-            _cmd("disableBadges", "Refuse every badge until enabled again"),
-            _cmd("enableBadges", "Accept badges again"),
+            _cmd(
+                "disable",
+                "Refuse every badge except the allowed groups",
+                confirms={"badgesEnabled": _reports(False)},
+                destructive=True,
+            ),
+            _cmd("enable", "Accept badges again", confirms={"badgesEnabled": _reports(True)}),
+            _cmd(
+                "allowGroups",
+                "Badge groups admitted while the reader is disabled",
+                _array("groups", "Group names (strings)"),
+                confirms={"allowedGroups": _reports(arg="groups")},
+            ),
         ),
     ),
     EntityType(
@@ -362,7 +461,12 @@ BUILTIN_TYPES: tuple[EntityType, ...] = (
             _choice("status", "available", "patrolling", "dispatched", "onScene", "offDuty"),
         ),
         _commands(
-            _cmd("dispatch", "Send the unit to an incident", _ref("refIncident", "Incident"))
+            _cmd(
+                "dispatch",
+                "Send the unit to an incident",
+                _ref("refIncident", "Incident"),
+                confirms={"status": _reports("dispatched")},
+            )
         ),
         restricted=True,
     ),
@@ -387,7 +491,12 @@ BUILTIN_TYPES: tuple[EntityType, ...] = (
             _choice("status", "available", "onRoute", "working", "atBase", "outOfService"),
         ),
         _commands(
-            _cmd("dispatch", "Send the vehicle to an incident", _ref("refIncident", "Incident"))
+            _cmd(
+                "dispatch",
+                "Send the vehicle to an incident",
+                _ref("refIncident", "Incident"),
+                confirms={"status": _reports("onRoute")},
+            )
         ),
     ),
     EntityType(

@@ -78,19 +78,76 @@ class AttributeSpec:
 
 
 @dataclass(frozen=True)
+class Confirmation:
+    """How a reported attribute confirms a command: the value the device must report.
+
+    The value is ``value`` (a constant), or taken from the argument ``arg`` — through
+    ``choices`` (argument value → reported value) or multiplied by ``scale``. Numbers
+    match within ``tolerance``.
+    """
+
+    value: Any = None
+    arg: str | None = None
+    scale: float | None = None
+    choices: Mapping[str, Any] | None = None
+    tolerance: float = 0.0
+
+    def expected(self, args: Mapping[str, Any]) -> Any:
+        """The reported value that confirms a command with these (checked) arguments."""
+        if self.arg is None:
+            return self.value
+        given = args.get(self.arg)
+        if self.choices is not None:
+            return self.choices.get(given)
+        if self.scale is not None and isinstance(given, int | float):
+            return round(given * self.scale, 6)
+        return given
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON shape of this confirmation, as served by the types API."""
+        out: dict[str, Any] = {}
+        if self.arg is None:
+            out["value"] = self.value
+        else:
+            out["arg"] = self.arg
+        if self.scale is not None:
+            out["scale"] = self.scale
+        if self.choices is not None:
+            out["choices"] = dict(self.choices)
+        if self.tolerance:
+            out["tolerance"] = self.tolerance
+        return out
+
+
+DEFAULT_COMMAND_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
 class CommandSpec:
-    """A command an entity of the type accepts, with its parameters (carried out later)."""
+    """A command an entity of the type accepts: its parameters, which reported attributes
+    confirm it, how long the device has to confirm it, and whether it is destructive
+    (``destructive``: always; ``destructive_when``: for these argument values)."""
 
     name: str
     parameters: Mapping[str, AttributeSpec] = field(default_factory=dict)
     description: str = ""
+    confirms: Mapping[str, Confirmation] = field(default_factory=dict)
+    timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S
+    destructive: bool = False
+    destructive_when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape of this command, as served by the types API."""
-        return {
+        out: dict[str, Any] = {
             "description": self.description,
             "parameters": {n: p.to_json() for n, p in self.parameters.items()},
+            "confirms": {n: c.to_json() for n, c in self.confirms.items()},
+            "timeoutS": self.timeout_s,
+            "destructive": self.destructive,
         }
+        if self.destructive_when:
+            out["destructiveWhen"] = {k: list(v) for k, v in self.destructive_when.items()}
+        return out
 
 
 @dataclass(frozen=True)
@@ -314,13 +371,10 @@ def entity_type_from_json(doc: Any, field: str = "body") -> EntityType:
         params = (cdoc or {}).get("parameters", {}) if isinstance(cdoc, dict) else None
         if not isinstance(params, dict):
             raise BadRequestData(f"{where} must be an object with 'parameters'", where)
-        commands[cmd] = CommandSpec(
-            name=cmd,
-            parameters={
-                p: _attribute_from_json(p, s, f"{where}.parameters.{p}") for p, s in params.items()
-            },
-            description=str(cdoc.get("description", "")),
-        )
+        parameters = {
+            p: _attribute_from_json(p, s, f"{where}.parameters.{p}") for p, s in params.items()
+        }
+        commands[cmd] = _command_from_json(cmd, cdoc, parameters, where)
     version = doc.get("version", 1)
     if type(version) is not int or version < 1:
         raise BadRequestData(f"{field}.version must be a positive integer", f"{field}.version")
@@ -390,4 +444,50 @@ def _attribute_from_json(name: str, spec: Any, where: str) -> AttributeSpec:
         target=spec.get("target"),
         max_length=max_length,
         personal=_personal_from_json(spec.get("personal"), f"{where}.personal"),
+    )
+
+
+def _command_from_json(
+    name: str, doc: dict[str, Any], parameters: dict[str, AttributeSpec], where: str
+) -> CommandSpec:
+    """A command declaration's confirmation, timeout and destructiveness (see CommandSpec)."""
+    confirms_doc = doc.get("confirms", {})
+    if not isinstance(confirms_doc, dict):
+        raise BadRequestData(f"{where}.confirms must be an object", f"{where}.confirms")
+    confirms = {}
+    for attr, cdoc in confirms_doc.items():
+        at = f"{where}.confirms.{attr}"
+        if not isinstance(cdoc, dict) or ("arg" not in cdoc and "value" not in cdoc):
+            raise BadRequestData(f"{at} must be an object with 'arg' or 'value'", at)
+        arg = cdoc.get("arg")
+        if arg is not None and arg not in parameters:
+            raise BadRequestData(f"{at}.arg {arg!r} is not a parameter of {name}", f"{at}.arg")
+        scale, tolerance = cdoc.get("scale"), cdoc.get("tolerance", 0.0)
+        for key, val in (("scale", scale), ("tolerance", tolerance)):
+            if val is not None and (isinstance(val, bool) or not isinstance(val, int | float)):
+                raise BadRequestData(f"{at}.{key} must be a number", f"{at}.{key}")
+        choices = cdoc.get("choices")
+        if choices is not None and not isinstance(choices, dict):
+            raise BadRequestData(f"{at}.choices must be an object", f"{at}.choices")
+        confirms[attr] = Confirmation(cdoc.get("value"), arg, scale, choices, float(tolerance))
+    timeout = doc.get("timeoutS", DEFAULT_COMMAND_TIMEOUT_S)
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 1 <= timeout <= 86400
+    ):
+        raise BadRequestData(f"{where}.timeoutS must be 1..86400 seconds", f"{where}.timeoutS")
+    when = doc.get("destructiveWhen", {})
+    if not isinstance(when, dict) or not all(isinstance(v, list) for v in when.values()):
+        raise BadRequestData(
+            f"{where}.destructiveWhen must map arguments to lists", f"{where}.destructiveWhen"
+        )
+    return CommandSpec(
+        name=name,
+        parameters=parameters,
+        description=str(doc.get("description", "")),
+        confirms=confirms,
+        timeout_s=float(timeout),
+        destructive=bool(doc.get("destructive", False)),
+        destructive_when={k: tuple(v) for k, v in when.items()},
     )

@@ -13,9 +13,10 @@ events, not on how time is sliced into steps (as long as no step jumps more
 than MAX_CATCHUP_S). The simulator never talks to a store: clients send the
 observations (:mod:`citypilot.twin.clients`).
 
-Commands (a later issue) hook in through :meth:`Simulator.device` and
-:meth:`Simulator.wake`: change the model's documented state, wake it, and its
-next report is the acknowledgement.
+Commands hook in through :meth:`Simulator.device` and :meth:`Simulator.wake`
+(see :mod:`citypilot.twin.device_commands`): the command changes the model's
+documented state (and may set ``pending_attrs``, reported with the next report),
+and the device, woken, reports its new state at once.
 """
 
 from __future__ import annotations
@@ -371,6 +372,9 @@ class Simulator:
             self.now = max(self.now, at)
             dev = devices[index]
             attrs, nxt = dev.report(at, ctx)
+            if dev.pending_attrs:  # the state a command changed, reported at once
+                attrs = {**(attrs or {}), **dev.pending_attrs}
+                dev.pending_attrs = None
             if attrs:
                 out.append(
                     {

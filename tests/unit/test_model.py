@@ -60,7 +60,8 @@ def test_registry_has_the_city_types_with_units_and_commands():
         assert name in REGISTRY
     light_type = REGISTRY.get("Streetlight")
     assert light_type.attributes["powerConsumption"].unit == "WTT"
-    assert "dim" in light_type.commands
+    assert "setDimming" in light_type.commands
+    assert light_type.commands["setDimming"].confirms["illuminanceLevel"].scale == 0.01
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,7 @@ class DeviceModel:
     """Base of every simulated device: identity, position and the report contract."""
 
     entity_type: ClassVar[str] = ""
-    __slots__ = ("entity_id", "fault", "index", "x", "y")
+    __slots__ = ("entity_id", "fault", "index", "pending_attrs", "x", "y")
 
     def __init__(self, entity_id: str, x: float, y: float) -> None:
         self.entity_id = entity_id
@@ -80,6 +80,7 @@ class DeviceModel:
         self.y = y
         self.index = -1  # position in the simulator's device table
         self.fault: str | None = None  # a status forced by a scenario or, later, a command
+        self.pending_attrs: dict[str, Any] | None = None  # reported with the next report
 
     def first_due(self, start: float, ctx: SimContext) -> float:
         """When the device first reports after ``start`` (phases are spread at random)."""

@@ -34,6 +34,19 @@ HOURS: dict[str, tuple[float, float, bool, int, int]] = {
     "other": (9.0, 21.0, True, 60, 5),
 }
 DENIED_SHARE = 0.015
+#: The group of badge k is BADGE_GROUPS[k % 10]: most are staff, a few keep access always.
+BADGE_GROUPS = (
+    "staff",
+    "staff",
+    "staff",
+    "staff",
+    "staff",
+    "staff",
+    "staff",
+    "security",
+    "management",
+    "maintenance",
+)
 
 
 def _is_open(category: str, t: float, ctx: SimContext) -> bool:
@@ -90,11 +103,13 @@ class BuildingModel(DeviceModel):
 
 
 class AccessPointModel(DeviceModel):
-    """A badge reader. Command state: ``locked`` and ``badges_enabled``; ``building`` (the
+    """A badge reader. Command state: ``locked``, ``badges_enabled`` and
+    ``allowed_groups`` (admitted while badges are disabled); ``building`` (the
     BuildingModel) carries the lockdown."""
 
     entity_type = "AccessPoint"
     __slots__ = (
+        "allowed_groups",
         "badges",
         "badges_enabled",
         "building",
@@ -117,6 +132,7 @@ class AccessPointModel(DeviceModel):
         self.badges = [f"{site}-{k:04d}" for k in range(max(2, round(staff * building.scale)))]
         self.locked = True
         self.badges_enabled = True
+        self.allowed_groups: tuple[str, ...] = ()
         self.count = 0
         self.count_day = -1
         self.next_heartbeat = 0.0
@@ -167,17 +183,19 @@ class AccessPointModel(DeviceModel):
         if t >= self.event_due - 0.5:
             self.event_due = math.inf
             if status == "online":
+                k = ctx.rng.randrange(len(self.badges))
+                badge, group = self.badges[k], BADGE_GROUPS[k % len(BADGE_GROUPS)]
                 granted = (
-                    self.badges_enabled
+                    (self.badges_enabled or group in self.allowed_groups)
                     and not self.building.lockdown
                     and ctx.rng.random() > DENIED_SHARE
                 )
-                badge = self.badges[ctx.rng.randrange(len(self.badges))]
                 h = env.local_hour(t)
                 self.count += 1
                 attrs["accessCount"] = self.count
                 attrs["lastAccess"] = {
                     "badge": ctx.pseudonym("badge", badge),
+                    "group": group,
                     "result": "granted" if granted else "denied",
                     "direction": "in" if h < 12.0 or 13.0 <= h < 14.0 else "out",
                     "at": format_instant(t),

@@ -50,12 +50,14 @@ def _poisson_like(mu: float, ctx: SimContext) -> int:
 
 
 class TrafficSignalModel(DeviceModel):
-    """A junction controller. Command state: ``mode`` (controlMode) and ``priority_until``
-    (green held for an approaching priority vehicle)."""
+    """A junction controller. Command state: ``mode`` (controlMode), ``plan``, and a
+    priority request: ``priority_approach`` held green until ``priority_until``
+    (``priority_request`` names it; ``base_mode`` is the mode to return to)."""
 
     entity_type = "TrafficSignal"
     __slots__ = (
         "backlog",
+        "base_mode",
         "capacity_h",
         "cur_cycle",
         "cycle",
@@ -66,6 +68,9 @@ class TrafficSignalModel(DeviceModel):
         "night_flash",
         "phase",
         "phase_end",
+        "plan",
+        "priority_approach",
+        "priority_request",
         "priority_until",
         "saturation",
         "started",
@@ -92,6 +97,10 @@ class TrafficSignalModel(DeviceModel):
         self.cur_cycle = self.cycle
         self.backlog = 0.0
         self.priority_until = 0.0
+        self.priority_approach = "none"
+        self.priority_request = ""
+        self.base_mode = self.mode
+        self.plan = "normal"
         self.next_heartbeat = 0.0
         self.started = False
 
@@ -111,7 +120,31 @@ class TrafficSignalModel(DeviceModel):
         h = ctx.env.local_hour(t)
         return self.night_flash and NIGHT_FLASH_START_H <= h < NIGHT_FLASH_END_H
 
+    def start_priority(self, t: float, approach: str, request: str, until: float) -> None:
+        """Serve ``approach``: green now, held until ``until``."""
+        if self.priority_approach == "none":
+            self.base_mode = self.mode
+        self.mode = "priority"
+        self.priority_approach, self.priority_request = approach, request
+        self.priority_until = until
+        self.phase, self.phase_end = "green", until
+
+    def end_priority(self, t: float) -> None:
+        """Back to the mode in force before the priority request."""
+        self.priority_until = min(self.priority_until, t)
+        self.phase_end = min(self.phase_end, t)
+        self.priority_approach, self.priority_request = "none", ""
+        self.mode = self.base_mode
+
     def report(self, t: float, ctx: SimContext) -> tuple[dict[str, Any] | None, float]:
+        """Phase changes, priority (while and once it ends), counts, heartbeats."""
+        if self.priority_approach != "none" and t >= self.priority_until - 0.5:
+            self.end_priority(t)
+            attrs, nxt = self._cycle_report(t, ctx)
+            return {**(attrs or {}), "priorityApproach": "none", "controlMode": self.mode}, nxt
+        return self._cycle_report(t, ctx)
+
+    def _cycle_report(self, t: float, ctx: SimContext) -> tuple[dict[str, Any] | None, float]:
         """Phase changes; counts and queue at each new green; a heartbeat when flashing."""
         first = not self.started
         self.started = True

@@ -1,0 +1,1 @@
+"""The engine: what the platform does with what it knows (commands, rules, alarms, modes)."""
