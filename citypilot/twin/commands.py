@@ -132,8 +132,21 @@ def simulate(args: argparse.Namespace, settings: Settings) -> int:
             if args.mqtt
             else HttpIngestClient(args.target, key)
         )
-        async with sink:
-            return await run_simulation(sim, sink, duration=args.duration)
+        if not args.mqtt:
+            async with sink:
+                return await run_simulation(sim, sink, duration=args.duration)
+        # over MQTT the simulator is a gateway both ways: its devices obey commands
+        from citypilot.twin.command_gateway import MqttCommandGateway
+
+        stop = asyncio.Event()
+        gateway = MqttCommandGateway(args.mqtt, sim, topic_root=settings.mqtt_topic_root)
+        commands = asyncio.create_task(gateway.run(stop))
+        try:
+            async with sink:
+                return await run_simulation(sim, sink, duration=args.duration)
+        finally:
+            stop.set()
+            await commands
 
     where = args.mqtt or args.target
     console.print(
