@@ -6,8 +6,10 @@ login and a device key for the simulator; while the city runs live, the last day
 its devices' reports is played into history in the background, so charts and figures
 mean something from the first minute. Later runs resume the same city and its
 history. The simulator is a client like any device gateway: it posts to the
-server's own ingest API over loopback. ``--scenario flood`` (or ``fire``, or a TOML
-file) adds a crisis timed from the start of the demo.
+server's own ingest API over loopback, and its devices obey commands handed to them
+directly (``twin/command_channel.py``): a command is confirmed by their next report.
+``--scenario flood`` (or ``fire``, or a TOML file) adds a crisis timed from the start
+of the demo.
 """
 
 from __future__ import annotations
@@ -162,7 +164,8 @@ async def run_demo(
         run_simulation,
     )
 
-    server = _signal_free_server(settings, create_app(settings))
+    app = create_app(settings)
+    server = _signal_free_server(settings, app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -186,6 +189,10 @@ async def run_demo(
     sim = Simulator(city, record["seed"], replay_start(speed, 10.0), speed)
     for event in events:
         sim.inject(event)
+    # commands reach the simulated devices directly; their reports still come by ingest
+    from citypilot.twin.command_channel import SimulatorChannel
+
+    app.state.city.commands.channels.insert(1, SimulatorChannel(sim))
 
     async def simulate() -> None:
         async with HttpIngestClient(url, record["deviceKey"]) as sink:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import OPERATOR, VIEWER
+from tests.conftest import ADMIN, DEVICE_KEY, OPERATOR, VIEWER
 from tests.e2e import city
 from tests.e2e.conftest import ConsoleServer, login
+from tests.e2e.lamp_device import lamp_device
 
 pytestmark = pytest.mark.e2e
 
@@ -140,12 +142,53 @@ def test_asset_panel_opens_with_chart_and_operator_controls(
     chart = panel.locator("[data-testid=asset-chart][data-attr=powerConsumption]")
     expect(chart.locator("canvas")).to_have_count(1)
     expect(page.get_by_test_id("asset-properties")).to_contain_text("power consumption")
-    # Operators get the lamp's controls; switching off shows through the live stream.
-    page.get_by_test_id("control-off").click()
-    expect(page.get_by_test_id("asset-notice")).to_contain_text("sent")
-    expect(page.get_by_test_id("asset-state")).to_contain_text("off")
+    # Operators get the lamp's commands; switching off is destructive: it asks first.
+    page.get_by_test_id("command-switch-state").select_option("off")
+    page.get_by_test_id("command-switch").click()
+    expect(page.get_by_test_id("command-confirm")).to_be_visible()
+    page.get_by_test_id("command-cancel").click()
+    expect(page.get_by_test_id("command-confirm")).to_have_count(0)
+    expect(page.get_by_test_id("command-status")).to_have_text("")
     page.keyboard.press("Escape")
     expect(panel).to_be_hidden()
+
+
+def _power(page: Page) -> float:
+    text = page.locator("tr[data-attr=powerConsumption] td.prop-value").inner_text()
+    return float(re.sub(r"[^0-9.]", "", text))
+
+
+def test_dimming_a_lamp_is_confirmed_by_its_report_and_its_power_falls(
+    page: Page, console_server: ConsoleServer
+) -> None:
+    with lamp_device(console_server.url, DEVICE_KEY) as url:
+        r = httpx.put(
+            f"{console_server.url}/api/v1/commands/endpoints/{city.LAMP}",
+            json={"url": url},
+            headers={"Authorization": f"Bearer {console_server.token(ADMIN)}"},
+        )
+        assert r.status_code == 200, r.text
+        _ingest(
+            console_server,
+            {
+                "id": city.LAMP,
+                "type": "Streetlight",
+                "observedAt": _now(),
+                "attrs": {"powerConsumption": 61.0, "illuminanceLevel": 1.0, "powerState": "on"},
+            },
+        )
+        login(page, OPERATOR)
+        point = page.evaluate("id => window.__citypilot.screenPoint(id)", city.LAMP)
+        page.mouse.click(point["x"], point["y"])
+        expect(page.get_by_test_id("asset-panel")).to_have_attribute("data-loaded", "true")
+        before = _power(page)
+        page.get_by_test_id("command-setDimming-level").fill("20")
+        page.get_by_test_id("command-setDimming").click()
+        status = page.get_by_test_id("command-status")
+        expect(status).to_have_attribute("data-state", "confirmed")
+        expect(status).to_contain_text("confirmed by the device's report")
+        expect(page.locator("tr[data-attr=illuminanceLevel] td.prop-value")).to_have_text("0.2")
+        assert _power(page) < before / 2
 
 
 def test_search_finds_assets_by_id_name_and_street(page: Page) -> None:

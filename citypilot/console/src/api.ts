@@ -29,12 +29,33 @@ export interface AttributeSpec {
   description?: string;
 }
 
+/** A command a type declares (GET /api/v1/types). */
+export interface CommandSpec {
+  description: string;
+  parameters: Record<string, AttributeSpec>;
+  confirms: Record<string, unknown>;
+  timeoutS: number;
+  destructive: boolean;
+  destructiveWhen?: Record<string, unknown[]>;
+}
+
+/** A device command and how far it got (POST/GET /api/v1/commands, stream frames). */
+export interface CommandInfo {
+  id: string;
+  entityId: string;
+  command: string;
+  args: Record<string, unknown>;
+  state: string;
+  answer: string | null;
+  expected: Record<string, unknown>;
+}
+
 export interface TypeInfo {
   name: string;
   department: string;
   description?: string;
   attributes: Record<string, AttributeSpec>;
-  commands?: Record<string, unknown>;
+  commands?: Record<string, CommandSpec>;
 }
 
 /** Column-oriented layer of one type, as GET /api/v1/map/entities/{type} answers it. */
@@ -156,12 +177,12 @@ export class Api {
     return this.request(`/api/v1/history/${encodeURIComponent(id)}?${params}`);
   }
 
-  /** Merge some attribute values into an entity (operator and above). */
-  patchAttrs(id: string, attrs: Record<string, unknown>): Promise<void> {
-    return this.request(`/ngsi-ld/v1/entities/${encodeURIComponent(id)}/attrs`, {
-      method: "PATCH",
+  /** Send a command to an entity's device (operator and above); answers at once (202). */
+  command(id: string, command: string, args: Record<string, unknown>, reason: string): Promise<CommandInfo> {
+    return this.request(`/api/v1/entities/${encodeURIComponent(id)}/commands`, {
+      method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(attrs),
+      body: JSON.stringify({ command, args, reason }),
     });
   }
 

@@ -301,6 +301,7 @@ export class ConsoleApp {
     this.feed.push(events);
     const current = this.assetPanel.current;
     if (current) for (const c of frame.changes) if (c.id === current) this.assetPanel.update(c);
+    for (const cmd of frame.commands ?? []) this.assetPanel.commandChanged(cmd);
     this.framesApplied++;
     this.changesApplied += frame.changes.length;
   }

@@ -2,6 +2,7 @@
 // goes away. Each (re)connection is announced with onConnected so the app can catch up
 // (reload its snapshots) while frames already arrive.
 
+import type { CommandInfo } from "./api";
 import type { Change } from "./data";
 
 export type ConnectionState = "connecting" | "live" | "reconnecting" | "offline";
@@ -10,6 +11,8 @@ export interface Frame {
   type: "changes";
   changes: Change[];
   deleted: string[];
+  /** Device commands that changed state since the last frame. */
+  commands?: CommandInfo[];
 }
 
 const FIRST_RETRY_MS = 500;

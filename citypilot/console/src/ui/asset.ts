@@ -1,13 +1,14 @@
 // The asset panel: what one asset is (type, silo, municipality, department), its state,
 // every property with its observation time, the last 24 h of its numeric properties as
-// charts, and — for operators only — the controls of its type.
+// charts, and — for operators only — the commands of its type (./commands.ts).
 
-import { type Api, ApiError, type NormalizedEntity, type TypeInfo } from "../api";
+import { type Api, ApiError, type CommandInfo, type NormalizedEntity, type TypeInfo } from "../api";
 import type { CityData, Change } from "../data";
 import { ago, formatDateTime, formatValue, humanAttr, humanType, unitSymbol } from "../format";
 import { STATIC_ATTRS, thresholdsOf } from "../limits";
 import { describeState, siloOf, STATE_NAMES } from "../silos";
 import { Sparkline } from "./chart";
+import { CommandForm } from "./commands";
 import { fill, h } from "./dom";
 
 const HIDDEN = new Set(["location", "name", "department", "refMunicipality"]);
@@ -30,8 +31,7 @@ export class AssetPanel {
   private chartsEl = h("div", { class: "asset-charts", "data-testid": "asset-charts" });
   private updated = h("dd", { "data-testid": "asset-updated" }, "…");
   private lastUpdate = 0;
-  /** Message for operators after a command (e.g. "Switched off"). */
-  private notice = h("p", { class: "asset-notice", role: "status", "data-testid": "asset-notice" });
+  private commands: CommandForm;
 
   constructor(
     private api: Api,
@@ -39,6 +39,7 @@ export class AssetPanel {
     private types: Map<string, TypeInfo>,
     private canWrite: boolean,
   ) {
+    this.commands = new CommandForm(api);
     this.el = h(
       "section",
       { class: "asset-panel", "data-testid": "asset-panel" },
@@ -46,7 +47,6 @@ export class AssetPanel {
       this.state,
       this.meta,
       this.controls,
-      this.notice,
       h("h3", {}, "Last 24 h"),
       this.chartsEl,
       h("h3", {}, "Properties"),
@@ -61,7 +61,6 @@ export class AssetPanel {
     this.current = id;
     this.clearCharts();
     this.cells.clear();
-    this.notice.textContent = "";
     const type = id.split(":")[2] ?? "";
     const silo = siloOf(type);
     const loc = this.data.locate(id);
@@ -78,7 +77,7 @@ export class AssetPanel {
       h("code", { class: "asset-id", "data-testid": "asset-id" }, id),
     );
     this.renderState();
-    this.renderControls(type);
+    this.renderControls(id, type);
     fill(this.props);
     fill(this.chartsEl, h("p", { class: "muted" }, "Loading history…"));
     this.el.dataset.loaded = "false";
@@ -243,36 +242,17 @@ export class AssetPanel {
     }
   }
 
-  /** Write controls of the type, for operators and admins only (viewers get none). */
-  private renderControls(type: string): void {
+  /** The commands of the type, for operators and admins only (viewers get none). */
+  private renderControls(id: string, type: string): void {
     fill(this.controls);
-    if (!this.canWrite || type !== "Streetlight") return;
-    const buttons: [string, Record<string, unknown>, string][] = [
-      ["Switch on", { powerState: "on", illuminanceLevel: 1 }, "on"],
-      ["Dim 50 %", { powerState: "low", illuminanceLevel: 0.5 }, "dim"],
-      ["Switch off", { powerState: "off", illuminanceLevel: 0 }, "off"],
-    ];
-    const group = h(
-      "div",
-      { class: "asset-controls", role: "group", "aria-label": "Lamp controls", "data-testid": "asset-controls" },
-      ...buttons.map(([label, attrs, key]) => {
-        const b = h("button", { class: "btn", "data-testid": `control-${key}` }, label);
-        b.addEventListener("click", () => void this.command(attrs, label));
-        return b;
-      }),
-    );
-    this.controls.append(group);
+    const commands = this.types.get(type)?.commands;
+    if (!this.canWrite || !commands || !Object.keys(commands).length) return;
+    this.commands.show(id, commands);
+    this.controls.append(this.commands.el);
   }
 
-  private async command(attrs: Record<string, unknown>, label: string): Promise<void> {
-    const id = this.current;
-    if (!id) return;
-    this.notice.textContent = `${label}…`;
-    try {
-      await this.api.patchAttrs(id, attrs);
-      if (this.current === id) this.notice.textContent = `${label}: sent`;
-    } catch (e) {
-      if (this.current === id) this.notice.textContent = `${label} refused: ${(e as Error).message}`;
-    }
+  /** A command changed state (live stream). */
+  commandChanged(cmd: CommandInfo): void {
+    if (cmd.entityId === this.current) this.commands.update(cmd);
   }
 }
