@@ -52,6 +52,9 @@ def add_bench_commands(sub: Any) -> None:
     from citypilot.bench.backpressure import add_backpressure_bench
 
     add_backpressure_bench(bench)
+    from citypilot.bench.commands import add_commands_bench
+
+    add_commands_bench(bench)
 
     from citypilot.bench.scale import add_scale_bench
 

@@ -73,6 +73,7 @@ class Command:
     last_reported: dict[str, Any] = field(default_factory=dict)
     diverged: bool = False
     superseded_by: str | None = None
+    early_report: bool = False  # the device reported before its ack was in
 
     @property
     def timeout_at(self) -> float | None:

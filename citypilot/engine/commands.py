@@ -64,6 +64,9 @@ MAX_KEY_CHARS = 200
 LOOKBACK_S = 86400.0  # how far back reported_state(at=...) looks for a value
 
 
+_NO_LOCK = contextlib.nullcontext()
+
+
 class DeliveryError(Exception):
     """A channel could not hand the command over (it is retried, then ``failed``)."""
 
@@ -142,10 +145,11 @@ class CommandService:
         self._active: dict[str, Command] = {}
         self._by_entity: dict[str, set[str]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._submit_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._unlisten: Callable[[], None] | None = None
+        self._queued: list[tuple[Sequence[CommandRow], Sequence[TransitionRow], Any]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     # -- life cycle ------------------------------------------------------------------
     async def start(self, *, run_timers: bool = True) -> None:
@@ -243,12 +247,15 @@ class CommandService:
             deadline = now + DEFAULT_DEADLINE_S
         elif not now < deadline <= now + MAX_DEADLINE_S:
             raise BadRequestData("deadline must lie in the next 7 days", "deadline")
-        async with self._submit_lock:
+        expected = expected_values(spec, checked)
+        before = await self._reported(entity_id, expected)
+        # one submit per idempotency key at a time; submits without a key run freely
+        key_lock = self._lock(f"key:{idempotency_key}") if idempotency_key else _NO_LOCK
+        async with key_lock:
             if idempotency_key is not None:
                 known = await self.log.by_key(idempotency_key)
                 if known is not None:
                     return self._active.get(known.id) or Command.from_doc(known.doc)
-            expected = expected_values(spec, checked)
             cmd = Command(
                 id=f"cmd-{uuid.uuid4().hex}",
                 entity_id=entity_id,
@@ -263,7 +270,7 @@ class CommandService:
                 timeout_s=spec.timeout_s,
                 expected=expected,
                 idempotency_key=idempotency_key,
-                before=await self._reported(entity_id, expected),
+                before=before,
                 next_attempt_at=now,
             )
             older = [
@@ -271,8 +278,14 @@ class CommandService:
                 for i in self._by_entity.get(entity_id, ())
                 if set(self._active[i].expected) & set(expected)
             ]
-            await self._save(cmd, PENDING, requested_by, {"reason": reason})
-            self._track(cmd)
+            self._track(cmd)  # before the write: a concurrent submit sees it to supersede
+            try:
+                await self._save(cmd, PENDING, requested_by, {"reason": reason})
+            except BaseException:
+                self._untrack(cmd)
+                raise
+            if idempotency_key:
+                self._locks.pop(f"key:{idempotency_key}", None)
         for old in older:
             async with self._lock(old.id):
                 if old.state in ACTIVE_STATES:
@@ -474,7 +487,7 @@ class CommandService:
             return
         cmd.next_attempt_at = now + self.retry_s * 2 ** (cmd.attempts - 1)
         cmd.updated_at = now
-        await self.log.save(
+        await self._write(
             [self._row(cmd)],
             [
                 TransitionRow(
@@ -499,7 +512,8 @@ class CommandService:
         detail["deviceAt"] = format_instant(cmd.ack_at)
         await self._save(cmd, ACKNOWLEDGED, source, detail)
         cmd.last_reported = {}  # only reports from the ack on count
-        entity = await self.broker.store.get_entity(cmd.entity_id)
+        # a report that overtook the ack (they travel separately) is in the store
+        entity = await self.broker.store.get_entity(cmd.entity_id) if cmd.early_report else None
         if entity is not None:
             for attr in cmd.expected:
                 got = entity.attrs.get(attr)
@@ -538,6 +552,8 @@ class CommandService:
                 continue
             async with self._lock(cmd.id):
                 seen = {a: v for a, v in change["attrs"].items() if a in cmd.expected}
+                if seen and cmd.state in (PENDING, SENT):
+                    cmd.early_report = True
                 if seen and cmd.state == ACKNOWLEDGED and observed >= (cmd.ack_at or 0.0):
                     cmd.last_reported.update(seen)
                     await self._check_confirmed(cmd, "device report")
@@ -585,6 +601,37 @@ class CommandService:
         await self._finish(cmd, TIMED_OUT, "platform", detail)
 
     # -- bookkeeping -------------------------------------------------------------------
+    async def _write(
+        self, rows: Sequence[CommandRow], transitions: Sequence[TransitionRow]
+    ) -> None:
+        """Keep rows and transitions; returns once they are committed.
+
+        Writes made while a commit is under way share the next one (group commit), so
+        a mode commanding hundreds of devices costs a few transactions, not thousands.
+        """
+        waiter = asyncio.get_running_loop().create_future()
+        self._queued.append((rows, transitions, waiter))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await waiter
+
+    async def _flush(self) -> None:
+        while self._queued:
+            await asyncio.sleep(0)  # let the writers of this turn of the loop join
+            queued, self._queued = self._queued, []
+            rows = {row.id: row for rows, _, _ in queued for row in rows}  # the newest wins
+            transitions = [t for _, ts, _ in queued for t in ts]
+            try:
+                await self.log.save(list(rows.values()), transitions)
+            except Exception as exc:
+                for _, _, waiter in queued:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                continue
+            for _, _, waiter in queued:
+                if not waiter.done():
+                    waiter.set_result(None)
+
     def _lock(self, command_id: str) -> asyncio.Lock:
         lock = self._locks.get(command_id)
         if lock is None:
@@ -625,7 +672,7 @@ class CommandService:
         """Move to ``state``, keep the transition, and publish it."""
         cmd.state = state
         cmd.updated_at = self.clock()
-        await self.log.save(
+        await self._write(
             [self._row(cmd)], [TransitionRow(cmd.id, cmd.updated_at, state, actor, detail)]
         )
         await self.broker.bus.publish(COMMANDS_CHANGED, {"commands": [cmd.to_json()]})
@@ -637,7 +684,7 @@ class CommandService:
     async def _note(self, cmd: Command, what: str, source: str, answer: DeviceAnswer) -> None:
         """Keep an answer that changes nothing (late or repeated) in the command's history."""
         detail = {"note": what, "accepted": answer.accepted, "reason": answer.reason}
-        await self.log.save([], [TransitionRow(cmd.id, self.clock(), cmd.state, source, detail)])
+        await self._write([], [TransitionRow(cmd.id, self.clock(), cmd.state, source, detail)])
 
     async def _reported(self, entity_id: str, expected: dict[str, Any]) -> dict[str, Any]:
         entity = await self.broker.store.get_entity(entity_id)

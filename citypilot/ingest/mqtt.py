@@ -399,11 +399,12 @@ class MqttIngest:
         wheres: list[str] = []
         sources: list[str] = []
         refused: list[tuple[str, bytes, CityPilotError]] = []
+        acks = []
         for topic, payload in batch:
             if topic.endswith("/cmd"):
                 continue  # a command we published ourselves
             if topic.endswith("/cmd/ack") and self.command_acks is not None:
-                await self.command_acks(topic, payload)
+                acks.append(self.command_acks(topic, payload))
                 continue
             if topic == self._batch_topic:
                 self._split_batch(topic, payload, items, raws, wheres, sources, refused)
@@ -438,6 +439,8 @@ class MqttIngest:
             good_raws.append(raw)
             good_topics.append(topic)
 
+        if acks:
+            await asyncio.gather(*acks)
         if refused:
             await self._dead_letter(refused)
         # One call per batch; gateway payloads can make a batch hold many more

@@ -31,6 +31,7 @@ from citypilot.model.timeutil import format_instant
 log = logging.getLogger(__name__)
 CMD_SUFFIX = "/cmd"
 ACK_SUFFIX = "/cmd/ack"
+MAX_INFLIGHT = 256  # commands awaiting their PUBACK at once (a mode sends hundreds)
 
 
 def command_topic(root: str, command: Command) -> str:
@@ -95,6 +96,7 @@ class MqttCommandChannel:
                     identifier=client_id_for(self.root).replace("ingest", "commands"),
                     tls_context=self.ingest._tls,
                     logger=log,
+                    max_inflight_messages=MAX_INFLIGHT,
                 )
                 try:
                     await client.__aenter__()

@@ -67,11 +67,16 @@ class MqttCommandGateway:
                 await self._link.aclose()
 
     async def _receive(self, client: Any) -> None:
+        answering: set[asyncio.Task[None]] = set()
         async for message in client.messages:
-            await self.answer(client, str(message.topic), bytes(message.payload))
+            # carried out at once, in order; the acks' PUBACKs are awaited side by side
+            task = asyncio.create_task(self.answer(client, str(message.topic), message.payload))
+            answering.add(task)
+            task.add_done_callback(answering.discard)
 
-    async def answer(self, client: Any, topic: str, payload: bytes) -> None:
+    async def answer(self, client: Any, topic: str, payload: Any) -> None:
         """Carry out one command message and publish the device's answer."""
+        payload = payload if isinstance(payload, bytes) else str(payload).encode()
         parts = topic.split("/")
         if len(parts) < 4:
             return
