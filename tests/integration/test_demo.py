@@ -95,6 +95,26 @@ def test_demo_serves_a_live_city_with_its_recent_past_and_resumes_it(tmp_path):
         series = wait_for(the_past_was_played, timeout=240, what="3 h of history played")
         # The storm of the flood scenario began before the demo: the river rose through it.
         assert series[-1][1] > series[0][1] + 0.5
+
+        # Switching a lamp off is confirmed by the simulated lamp's own report.
+        columns = client.get("/api/v1/map/entities/Streetlight", params={"attrs": "status"}).json()
+        lamp = next(
+            i for i, s in zip(columns["ids"], columns["attrs"]["status"], strict=True) if s == "ok"
+        )
+        r = client.post(
+            f"/api/v1/entities/{lamp}/commands",
+            json={"command": "switch", "args": {"state": "off"}},
+        )
+        assert r.status_code == 202, r.text
+        location = r.headers["location"]
+        done = wait_for(
+            lambda: client.get(location).json()["state"] == "confirmed", what="confirmation"
+        )
+        assert done
+        cmd = client.get(location).json()
+        assert cmd["channel"] == "simulator" and cmd["lastReported"] == {"illuminanceLevel": 0.0}
+        entity = client.get(f"/ngsi-ld/v1/entities/{lamp}", params={"options": "keyValues"}).json()
+        assert entity["illuminanceLevel"] == 0 and entity["powerConsumption"] < 1.0
         assert client.get("/api/v1/dead-letters").json()["total"] == 0
     finally:
         out = stop(proc)
