@@ -68,7 +68,11 @@ HOSTILE = [
 INTEGERS = st.integers(min_value=-(2**70), max_value=2**70).map(str)
 VALUES = st.one_of(st.sampled_from(HOSTILE), INTEGERS, st.floats().map(repr), st.text(max_size=40))
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=20),
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
     ),
