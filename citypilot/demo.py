@@ -44,6 +44,7 @@ _DEMO_FILES = (
     DEMO_FILE,
     "layers",
     "gtfs",
+    "graph",
 )
 
 
@@ -82,6 +83,7 @@ def prepare_city(
     """
     from citypilot.twin import generate_city, write_gtfs, write_layers
     from citypilot.twin.commands import load_city
+    from citypilot.twin.export import write_graph
 
     data = settings.data_path
     record_path = data / DEMO_FILE
@@ -95,12 +97,15 @@ def prepare_city(
                 f"{record['scale']}; add --fresh to replace it with seed {seed}, scale {scale}"
             )
         console.print(f"Resuming the demo city in {data}")
+        if not (data / "graph" / "edges.csv").exists():  # a city made before the graph was
+            write_graph(generate_city(seed, scale), data / "graph")
         return record
     private_dir(data)
     with console.status(f"Generating the city (seed {seed}, scale {scale}) …"):
         city = generate_city(seed, scale)
         write_layers(city, data / "layers")
         write_gtfs(city, data / "gtfs")
+        write_graph(city, data / "graph")
     asyncio.run(load_city(settings, city))
     key = asyncio.run(_create_logins(settings))
     record = {

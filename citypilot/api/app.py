@@ -39,6 +39,7 @@ from citypilot.engine.commands import CommandService
 from citypilot.model.builtin_types import BUILTIN_TYPES
 from citypilot.model.types import TypeRegistry
 from citypilot.model.types_file import load_types_file
+from citypilot.ops.routing import open_routing
 from citypilot.store.factory import open_store
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,8 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.hub = stream.StreamHub(city.broker.bus, scopes)
             app.state.entity_cache = EntityCache(city.broker.bus)
             metrics.WEBSOCKET_CLIENTS.set_function(lambda: len(app.state.hub.subscribers))
+            # incident response: the road graph the demo wrote, when there is one
+            app.state.routing = open_routing(settings.data_path / "graph")
             try:
                 yield
             finally:

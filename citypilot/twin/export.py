@@ -285,6 +285,13 @@ def _transit_features(city: City) -> list[dict[str, Any]]:
     return feats
 
 
+def write_graph(city: City, folder: str | Path) -> None:
+    """The routable road graph as ``<folder>/nodes.csv`` and ``<folder>/edges.csv``."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_graph(city, out / "nodes.csv", out / "edges.csv")
+
+
 def _write_graph(city: City, nodes_path: Path, edges_path: Path) -> None:
     g = city.roads
     buf = io.StringIO()
