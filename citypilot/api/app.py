@@ -17,6 +17,7 @@ from citypilot.api import (
     commands,
     health,
     history,
+    incidents,
     ingest,
     mapdata,
     ngsi_ld,
@@ -193,6 +194,7 @@ def create_app(settings: Settings) -> FastAPI:
         context_router,
         open311.router,
         service_requests.router,
+        incidents.router,
     ):
         app.include_router(router)
     mount_console(app)

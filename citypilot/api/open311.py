@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from citypilot.api.body import media_type, read_body
 from citypilot.api.deps import City, city_of
+from citypilot.api.incidents import incident_from_request
 from citypilot.api.open311_format import FORMATS, Format, document, errors
 from citypilot.api.openapi import answer, error_content
 from citypilot.model.entity import Entity
@@ -313,6 +314,7 @@ async def post_request(fmt: str, request: Request) -> Response:
         desk = desk_of(request)
         new = parse_new_request(form, multi, desk.catalogue)
         entity = await desk.submit(new, source=f"open311:{client}")
+        await incident_from_request(request, entity)  # a fire or a flood opens an incident
         view = request_view(entity)
         item = {
             "service_request_id": view["service_request_id"],

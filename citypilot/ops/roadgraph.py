@@ -57,10 +57,15 @@ class RoadNetwork:
         k = int(np.argmin(d2))
         return k, float(np.sqrt(d2[k]))
 
-    def nodes_within(self, lon: float, lat: float, radius_m: float) -> np.ndarray:
-        """Indices of the nodes within ``radius_m`` of a position."""
-        x, y = to_metric(lon, lat)
-        return np.nonzero((self.x - x) ** 2 + (self.y - y) ** 2 <= radius_m**2)[0]
+    def edges_within(self, lon: float, lat: float, radius_m: float) -> np.ndarray:
+        """The street segments passing within ``radius_m`` of a position."""
+        px, py = to_metric(lon, lat)
+        e = self.edge_count  # the first arcs are the segments, in their own direction
+        ax, ay = self.x[self.arc_from[:e]], self.y[self.arc_from[:e]]
+        dx, dy = self.x[self.arc_to[:e]] - ax, self.y[self.arc_to[:e]] - ay
+        t = np.clip(((px - ax) * dx + (py - ay) * dy) / np.maximum(dx * dx + dy * dy, 1e-9), 0, 1)
+        d2 = (ax + t * dx - px) ** 2 + (ay + t * dy - py) ** 2
+        return np.nonzero(d2 <= radius_m**2)[0]
 
 
 def travel_seconds(length_m: np.ndarray, maxspeed_kmh: np.ndarray, cls: list[str]) -> np.ndarray:

@@ -1,0 +1,221 @@
+"""Dispatch by travel time: rank the available units by road ETA and send the chosen ones.
+
+One Dijkstra from the incident's nearest node over the reversed arcs gives every
+node's travel time to the incident, so every available unit is ranked by one
+search; the routes of the few recommended units come from the same kind of
+search. A dispatch checks everything first (the incident still open, each unit
+known, available and with a route) and then writes the incident once: nothing
+is half-applied.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from citypilot.model.entity import Entity
+from citypilot.model.errors import BadRequestData, CityPilotError, ResourceNotFound
+from citypilot.model.timeutil import format_instant
+from citypilot.ops.closures import ClosureBook
+from citypilot.ops.incidents import IllegalTransition, IncidentBook, point_of, value
+from citypilot.ops.routing import Route, Routing
+from citypilot.ops.units import SUITABLE, assignments, dispatch_status, fleet, kind_of
+from citypilot.twin.geo import to_metric
+
+MAX_UNITS_PER_DISPATCH = 20
+MAX_RECOMMENDED = 20
+
+
+class NoRoute(CityPilotError):
+    """No open road leads from the unit(s) to the incident."""
+
+    status = 409
+    problem = "NoRoute"
+    title = "No route"
+
+
+class NoRoadGraph(CityPilotError):
+    """The server has no road graph to route on."""
+
+    status = 503
+    problem = "NoRoadGraph"
+    title = "No road graph"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A unit that can answer, its travel time by road and its route."""
+
+    unit: Entity
+    kind: str
+    seconds: float
+    route: Route
+    crow_m: float
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        """The candidate as the recommendation shows it."""
+        return {
+            "unit": self.unit.id,
+            "unitType": self.unit.type,
+            "kind": self.kind,
+            "callSign": value(self.unit, "callSign"),
+            "etaSeconds": round(self.seconds, 1),
+            "eta": format_instant(now + self.seconds),
+            "distanceMetres": round(self.route.metres, 1),
+            "straightLineMetres": round(self.crow_m, 1),
+            "route": self.route.geometry(),
+        }
+
+
+class Dispatcher:
+    """Recommends units for an incident and dispatches the operator's choice."""
+
+    def __init__(self, incidents: IncidentBook, closures: ClosureBook, routing: Routing | None):
+        self.incidents = incidents
+        self.closures = closures
+        self.routing = routing
+
+    def _routing(self) -> Routing:
+        if self.routing is None:
+            raise NoRoadGraph(
+                "the server has no road graph (graph/nodes.csv and graph/edges.csv in the "
+                "data directory; `citypilot demo` writes them)",
+                None,
+            )
+        return self.routing
+
+    async def _available(self, kinds: Sequence[str] | None) -> list[Entity]:
+        jobs = await assignments(self.incidents.broker)
+        return [
+            u
+            for u in await fleet(self.incidents.broker)
+            if dispatch_status(u, jobs.get(u.id)) == "available"
+            and (kinds is None or kind_of(u) in kinds)
+            and point_of(u) is not None
+        ]
+
+    async def recommend(
+        self, incident: Entity, count: int = 3, kinds: Sequence[str] | None = None
+    ) -> list[Candidate]:
+        """The ``count`` available units nearest the incident by road travel time."""
+        routing = self._routing()
+        await self.closures.refresh()
+        if kinds is None:
+            kinds = SUITABLE.get(str(value(incident, "incidentType")), None)
+        units = await self._available(kinds)
+        return self.rank(routing, incident, units, count)
+
+    @staticmethod
+    def rank(
+        routing: Routing, incident: Entity, units: list[Entity], count: int
+    ) -> list[Candidate]:
+        """Rank ``units`` by travel time to the incident; NoRoute if none can reach it."""
+        lon, lat = point_of(incident) or (0.0, 0.0)
+        net = routing.network
+        target, _ = net.nearest_node(lon, lat)
+        times = routing.times_to(target)
+        ix, iy = to_metric(lon, lat)
+        placed = []
+        for unit in units:
+            ulon, ulat = point_of(unit)  # type: ignore[misc]
+            node, _ = net.nearest_node(ulon, ulat)
+            ux, uy = to_metric(ulon, ulat)
+            placed.append((float(times[node]), node, unit, math.hypot(ux - ix, uy - iy)))
+        reachable = sorted((p for p in placed if math.isfinite(p[0])), key=lambda p: p[0])
+        if placed and not reachable:
+            raise NoRoute(
+                f"no open road leads from any of the {len(placed)} available units to the "
+                f"incident: road closures ({len(routing.closed_edges)} segments) isolate it",
+                "id",
+            )
+        chosen = reachable[:count]
+        routes = routing.routes_to(target, [p[1] for p in chosen])
+        return [
+            Candidate(unit, kind_of(unit), seconds, route, crow)
+            for (seconds, _, unit, crow), route in zip(chosen, routes, strict=True)
+            if route is not None
+        ]
+
+    async def dispatch(
+        self, incident_id: str, unit_ids: Any, by: str
+    ) -> tuple[Entity, list[Candidate]]:
+        """Send units to an incident: every check first, then one write of the incident."""
+        routing = self._routing()
+        if not isinstance(unit_ids, list) or not unit_ids:
+            raise BadRequestData("units must be a non-empty list of unit ids", "units")
+        if len(unit_ids) > MAX_UNITS_PER_DISPATCH:
+            raise BadRequestData(f"at most {MAX_UNITS_PER_DISPATCH} units at once", "units")
+        if len(set(map(str, unit_ids))) != len(unit_ids):
+            raise BadRequestData("units names a unit twice", "units")
+        incident = await self.incidents.get(incident_id)
+        status = value(incident, "status")
+        if status in ("resolved", "closed"):
+            raise IllegalTransition(
+                f"incident {incident.id} is {status}: units are sent to open incidents only",
+                "status",
+            )
+        await self.closures.refresh()
+        jobs = await assignments(self.incidents.broker)
+        units = []
+        for k, unit_id in enumerate(unit_ids):
+            where = f"units[{k}]"
+            if not isinstance(unit_id, str):
+                raise BadRequestData(f"{where} must be a unit id", where)
+            unit = await self.incidents.broker.store.get_entity(unit_id)
+            if unit is None or unit.type not in ("PoliceUnit", "TechnicalVehicle"):
+                raise ResourceNotFound(f"{where}: there is no unit {unit_id[:100]!r}", where)
+            state = dispatch_status(unit, jobs.get(unit.id))
+            if state != "available":
+                raise UnitNotAvailable(f"{where}: unit {unit.id} is {state}, not available", where)
+            if point_of(unit) is None:
+                raise UnitNotAvailable(f"{where}: unit {unit.id} has no known position", where)
+            units.append(unit)
+        ranked = {c.unit.id: c for c in self.rank(routing, incident, units, len(units))}
+        for k, unit in enumerate(units):
+            if unit.id not in ranked:
+                raise NoRoute(
+                    f"units[{k}]: no open road leads from unit {unit.id} to the incident "
+                    f"(closures isolate one of them)",
+                    f"units[{k}]",
+                )
+        now = time.time()
+        jobs_now = dict(value(incident, "assignments", {}) or {})
+        for unit in units:
+            c = ranked[unit.id]
+            jobs_now[unit.id] = {
+                "status": "dispatched",
+                "dispatchedAt": format_instant(now),
+                "etaSeconds": round(c.seconds, 1),
+                "eta": format_instant(now + c.seconds),
+                "distanceMetres": round(c.route.metres, 1),
+                "route": c.route.geometry(),
+                "routeNodes": list(c.route.nodes),
+            }
+        changes: dict[str, Any] = {"assignments": jobs_now}
+        if status == "reported":
+            changes["status"] = "dispatched"
+        detail = "; ".join(
+            f"{value(u, 'callSign') or u.id} ETA {ranked[u.id].seconds:.0f} s "
+            f"({ranked[u.id].route.metres / 1000:.1f} km)"
+            for u in units
+        )
+        updated = await self.incidents.record(
+            incident.id,
+            by,
+            "dispatched",
+            detail,
+            refs={"units": [u.id for u in units]},
+            changes=changes,
+        )
+        return updated, [ranked[u.id] for u in units]
+
+
+class UnitNotAvailable(CityPilotError):
+    """The unit cannot be sent: it is busy, out of service or has no position."""
+
+    status = 409
+    problem = "UnitNotAvailable"
+    title = "Unit not available"

@@ -1,0 +1,280 @@
+"""Incidents, dispatch by road travel time and road closures, against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from citypilot.bench.server import server_process
+from tests.conftest import ADMIN, DEVICE_KEY, OPERATOR, VIEWER, Server, seed_accounts
+from tests.integration import incident_world as world
+
+NEAR_ACROSS_RIVER = "urn:ngsi-ld:PoliceUnit:PM-across"  # 400 m away, 2 km by road
+FAR_SAME_BANK = "urn:ngsi-ld:PoliceUnit:PM-bank"  # 632 m away, 800 m by road
+OFF_DUTY = "urn:ngsi-ld:PoliceUnit:PM-off"
+FIRE_ENGINE = "urn:ngsi-ld:TechnicalVehicle:FPT-01"
+
+
+@pytest.fixture(scope="module")
+def town(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose data directory holds the river town's road graph and units."""
+    data = tmp_path_factory.mktemp("incident-town")
+    asyncio.run(seed_accounts(data))
+    world.write_graph(data / "graph")
+    with server_process(data) as url:
+        server = Server(url, data)
+        entities = [
+            world.municipality(),
+            world.unit("PM-across", "PoliceUnit", 0, 1, status="available"),
+            world.unit("PM-bank", "PoliceUnit", 3, 4, status="patrolling"),
+            world.unit("PM-off", "PoliceUnit", 0, 4, status="offDuty"),
+            world.unit(
+                "FPT-01", "TechnicalVehicle", 4, 0, status="atBase", vehicleType="fireEngine"
+            ),
+        ]
+        with server.client(ADMIN) as admin:
+            r = admin.post("/ngsi-ld/v1/entityOperations/upsert", json=entities)
+            assert r.status_code in (201, 204), r.text
+        yield server
+
+
+def _open(town: Server, col: float = 0, row: float = 3, kind: str = "fire") -> dict:
+    lon, lat = world.lonlat(col, row)
+    with town.client(OPERATOR) as op:
+        r = op.post(
+            "/api/v1/incidents",
+            json={
+                "type": kind,
+                "severity": "major",
+                "location": {"type": "Point", "coordinates": [lon, lat]},
+                "description": "Smoke from a shop",
+            },
+        )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _ends(minutes: int = 30) -> str:
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
+
+
+def test_an_incident_walks_its_lifecycle_and_refuses_illegal_moves(town: Server):
+    incident = _open(town)
+    assert incident["status"] == "reported"
+    assert incident["municipality"] == world.MUNICIPALITY
+    assert incident["affectedArea"]["type"] == "Polygon"
+    local = incident["id"].split(":")[-1]
+    with town.client(OPERATOR) as op:
+        r = op.post(f"/api/v1/incidents/{local}/status", json={"status": "closed"})
+        assert r.status_code == 409
+        assert r.json()["field"] == "status" and "reported" in r.json()["detail"]
+        for status in ("dispatched", "on_scene", "resolved", "closed"):
+            r = op.post(
+                f"/api/v1/incidents/{incident['id']}/status", json={"status": status, "note": "ok"}
+            )
+            assert r.status_code == 200, r.text
+        r = op.post(f"/api/v1/incidents/{local}/status", json={"status": "reported"})
+        assert r.status_code == 409
+    with town.client(VIEWER) as viewer:
+        timeline = viewer.get(f"/api/v1/incidents/{local}/timeline").json()
+        listed = viewer.get("/api/v1/incidents", params={"status": "closed"}).json()
+    assert [e["action"] for e in timeline] == ["reported", *["status"] * 4]
+    assert all(e["by"] == OPERATOR[0] and e["at"] for e in timeline)
+    assert "on_scene → resolved" in timeline[3]["detail"]
+    assert incident["id"] in [i["id"] for i in listed]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"type": "meteor", "location": {"type": "Point", "coordinates": [5.04, 47.32]}}, "type"),
+        ({"type": "fire"}, "location"),
+        ({"type": "fire", "severity": "huge", "location": None}, "severity"),
+        ({"type": "fire", "location": {"type": "Point", "coordinates": [12.0, 40.0]}}, "location"),
+        (
+            {"type": "fire", "location": {"type": "Point", "coordinates": [5.04, 47.32]}, "x": 1},
+            "x",
+        ),
+    ],
+)
+def test_a_bad_incident_report_names_its_field_and_leaves_nothing(town: Server, body, field):
+    with town.client(VIEWER) as viewer:
+        before = len(viewer.get("/api/v1/incidents").json())
+    with town.client(OPERATOR) as op:
+        r = op.post("/api/v1/incidents", json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == field
+    with town.client(VIEWER) as viewer:
+        assert len(viewer.get("/api/v1/incidents").json()) == before
+        assert viewer.post("/api/v1/incidents", json=body).status_code == 403
+
+
+def test_units_are_ranked_by_road_time_not_by_straight_line(town: Server):
+    incident = _open(town)
+    with town.client(OPERATOR) as op:
+        r = op.get(f"/api/v1/incidents/{incident['id']}/recommendation", params={"kind": "police"})
+    assert r.status_code == 200, r.text
+    units = r.json()["units"]
+    assert [u["unit"] for u in units] == [FAR_SAME_BANK, NEAR_ACROSS_RIVER]  # off duty: none
+    bank, across = units
+    assert across["straightLineMetres"] < bank["straightLineMetres"]
+    assert bank["etaSeconds"] < across["etaSeconds"]
+    assert across["distanceMetres"] == pytest.approx(2000.0, abs=1)
+    line = across["route"]
+    assert line["type"] == "LineString"
+    assert line["coordinates"][0] == list(world.lonlat(0, 1))
+    assert line["coordinates"][-1] == list(world.lonlat(0, 3))
+    assert list(world.lonlat(world.BRIDGE_COLUMN, 2)) in line["coordinates"]
+    with town.client(VIEWER) as viewer:  # fire: the fire engine comes first by kind filter
+        kinds = {
+            u["kind"]
+            for u in viewer.get(
+                f"/api/v1/incidents/{incident['id']}/recommendation", params={"count": 5}
+            ).json()["units"]
+        }
+    assert "fireEngine" in kinds
+
+
+def test_dispatch_moves_the_unit_and_the_incident_and_refuses_a_busy_unit(town: Server):
+    incident = _open(town, 1, 4)
+    with town.client(OPERATOR) as op:
+        r = op.post(f"/api/v1/incidents/{incident['id']}/dispatch", json={"units": [FIRE_ENGINE]})
+        assert r.status_code == 200, r.text
+        sent = r.json()
+        assert sent["incident"]["status"] == "dispatched"
+        assert sent["units"][0]["route"]["type"] == "LineString"
+        job = sent["incident"]["assignments"][FIRE_ENGINE]
+        assert job["status"] == "dispatched" and job["etaSeconds"] > 0
+        assert sent["incident"]["links"]["units"] == [FIRE_ENGINE]
+        assert sent["incident"]["timeline"][-1]["action"] == "dispatched"
+        assert FIRE_ENGINE in sent["incident"]["timeline"][-1]["refs"]
+        units = {u["id"]: u for u in op.get("/api/v1/units").json()}
+        assert units[FIRE_ENGINE]["status"] == "dispatched"
+        assert units[FIRE_ENGINE]["incident"] == incident["id"]
+        other = _open(town, 2, 4)
+        before = op.get(f"/api/v1/incidents/{other['id']}").json()
+        for units_sent, status, field in (
+            ([FIRE_ENGINE], 409, "units[0]"),  # busy with the first incident
+            ([FAR_SAME_BANK, OFF_DUTY], 409, "units[1]"),  # off duty: nothing applied
+            (["urn:ngsi-ld:PoliceUnit:nobody"], 404, "units[0]"),
+            ([], 400, "units"),
+            ([FAR_SAME_BANK, FAR_SAME_BANK], 400, "units"),
+        ):
+            r = op.post(f"/api/v1/incidents/{other['id']}/dispatch", json={"units": units_sent})
+            assert r.status_code == status, r.text
+            assert r.json()["field"] == field
+        assert op.get(f"/api/v1/incidents/{other['id']}").json() == before
+        assert op.get("/api/v1/units", params={"status": "available"}).status_code == 200
+        available = {
+            u["id"] for u in op.get("/api/v1/units", params={"status": "available"}).json()
+        }
+        assert FAR_SAME_BANK in available
+        for status in ("resolved", "closed"):
+            op.post(f"/api/v1/incidents/{other['id']}/status", json={"status": status})
+        r = op.post(f"/api/v1/incidents/{other['id']}/dispatch", json={"units": [FAR_SAME_BANK]})
+        assert r.status_code == 409 and r.json()["field"] == "status"
+        # the first incident resolves: the fire engine is free again
+        op.post(f"/api/v1/incidents/{incident['id']}/status", json={"status": "resolved"})
+        available = {
+            u["id"] for u in op.get("/api/v1/units", params={"status": "available"}).json()
+        }
+        assert FIRE_ENGINE in available
+
+
+def _close_at(op: httpx.Client, col: float, row: float, path: str = "/api/v1/closures") -> dict:
+    lon, lat = world.lonlat(col, row)
+    r = op.post(
+        path,
+        json={
+            "location": {"type": "Point", "coordinates": [lon, lat]},
+            "radius": 20,
+            "endsAt": _ends(),
+            "reason": "fire hoses across the street",
+        },
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_a_closure_changes_the_route_at_once_and_isolation_is_said(town: Server):
+    incident = _open(town, 1, 3)  # reached from (0,3), (2,3) and (1,4)
+    rec = f"/api/v1/incidents/{incident['id']}/recommendation"
+    with town.client(OPERATOR) as op:
+        before = op.get(rec, params={"kind": "police"}).json()["units"][0]
+        assert before["unit"] == FAR_SAME_BANK and before["distanceMetres"] == pytest.approx(600)
+        first = _close_at(op, 1.5, 3, f"/api/v1/incidents/{incident['id']}/closures")
+        assert first["status"] == "active" and first["incident"] == incident["id"]
+        assert first["geometry"]["type"] == "MultiLineString" and len(first["edges"]) == 1
+        second = _close_at(op, 1, 3.5)
+        after = op.get(rec, params={"kind": "police"}).json()["units"][0]
+        assert after["unit"] == FAR_SAME_BANK
+        assert after["distanceMetres"] == pytest.approx(1000)  # round by (0,4) and (0,3)
+        assert list(world.lonlat(0, 3)) in after["route"]["coordinates"]
+        listed = {c["id"] for c in op.get("/api/v1/closures").json()}
+        assert {first["id"], second["id"]} <= listed
+        timeline = op.get(f"/api/v1/incidents/{incident['id']}/timeline").json()
+        assert timeline[-1]["action"] == "closure" and first["id"] in timeline[-1]["refs"]
+        # the last street in closed too: no route, and the answer says why
+        third = _close_at(op, 0.5, 3)
+        r = op.get(rec)
+        assert r.status_code == 409
+        assert "closures" in r.json()["detail"]
+        r = op.post(f"/api/v1/incidents/{incident['id']}/dispatch", json={"units": [FAR_SAME_BANK]})
+        assert r.status_code == 409 and "closures" in r.json()["detail"]
+        assert op.get(f"/api/v1/incidents/{incident['id']}").json()["status"] == "reported"
+        for closure in (first, second, third):
+            assert op.post(f"/api/v1/closures/{closure['id']}/end").status_code == 200
+        again = op.get(rec, params={"kind": "police"}).json()["units"][0]
+        assert again["distanceMetres"] == pytest.approx(600)
+        listed = {c["id"] for c in op.get("/api/v1/closures").json()}
+        assert not listed & {first["id"], second["id"], third["id"]}
+        ended = op.get("/api/v1/closures", params={"all": "true"}).json()
+        assert {c["status"] for c in ended if c["id"] == first["id"]} == {"ended"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"edges": [10_000], "endsAt": "2099-01-01T00:00:00Z"}, "edges"),
+        ({"edges": [1], "endsAt": "2001-01-01T00:00:00Z"}, "endsAt"),
+        ({"edges": [1]}, "endsAt"),
+        (
+            {
+                "location": {"type": "Point", "coordinates": [5.5, 47.9]},
+                "endsAt": "2099-01-01T00:00:00Z",
+            },
+            "location",
+        ),
+    ],
+)
+def test_a_bad_closure_names_its_field(town: Server, body, field):
+    with town.client(OPERATOR) as op:
+        r = op.post("/api/v1/closures", json=body)
+        assert r.status_code == 400, r.text
+        assert r.json()["field"] == field
+
+
+def test_a_fire_reported_through_open311_opens_an_incident(town: Server):
+    lon, lat = world.lonlat(2, 1)
+    r = httpx.post(
+        f"{town.url}/open311/v2/requests.json",
+        data={
+            "api_key": DEVICE_KEY,
+            "service_code": "fire-smoke",
+            "long": str(lon),
+            "lat": str(lat),
+            "description": "Smoke from the bakery",
+        },
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    request_id = "urn:ngsi-ld:ServiceRequest:" + r.json()[0]["service_request_id"]
+    with town.client(VIEWER) as viewer:
+        fires = viewer.get("/api/v1/incidents", params={"type": "fire"}).json()
+    opened = [i for i in fires if request_id in i["links"]["serviceRequests"]]
+    assert len(opened) == 1
+    assert opened[0]["source"] == "open311" and opened[0]["severity"] == "major"
