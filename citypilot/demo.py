@@ -198,6 +198,7 @@ async def run_demo(
     from citypilot.twin.command_channel import SimulatorChannel
 
     app.state.city.commands.channels.insert(1, SimulatorChannel(sim))
+    app.state.unit_drivers = [sim.drive_unit]  # a dispatched unit drives its route
 
     async def simulate() -> None:
         async with HttpIngestClient(url, record["deviceKey"]) as sink:

@@ -8,6 +8,7 @@ is in the audit log (the audit middleware) and on the incident's timeline.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -280,6 +281,10 @@ async def dispatch(incident_id: str, request: Request, city: CityDep, who: Opera
     updated, sent = await ops_of(request).dispatcher.dispatch(
         incident.id, body.get("units"), who.name
     )
+    for driver in getattr(request.app.state, "unit_drivers", ()):  # the demo's simulator
+        for c in sent:
+            with contextlib.suppress(KeyError):  # a unit the simulator does not drive
+                driver(c.unit.id, list(c.route.nodes), incident.id)
     return _json(
         {"incident": incident_view(updated), "units": [c.to_json(time.time()) for c in sent]}
     )

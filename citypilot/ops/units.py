@@ -54,7 +54,7 @@ def dispatch_status(unit: Entity, assignment: Mapping[str, Any] | None) -> str:
     """The unit's dispatch status, from its own report and its assignment if any."""
     reported = value(unit, "status")
     if assignment is not None:
-        if reported in ("onScene", "working") and assignment.get("status") != "dispatched":
+        if reported in ("onScene", "working"):  # it was available when sent: it got there
             return "on_scene"
         if (value(unit, "speed", 0) or 0) > 0.5:
             return "en_route"

@@ -276,6 +276,14 @@ class Simulator:
         """The model of a simulated device (KeyError for an entity that is not simulated)."""
         return self.devices[self._by_id[entity_id]]
 
+    def drive_unit(self, entity_id: str, nodes: list[int], incident: str) -> None:
+        """Send a unit along a route of road-graph nodes to an incident (KeyError if unknown)."""
+        dev = self.device(entity_id)
+        if not isinstance(dev, UnitModel):
+            raise KeyError(f"{entity_id} is not a unit")
+        dev.follow(nodes, incident)
+        self.wake(entity_id)
+
     def wake(self, entity_id: str, at: float | None = None) -> None:
         """Make a device report at ``at`` (default: the current simulated time)."""
         self._wake_index(self._by_id[entity_id], self.now if at is None else at)

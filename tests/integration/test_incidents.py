@@ -58,6 +58,15 @@ def _open(town: Server, col: float = 0, row: float = 3, kind: str = "fire") -> d
     return r.json()
 
 
+def _report(town: Server, unit_id: str, attrs: dict) -> None:
+    """The unit reports, as its vehicle gateway would."""
+    at = datetime.now(UTC).isoformat()
+    doc = {"id": unit_id, "type": unit_id.split(":")[2], "observedAt": at, "attrs": attrs}
+    with town.device() as device:
+        r = device.post("/api/v1/ingest", json=[doc])
+    assert r.status_code == 200, r.text
+
+
 def _ends(minutes: int = 30) -> str:
     return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
 
@@ -155,6 +164,14 @@ def test_dispatch_moves_the_unit_and_the_incident_and_refuses_a_busy_unit(town: 
         units = {u["id"]: u for u in op.get("/api/v1/units").json()}
         assert units[FIRE_ENGINE]["status"] == "dispatched"
         assert units[FIRE_ENGINE]["incident"] == incident["id"]
+        # the engine's own reports move its status: driving, then working at the scene
+        for attrs, status in (
+            ({"speed": 48.0, "status": "onRoute"}, "en_route"),
+            ({"speed": 0.0, "status": "working"}, "on_scene"),
+        ):
+            _report(town, FIRE_ENGINE, attrs)
+            units = {u["id"]: u for u in op.get("/api/v1/units").json()}
+            assert units[FIRE_ENGINE]["status"] == status
         other = _open(town, 2, 4)
         before = op.get(f"/api/v1/incidents/{other['id']}").json()
         for units_sent, status, field in (
@@ -177,8 +194,9 @@ def test_dispatch_moves_the_unit_and_the_incident_and_refuses_a_busy_unit(town: 
             op.post(f"/api/v1/incidents/{other['id']}/status", json={"status": status})
         r = op.post(f"/api/v1/incidents/{other['id']}/dispatch", json={"units": [FAR_SAME_BANK]})
         assert r.status_code == 409 and r.json()["field"] == "status"
-        # the first incident resolves: the fire engine is free again
+        # the first incident resolves and the engine is back at base: free again
         op.post(f"/api/v1/incidents/{incident['id']}/status", json={"status": "resolved"})
+        _report(town, FIRE_ENGINE, {"speed": 0.0, "status": "atBase"})
         available = {
             u["id"] for u in op.get("/api/v1/units", params={"status": "available"}).json()
         }

@@ -69,6 +69,7 @@ class UnitModel(DeviceModel):
         "path_t",
         "phase_until",
         "prev_node",
+        "route_plan",
         "speed_kmh",
         "target_node",
     )
@@ -98,6 +99,7 @@ class UnitModel(DeviceModel):
         self.prev_node = -1
         self.target_node: int | None = None
         self.incident: str | None = None
+        self.route_plan: list[int] | None = None
         self.speed_kmh = 0.0
         self.moved_at = 0.0
 
@@ -196,12 +198,28 @@ class UnitModel(DeviceModel):
             else self.path_nodes[0]
         )
 
+    def follow(self, nodes: list[int], incident: str) -> None:
+        """Drive to an incident along ``nodes`` (graph node indices), from the next report on."""
+        if not nodes or not all(0 <= n < self.net.count for n in nodes):
+            raise ValueError("the route names nodes the road graph lacks")
+        self.route_plan = list(nodes)
+        self.incident = incident
+        self.target_node = nodes[-1]
+        self.phase_until = 0.0  # plan again at once
+
     # -- state machine ---------------------------------------------------------------------
     def _plan(self, t: float, ctx: SimContext) -> None:
         """Choose the next activity once the current one is over."""
         rng = ctx.rng
         here = self._node_now(t)
         cruise = CRUISE_KMH[self.entity_type]
+        if self.route_plan is not None:  # a dispatch with its route: drive that route
+            nodes, self.route_plan = self.route_plan, None
+            lead_in = self._route(here, nodes[0])[:-1] if here != nodes[0] else []
+            self.activity = "dispatch"
+            self._drive(t, lead_in + nodes, EMERGENCY_KMH, ctx)
+            self.phase_until = self.path_t[-1]
+            return
         if self.target_node is not None and self.activity not in ("dispatch", "scene"):
             self.activity = "dispatch"
             self._drive(t, self._route(here, self.target_node), EMERGENCY_KMH, ctx)
