@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     # -- device commands (docs/commands.md) --
     command_retry_s: float = Field(10.0, gt=0, description="Resend a command unanswered this long")
     command_max_attempts: int = Field(3, ge=1, le=20, description="Sends before a command fails")
+    # -- incident response (see docs/incidents.md) --
+    priority_lead_s: float = Field(
+        30.0, ge=0, le=600, description="Signal priority requested this long before the ETA"
+    )
 
     # -- several processes: NATS JetStream bus and workers (docs/deploy.md) -------
     bus: Literal["memory", "nats"] = Field("memory", description="Event bus: in-process or NATS")

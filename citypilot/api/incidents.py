@@ -8,6 +8,7 @@ is in the audit log (the audit middleware) and on the incident's timeline.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import Any
@@ -35,6 +36,7 @@ from citypilot.ops.incidents import (
     point_of,
     value,
 )
+from citypilot.ops.priority import PriorityRun, SignalStop
 from citypilot.ops.units import UNIT_STATUSES, assignments, dispatch_status, fleet, kind_of
 from citypilot.security.tokens import Principal
 
@@ -125,6 +127,7 @@ def incident_view(e: Entity, timeline: bool = True) -> dict[str, Any]:
             for unit, job in (value(e, "assignments", {}) or {}).items()
         },
         "links": value(e, "links", {}),
+        "prioritySavedSeconds": value(e, "prioritySavedSeconds", 0),
     }
     if timeline:
         out["timeline"] = value(e, "timeline", [])
@@ -278,9 +281,10 @@ async def dispatch(incident_id: str, request: Request, city: CityDep, who: Opera
         for k, unit_id in enumerate(units):
             if isinstance(unit_id, str) and unit_id not in seen and await _exists(city, unit_id):
                 raise ResourceNotFound(f"units[{k}]: there is no unit {unit_id!r}", f"units[{k}]")
-    updated, sent = await ops_of(request).dispatcher.dispatch(
+    updated, sent, stops = await ops_of(request).dispatcher.dispatch(
         incident.id, body.get("units"), who.name
     )
+    start_priority(request, city, incident.id, who.name, stops)
     for driver in getattr(request.app.state, "unit_drivers", ()):  # the demo's simulator
         for c in sent:
             with contextlib.suppress(KeyError):  # a unit the simulator does not drive
@@ -325,6 +329,36 @@ async def list_units(
             }
         )
     return _json(out)
+
+
+def start_priority(
+    request: Request, city: Any, incident_id: str, by: str, stops: dict[str, list[SignalStop]]
+) -> None:
+    """Request signal priority along each dispatched unit's route through the command
+    service, recording every command on the incident's timeline (a city without a
+    command service records the plan only)."""
+    commands = getattr(city, "commands", None)
+    book = ops_of(request).incidents
+    if commands is None:
+        return
+    runs = getattr(request.app.state, "priority_runs", None)
+    if runs is None:
+        runs = request.app.state.priority_runs = set()
+
+    async def submit(signal: str, command: str, args: dict[str, Any], reason: str) -> str:
+        sent = await commands.submit(signal, command, args, reason=reason, requested_by=by)
+        return str(sent.id)
+
+    async def record(action: str, detail: str, command_id: str) -> None:
+        refs = {"commands": [command_id]} if command_id else {}
+        await book.record(incident_id, "signal priority", action, detail, refs=refs)
+
+    for unit_id, unit_stops in stops.items():
+        if unit_stops:
+            run = PriorityRun(unit_id, unit_stops, submit, record, city.settings.priority_lead_s)
+            task = asyncio.get_running_loop().create_task(run.run())
+            runs.add(task)
+            task.add_done_callback(runs.discard)
 
 
 # -- closures ---------------------------------------------------------------------------

@@ -574,6 +574,7 @@ BUILTIN_TYPES: tuple[EntityType, ...] = (
             AttributeSpec("timeline", value="array", description="Every action: who, what, when"),
             _obj("assignments", "Units sent, by unit id: status, ETA, route"),
             _obj("links", "Ids of the alarms, service requests, commands and closures"),
+            _num("prioritySavedSeconds", "SEC", 0, 86400, "Response time saved by signal priority"),
         ),
     ),
     EntityType(

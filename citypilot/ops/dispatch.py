@@ -21,8 +21,10 @@ from citypilot.model.errors import BadRequestData, CityPilotError, ResourceNotFo
 from citypilot.model.timeutil import format_instant
 from citypilot.ops.closures import ClosureBook
 from citypilot.ops.incidents import IllegalTransition, IncidentBook, point_of, value
+from citypilot.ops.priority import SignalStop, priority_benefit, signal_rows, signals_on_route
 from citypilot.ops.routing import Route, Routing
 from citypilot.ops.units import SUITABLE, assignments, dispatch_status, fleet, kind_of
+from citypilot.store.base import EntityQuery
 from citypilot.twin.geo import to_metric
 
 MAX_UNITS_PER_DISPATCH = 20
@@ -77,6 +79,8 @@ class Dispatcher:
         self.incidents = incidents
         self.closures = closures
         self.routing = routing
+        self._signal_rows: list[tuple[str, float, float, float | None]] | None = None
+        self._signals_at = -math.inf
 
     def _routing(self) -> Routing:
         if self.routing is None:
@@ -86,6 +90,16 @@ class Dispatcher:
                 None,
             )
         return self.routing
+
+    async def _signals(self) -> list[tuple[str, float, float, float | None]]:
+        """Where the traffic signals are (re-read at most once a minute: they do not move)."""
+        if self._signal_rows is None or time.monotonic() - self._signals_at > 60.0:
+            found, _ = await self.incidents.broker.store.query_entities(
+                EntityQuery(types=("TrafficSignal",), limit=1_000_000)
+            )
+            self._signal_rows = signal_rows(found)
+            self._signals_at = time.monotonic()
+        return self._signal_rows
 
     async def _available(self, kinds: Sequence[str] | None) -> list[Entity]:
         jobs = await assignments(self.incidents.broker)
@@ -141,7 +155,7 @@ class Dispatcher:
 
     async def dispatch(
         self, incident_id: str, unit_ids: Any, by: str
-    ) -> tuple[Entity, list[Candidate]]:
+    ) -> tuple[Entity, list[Candidate], dict[str, list[SignalStop]]]:
         """Send units to an incident: every check first, then one write of the incident."""
         routing = self._routing()
         if not isinstance(unit_ids, list) or not unit_ids:
@@ -182,10 +196,18 @@ class Dispatcher:
                     f"units[{k}]",
                 )
         now = time.time()
+        signals = await self._signals()
+        stops_by_unit: dict[str, list[SignalStop]] = {}
         jobs_now = dict(value(incident, "assignments", {}) or {})
         for unit in units:
             c = ranked[unit.id]
+            stops = signals_on_route(routing.network, c.route, signals)
+            stops_by_unit[unit.id] = stops
             jobs_now[unit.id] = {
+                "priority": {
+                    **priority_benefit(c.route, stops),
+                    "stops": [s.to_json() for s in stops],
+                },
                 "status": "dispatched",
                 "dispatchedAt": format_instant(now),
                 "etaSeconds": round(c.seconds, 1),
@@ -197,9 +219,14 @@ class Dispatcher:
         changes: dict[str, Any] = {"assignments": jobs_now}
         if status == "reported":
             changes["status"] = "dispatched"
+        saved = sum(jobs_now[u.id]["priority"]["savedSeconds"] for u in units)
+        changes["prioritySavedSeconds"] = round(
+            saved + float(value(incident, "prioritySavedSeconds", 0) or 0), 1
+        )
         detail = "; ".join(
             f"{value(u, 'callSign') or u.id} ETA {ranked[u.id].seconds:.0f} s "
-            f"({ranked[u.id].route.metres / 1000:.1f} km)"
+            f"({ranked[u.id].route.metres / 1000:.1f} km, "
+            f"{len(stops_by_unit[u.id])} signals on the route)"
             for u in units
         )
         updated = await self.incidents.record(
@@ -210,7 +237,7 @@ class Dispatcher:
             refs={"units": [u.id for u in units]},
             changes=changes,
         )
-        return updated, [ranked[u.id] for u in units]
+        return updated, [ranked[u.id] for u in units], stops_by_unit
 
 
 class UnitNotAvailable(CityPilotError):

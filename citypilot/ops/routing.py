@@ -37,6 +37,7 @@ class Route:
     seconds: float
     metres: float
     coordinates: tuple[tuple[float, float], ...]
+    arc_seconds: tuple[float, ...] = ()  # the travel time of each arc, in order
 
     def geometry(self) -> dict[str, Any]:
         """The route as a GeoJSON LineString (a Point for a route of one node)."""
@@ -128,7 +129,8 @@ class Routing:
             return Route(
                 (source,), (), 0.0, 0.0, ((float(net.lon[source]), float(net.lat[source])),)
             )
-        seconds = float(sum(self._weights[a] for a in arcs))
+        per_arc = tuple(float(self._weights[a]) for a in arcs)
+        seconds = sum(per_arc)
         if seconds >= UNREACHABLE_S:
             return None
         nodes = [int(net.arc_from[arcs[0]]), *(int(net.arc_to[a]) for a in arcs)]
@@ -139,6 +141,7 @@ class Routing:
             seconds=seconds,
             metres=float(net.arc_length[arcs].sum()),
             coordinates=coords,
+            arc_seconds=per_arc,
         )
 
 

@@ -92,3 +92,15 @@ def unit(local: str, unit_type: str, col: float, row: float, **attrs: Any) -> di
     }
     doc.update({k: {"type": "Property", "value": v} for k, v in attrs.items()})
     return doc
+
+
+def signal(local: str, col: float, row: float) -> dict[str, Any]:
+    """A traffic signal at a junction of the grid."""
+    lon, lat = lonlat(col, row)
+    return {
+        "id": f"urn:ngsi-ld:TrafficSignal:{local}",
+        "type": "TrafficSignal",
+        "status": {"type": "Property", "value": "ok"},
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, lat]}},
+        "refMunicipality": {"type": "Relationship", "object": MUNICIPALITY},
+    }

@@ -35,6 +35,8 @@ def town(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             world.unit(
                 "FPT-01", "TechnicalVehicle", 4, 0, status="atBase", vehicleType="fireEngine"
             ),
+            world.signal("TS-west", 1, 4),
+            world.signal("TS-east", 2, 4),
         ]
         with server.client(ADMIN) as admin:
             r = admin.post("/ngsi-ld/v1/entityOperations/upsert", json=entities)
@@ -296,3 +298,21 @@ def test_a_fire_reported_through_open311_opens_an_incident(town: Server):
     opened = [i for i in fires if request_id in i["links"]["serviceRequests"]]
     assert len(opened) == 1
     assert opened[0]["source"] == "open311" and opened[0]["severity"] == "major"
+
+
+def test_dispatch_plans_priority_at_the_signals_in_route_order(town: Server):
+    incident = _open(town, 0, 4)  # PM-bank at (3,4) drives west along row 4
+    with town.client(OPERATOR) as op:
+        r = op.post(f"/api/v1/incidents/{incident['id']}/dispatch", json={"units": [FAR_SAME_BANK]})
+        assert r.status_code == 200, r.text
+        body = r.json()["incident"]
+    plan = body["assignments"][FAR_SAME_BANK]["priority"]
+    assert [s["signal"].rsplit(":", 1)[1] for s in plan["stops"]] == ["TS-east", "TS-west"]
+    assert plan["stops"][0]["etaSeconds"] < plan["stops"][1]["etaSeconds"]
+    assert {s["approach"] for s in plan["stops"]} == {"east"}  # driving west
+    assert plan["signals"] == 2 and plan["savedSeconds"] > 0
+    assert plan["withoutPrioritySeconds"] == pytest.approx(
+        plan["withPrioritySeconds"] + plan["savedSeconds"], abs=0.2
+    )
+    assert body["prioritySavedSeconds"] == pytest.approx(plan["savedSeconds"])
+    assert "2 signals on the route" in body["timeline"][-1]["detail"]

@@ -1,0 +1,118 @@
+"""Signal priority along a route: the signals in route order, requests and cancels on time."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from citypilot.ops.priority import (
+    PASS_MARGIN_S,
+    PriorityRun,
+    approach_from,
+    expected_signal_delay_s,
+    priority_benefit,
+    signals_on_route,
+)
+from citypilot.ops.roadgraph import load_network
+from citypilot.ops.routing import Routing
+from tests.integration import incident_world as world
+
+
+@pytest.fixture(scope="module")
+def routing(tmp_path_factory) -> Routing:
+    folder = tmp_path_factory.mktemp("town")
+    world.write_graph(folder)
+    return Routing(load_network(folder))
+
+
+def _signal(name: str, col: float, row: float, dx_m: float = 0.0):
+    lon, lat = world.lonlat(col + dx_m / world.SPACING_M, row)
+    return (f"urn:ngsi-ld:TrafficSignal:{name}", lon, lat, None)
+
+
+def test_signals_are_found_in_route_order_with_their_approach(routing: Routing):
+    # (0,0) east to (3,0), then north to (3,1)
+    route = routing.route(world.node(0, 0), world.node(3, 1))
+    assert route.nodes[0] == world.node(0, 0) and route.nodes[-1] == world.node(3, 1)
+    signals = [
+        _signal("far", 3, 1),
+        _signal("off-route", 1, 4),
+        _signal("start", 0, 0),  # behind the unit: not asked
+        _signal("near", 1, 0, dx_m=20),  # 20 m from the junction: within 30 m
+        _signal("too-far", 2, 0, dx_m=45),
+    ]
+    stops = signals_on_route(routing.network, route, signals)
+    names = [s.signal.rsplit(":", 1)[1] for s in stops]
+    assert names[0] == "near" and names[-1] == "far"
+    assert "off-route" not in names and "start" not in names and "too-far" not in names
+    assert [s.order for s in stops] == list(range(len(stops)))
+    etas = [s.eta_s for s in stops]
+    assert etas == sorted(etas) and etas[-1] == pytest.approx(route.seconds)
+    assert stops[0].approach == "west"  # driving east, it comes from the west
+
+
+def test_approach_is_the_side_the_vehicle_comes_from():
+    assert approach_from(0, 10) == "south"
+    assert approach_from(0, -10) == "north"
+    assert approach_from(10, 1) == "west"
+    assert approach_from(-10, 1) == "east"
+
+
+def test_the_benefit_is_the_signal_delay_avoided(routing: Routing):
+    route = routing.route(world.node(0, 0), world.node(4, 0))
+    stops = signals_on_route(routing.network, route, [_signal("a", 1, 0), _signal("b", 3, 0)])
+    benefit = priority_benefit(route, stops)
+    assert benefit["signals"] == 2
+    assert benefit["savedSeconds"] == pytest.approx(2 * expected_signal_delay_s(), abs=0.1)
+    assert benefit["withoutPrioritySeconds"] > benefit["withPrioritySeconds"]
+    assert expected_signal_delay_s(90, 0.45) == pytest.approx(0.55**2 * 45)
+
+
+def test_requests_go_out_in_route_order_ahead_of_the_unit_and_are_cancelled_after(
+    routing: Routing,
+):
+    route = routing.route(world.node(0, 0), world.node(4, 0))  # 800 m, about 96 s
+    signals = [_signal(n, c, 0) for n, c in (("d", 4), ("b", 2), ("a", 1), ("c", 3))]
+    stops = signals_on_route(routing.network, route, signals)
+    clock = [0.0]
+    sent: list[tuple[float, str, str, dict]] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    async def submit(signal, command, args, reason):
+        sent.append((clock[0], command, signal.rsplit(":", 1)[1], args))
+        return f"cmd-{len(sent)}"
+
+    timeline: list[tuple[str, str]] = []
+
+    async def record(action, detail, command_id):
+        timeline.append((action, command_id))
+
+    run = PriorityRun(
+        "urn:ngsi-ld:PoliceUnit:PM-1", stops, submit, record, 30.0, fake_sleep, lambda: clock[0]
+    )
+    asyncio.run(run.run())
+    requests = [s for s in sent if s[1] == "requestPriority"]
+    cancels = [s for s in sent if s[1] == "cancelPriority"]
+    assert [r[2] for r in requests] == ["a", "b", "c", "d"]
+    for (at, _, _, args), stop in zip(requests, stops, strict=True):
+        assert at == pytest.approx(max(0.0, stop.eta_s - 30.0))
+        assert args["eta_s"] == pytest.approx(min(stop.eta_s, 30.0), abs=0.1)
+        assert args["class"] == "emergency" and args["approach"] == "west"
+    assert [c[2] for c in cancels] == ["a", "b", "c", "d"]
+    for (at, _, _, args), stop in zip(cancels, stops, strict=True):
+        assert at == pytest.approx(stop.eta_s + PASS_MARGIN_S)
+        request_id = next(
+            f"cmd-{i + 1}"
+            for i, s in enumerate(sent)
+            if s[1] == "requestPriority" and s[2] == _name(stop)
+        )
+        assert args == {"request": request_id}
+    assert [a for a, _ in timeline].count("priority requested") == 4
+    assert all(cid for _, cid in timeline)
+
+
+def _name(stop) -> str:
+    return stop.signal.rsplit(":", 1)[1]
