@@ -60,6 +60,10 @@ def add_bench_commands(sub: Any) -> None:
 
     add_scale_bench(bench)
 
+    from citypilot.bench.dispatch import add_dispatch_bench
+
+    add_dispatch_bench(bench)
+
 
 def _streetlight(i: int, lon: float, lat: float) -> dict[str, Any]:
     return {
