@@ -20,7 +20,7 @@ from starlette.responses import Response
 from citypilot.api.access import require_entity
 from citypilot.api.body import read_json
 from citypilot.api.deps import CityDep, Operator, Viewer, access, city_of
-from citypilot.api.openapi import json_body
+from citypilot.api.openapi import json_body, problem
 from citypilot.model.entity import Entity
 from citypilot.model.errors import BadRequestData, ResourceNotFound
 from citypilot.model.timeutil import parse_instant
@@ -222,6 +222,7 @@ async def get_timeline(incident_id: str, request: Request, city: CityDep, who: V
 @router.post(
     "/api/v1/incidents/{incident_id}/status",
     summary="Move an incident's status",
+    responses=problem(409, "The status machine does not allow this move"),
     openapi_extra=json_body(_STATUS_SCHEMA),
 )
 async def set_status(incident_id: str, request: Request, city: CityDep, who: Operator) -> Response:
@@ -243,6 +244,10 @@ async def set_status(incident_id: str, request: Request, city: CityDep, who: Ope
 @router.get(
     "/api/v1/incidents/{incident_id}/recommendation",
     summary="The nearest available units by road travel time",
+    responses={
+        **problem(409, "Road closures leave no open road from any available unit"),
+        **problem(503, "The server has no road graph"),
+    },
 )
 async def recommendation(
     incident_id: str,
@@ -266,6 +271,10 @@ async def recommendation(
 @router.post(
     "/api/v1/incidents/{incident_id}/dispatch",
     summary="Send units to an incident",
+    responses={
+        **problem(409, "A unit is not available or cut off, or the incident is resolved or closed"),
+        **problem(503, "The server has no road graph"),
+    },
     openapi_extra=json_body(_DISPATCH_SCHEMA),
 )
 async def dispatch(incident_id: str, request: Request, city: CityDep, who: Operator) -> Response:
@@ -424,6 +433,7 @@ async def _close(
 @router.post(
     "/api/v1/closures",
     summary="Close street segments until an end time",
+    responses=problem(404, "The incident named does not exist"),
     status_code=201,
     openapi_extra=json_body(_CLOSURE_SCHEMA),
 )
