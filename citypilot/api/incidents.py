@@ -468,9 +468,21 @@ async def list_closures(
     return _json([closure_view(e) for e in found])
 
 
-@router.post("/api/v1/closures/{closure_id}/end", summary="Reopen a closure's streets now")
+@router.post(
+    "/api/v1/closures/{closure_id}/end",
+    summary="Reopen a closure's streets now",
+    openapi_extra=json_body(
+        {"type": "object", "properties": {"reason": {"type": "string", "maxLength": 1000}}}
+    ),
+)
 async def end_closure(closure_id: str, request: Request, city: CityDep, who: Operator) -> Response:
-    """End a closure before its time: routing uses its streets again at once."""
+    """End a closure before its time (``{"reason": ...}``): routing uses its streets again."""
+    body = await read_json(request, city.settings.max_body_bytes)
+    if not isinstance(body, dict) or set(body) - {"reason"}:
+        raise BadRequestData("body must be an object with an optional reason", "body")
+    reason = body.get("reason", "")
+    if not isinstance(reason, str) or len(reason) > 1000:
+        raise BadRequestData("reason must be a text of at most 1000 characters", "reason")
     ended = await ops_of(request).closures.end(closure_id, who.name)
     incident = value(ended, "refIncident")
     if incident:
@@ -478,7 +490,7 @@ async def end_closure(closure_id: str, request: Request, city: CityDep, who: Ope
             incident,
             who.name,
             "closure ended",
-            f"reopened {value(ended, 'name')}",
+            f"reopened {value(ended, 'name')}" + (f": {reason}" if reason else ""),
             refs={"closures": [ended.id]},
         )
     return _json(closure_view(ended))

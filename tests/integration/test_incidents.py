@@ -247,11 +247,16 @@ def test_a_closure_changes_the_route_at_once_and_isolation_is_said(town: Server)
         assert r.status_code == 409 and "closures" in r.json()["detail"]
         assert op.get(f"/api/v1/incidents/{incident['id']}").json()["status"] == "reported"
         for closure in (first, second, third):
-            assert op.post(f"/api/v1/closures/{closure['id']}/end").status_code == 200
+            r = op.post(f"/api/v1/closures/{closure['id']}/end", json={"reason": "fire out"})
+            assert r.status_code == 200, r.text
         again = op.get(rec, params={"kind": "police"}).json()["units"][0]
         assert again["distanceMetres"] == pytest.approx(600)
         listed = {c["id"] for c in op.get("/api/v1/closures").json()}
         assert not listed & {first["id"], second["id"], third["id"]}
+        r = op.post(f"/api/v1/closures/{first['id']}/end", json={})
+        assert r.status_code == 400 and "ended already" in r.json()["detail"]
+        timeline = op.get(f"/api/v1/incidents/{incident['id']}/timeline").json()
+        assert timeline[-1]["action"] == "closure ended" and "fire out" in timeline[-1]["detail"]
         ended = op.get("/api/v1/closures", params={"all": "true"}).json()
         assert {c["status"] for c in ended if c["id"] == first["id"]} == {"ended"}
 
