@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -25,7 +26,8 @@ def town(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp("incident-town")
     asyncio.run(seed_accounts(data))
     world.write_graph(data / "graph")
-    with server_process(data) as url:
+    # priority requests all go out at dispatch (lead time longer than any ETA here)
+    with server_process(data, {"CITYPILOT_PRIORITY_LEAD_S": "600"}) as url:
         server = Server(url, data)
         entities = [
             world.municipality(),
@@ -321,3 +323,24 @@ def test_dispatch_plans_priority_at_the_signals_in_route_order(town: Server):
     )
     assert body["prioritySavedSeconds"] == pytest.approx(plan["savedSeconds"])
     assert "2 signals on the route" in body["timeline"][-1]["detail"]
+    # each signal gets a requestPriority command, in route order, on the timeline
+    with town.client(OPERATOR) as op:
+        requested: list[dict] = []
+        for _ in range(100):  # the requests go out just after the dispatch is answered
+            timeline = op.get(f"/api/v1/incidents/{incident['id']}/timeline").json()
+            requested = [e for e in timeline if e["action"] == "priority requested"]
+            if len(requested) == 2:
+                break
+            time.sleep(0.1)
+        assert [e["detail"].split(" ")[0].rsplit(":", 1)[1] for e in requested] == [
+            "TS-east",
+            "TS-west",
+        ]
+        for entry, signal in zip(requested, ("TS-east", "TS-west"), strict=True):
+            command = op.get(f"/api/v1/commands/{entry['refs'][0]}").json()
+            assert command["command"] == "requestPriority"
+            assert command["entityId"].endswith(signal)
+            assert command["args"]["vehicle"] == FAR_SAME_BANK
+            assert command["args"]["class"] == "emergency"
+        links = op.get(f"/api/v1/incidents/{incident['id']}").json()["links"]["commands"]
+        assert [e["refs"][0] for e in requested] == links
