@@ -109,8 +109,10 @@ def test_live_update_moves_a_vehicle_and_feeds_events(
         }""",
         arg=[city.MOVING_BUS, *target],
     )
-    applied = page.evaluate("id => window.__citypilot.appliedAt([id])[0]", city.MOVING_BUS)
-    assert applied is not None
+    # ... and the console marks the change as on screen (stamped by the frame after it).
+    page.wait_for_function(
+        "id => window.__citypilot.appliedAt([id])[0] !== null", arg=city.MOVING_BUS
+    )
     # The lamp failure reaches the feed; the filter keeps only its silo.
     item = page.get_by_test_id("feed-list").locator(f"[data-id='{lamp}']")
     expect(item).to_contain_text("brokenLantern")
