@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import orjson
 
+from tests.integration.incident_world import write_graph_files
+
 #: The city's frame: two municipalities side by side, split at WEST_EAST_LON.
 BBOX = (5.000, 47.300, 5.080, 47.340)
 WEST_EAST_LON = 5.040
@@ -263,6 +265,32 @@ def write_layers(data_dir: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, doc in layers().items():
         (folder / f"{name}.geojson").write_bytes(orjson.dumps(doc))
+
+
+#: The street grid of the road graph: GRID_COLS × GRID_ROWS junctions over BBOX.
+GRID_COLS, GRID_ROWS = 9, 5
+
+
+def write_graph(data_dir: Path) -> None:
+    """Write a street grid over the city where the server looks for its road graph."""
+    x0, y0, x1, y1 = BBOX
+    points = [
+        (
+            round(x0 + (x1 - x0) * c / (GRID_COLS - 1), 6),
+            round(y0 + (y1 - y0) * r / (GRID_ROWS - 1), 6),
+        )
+        for r in range(GRID_ROWS)
+        for c in range(GRID_COLS)
+    ]
+    edges = []
+    for r in range(GRID_ROWS):
+        for c in range(GRID_COLS):
+            k = r * GRID_COLS + c
+            if c + 1 < GRID_COLS:
+                edges.append((k, k + 1))
+            if r + 1 < GRID_ROWS:
+                edges.append((k, k + GRID_COLS))
+    write_graph_files(data_dir / "graph", points, edges)
 
 
 def seed(url: str, operator_token: str, device_key: str) -> None:

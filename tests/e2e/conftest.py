@@ -110,6 +110,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, seed_accounts(data)).result()
     city.write_layers(data)
+    city.write_graph(data)
     server = ConsoleServer(data, free_port())
     server.start()
     try:

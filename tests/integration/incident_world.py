@@ -8,6 +8,7 @@ is near as the crow flies but far by road.
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +31,30 @@ def lonlat(col: float, row: float) -> tuple[float, float]:
     return round(float(lon), 6), round(float(lat), 6)
 
 
-def write_graph(folder: Path) -> list[tuple[int, int]]:
-    """Write nodes.csv and edges.csv; returns the (from, to) of each edge."""
+def write_graph_files(
+    folder: Path, points: list[tuple[float, float]], edges: list[tuple[int, int]]
+) -> None:
+    """Write a two-way local street graph as the server reads it (nodes.csv, edges.csv):
+    junction ``k`` at ``points[k]`` (lon, lat), one street per (from, to) of ``edges``."""
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / "nodes.csv").open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["node", "lon", "lat"])
-        for row in range(SIZE):
-            for col in range(SIZE):
-                w.writerow([node(col, row), *lonlat(col, row)])
+        w.writerows([k, lon, lat] for k, (lon, lat) in enumerate(points))
+    header = ["edge", "from", "to", "class", "oneway", "maxspeed", "lanes", "bus_lane"]
+    with (folder / "edges.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([*header, "bridge", "length_m", "name"])
+        for k, (a, b) in enumerate(edges):
+            (x0, y0), (x1, y1) = points[a], points[b]
+            dx = (x1 - x0) * 111_320 * math.cos(math.radians((y0 + y1) / 2))
+            metres = round(math.hypot(dx, (y1 - y0) * 110_540), 1)
+            w.writerow([k, a, b, "local", 0, 50, 1, 0, 0, metres, f"Street {k}"])
+
+
+def write_graph(folder: Path) -> list[tuple[int, int]]:
+    """Write the grid's nodes.csv and edges.csv; returns the (from, to) of each edge."""
+    points = [lonlat(col, row) for row in range(SIZE) for col in range(SIZE)]
     edges = []
     for row in range(SIZE):
         for col in range(SIZE):
@@ -46,25 +62,7 @@ def write_graph(folder: Path) -> list[tuple[int, int]]:
                 edges.append((node(col, row), node(col + 1, row)))
             if row + 1 < SIZE and (row != 2 or col == BRIDGE_COLUMN):
                 edges.append((node(col, row), node(col, row + 1)))
-    with (folder / "edges.csv").open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(
-            [
-                "edge",
-                "from",
-                "to",
-                "class",
-                "oneway",
-                "maxspeed",
-                "lanes",
-                "bus_lane",
-                "bridge",
-                "length_m",
-                "name",
-            ]
-        )
-        for k, (a, b) in enumerate(edges):
-            w.writerow([k, a, b, "local", 0, 50, 1, 0, 0, SPACING_M, f"Street {k}"])
+    write_graph_files(folder, points, edges)
     return edges
 
 

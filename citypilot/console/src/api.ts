@@ -50,6 +50,65 @@ export interface CommandInfo {
   expected: Record<string, unknown>;
 }
 
+/** One entry of an incident's timeline. */
+export interface TimelineEntry {
+  at: string;
+  by: string;
+  action: string;
+  detail: string;
+  refs?: string[];
+}
+
+/** A unit sent to an incident: its ETA and the route it drives. */
+export interface Assignment {
+  etaSeconds?: number;
+  eta?: string;
+  route?: { type: string; coordinates: [number, number][] };
+  [key: string]: unknown;
+}
+
+/** An incident as /api/v1/incidents shows it (the timeline only when read alone). */
+export interface Incident {
+  id: string;
+  type: string;
+  severity: string;
+  status: string;
+  location: { type: "Point"; coordinates: [number, number] } | null;
+  affectedArea: { type: string; coordinates: unknown } | null;
+  description: string | null;
+  source: string | null;
+  reportedBy: string | null;
+  reportedAt: string | null;
+  updatedAt: string | null;
+  municipality: string | null;
+  assignments: Record<string, Assignment>;
+  links: Record<string, string[]>;
+  prioritySavedSeconds: number;
+  timeline?: TimelineEntry[];
+}
+
+/** A unit the recommendation ranks for an incident, by road travel time. */
+export interface Candidate {
+  unit: string;
+  unitType: string;
+  kind: string;
+  callSign: string | null;
+  etaSeconds: number;
+  distanceMetres: number;
+  route: { type: string; coordinates: [number, number][] };
+}
+
+/** A road closure (GET /api/v1/closures). */
+export interface Closure {
+  id: string;
+  status: string;
+  name: string | null;
+  reason: string | null;
+  incident: string | null;
+  endsAt: string | null;
+  geometry: { type: string; coordinates: unknown } | null;
+}
+
 export interface TypeInfo {
   name: string;
   department: string;
@@ -179,10 +238,53 @@ export class Api {
 
   /** Send a command to an entity's device (operator and above); answers at once (202). */
   command(id: string, command: string, args: Record<string, unknown>, reason: string): Promise<CommandInfo> {
-    return this.request(`/api/v1/entities/${encodeURIComponent(id)}/commands`, {
+    return this.postJson(`/api/v1/entities/${encodeURIComponent(id)}/commands`, { command, args, reason });
+  }
+
+  /** Incidents, newest first; ``status`` a comma-separated filter. */
+  incidents(status?: string): Promise<Incident[]> {
+    const query = status ? `?status=${encodeURIComponent(status)}` : "";
+    return this.request(`/api/v1/incidents${query}`);
+  }
+
+  incident(id: string): Promise<Incident> {
+    return this.request(`/api/v1/incidents/${encodeURIComponent(id)}`);
+  }
+
+  /** Open an incident at a point (operator and above). */
+  reportIncident(body: {
+    type: string;
+    severity: string;
+    location: { type: "Point"; coordinates: [number, number] };
+    description: string;
+  }): Promise<Incident> {
+    return this.postJson("/api/v1/incidents", body);
+  }
+
+  /** The nearest available units by road travel time. */
+  async recommendation(id: string, count = 3): Promise<Candidate[]> {
+    const path = `/api/v1/incidents/${encodeURIComponent(id)}/recommendation?count=${count}`;
+    return (await this.request<{ units: Candidate[] }>(path)).units;
+  }
+
+  async dispatch(id: string, units: string[]): Promise<Incident> {
+    const path = `/api/v1/incidents/${encodeURIComponent(id)}/dispatch`;
+    return (await this.postJson<{ incident: Incident }>(path, { units })).incident;
+  }
+
+  setIncidentStatus(id: string, status: string, note = ""): Promise<Incident> {
+    return this.postJson(`/api/v1/incidents/${encodeURIComponent(id)}/status`, { status, note });
+  }
+
+  closures(): Promise<Closure[]> {
+    return this.request("/api/v1/closures");
+  }
+
+  private postJson<T>(path: string, body: unknown): Promise<T> {
+    return this.request(path, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ command, args, reason }),
+      body: JSON.stringify(body),
     });
   }
 

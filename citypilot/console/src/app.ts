@@ -13,6 +13,7 @@ import { canWrite } from "./auth";
 import { type Applied, CityData, type TypeLayer } from "./data";
 import { installDebugHook } from "./debug";
 import { AssetLayers } from "./map/assets";
+import { IncidentLayers } from "./map/incidents";
 import { addLabelLayers, setMunicipalityLabels } from "./map/labels";
 import { addBaseLayers, createMap, idle } from "./map/view";
 import { ALERT, ASSET_TYPES, describeState, MAP_ATTRS, OK, siloOf, STATE_NAMES } from "./silos";
@@ -22,6 +23,7 @@ import { ConnectionIndicator } from "./ui/connection";
 import { h } from "./ui/dom";
 import { type FeedEvent, FeedPanel, notable } from "./ui/feed";
 import { FiguresPanel } from "./ui/figures";
+import { BOARD_STATUSES, IncidentBoard, IncidentPanel, ReportForm } from "./ui/incidents";
 import { LayersPanel } from "./ui/layers";
 import { buildShell, type Shell } from "./ui/layout";
 import { SearchBox } from "./ui/search";
@@ -29,6 +31,10 @@ import { SearchBox } from "./ui/search";
 const HELLO_WAIT_MS = 2000;
 /** Zoom an asset chosen from a list is shown at: street level, out of any cluster. */
 const SELECT_ZOOM = 17;
+/** Entity types whose changes reload the incident board and its map layers. */
+const OPS_TYPES = ["Incident", "RoadClosure"];
+/** Wait after such a change before reloading, so a burst of changes costs one reload. */
+const OPS_RELOAD_MS = 300;
 
 /** A point for a GeoProperty attribute of any geometry (its first position). */
 function representativePoint(attr: unknown): [number, number] | null {
@@ -58,6 +64,10 @@ export class ConsoleApp {
   feed!: FeedPanel;
   figures!: FiguresPanel;
   assetPanel!: AssetPanel;
+  incidentBoard!: IncidentBoard;
+  incidentPanel!: IncidentPanel;
+  reportForm!: ReportForm;
+  incidentLayers!: IncidentLayers;
   connection!: ConnectionIndicator;
   /** Source ids of the city's background layers. */
   baseSources: string[] = [];
@@ -75,6 +85,7 @@ export class ConsoleApp {
   private fitted = false;
   private stopped = false;
   private keyHandler = (ev: KeyboardEvent) => this.onKey(ev);
+  private opsTimer: number | undefined;
 
   constructor(
     private root: HTMLElement,
@@ -99,12 +110,13 @@ export class ConsoleApp {
       this.timings.mapReadyAt = performance.now();
       this.baseSources = addBaseLayers(map, layerNames);
       this.assets = new AssetLayers(map, (t) => this.data.layers.get(t));
+      this.incidentLayers = new IncidentLayers(map, "z:vehicles");
       addLabelLayers(map, layerNames, "z:alerts");
       map.on("click", (e) => this.onMapClick(e.point));
       map.on("mousemove", (e) => this.onHover(e.point));
     });
     this.buildPanels();
-    const streamTypes = ASSET_TYPES.filter((t) => this.types.has(t));
+    const streamTypes = [...ASSET_TYPES, ...OPS_TYPES].filter((t) => this.types.has(t));
     this.stream = new LiveStream(() => this.api.streamUrl(streamTypes));
     this.connection = new ConnectionIndicator(this.stream);
     this.shell.topbar.status.append(this.connection.el);
@@ -127,6 +139,7 @@ export class ConsoleApp {
   stop(): void {
     this.stopped = true;
     clearInterval(this.timer);
+    clearTimeout(this.opsTimer);
     document.removeEventListener("keydown", this.keyHandler);
     this.stream?.stop();
     this.map?.remove();
@@ -147,19 +160,39 @@ export class ConsoleApp {
     this.layersPanel.onToggle = (silo, visible) => this.assets?.setSiloVisible(silo, visible);
     this.feed = new FeedPanel();
     this.feed.onSelect = (id) => background(this.select(id, true), "select");
-    this.shell.sidebar.append(this.layersPanel.el, this.feed.el);
+    const writer = canWrite(this.session.role);
+    this.incidentBoard = new IncidentBoard(writer);
+    this.incidentBoard.onSelect = (id) => background(this.selectIncident(id), "incident");
+    this.incidentBoard.onReport = () => {
+      this.reportForm.start();
+      this.shell.dock.show("report");
+    };
+    this.shell.sidebar.append(this.layersPanel.el, this.incidentBoard.el, this.feed.el);
     this.figures = new FiguresPanel(this.shell.figures, this.data);
     this.figures.onSelect = (id) => background(this.select(id, true), "select");
     const search = new SearchBox(this.api, this.data);
     search.onSelect = (id) => background(this.select(id, true), "select");
     this.shell.topbar.search.append(search.el);
-    this.assetPanel = new AssetPanel(this.api, this.data, this.types, canWrite(this.session.role));
+    this.assetPanel = new AssetPanel(this.api, this.data, this.types, writer);
     this.shell.dock.add("asset", "Asset", this.assetPanel.el);
+    this.incidentPanel = new IncidentPanel(this.api, writer);
+    this.incidentPanel.onLoaded = (incident) => this.incidentLayers?.setRoutes(incident);
+    this.incidentPanel.onSelectUnit = (id) => background(this.select(id, true), "select");
+    this.shell.dock.add("incident", "Incident", this.incidentPanel.el);
+    this.reportForm = new ReportForm(this.api, this.types.get("Incident"));
+    this.reportForm.onOpened = (incident) => {
+      this.reloadOpsSoon();
+      background(this.selectIncident(incident.id), "incident");
+    };
+    this.shell.dock.add("report", "Report", this.reportForm.el);
     this.shell.dock.onClose = (id) => {
       if (id === "asset") {
         this.assetPanel.close();
         this.assets.select(null);
-      }
+      } else if (id === "incident") {
+        this.incidentPanel.close();
+        this.incidentLayers?.setRoutes(null);
+      } else if (id === "report") this.reportForm.active = false;
     };
   }
 
@@ -217,6 +250,7 @@ export class ConsoleApp {
     this.feed.push(events);
     this.layersPanel.update();
     this.figures.update();
+    background(this.reloadOps(), "incidents");
     if (!this.fitted) {
       this.fitted = true;
       this.fitCity(false);
@@ -302,6 +336,7 @@ export class ConsoleApp {
     const current = this.assetPanel.current;
     if (current) for (const c of frame.changes) if (c.id === current) this.assetPanel.update(c);
     for (const cmd of frame.commands ?? []) this.assetPanel.commandChanged(cmd);
+    if (frame.changes.some((c) => OPS_TYPES.includes(c.type))) this.reloadOpsSoon();
     this.framesApplied++;
     this.changesApplied += frame.changes.length;
   }
@@ -353,6 +388,36 @@ export class ConsoleApp {
     }
   }
 
+  /** Reload the incident board, the incident followed and the map's incident layers. */
+  async reloadOps(): Promise<void> {
+    const [incidents, closures] = await Promise.all([
+      this.api.incidents(BOARD_STATUSES).catch(() => null),
+      this.api.closures().catch(() => null),
+    ]);
+    if (this.stopped) return;
+    if (incidents) {
+      this.incidentBoard.update(incidents);
+      this.incidentLayers?.setIncidents(incidents.filter((i) => i.status !== "resolved"));
+    }
+    if (closures) this.incidentLayers?.setClosures(closures);
+    if (this.incidentPanel.current) await this.incidentPanel.refresh();
+  }
+
+  private reloadOpsSoon(): void {
+    clearTimeout(this.opsTimer);
+    this.opsTimer = window.setTimeout(() => background(this.reloadOps(), "incidents"), OPS_RELOAD_MS);
+  }
+
+  /** Open an incident in the dock and bring it into view with its units' routes. */
+  async selectIncident(id: string): Promise<void> {
+    this.assets.select(null);
+    this.shell.dock.show("incident");
+    this.map.resize();
+    const incident = await this.incidentPanel.open(id);
+    const c = incident?.location?.coordinates;
+    if (c && this.incidentPanel.current === id) this.bringIntoView(c, true);
+  }
+
   private bringIntoView(point: [number, number], fly: boolean): void {
     const zoom = Math.max(this.map.getZoom(), fly ? SELECT_ZOOM : 15);
     if (fly) this.map.flyTo({ center: point, zoom, duration: 900, essential: true });
@@ -360,10 +425,20 @@ export class ConsoleApp {
   }
 
   private onMapClick(point: { x: number; y: number }): void {
+    if (this.reportForm.active && this.shell.dock.current === "report") {
+      const at = this.map.unproject([point.x, point.y]);
+      this.reportForm.pick([at.lng, at.lat]);
+      return;
+    }
     const box: [[number, number], [number, number]] = [
       [point.x - 8, point.y - 8],
       [point.x + 8, point.y + 8],
     ];
+    const incident = this.map.queryRenderedFeatures(box, { layers: this.incidentLayers.clickable() })[0];
+    if (incident?.properties?.id) {
+      background(this.selectIncident(String(incident.properties.id)), "incident");
+      return;
+    }
     // The feature nearest to the click wins (dense layers overlap at city scale).
     let best: { d: number; f: MapGeoJSONFeature } | null = null;
     for (const f of this.map.queryRenderedFeatures(box, { layers: this.assets.clickableLayers() })) {
@@ -392,7 +467,8 @@ export class ConsoleApp {
         [point.x - 4, point.y - 4],
         [point.x + 4, point.y + 4],
       ];
-      const hit = this.map.queryRenderedFeatures(box, { layers: this.assets.clickableLayers() }).length > 0;
+      const layers = [...this.assets.clickableLayers(), ...this.incidentLayers.clickable()];
+      const hit = this.map.queryRenderedFeatures(box, { layers }).length > 0;
       this.map.getCanvas().style.cursor = hit ? "pointer" : "";
     });
   }

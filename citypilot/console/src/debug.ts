@@ -37,6 +37,12 @@ export interface DebugHook {
   renderedLabels(layer: string): string[];
   figures(): Record<string, unknown>;
   selected(): string | null;
+  /** The incident board: ids listed, the incident open in the dock, what the map draws. */
+  incidents(): {
+    board: string[];
+    open: string | null;
+    drawn: { incidents: number; closures: number; routes: number };
+  };
   /** Stream frames and changes applied, map frames drawn, JS heap (when the browser says). */
   stats(): { frames: number; changes: number; renders: number; heapBytes: number | null };
 }
@@ -106,6 +112,11 @@ export function installDebugHook(app: ConsoleApp): void {
     connection: () => ({ state: app.stream.state, reconnects: app.stream.reconnects }),
     figures: () => ({ ...app.figures.values }),
     selected: () => app.assetPanel.current,
+    incidents: () => ({
+      board: app.incidentBoard.shown.map((i) => i.id),
+      open: app.incidentPanel.current,
+      drawn: app.incidentLayers?.counts() ?? { incidents: 0, closures: 0, routes: 0 },
+    }),
     stats() {
       const mem = (performance as Performance & { memory?: { usedJSHeapSize: number } }).memory;
       return {

@@ -144,7 +144,8 @@ function feature(id: number, lon: number, lat: number, s: number, w: number): Fe
   return { type: "Feature", id, geometry: { type: "Point", coordinates: [lon, lat] }, properties: { s, w } };
 }
 
-function featureCollection<T extends GeoJSON.Feature>(features: T[]): GeoJSON.FeatureCollection {
+/** A GeoJSON FeatureCollection of these features. */
+export function featureCollection<T extends GeoJSON.Feature>(features: T[]): GeoJSON.FeatureCollection {
   return { type: "FeatureCollection", features };
 }
 

@@ -17,6 +17,9 @@ const MAP_SYMBOLS: [string, string][] = [
   ["flood", "flood-prone zone"],
   ["border", "municipality border"],
   ["major-road", "main road"],
+  ["incident", "open incident and its area"],
+  ["unit-route", "route of a dispatched unit"],
+  ["closure", "closed road"],
 ];
 
 interface Row {
