@@ -99,6 +99,8 @@ def prepare_city(
         console.print(f"Resuming the demo city in {data}")
         if not (data / "graph" / "edges.csv").exists():  # a city made before the graph was
             write_graph(generate_city(seed, scale), data / "graph")
+        if not (data / "gtfs" / "calendar_dates.txt").exists():  # made before stations were
+            write_gtfs(generate_city(seed, scale), data / "gtfs")
         return record
     private_dir(data)
     with console.status(f"Generating the city (seed {seed}, scale {scale}) …"):

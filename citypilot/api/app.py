@@ -15,6 +15,7 @@ from citypilot.api import (
     audit,
     auth,
     commands,
+    feeds,
     health,
     history,
     incidents,
@@ -195,6 +196,7 @@ def create_app(settings: Settings) -> FastAPI:
         open311.router,
         service_requests.router,
         incidents.router,
+        feeds.router,
     ):
         app.include_router(router)
     mount_console(app)

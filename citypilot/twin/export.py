@@ -7,8 +7,10 @@
     municipalities.geojson  zones.geojson  roads.geojson  river.geojson
     buildings.geojson       transit.geojson (route shapes and stops)
     graph/nodes.csv         graph/edges.csv  (the routable road graph)
-    gtfs/                   a GTFS static feed (agency, stops, routes, trips,
-                            stop_times, calendar, shapes, feed_info)
+    gtfs/                   a GTFS static feed (agency, stops with stations and
+                            platforms, routes, trips, stop_times, calendar,
+                            calendar_dates with the public holidays, shapes,
+                            feed_info)
 
 Every file is written deterministically (no timestamps), so the same seed gives
 the same bytes.
@@ -29,14 +31,13 @@ from citypilot.twin.city import City
 from citypilot.twin.geo import LAYER_DECIMALS, geometry_to_lonlat, to_lonlat
 from citypilot.twin.names import RIVER_NAME
 from citypilot.twin.roads import CLASS_NAMES
-from citypilot.twin.transit import ROUTE_TYPE
+from citypilot.twin.service_calendar import FEED_END, FEED_START, holiday_exceptions
+from citypilot.twin.transit import ROUTE_TYPE, scheduled_times
 
 AGENCY_ID = "VALMONT"
 AGENCY_NAME = "Valmont Mobilités"
 AGENCY_URL = "https://transit.valmont.example"
 TIMEZONE = "Europe/Paris"
-FEED_START = "20250101"
-FEED_END = "20301231"
 
 
 def write_city(city: City, out_dir: str | Path) -> dict[str, Path]:
@@ -279,6 +280,8 @@ def _transit_features(city: City) -> list[dict[str, Any]]:
                     "stopId": stop.stop_id,
                     "name": stop.name,
                     "mode": "tram" if stop.stop_id.startswith("TR") else "bus",
+                    "station": stop.station,
+                    "platform": stop.platform_code,
                 },
             )
         )
@@ -356,6 +359,7 @@ def write_gtfs(city: City, folder: Path) -> None:
     t = city.transit
     g = city.roads
     folder.mkdir(parents=True, exist_ok=True)
+    feed_dates = (FEED_START.strftime("%Y%m%d"), FEED_END.strftime("%Y%m%d"))
     _csv(
         folder / "agency.txt",
         ["agency_id", "agency_name", "agency_url", "agency_timezone", "agency_lang"],
@@ -376,19 +380,41 @@ def write_gtfs(city: City, folder: Path) -> None:
                 "CityPilot twin",
                 AGENCY_URL,
                 "fr",
-                FEED_START,
-                FEED_END,
+                *feed_dates,
                 f"seed{city.seed}-scale{city.scale:g}",
             ]
         ],
     )
     stop_rows = []
+    for station in t.stations.values():
+        lon, lat = to_lonlat(station.x, station.y)
+        stop_rows.append(
+            [station.stop_id, station.name, f"{float(lat):.6f}", f"{float(lon):.6f}", 1, "", ""]
+        )
     for stop in t.stops.values():
         lon, lat = to_lonlat(stop.x, stop.y)
-        stop_rows.append([stop.stop_id, stop.name, f"{float(lat):.6f}", f"{float(lon):.6f}", 0])
+        stop_rows.append(
+            [
+                stop.stop_id,
+                stop.name,
+                f"{float(lat):.6f}",
+                f"{float(lon):.6f}",
+                0,
+                stop.station,
+                stop.platform_code,
+            ]
+        )
     _csv(
         folder / "stops.txt",
-        ["stop_id", "stop_name", "stop_lat", "stop_lon", "location_type"],
+        [
+            "stop_id",
+            "stop_name",
+            "stop_lat",
+            "stop_lon",
+            "location_type",
+            "parent_station",
+            "platform_code",
+        ],
         stop_rows,
     )
     _csv(
@@ -430,9 +456,14 @@ def write_gtfs(city: City, folder: Path) -> None:
             "end_date",
         ],
         [
-            ["weekday", 1, 1, 1, 1, 1, 0, 0, FEED_START, FEED_END],
-            ["weekend", 0, 0, 0, 0, 0, 1, 1, FEED_START, FEED_END],
+            ["weekday", 1, 1, 1, 1, 1, 0, 0, *feed_dates],
+            ["weekend", 0, 0, 0, 0, 0, 1, 1, *feed_dates],
         ],
+    )
+    _csv(
+        folder / "calendar_dates.txt",
+        ["service_id", "date", "exception_type"],
+        holiday_exceptions(),
     )
     shape_rows = []
     for route in t.routes:
@@ -471,9 +502,9 @@ def write_gtfs(city: City, folder: Path) -> None:
                 route.shape_id(trip.direction),
             ]
         )
+        times = scheduled_times(trip, p)
         for k, sid in enumerate(p.stop_ids):
-            arr = trip.start_s + p.arrival_s[k]
-            dep = arr if k in (0, len(p.stop_ids) - 1) else arr + p.dwell_s
+            arr, dep = times[k]
             st_rows.append(
                 [
                     trip.trip_id,

@@ -100,3 +100,20 @@ def street_names(rng: np.random.Generator, road_class: np.ndarray, rural: np.nda
             kind = _STREET_KINDS_LOCAL[kind_local[k]]
         out.append(f"{kind} {_DEDICATIONS[dedication[k]]}")
     return out
+
+
+#: Lieux-dits: the names of hamlets, fields and crossroads that stops take where the
+#: streets alone do not tell one stop from another.
+LOCALITIES = _words(
+    """
+    Les Grands Prés | La Croix Blanche | Le Bois Joli | Les Charmes | La Fontaine aux Loups |
+    Le Petit Moulin | Les Terres Rouges | La Garenne | Le Champ Fleuri | Les Hautes Bornes |
+    La Belle Épine | Le Clos Saint-Jean | Les Trois Chênes | La Maladière | Le Pré Joli |
+    Les Noues | La Combe | Le Chaumois | Les Longènes | La Maison Blanche | Le Haut du Bourg |
+    Les Creux | La Vigne Rouge | Le Gros Buisson | Les Platières | La Ferme Neuve |
+    Le Poirier Sec | Les Épinettes | La Cude | Le Val Vert | Les Bruyères | La Tuilerie Haute |
+    Le Carrefour des Quatre Vents | Les Rochottes | La Grange Rouge | Le Fief | Les Essarts |
+    La Borde | Le Mont Blanc | Les Bas Prés | La Perrière | Le Quart | Les Baraques |
+    La Corne du Bois | Le Gué | Les Marcs d'Or | La Source | Le Verger | Les Hâtes
+"""
+)

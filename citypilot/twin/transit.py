@@ -2,8 +2,9 @@
 
 Tram lines cross the centre along two-way streets; bus lines run from a suburb's
 town centre through the city centre to the other side (a few are tangential).
-Stops sit on route nodes every few hundred metres. Trips follow headways that
-vary by time of day (peaks on weekdays) and are chained into vehicle blocks at
+Stops sit on route nodes every few hundred metres (platforms of named stations,
+see ``stops``). Trips follow headways and running times that vary by time of day
+(peaks on weekdays) and are chained into vehicle blocks at
 the termini, which gives each Tram and Bus entity its day's work.
 """
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from citypilot.twin.land import Land
 from citypilot.twin.roads import ARTERIAL, LOCAL, RING, RoadGraph, Router
+from citypilot.twin.stops import Station, Stop, StopPlacer
 
 TRAM_LINES = 2
 BUS_LINES = 15
@@ -32,17 +34,22 @@ SERVICES = ("weekday", "weekend")
 SERVICE_CODE = {"weekday": "WD", "weekend": "WE"}
 TRAM_COLOURS = ("C8102E", "0072CE", "00A651", "F7A800", "7F3F98", "E4007C", "00A9E0", "8DC63F")
 ROUTE_TYPE = {"Tram": 0, "Bus": 3}
-
-
-@dataclass
-class Stop:
-    """A GTFS stop on a road-graph node."""
-
-    stop_id: str
-    name: str
-    node: int
-    x: float
-    y: float
+#: Running time against the pattern's base (daytime off-peak) times: (from, to hour of
+#: the trip's departure, factor) per service. Trams on their own track feel traffic
+#: less: they move TRAM_TRAFFIC_SHARE of the way from 1.0 towards a bus's factor.
+RUNNING_TIME_BANDS = {
+    "weekday": (
+        (0.0, 6.5, 0.86),
+        (6.5, 7.5, 1.0),
+        (7.5, 9.5, 1.2),
+        (9.5, 16.0, 1.02),
+        (16.0, 19.5, 1.22),
+        (19.5, 21.0, 0.96),
+        (21.0, 48.0, 0.88),
+    ),
+    "weekend": ((0.0, 10.0, 0.88), (10.0, 19.0, 0.98), (19.0, 48.0, 0.88)),
+}
+TRAM_TRAFFIC_SHARE = 0.4
 
 
 @dataclass
@@ -95,25 +102,54 @@ class Trip:
     service: str
     start_s: int  # departure from the first stop, seconds after midnight (may exceed 86400)
     block: str  # local id of the vehicle (Tram/Bus entity) that runs it
+    factor: float = 1.0  # running time against the pattern's base times (time of day)
 
 
 @dataclass
 class Transit:
     """The whole network: stops, routes, trips and the fleet that runs them."""
 
-    stops: dict[str, Stop]
+    stops: dict[str, Stop]  # platforms
     routes: list[Route]
     trips: list[Trip]
     vehicles: list[tuple[str, str, int]]  # (entity type, local id, route index)
     depots: list[tuple[str, float, float]]  # (name, x, y) per depot; index 0 trams
     vehicle_depot: dict[str, int] = field(default_factory=dict)
+    stations: dict[str, Station] = field(default_factory=dict)
+
+
+def running_factor(vehicle_type: str, service: str, start_s: int) -> float:
+    """How much longer (or shorter) than the base times a trip departing at ``start_s``
+    runs, by the time-of-day band of its service."""
+    hour = start_s / 3600.0
+    factor = next(f for a, b, f in RUNNING_TIME_BANDS[service] if a <= hour < b)
+    if vehicle_type == "Tram":
+        factor = 1.0 + TRAM_TRAFFIC_SHARE * (factor - 1.0)
+    return round(factor, 3)
+
+
+def scheduled_times(trip: Trip, pattern: Pattern) -> list[tuple[int, int]]:
+    """(arrival, departure) in seconds after midnight at each stop of ``trip``."""
+    f = trip.factor
+    dwell = round(pattern.dwell_s * f)
+    last = len(pattern.arrival_s) - 1
+    out = []
+    for k, base in enumerate(pattern.arrival_s):
+        arr = trip.start_s + round(base * f)
+        out.append((arr, arr if k in (0, last) else arr + dwell))
+    return out
+
+
+def trip_duration(trip: Trip, pattern: Pattern) -> int:
+    """Seconds from the first departure to the last arrival of ``trip``."""
+    return round(pattern.duration_s * trip.factor)
 
 
 def build_transit(rng: np.random.Generator, land: Land, graph: RoadGraph, scale: float) -> Transit:
     """Route the lines, place stops, build timetables and vehicle blocks; marks bus lanes."""
     n_tram = max(1, round(TRAM_LINES * scale))
     n_bus = max(2, round(BUS_LINES * scale))
-    stops: dict[str, Stop] = {}
+    placer = StopPlacer(graph, land)
     routes: list[Route] = []
     node_ok = _usable_nodes(graph)
 
@@ -134,18 +170,16 @@ def build_transit(rng: np.random.Generator, land: Land, graph: RoadGraph, scale:
         if leg1 is None or leg2 is None:
             continue
         nodes, edges = _join(leg1, leg2)
-        forward = _pattern(
-            graph, stops, 0, nodes, edges, "TR", TRAM_STOP_SPACING_M, TRAM_DWELL_S, 0.65
-        )
+        forward = _pattern(placer, 0, nodes, edges, "TR", TRAM_STOP_SPACING_M, TRAM_DWELL_S, 0.65)
         back = _pattern(
-            graph, stops, 1, nodes[::-1], edges[::-1], "TR", TRAM_STOP_SPACING_M, TRAM_DWELL_S, 0.65
+            placer, 1, nodes[::-1], edges[::-1], "TR", TRAM_STOP_SPACING_M, TRAM_DWELL_S, 0.65
         )
         name = f"T{k + 1}"
         routes.append(
             Route(
                 name,
                 name,
-                f"{stops[forward.stop_ids[0]].name} – {stops[forward.stop_ids[-1]].name}",
+                placer.line_name(forward.stop_ids),
                 "Tram",
                 TRAM_COLOURS[k % len(TRAM_COLOURS)],
                 [forward, back],
@@ -181,17 +215,17 @@ def build_transit(rng: np.random.Generator, land: Land, graph: RoadGraph, scale:
             fwd_nodes, fwd_edges = _join(parts[0], parts[1])
             back_nodes, back_edges = _join(parts[2], parts[3])
         forward = _pattern(
-            graph, stops, 0, fwd_nodes, fwd_edges, "BU", BUS_STOP_SPACING_M, BUS_DWELL_S, 0.55
+            placer, 0, fwd_nodes, fwd_edges, "BU", BUS_STOP_SPACING_M, BUS_DWELL_S, 0.55
         )
         back = _pattern(
-            graph, stops, 1, back_nodes, back_edges, "BU", BUS_STOP_SPACING_M, BUS_DWELL_S, 0.55
+            placer, 1, back_nodes, back_edges, "BU", BUS_STOP_SPACING_M, BUS_DWELL_S, 0.55
         )
         name = str(k + 1)
         routes.append(
             Route(
                 f"L{name}",
                 name,
-                f"{stops[forward.stop_ids[0]].name} – {stops[forward.stop_ids[-1]].name}",
+                placer.line_name(forward.stop_ids),
                 "Bus",
                 "1F4E79" if k % 2 == 0 else "2E8B57",
                 [forward, back],
@@ -206,7 +240,7 @@ def build_transit(rng: np.random.Generator, land: Land, graph: RoadGraph, scale:
         f"{vtype}:{local}": 0 if vtype == "Tram" else 1 + r % n_bus_depots
         for vtype, local, r in vehicles
     }
-    return Transit(stops, routes, trips, vehicles, depots, vehicle_depot)
+    return Transit(placer.stops, routes, trips, vehicles, depots, vehicle_depot, placer.stations)
 
 
 def _usable_nodes(graph: RoadGraph) -> np.ndarray:
@@ -254,8 +288,7 @@ def _bus_termini(
 
 
 def _pattern(
-    graph: RoadGraph,
-    stops: dict[str, Stop],
+    placer: StopPlacer,
     direction: int,
     nodes: list[int],
     edges: list[int],
@@ -264,7 +297,8 @@ def _pattern(
     dwell: int,
     speed_factor: float,
 ) -> Pattern:
-    """Place stops along a path and compute scheduled running times."""
+    """Place stops along a path and compute its base (daytime off-peak) running times."""
+    graph = placer.graph
     lengths = graph.length[edges]
     cum = np.concatenate([[0.0], np.cumsum(lengths)])
     speed_ms = np.minimum(graph.maxspeed[edges], 50) * speed_factor / 3.6
@@ -276,36 +310,9 @@ def _pattern(
     stop_pos.append(len(nodes) - 1)
     stop_ids, arrivals = [], []
     for i, k in enumerate(stop_pos):
-        node = nodes[k]
-        sid = f"{prefix}{node:06d}"
-        if sid not in stops:
-            edge = edges[min(k, len(edges) - 1)]
-            stops[sid] = Stop(
-                sid, _stop_name(graph, node, edge), node, float(graph.x[node]), float(graph.y[node])
-            )
-        stop_ids.append(sid)
+        stop_ids.append(placer.platform(prefix, nodes, k, edges))
         arrivals.append(round(float(cum_t[k]) + dwell * max(i - 1, 0)))
     return Pattern(direction, list(nodes), list(edges), cum, stop_ids, stop_pos, arrivals, dwell)
-
-
-def _stop_name(graph: RoadGraph, node: int, path_edge: int) -> str:
-    """A stop is named after the cross street at its node (or the street it is on)."""
-    touching = np.nonzero((graph.u == node) | (graph.v == node))[0]
-    own = graph.way[path_edge]
-    for e in touching:
-        if graph.way[e] != own and graph.cls[e] != RING:
-            return _short(graph.way_names[graph.way[e]])
-    return _short(graph.way_names[own])
-
-
-def _short(street: str) -> str:
-    """'Rue Victor Hugo' → 'Victor Hugo'; 'Rue de la Gare' → 'Gare'."""
-    rest = street.split(" ", 1)[1] if " " in street else street
-    for article in ("de la ", "de l'", "des ", "du ", "de "):
-        if rest.startswith(article):
-            word = rest[len(article) :]
-            return word[:1].upper() + word[1:]
-    return rest
 
 
 def _mark_bus_lanes(graph: RoadGraph, land: Land, edges: list[int]) -> None:
@@ -381,7 +388,8 @@ def _timetable(
                 else:
                     block = n_blocks
                     n_blocks += 1
-                end = dep + route.patterns[d].duration_s + MIN_LAYOVER_S
+                factor = running_factor(route.vehicle_type, service, dep)
+                end = dep + round(route.patterns[d].duration_s * factor) + MIN_LAYOVER_S
                 free[1 - d].append((end, block))
                 label = f"{block}"
                 if label not in fleet:
@@ -397,6 +405,7 @@ def _timetable(
                         service,
                         dep,
                         fleet[label],
+                        factor,
                     )
                 )
     return trips, vehicles

@@ -24,7 +24,8 @@ from citypilot.twin.devices.base import (
 )
 from citypilot.twin.geo import lonlat_point
 from citypilot.twin.roads import RoadGraph
-from citypilot.twin.transit import Pattern, Route, Transit
+from citypilot.twin.service_calendar import service_of_epoch_day
+from citypilot.twin.transit import Pattern, Route, Transit, trip_duration
 
 CAPACITY = {"Tram": 250, "Bus": 100}
 DELAY_DRIFT = {"Tram": 0.012, "Bus": 0.06}  # extra seconds per second at heavy traffic
@@ -80,7 +81,8 @@ class Track:
         self.duration = float(pattern.duration_s)
 
     def distance_at(self, tau: float) -> float:
-        """Scheduled distance travelled ``tau`` seconds after departure."""
+        """Scheduled distance travelled ``tau`` seconds after departure, in base times
+        (a trip running ``factor`` times the base is at ``distance_at(t / factor)``)."""
         t, d = self.sched_t, self.sched_d
         if tau <= t[0]:
             return d[0]
@@ -117,6 +119,7 @@ class BlockTrip:
     route: int
     direction: int
     trip_id: str
+    factor: float = 1.0  # running time against the track's base schedule
 
 
 class TransitVehicleModel(DeviceModel):
@@ -173,7 +176,7 @@ class TransitVehicleModel(DeviceModel):
 
     def _service(self, base: float, ctx: SimContext) -> list[BlockTrip]:
         day = ctx.env.local_day(base + 43200.0)
-        return self.blocks.get("weekday" if (day + 3) % 7 < 5 else "weekend", [])
+        return self.blocks.get(service_of_epoch_day(day), [])
 
     def _upcoming(self, t: float, ctx: SimContext) -> tuple[float, int, list[BlockTrip]] | None:
         """(service-day base, index, trips) of the first trip not yet over by schedule."""
@@ -198,7 +201,7 @@ class TransitVehicleModel(DeviceModel):
             trip = trips[k]
             track = self.tracks[(trip.route, trip.direction)]
             tau = t - base - trip.start
-            if tau - self.delay <= track.duration:
+            if tau - self.delay <= track.duration * trip.factor:
                 return self._running(t, ctx, trip, track, tau)
             arrival = base + trip.end + self.delay
             if k + 1 < len(trips) and base + trips[k + 1].start - arrival < 3 * 3600.0:
@@ -296,7 +299,7 @@ class TransitVehicleModel(DeviceModel):
                 self.delay += self.hold_s
                 self.hold_s = 0.0
             self.delay = max(-60.0, min(3600.0, self.delay))
-        dist = max(self.last_d, track.distance_at(tau - self.delay))
+        dist = max(self.last_d, track.distance_at((tau - self.delay) / trip.factor))
         x, y, bearing, limit = track.place(dist)
         speed = min(limit * 1.05, max(0.0, (dist - self.last_d) / dt * 3.6)) if dt > 0 else 0.0
         self.last_d, self.last_t = dist, t
@@ -343,10 +346,11 @@ def build_blocks(transit: Transit) -> dict[tuple[str, str], dict[str, list[Block
         out.setdefault(key, {}).setdefault(trip.service, []).append(
             BlockTrip(
                 float(trip.start_s),
-                float(trip.start_s + pattern.duration_s),
+                float(trip.start_s + trip_duration(trip, pattern)),
                 trip.route,
                 trip.direction,
                 trip.trip_id,
+                trip.factor,
             )
         )
     for services in out.values():
