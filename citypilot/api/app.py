@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from citypilot import __version__, metrics
 from citypilot.api import (
     admin,
+    alarms,
     audit,
     auth,
     commands,
@@ -37,6 +38,7 @@ from citypilot.api.scope_index import ScopeIndex
 from citypilot.broker import Broker
 from citypilot.bus.factory import open_bus
 from citypilot.config import Settings
+from citypilot.engine.alarms import AlarmService
 from citypilot.engine.commands import CommandService
 from citypilot.model.builtin_types import BUILTIN_TYPES
 from citypilot.model.types import TypeRegistry
@@ -101,6 +103,7 @@ async def running_city(settings: Settings) -> AsyncIterator[City]:
     city = City(settings, broker, settings.signing_key())
     service = await _command_service(settings, broker)
     city.commands, city.command_callbacks = service, service.channels[0]
+    city.alarms = AlarmService(broker)
     adapters = []
     if settings.mqtt_url and settings.bus == "memory":
         from citypilot.ingest.mqtt import MqttIngest
@@ -120,9 +123,11 @@ async def running_city(settings: Settings) -> AsyncIterator[City]:
 
     purger = asyncio.create_task(retention_loop(store, broker.registry, settings))
     await service.start()
+    await city.alarms.start()
     try:
         yield city
     finally:
+        await city.alarms.stop()
         await service.stop()
         for channel in service.channels:
             await channel.close()
@@ -197,6 +202,7 @@ def create_app(settings: Settings) -> FastAPI:
         service_requests.router,
         incidents.router,
         feeds.router,
+        alarms.router,
     ):
         app.include_router(router)
     mount_console(app)

@@ -7,7 +7,12 @@ from typing import Any
 import orjson
 from fastapi import Request
 
-from citypilot.model.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from citypilot.model.errors import (
+    BadRequestData,
+    InvalidRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from citypilot.model.json_limits import DEFAULT_MAX_DEPTH, check_depth
 
 JSON_TYPES = ("application/json", "application/ld+json")
@@ -58,3 +63,16 @@ async def read_json(request: Request, limit: int) -> Any:
         )
     depth = request.app.state.city.settings.max_json_depth
     return parse_json(await read_body(request, limit), depth)
+
+
+async def read_object(request: Request, limit: int, fields: frozenset[str], what: str) -> dict:
+    """A JSON object body whose members are all among ``fields`` (BadRequestData naming
+    the first that is not, or ``body`` when it is not an object); ``what`` names the
+    request in errors ("a command request")."""
+    doc = await read_json(request, limit)
+    if not isinstance(doc, dict):
+        raise BadRequestData(f"body must be a JSON object ({what})", "body")
+    for key in doc:
+        if key not in fields:
+            raise BadRequestData(f"{str(key)[:60]} is not a field of {what}", key)
+    return doc

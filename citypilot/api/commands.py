@@ -19,7 +19,7 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from citypilot.api.body import read_json
+from citypilot.api.body import read_json, read_object
 from citypilot.api.deps import Admin, CityDep, Ingestor, Operator, Viewer
 from citypilot.api.openapi import json_body
 from citypilot.engine.commands import CommandService, read_answer
@@ -73,12 +73,9 @@ def _transition(t: TransitionRow) -> dict[str, Any]:
 )
 async def submit(entity_id: str, request: Request, city: CityDep, who: Operator) -> Response:
     """Check the command against the entity's type and start delivering it."""
-    doc = await read_json(request, city.settings.max_body_bytes)
-    if not isinstance(doc, dict):
-        raise BadRequestData("body must be a JSON object with command and args", "body")
-    for key in doc:
-        if key not in _SUBMIT_KEYS:
-            raise BadRequestData(f"{str(key)[:60]} is not a field of a command request", key)
+    doc = await read_object(
+        request, city.settings.max_body_bytes, _SUBMIT_KEYS, "a command request"
+    )
     deadline = doc.get("deadline")
     cmd = await _service(city).submit(
         check_entity_id(entity_id, "id"),

@@ -32,6 +32,9 @@ class City:
     # -- device commands (engine/commands.py, ingest/http_commands.py) --
     commands: Any = None
     command_callbacks: Any = None
+    # -- alarms and rules (engine/alarms.py, engine/rules.py) --
+    alarms: Any = None
+    rules: Any = None
     token_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)
     #: username -> (grants, monotonic expiry): scoped grants read from the store
     grant_cache: dict[str, tuple[tuple, float]] = field(default_factory=dict)

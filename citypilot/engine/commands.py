@@ -48,6 +48,7 @@ from citypilot.engine.command_model import (
     expected_values,
     shows,
 )
+from citypilot.engine.timers import start_ticker, stop_ticker
 from citypilot.model.errors import BadRequestData, ResourceNotFound
 from citypilot.model.ids import check_entity_id
 from citypilot.model.timeutil import format_instant, parse_instant
@@ -173,31 +174,20 @@ class CommandService:
                 cmd.next_attempt_at = now
         self._unlisten = self.broker.bus.listen(CHANGED, self._on_changed)
         if run_timers:
-            self._ticker = asyncio.create_task(self._tick_loop(), name="command-timers")
+            self._ticker = start_ticker(self.tick_s, self.tick, "command-timers")
         await self.tick()
 
     async def stop(self) -> None:
         """Stop the timers and wait for deliveries under way."""
         if self._unlisten is not None:
             self._unlisten()
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        await stop_ticker(self._ticker)
         await self.settle()
 
     async def settle(self) -> None:
         """Wait until every delivery and confirmation check started so far is done."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    async def _tick_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.tick_s)
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("command timers failed")
 
     # -- the API others call -----------------------------------------------------------
     async def submit(
