@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -22,6 +23,7 @@ from citypilot.api import (
     incidents,
     ingest,
     mapdata,
+    modes,
     ngsi_ld,
     open311,
     service_requests,
@@ -80,6 +82,23 @@ async def _command_service(settings: Settings, broker: Broker) -> CommandService
     return service
 
 
+async def _mode_service(settings: Settings, broker: Broker, commands: CommandService) -> Any:
+    """The mode service with the built-in modes, its activations taken up."""
+    from citypilot.engine.mode_model import load_modes
+    from citypilot.engine.modes import ModeService
+    from citypilot.store.modes import mode_log_for
+
+    modes = ModeService(
+        broker,
+        commands,
+        mode_log_for(broker.store),
+        load_modes(broker.registry),
+        layers=settings.data_path / "layers",
+    )
+    await modes.start()
+    return modes
+
+
 @contextlib.asynccontextmanager
 async def running_city(settings: Settings) -> AsyncIterator[City]:
     """Open the store and bus, start the adapters, and close everything on exit."""
@@ -124,9 +143,11 @@ async def running_city(settings: Settings) -> AsyncIterator[City]:
     purger = asyncio.create_task(retention_loop(store, broker.registry, settings))
     await service.start()
     await city.alarms.start()
+    city.modes = await _mode_service(settings, broker, service)
     try:
         yield city
     finally:
+        await city.modes.stop()
         await city.alarms.stop()
         await service.stop()
         for channel in service.channels:
@@ -156,6 +177,8 @@ def create_app(settings: Settings) -> FastAPI:
             metrics.WEBSOCKET_CLIENTS.set_function(lambda: len(app.state.hub.subscribers))
             # incident response: the road graph the demo wrote, when there is one
             app.state.routing = open_routing(settings.data_path / "graph")
+            # the flood mode closes roads through the same book as the incidents
+            city.modes.closures = incidents.ops_for(app).closures
             try:
                 yield
             finally:
@@ -203,6 +226,7 @@ def create_app(settings: Settings) -> FastAPI:
         incidents.router,
         feeds.router,
         alarms.router,
+        modes.router,
     ):
         app.include_router(router)
     mount_console(app)

@@ -35,6 +35,8 @@ class City:
     # -- alarms and rules (engine/alarms.py, engine/rules.py) --
     alarms: Any = None
     rules: Any = None
+    # -- city modes (engine/modes.py) --
+    modes: Any = None
     token_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)
     #: username -> (grants, monotonic expiry): scoped grants read from the store
     grant_cache: dict[str, tuple[tuple, float]] = field(default_factory=dict)

@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from citypilot.api.access import require_entity
 from citypilot.api.body import read_json
-from citypilot.api.deps import CityDep, Operator, Viewer, access, city_of
+from citypilot.api.deps import CityDep, Operator, Viewer, access
 from citypilot.api.openapi import json_body, problem
 from citypilot.model.entity import Entity
 from citypilot.model.errors import BadRequestData, ResourceNotFound
@@ -86,21 +86,24 @@ _CLOSURE_SCHEMA = {
 class IncidentOps:
     """The incident book, closure book and dispatcher of one running app."""
 
-    def __init__(self, request: Request) -> None:
-        city = city_of(request)
-        routing = getattr(request.app.state, "routing", None)
+    def __init__(self, city: Any, routing: Any) -> None:
         self.incidents = IncidentBook(city.broker)
         self.closures = ClosureBook(city.broker, routing)
         self.dispatcher = Dispatcher(self.incidents, self.closures, routing)
 
 
-def ops_of(request: Request) -> IncidentOps:
-    """The app's incident services, built on first use."""
-    ops = getattr(request.app.state, "incident_ops", None)
+def ops_for(app: Any) -> IncidentOps:
+    """The app's incident services, built on first use (its city and road graph)."""
+    ops = getattr(app.state, "incident_ops", None)
     if ops is None:
-        ops = IncidentOps(request)
-        request.app.state.incident_ops = ops
+        ops = IncidentOps(app.state.city, getattr(app.state, "routing", None))
+        app.state.incident_ops = ops
     return ops
+
+
+def ops_of(request: Request) -> IncidentOps:
+    """The incident services of the request's app."""
+    return ops_for(request.app)
 
 
 def _json(doc: Any, status: int = 200) -> Response:

@@ -21,12 +21,12 @@ from citypilot.twin.command_channel import SimulatorChannel
 COMMAND_TYPES = ("Streetlight", "AccessPoint", "Building", "TrafficSignal", "Bus", "Camera")
 
 
-async def loaded_store(city: City, data: Path) -> Path:
-    """A store file holding the city's entities of the command types (copy it per test)."""
+async def loaded_store(city: City, data: Path, types: Collection[str] = COMMAND_TYPES) -> Path:
+    """A store file holding the city's entities of ``types`` (copy it per test)."""
     store = SQLiteStore(data / "city.db")
     await store.open()
     broker = Broker(TypeRegistry(BUILTIN_TYPES), store, MemoryBus())
-    docs = [d for d in city.entities if d["type"] in COMMAND_TYPES]
+    docs = [d for d in city.entities if d["type"] in types]
     for k in range(0, len(docs), 2000):
         await broker.batch_upsert(docs[k : k + 2000])
     await store.close()

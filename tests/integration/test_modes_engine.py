@@ -1,0 +1,213 @@
+"""City modes with the simulator as the devices: enter, confirm, leave, restore, restart.
+
+Real SQLite store and broker; the simulated badge readers, signals and buses obey
+the mode's commands and confirm them through their own reports. Leaving must bring
+every device back to what it reported before the mode — except a device someone
+else commanded while the mode was on, which keeps their decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from citypilot.engine.mode_model import load_modes
+from citypilot.engine.modes import ModeService
+from citypilot.model.errors import BadRequestData, Conflict, ResourceNotFound
+from citypilot.store.modes import mode_log_for
+from citypilot.twin import City, generate_city
+from citypilot.twin.export import write_layers
+from tests.integration.command_rig import COMMAND_TYPES, Rig, loaded_store
+
+SIMULATED = ("AccessPoint", "Building", "TrafficSignal", "Bus")
+PUBLIC = {"townHall", "school", "library", "sportsCentre", "museum", "office", "other"}
+
+
+@pytest.fixture(scope="module")
+def town() -> City:
+    """A small town (scale 0.05), generated once."""
+    return generate_city(7, 0.05)
+
+
+@pytest.fixture(scope="module")
+def town_dir(town: City, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The town's store (command types, municipalities, zones) and map layers, made once."""
+    folder = tmp_path_factory.mktemp("town")
+    asyncio.run(loaded_store(town, folder, (*COMMAND_TYPES, "Municipality", "Zone")))
+    write_layers(town, folder / "layers")
+    return folder
+
+
+class ModeRig(Rig):
+    """The command rig with a mode service on top."""
+
+    def __init__(self, city: City, data: Path) -> None:
+        super().__init__(city, data, SIMULATED)
+        self.data = data
+        self.modes = self.new_modes()
+
+    def new_modes(self) -> ModeService:
+        """A mode service on this rig's store, commands and clock."""
+        return ModeService(
+            self.broker,
+            self.service,
+            mode_log_for(self.store),
+            load_modes(self.broker.registry),
+            layers=self.data / "layers",
+            clock=self.clock,
+        )
+
+    async def open(self) -> None:
+        """Open the store, start the services, ingest the devices' first reports."""
+        await super().open()
+        await self.modes.start()
+
+    async def settle(self, rounds: int = 4) -> None:
+        """Let the devices report a few times, so commands confirm."""
+        for _ in range(rounds):
+            await self.report(2.0)
+
+
+@pytest.fixture
+async def rig(town: City, town_dir: Path, tmp_path: Path) -> AsyncIterator[ModeRig]:
+    """The town loaded, its devices simulated, the mode service started."""
+    shutil.copy(town_dir / "city.db", tmp_path / "city.db")
+    shutil.copytree(town_dir / "layers", tmp_path / "layers")
+    rig = ModeRig(town, tmp_path)
+    await rig.open()
+    yield rig
+    await rig.modes.stop()
+    await rig.close()
+
+
+def public_readers(city: City) -> list[str]:
+    """Badge readers at the buildings the health-emergency mode closes."""
+    public = {b["id"] for b in city.of_type("Building") if b["category"]["value"] in PUBLIC}
+    return [d["id"] for d in city.of_type("AccessPoint") if d["refBuilding"]["object"] in public]
+
+
+def other_readers(city: City) -> list[str]:
+    """Badge readers at hospitals, police and fire stations and depots (they stay open)."""
+    chosen = set(public_readers(city))
+    return [d["id"] for d in city.of_type("AccessPoint") if d["id"] not in chosen]
+
+
+async def reported(rig: Rig, entity_id: str) -> dict[str, Any]:
+    """What the store holds as the entity's reported values."""
+    found = await rig.store.get_entity(entity_id)
+    return {k: v.value for k, v in found.attrs.items()}
+
+
+async def test_health_emergency_commands_every_public_reader_and_the_readers_obey(rig: ModeRig):
+    on = await rig.modes.enter("health-emergency", None, "epidemic", "alice")
+    await rig.settle()
+    assert rig.modes.level() == 4
+    view = rig.modes.active()[0]
+    steps = {s["id"]: s for s in view["steps"]}
+    readers = public_readers(rig.city)
+    assert steps["badges-off"]["targets"] == steps["keep-access"]["targets"] == len(readers)
+    assert steps["bus-priority"]["targets"] > 0  # signals on bus routes
+    assert view["progress"]["underWay"] == 0, view["progress"]
+    assert view["progress"]["confirmed"] == view["progress"]["total"] > 2 * len(readers)
+    for door in readers:
+        now = await reported(rig, door)
+        assert now["badgesEnabled"] is False and now["allowedGroups"] == ["security", "management"]
+    for door in other_readers(rig.city):
+        assert (await reported(rig, door))["badgesEnabled"] is True
+    assert on["enteredBy"] == "alice" and on["state"] == "active"
+    detail = await rig.modes.last("health-emergency")
+    signal = next(d for d in detail["devices"] if d["step"] == "bus-priority")
+    assert signal["refs"]["approach"] in ("north", "east", "south", "west")
+    assert (await reported(rig, signal["entity"]))["priorityApproach"] == signal["refs"]["approach"]
+
+
+async def test_leaving_restores_each_device_but_keeps_what_an_operator_changed(rig: ModeRig):
+    readers = public_readers(rig.city)
+    closed_before, changed_during = readers[0], readers[1]
+    await rig.submit(closed_before, "disable")  # an operator closed this door before the mode
+    await rig.settle()
+    await rig.modes.enter("health-emergency", None, "epidemic", "alice")
+    await rig.settle()
+    await rig.submit(changed_during, "allowGroups", {"groups": ["maintenance"]})
+    await rig.settle()
+    left = await rig.modes.leave("health-emergency", "over", "bob")
+    assert left["state"] == "left" and left["leftBy"] == "bob"
+    await rig.settle()
+    assert rig.modes.level() == 1 and rig.modes.active() == []
+    detail = await rig.modes.last("health-emergency")
+    restoring = detail["restore"]["progress"]
+    assert restoring["underWay"] == 0 and restoring["confirmed"] == restoring["total"] > 0
+    for door in readers[2:]:
+        now = await reported(rig, door)
+        assert now["badgesEnabled"] is True and now["allowedGroups"] == [], door
+    assert (await reported(rig, closed_before))["badgesEnabled"] is False  # as before the mode
+    changed = await reported(rig, changed_during)
+    assert changed["allowedGroups"] == ["maintenance"]  # the operator's later choice stands
+    assert changed["badgesEnabled"] is True  # the property the operator did not touch returns
+    kept = [
+        d for d in detail["devices"] if d["entity"] == changed_during and d["step"] == "keep-access"
+    ]
+    assert kept[0]["restore"]["outcome"] == "kept" and "operator" in kept[0]["restore"]["reason"]
+    for bus in [d for d in detail["devices"] if d["step"] == "bus-message"]:
+        assert (await reported(rig, bus["entity"])).get("displayMessage", "") == ""
+
+
+async def test_a_municipality_scope_commands_only_its_devices(rig: ModeRig):
+    muni = rig.city.of_type("Municipality")[1]["id"]
+    await rig.modes.enter(
+        "health-emergency", {"kind": "municipality", "municipality": muni}, "local", "alice"
+    )
+    detail = await rig.modes.last("health-emergency")
+    assert detail["devices"]
+    for d in detail["devices"]:
+        assert rig.city.entity(d["entity"])["refMunicipality"]["object"] == muni
+
+
+async def test_bad_input_is_refused_with_nothing_done(rig: ModeRig):
+    far = {"type": "Polygon", "coordinates": [[[0, 0], [0.01, 0], [0.01, 0.01], [0, 0]]]}
+    with pytest.raises(ResourceNotFound):
+        await rig.modes.enter("curfew", None, "x", "alice")
+    with pytest.raises(BadRequestData) as empty:
+        await rig.modes.enter("health-emergency", {"kind": "zone", "geometry": far}, "x", "alice")
+    assert empty.value.field == "scope"
+    with pytest.raises(BadRequestData) as muni:
+        await rig.modes.enter(
+            "health-emergency", {"kind": "municipality", "municipality": "nowhere"}, "x", "alice"
+        )
+    assert muni.value.field == "scope.municipality"
+    with pytest.raises(BadRequestData) as reason:
+        await rig.modes.enter("health-emergency", None, "  ", "alice")
+    assert reason.value.field == "reason"
+    with pytest.raises(Conflict):
+        await rig.modes.leave("health-emergency", "not on", "alice")
+    _, total = await rig.service.list()
+    assert total == 0 and await rig.modes.history(10) == []  # nothing was sent or kept
+    await rig.modes.enter("health-emergency", None, "epidemic", "alice")
+    _, sent = await rig.service.list()
+    with pytest.raises(Conflict):
+        await rig.modes.enter("health-emergency", None, "again", "alice")
+    assert (await rig.service.list())[1] == sent
+
+
+async def test_an_active_mode_survives_a_restart_and_can_be_left_after_it(rig: ModeRig):
+    await rig.modes.enter("health-emergency", None, "epidemic", "alice")
+    await rig.settle()
+    await rig.modes.stop()
+    await rig.service.stop()
+    rig.service = rig.new_service()
+    await rig.service.start(run_timers=False)
+    rig.modes = rig.new_modes()
+    await rig.modes.start()
+    assert rig.modes.level() == 4
+    view = rig.modes.active()[0]
+    assert view["enteredBy"] == "alice"
+    assert view["progress"]["confirmed"] == view["progress"]["total"] > 0
+    await rig.modes.leave("health-emergency", "over", "bob")
+    await rig.settle()
+    for door in public_readers(rig.city):
+        assert (await reported(rig, door))["badgesEnabled"] is True
