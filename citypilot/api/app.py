@@ -82,8 +82,11 @@ async def _command_service(settings: Settings, broker: Broker) -> CommandService
     return service
 
 
-async def _mode_service(settings: Settings, broker: Broker, commands: CommandService) -> Any:
-    """The mode service with the built-in modes, its activations taken up."""
+async def _mode_service(
+    settings: Settings, broker: Broker, commands: CommandService, alarms: Any
+) -> Any:
+    """The mode service with the built-in modes and the alarms it suppresses, its
+    activations taken up."""
     from citypilot.engine.mode_model import load_modes
     from citypilot.engine.modes import ModeService
     from citypilot.store.modes import mode_log_for
@@ -95,6 +98,7 @@ async def _mode_service(settings: Settings, broker: Broker, commands: CommandSer
         load_modes(broker.registry),
         layers=settings.data_path / "layers",
     )
+    modes.alarms = alarms
     await modes.start()
     return modes
 
@@ -143,7 +147,7 @@ async def running_city(settings: Settings) -> AsyncIterator[City]:
     purger = asyncio.create_task(retention_loop(store, broker.registry, settings))
     await service.start()
     await city.alarms.start()
-    city.modes = await _mode_service(settings, broker, service)
+    city.modes = await _mode_service(settings, broker, service, city.alarms)
     try:
         yield city
     finally:

@@ -61,14 +61,11 @@ MAX_REASON = 500
 FAILED_STATES = ("rejected", "failed", "timed_out", "expired", "superseded")
 
 
-class ModePolicies(Protocol):
-    """What the rules engine and the alarms offer a mode (wired when they exist)."""
+class RuleSwitch(Protocol):
+    """What the rules engine offers a mode (wired when the server has one)."""
 
     async def set_rule_enabled(self, rule_id: str, enabled: bool, by: str) -> bool:
         """Enable or disable a rule; returns whether it was enabled before."""
-
-    async def suppress(self, rule_id: str, scope: dict[str, Any], by: str, on: bool) -> None:
-        """Suppress (or stop suppressing) by design the alarms of a rule in a scope."""
 
 
 @dataclass
@@ -101,8 +98,10 @@ class ModeService:
         self.clock = clock
         #: the road closures (ops/closures.ClosureBook), when the server has a road graph
         self.closures: Any = None
-        #: the rules engine and alarms (ModePolicies), when the server has them
-        self.policies: ModePolicies | None = None
+        #: the alarm service (engine/alarms.py): suppression by design while a mode is on
+        self.alarms: Any = None
+        #: the rules engine (RuleSwitch), when the server has one
+        self.rules: RuleSwitch | None = None
         self._open: dict[str, dict[str, Any]] = {}  # mode name -> activation document
         self._states: dict[str, str] = {}  # command id -> state, for every mode command
         self._lock = asyncio.Lock()
@@ -126,6 +125,12 @@ class ModeService:
                 except ResourceNotFound:
                     self._states[cmd_id] = "failed"
         for doc in list(self._open.values()):
+            if doc["state"] == "active" and self.definition(doc["name"]).suppress:
+                # suppressions live in the alarm service's memory: set them again
+                suppressed = self.definition(doc["name"]).suppress
+                doc["policies"]["suppression"] = await self._suppress(
+                    doc, suppressed, True, doc["enteredBy"]
+                )
             if doc["state"] == "entering":
                 await self._apply(doc)
             elif doc["state"] == "leaving":
@@ -390,29 +395,62 @@ class ModeService:
                 )
 
     async def _switch_policies(self, doc: dict[str, Any], on: bool) -> None:
-        """Rules enabled/disabled and alarms suppressed while the mode is on (kept as
-        ``pending`` until the server has a rules engine)."""
+        """The rules the mode enables or disables, and the alarms it suppresses."""
         mode = self.definition(doc["name"])
+        policies, by = doc["policies"], f"mode:{doc['name']}"
         wanted = [(r, True) for r in mode.rules_enable] + [(r, False) for r in mode.rules_disable]
-        if not wanted and not mode.suppress:
-            return
-        policies = doc["policies"]
-        if self.policies is None:
-            policies["state"] = "pending" if on else "not applied"
-            policies["reason"] = "this server has no rules engine: rules and suppressions wait"
-            return
-        by = f"mode:{doc['name']}"
-        rules = policies.setdefault("rules", {})
+        if wanted:
+            policies["rules"] = await self._switch_rules(policies.get("rules", {}), wanted, on, by)
+        if mode.suppress:
+            policies["suppression"] = await self._suppress(doc, mode.suppress, on, by)
+
+    async def _switch_rules(
+        self, done: dict[str, Any], wanted: list[tuple[str, bool]], on: bool, by: str
+    ) -> dict[str, Any]:
+        if self.rules is None:  # kept, visibly, until the server has a rules engine
+            return {
+                "state": "pending" if on else "not applied",
+                "reason": "this server has no rules engine: the mode's rules wait for it",
+                "enable": [r for r, e in wanted if e],
+                "disable": [r for r, e in wanted if not e],
+            }
+        switched = done.get("switched", {})
         for rule_id, enabled in wanted:
             if on:
-                was = await self.policies.set_rule_enabled(rule_id, enabled, by)
-                rules[rule_id] = {"set": enabled, "before": was}
-            elif rule_id in rules:
-                await self.policies.set_rule_enabled(rule_id, rules[rule_id]["before"], by)
-        for rule_id in mode.suppress:
-            await self.policies.suppress(rule_id, doc["scope"], by, on)
-        policies["state"] = "applied" if on else "restored"
-        policies["suppressed"] = list(mode.suppress) if on else []
+                was = await self.rules.set_rule_enabled(rule_id, enabled, by)
+                switched[rule_id] = {"set": enabled, "before": was}
+            elif rule_id in switched:
+                await self.rules.set_rule_enabled(rule_id, switched[rule_id]["before"], by)
+        return {"state": "applied" if on else "restored", "switched": switched}
+
+    async def _suppress(
+        self, doc: dict[str, Any], rules: tuple[str, ...], on: bool, by: str
+    ) -> dict[str, Any]:
+        """Alarms of the mode's rules in its scope, suppressed by design while it is on
+        (the suppression's key is the mode's name)."""
+        from citypilot.engine.alarms import AlarmScope
+
+        if self.alarms is None:
+            return {"state": "not applied", "reason": "this server has no alarm service"}
+        scope = doc["scope"]
+        if on:
+            covered = await self.alarms.suppress(
+                doc["name"],
+                AlarmScope(
+                    municipality=scope.get("municipality"),
+                    rules=rules,
+                    area=scope.get("geometry"),
+                ),
+                by,
+            )
+            return {
+                "state": "applied",
+                "key": doc["name"],
+                "rules": list(rules),
+                "covered": covered,
+            }
+        released = await self.alarms.unsuppress(doc["name"], by)
+        return {"state": "lifted", "key": doc["name"], "rules": list(rules), "released": released}
 
     # -- leaving -----------------------------------------------------------------------
     async def leave(

@@ -16,12 +16,15 @@ from typing import Any
 
 import pytest
 
+from citypilot.engine.alarms import AlarmService
 from citypilot.engine.mode_model import load_modes
 from citypilot.engine.modes import ModeService
 from citypilot.model.errors import BadRequestData, Conflict, ResourceNotFound
 from citypilot.store.modes import mode_log_for
 from citypilot.twin import City, generate_city
-from citypilot.twin.export import write_layers
+from citypilot.ops.closures import ClosureBook
+from citypilot.ops.routing import open_routing
+from citypilot.twin.export import write_graph, write_layers
 from tests.integration.command_rig import COMMAND_TYPES, Rig, loaded_store
 
 SIMULATED = ("AccessPoint", "Building", "TrafficSignal", "Bus")
@@ -40,6 +43,7 @@ def town_dir(town: City, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("town")
     asyncio.run(loaded_store(town, folder, (*COMMAND_TYPES, "Municipality", "Zone")))
     write_layers(town, folder / "layers")
+    write_graph(town, folder / "graph")
     return folder
 
 
@@ -78,6 +82,7 @@ async def rig(town: City, town_dir: Path, tmp_path: Path) -> AsyncIterator[ModeR
     """The town loaded, its devices simulated, the mode service started."""
     shutil.copy(town_dir / "city.db", tmp_path / "city.db")
     shutil.copytree(town_dir / "layers", tmp_path / "layers")
+    shutil.copytree(town_dir / "graph", tmp_path / "graph")
     rig = ModeRig(town, tmp_path)
     await rig.open()
     yield rig
@@ -211,3 +216,27 @@ async def test_an_active_mode_survives_a_restart_and_can_be_left_after_it(rig: M
     await rig.settle()
     for door in public_readers(rig.city):
         assert (await reported(rig, door))["badgesEnabled"] is True
+
+
+async def test_flood_closes_the_flood_zone_roads_and_suppresses_river_alarms_until_it_ends(
+    rig: ModeRig,
+):
+    routing = open_routing(rig.data / "graph")
+    rig.modes.closures = ClosureBook(rig.broker, routing)
+    rig.modes.alarms = alarms = AlarmService(rig.broker, clock=rig.clock)
+    await alarms.start(run_timers=False)
+    bus = rig.first("Bus")
+    river = await alarms.raise_alarm("river-above-alert-level", bus, "high", "river at 3.1 m")
+    other = await alarms.raise_alarm("device-silent", bus, "low", "silent")
+    on = await rig.modes.enter("flood", None, "the river rises", "alice")
+    closures = [c for c in on["closures"] if "id" in c]
+    assert closures and sum(c["edges"] for c in closures) == len(routing.closed_edges) > 0
+    assert on["policies"]["suppression"]["covered"] == 1
+    assert (await alarms.get(river.id)).suppressed["key"] == "flood"
+    assert (await alarms.get(other.id)).suppressed is None  # not a rule the mode names
+    assert on["policies"]["rules"]["state"] == "pending"  # no rules engine in this rig
+    assert on["policies"]["rules"]["enable"] == ["river-above-action-level"]
+    await rig.modes.leave("flood", "the river fell", "bob")
+    assert routing.closed_edges == frozenset()
+    assert (await alarms.get(river.id)).suppressed is None
+    await alarms.stop()
