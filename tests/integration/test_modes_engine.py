@@ -20,10 +20,10 @@ from citypilot.engine.alarms import AlarmService
 from citypilot.engine.mode_model import load_modes
 from citypilot.engine.modes import ModeService
 from citypilot.model.errors import BadRequestData, Conflict, ResourceNotFound
-from citypilot.store.modes import mode_log_for
-from citypilot.twin import City, generate_city
 from citypilot.ops.closures import ClosureBook
 from citypilot.ops.routing import open_routing
+from citypilot.store.modes import mode_log_for
+from citypilot.twin import City, generate_city
 from citypilot.twin.export import write_graph, write_layers
 from tests.integration.command_rig import COMMAND_TYPES, Rig, loaded_store
 
