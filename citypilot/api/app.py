@@ -28,6 +28,7 @@ from citypilot.api import (
     open311,
     service_requests,
     stream,
+    temporal,
 )
 from citypilot.api.backpressure import InflightLimit
 from citypilot.api.context import router as context_router
@@ -216,6 +217,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (
         audit.router,
         ngsi_ld.router,
+        temporal.router,
         history.router,
         ingest.router,
         commands.router,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from dataclasses import replace
+from typing import Any
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from citypilot.api.access import holds_personal, masker, require_entity, write_guard
@@ -22,19 +23,14 @@ from citypilot.api.openapi import (
     json_body,
     problem,
 )
-from citypilot.api.paging import Offset
+from citypilot.api.selection import Selection
 from citypilot.broker import BatchResult
 from citypilot.model.entity import CORE_CONTEXT, Entity
-from citypilot.model.errors import BadRequestData, ResourceNotFound
-from citypilot.model.geometry import degrees_box_around, validate_geometry
+from citypilot.model.errors import ResourceNotFound
 from citypilot.model.ids import check_entity_id
-from citypilot.model.patterns import check_pattern
-from citypilot.store.base import EntityQuery, GeoQuery
 from citypilot.store.common import scope_of_entity
-from citypilot.store.query import parse_q
 
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["NGSI-LD"])
-MAX_LIMIT = 1000
 GEOJSON = "application/geo+json"
 LINK = f'<{CORE_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 
@@ -77,60 +73,6 @@ def _render(
     return [e.to_ngsi(key_values, "sysAttrs" in opts, projection) for e in entities], (
         "application/json"
     )
-
-
-def parse_geo(
-    georel: str | None, geometry: str | None, coordinates: str | None, geoproperty: str | None
-) -> GeoQuery | None:
-    """Read the NGSI-LD geo-query parameters; BadRequestData naming the wrong one."""
-    if georel is None and geometry is None and coordinates is None:
-        return None
-    if georel is None or geometry is None or coordinates is None:
-        raise BadRequestData(
-            "a geo-query needs georel, geometry and coordinates together", "georel"
-        )
-    if geoproperty not in (None, "location"):
-        raise BadRequestData("only geoproperty=location is supported", "geoproperty")
-    try:
-        coords = orjson.loads(coordinates)
-    except orjson.JSONDecodeError:
-        raise BadRequestData("coordinates must be a JSON array", "coordinates") from None
-    shape = {"type": geometry, "coordinates": coords}
-    bounds = validate_geometry(shape, "coordinates")
-    rel, *params = georel.split(";")
-    if rel == "near":
-        if geometry != "Point":
-            raise BadRequestData("georel=near needs geometry=Point", "geometry")
-        distance = None
-        for p in params:
-            key, _, value = p.partition("==")
-            if key == "maxDistance":
-                try:
-                    distance = float(value)
-                except ValueError:
-                    distance = -1
-        if distance is None or not 0 <= distance <= 1e7:
-            raise BadRequestData(
-                "georel=near needs maxDistance==<metres> (0..10,000,000)", "georel"
-            )
-        return GeoQuery("near", shape, degrees_box_around(*bounds[:2], distance), distance)
-    if rel in ("within", "intersects"):
-        if rel == "within" and geometry not in ("Polygon", "MultiPolygon"):
-            raise BadRequestData("georel=within needs a Polygon or MultiPolygon", "geometry")
-        return GeoQuery(rel, shape, bounds)
-    raise BadRequestData("georel must be near, within or intersects", "georel")
-
-
-def _bbox_geo(bbox: str) -> GeoQuery:
-    try:
-        x0, y0, x1, y1 = (float(v) for v in bbox.split(","))
-    except ValueError:
-        raise BadRequestData("bbox must be minLon,minLat,maxLon,maxLat", "bbox") from None
-    if not (x0 < x1 and y0 < y1):
-        raise BadRequestData("bbox must have minLon < maxLon and minLat < maxLat", "bbox")
-    ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
-    shape = {"type": "Polygon", "coordinates": [ring]}
-    return GeoQuery("intersects", shape, validate_geometry(shape, "bbox"))
 
 
 def _doc_ids(docs: Any) -> list[str]:
@@ -202,42 +144,14 @@ async def query_entities(
     request: Request,
     city: CityDep,
     who: Viewer,
-    type: str | None = None,
-    id: str | None = None,
-    idPattern: str | None = None,
-    q: str | None = None,
-    georel: str | None = None,
-    geometry: str | None = None,
-    coordinates: str | None = None,
-    geoproperty: str | None = None,
-    bbox: Annotated[str | None, Query(description="minLon,minLat,maxLon,maxLat")] = None,
+    selection: Selection,
     attrs: str | None = None,
     options: str | None = None,
-    count: bool = False,
-    limit: Annotated[int, Query(ge=0, le=MAX_LIMIT)] = 20,
-    offset: Offset = 0,
 ) -> Response:
     """Entities by type, id, attribute query and geo-query, paged with limit and offset."""
-    types = tuple(t for t in type.split(",") if t) if type else None
-    for t in types or ():
-        city.broker.registry.get(t, "type")
-    ids = tuple(check_entity_id(i, "id") for i in id.split(",")) if id else None
-    if idPattern is not None:
-        check_pattern(idPattern, "idPattern")
-    geo = parse_geo(georel, geometry, coordinates, geoproperty)
-    if bbox is not None:
-        if geo is not None:
-            raise BadRequestData("give either bbox or a geo-query, not both", "bbox")
-        geo = _bbox_geo(bbox)
-    query = EntityQuery(
-        types=types,
-        ids=ids,
-        id_pattern=idPattern,
-        q=parse_q(q) if q else None,
-        geo=geo,
-        limit=limit,
-        offset=offset,
-        count=count or "count" in _options(options),
+    query = replace(
+        selection,
+        count=selection.count or "count" in _options(options),
         scope=access(city, who, "viewer"),
     )
     entities, total = await city.broker.store.query_entities(query)

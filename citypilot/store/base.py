@@ -20,6 +20,8 @@ from citypilot.store.query import QueryNode
 
 WriteMode = Literal["append", "noOverwrite", "update"]
 Aggregate = Literal["avg", "min", "max", "count", "sum"]
+#: The aggregation methods of the NGSI-LD temporal API (``aggrMethods``).
+AggrMethod = Literal["totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev", "sumsq"]
 
 
 class EntityRef(NamedTuple):
@@ -71,6 +73,40 @@ class HistoryQuery:
     bucket_s: int | None = None
     agg: Aggregate = "avg"
     limit: int = 10_000
+
+
+@dataclass(frozen=True)
+class TemporalQuery:
+    """Attribute instances of some entities in ``[start, end)``, raw or aggregated.
+
+    Raw: per attribute the first ``limit`` instances, or (``last_n``) the last ones.
+    Aggregated (``methods``): per period of ``period_s`` seconds counted from
+    ``origin`` (None: one period over the whole range), the methods' values.
+    """
+
+    entity_ids: tuple[str, ...]
+    attrs: tuple[str, ...] | None = None
+    start: float | None = None
+    end: float | None = None
+    last_n: int | None = None
+    limit: int = 10_000
+    methods: tuple[AggrMethod, ...] = ()
+    period_s: float | None = None
+    origin: float = 0.0
+
+
+class TemporalBucket(NamedTuple):
+    """One aggregation period of one attribute: its index from the origin (0 for the
+    whole range), first and last instant seen, and one value per method asked."""
+
+    index: int
+    first: float
+    last: float
+    values: tuple[Any, ...]
+
+
+#: Per entity id and attribute: (instant, value) instances, or aggregation periods.
+TemporalResult = dict[str, dict[str, list[tuple[float, Any]] | list[TemporalBucket]]]
 
 
 @dataclass(frozen=True)
@@ -211,6 +247,11 @@ class Store(Protocol):
     # -- history ---------------------------------------------------------
     async def history(self, query: HistoryQuery) -> dict[str, list[tuple[float, Any]]]:
         """Per attribute, the (instant, value) series, or (bucket start, aggregate)."""
+
+    async def temporal(self, query: TemporalQuery) -> TemporalResult:
+        """Per entity and attribute, instances in ascending time order (at most
+        ``query.limit + 1``, so a caller sees when there are more), or the aggregation
+        periods in order, computed by the database."""
 
     # -- dead letters ----------------------------------------------------
     async def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None:

@@ -54,6 +54,8 @@ from citypilot.store.base import (
     HistoryQuery,
     LayerColumns,
     PersonalRule,
+    TemporalQuery,
+    TemporalResult,
     WriteMode,
 )
 from citypilot.store.common import (
@@ -73,7 +75,11 @@ from citypilot.store.common import (
     split_readings,
 )
 from citypilot.store.query import Dialect, compile_q, uses_pattern
+from citypilot.store.temporal import TemporalDialect, temporal_rows, temporal_sql
 
+_TEMPORAL = TemporalDialect(
+    placeholder="%s", value_text="coalesce(h.value, h.num::text)", stddev="stddev_samp(h.num)"
+)
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -1043,6 +1049,13 @@ class PostgresStore:
             for name, t, v in rows:
                 out[name].append((float(t), v))
         return out
+
+    async def temporal(self, query: TemporalQuery) -> TemporalResult:
+        """Instances or aggregation periods per entity and attribute, computed in SQL."""
+        sql, params = temporal_sql(query, _TEMPORAL)
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            return temporal_rows(query, await cur.fetchall())
 
     # -- dead letters ----------------------------------------------------------
     async def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None:

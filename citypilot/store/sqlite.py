@@ -37,6 +37,8 @@ from citypilot.store.base import (
     HistoryQuery,
     LayerColumns,
     PersonalRule,
+    TemporalQuery,
+    TemporalResult,
     WriteMode,
 )
 from citypilot.store.common import (
@@ -58,7 +60,14 @@ from citypilot.store.common import (
 )
 from citypilot.store.files import keep_private, private_file
 from citypilot.store.query import Dialect, compile_q
+from citypilot.store.temporal import TemporalDialect, temporal_rows, temporal_sql
 
+_TEMPORAL = TemporalDialect(
+    placeholder="?",
+    value_text="coalesce(h.value, h.num)",
+    stddev="CASE WHEN count(h.num) > 1 THEN sqrt(max(0.0, (sum(h.num * h.num)"
+    " - sum(h.num) * sum(h.num) / count(h.num)) / (count(h.num) - 1))) END",
+)
 T = TypeVar("T")
 
 SCHEMA = """
@@ -735,6 +744,11 @@ class SQLiteStore:
                 )
                 out[name] = [(float(t), v) for t, v in rows]
         return out
+
+    async def temporal(self, query: TemporalQuery) -> TemporalResult:
+        """Instances or aggregation periods per entity and attribute, computed in SQL."""
+        sql, params = temporal_sql(query, _TEMPORAL)
+        return await self._read(lambda conn: temporal_rows(query, conn.execute(sql, params)))
 
     # -- dead letters ----------------------------------------------------------
     async def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None:

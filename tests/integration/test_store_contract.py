@@ -29,6 +29,8 @@ from citypilot.store.base import (
     GeoQuery,
     HistoryQuery,
     Store,
+    TemporalBucket,
+    TemporalQuery,
 )
 from citypilot.store.postgres import PostgresStore
 from citypilot.store.query import parse_q
@@ -493,6 +495,46 @@ async def test_delete_entity_keeps_history(store: Store) -> None:
     assert set(got.attrs) == {"location"} and got.created_at == NOW + 10
     assert (await store.lookup([lid(1)]))[lid(1)] == ("Streetlight", LON + 1, LAT)
     assert len((await store.history(HistoryQuery(lid(1))))["location"]) == 2
+
+
+async def test_temporal_instances_and_aggregates_are_computed_alike(store: Store) -> None:
+    await store.create_entities([light(1), light(2)], NOW)
+    readings: list[Reading] = []
+    for offset, watts in ((0, 10), (600, 20), (1200, 20), (3600, 40)):
+        readings += observe(lid(1), T0 + offset, powerConsumption=watts)
+    readings += observe(lid(2), T0 + 60, powerConsumption=5, status="ok")
+    await store.apply_readings(readings, NOW)
+    ids = (lid(1), lid(2), lid(9))
+    watts = ("powerConsumption",)
+
+    # the first `limit` instances and one more (the caller sees there are more), per attribute
+    first = await store.temporal(TemporalQuery(ids, watts, limit=2))
+    assert first == {
+        lid(1): {"powerConsumption": [(T0, 10), (T0 + 600, 20), (T0 + 1200, 20)]},
+        lid(2): {"powerConsumption": [(T0 + 60, 5)]},
+    }
+    last = await store.temporal(TemporalQuery(ids, watts, start=T0 + 1, last_n=2))
+    assert last[lid(1)] == {"powerConsumption": [(T0 + 1200, 20), (T0 + 3600, 40)]}
+    assert set((await store.temporal(TemporalQuery((lid(2),))))[lid(2)]) == {
+        "location",
+        "powerConsumption",
+        "status",
+    }
+
+    methods = ("totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev", "sumsq")
+    hourly = await store.temporal(
+        TemporalQuery(ids, watts, methods=methods, period_s=3600.0, origin=T0)  # type: ignore[arg-type]
+    )
+    [one, two] = hourly[lid(1)]["powerConsumption"]
+    assert (one.index, one.first, one.last) == (0, T0, T0 + 1200)
+    assert one.values[:6] == (3, 2, 50.0, 50.0 / 3, 10.0, 20.0)
+    assert one.values[6] == pytest.approx(
+        (((10 - 50 / 3) ** 2 + 2 * (20 - 50 / 3) ** 2) / 2) ** 0.5
+    )
+    assert one.values[7] == 900.0
+    assert (two.index, two.values[0], two.values[6]) == (1, 1, None)  # one value: no stddev
+    whole = await store.temporal(TemporalQuery((lid(2),), ("status",), methods=("totalCount",)))
+    assert whole[lid(2)]["status"] == [TemporalBucket(0, T0 + 60, T0 + 60, (1,))]
 
 
 async def test_history_raw_and_bucketed(store: Store) -> None:
