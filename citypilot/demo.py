@@ -198,6 +198,7 @@ async def run_demo(
         sim.inject(event)
     # commands reach the simulated devices directly; their reports still come by ingest
     from citypilot.twin.command_channel import SimulatorChannel
+    from citypilot.twin.director import ScenarioDirector
 
     app.state.city.commands.channels.insert(1, SimulatorChannel(sim))
     app.state.unit_drivers = [sim.drive_unit]  # a dispatched unit drives its route
@@ -214,13 +215,24 @@ async def run_demo(
             await history
 
     simulation = asyncio.create_task(simulate_and_fill())
+    director = ScenarioDirector(
+        url, record["deviceKey"], (DEMO_USER, DEMO_PASSWORD), speed=speed, say=_say
+    )
+    directing = asyncio.create_task(director.run(sim.citizen_reports, time.time, stop))
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({stopped, serving}, return_when=asyncio.FIRST_COMPLETED)
     stop.set()
     with contextlib.suppress(asyncio.CancelledError, TimeoutError):
         await asyncio.wait_for(simulation, 15)
+    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+        await asyncio.wait_for(directing, 5)
+    await director.aclose()
     server.should_exit = True
     await serving
+
+
+def _say(text: str) -> None:
+    console.print(f"[yellow]{text}[/]")
 
 
 def _signal_free_server(settings: Settings, app: Any) -> Any:

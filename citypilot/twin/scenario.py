@@ -22,7 +22,9 @@ A scenario replays the same crisis in every demo and test::
 
 Kinds: ``heavyRain`` (raises the river and the storm basins), ``roadAccident``
 (slows vehicles, lengthens queues, cameras nearby see it), ``fireReport`` (a
-crowd gathers: nearby cameras report it; smoke reaches air stations) and
+crowd gathers: nearby cameras report it; smoke reaches air stations; in the demo a
+citizen reports it to the 311 desk — ``report311 = false`` to keep quiet — and, with
+``close_m``, the responders close the roads within that radius once the incident opens) and
 ``deviceFault`` (``entity`` gets ``status`` for ``duration``).
 """
 
@@ -71,6 +73,20 @@ class ResolvedEvent:
     x: float | None
     y: float | None
     params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CitizenReport:
+    """A report a citizen makes to the 311 desk when an event happens: what, where, and
+    (``close_m`` > 0) the radius the responders then close the roads for ``duration_s``."""
+
+    t: float
+    service_code: str
+    lon: float
+    lat: float
+    description: str
+    close_m: float
+    duration_s: float
 
 
 @dataclass(frozen=True)
@@ -140,6 +156,9 @@ def parse_scenario(doc: dict[str, Any], source: str = "scenario") -> Scenario:
         params = {key: val for key, val in raw.items() if key not in ("at", "kind")}
         if "duration" in params:
             params["duration_s"] = parse_duration(params["duration"], f"{where}.duration")
+        close = params.get("close_m", 0)
+        if isinstance(close, bool) or not isinstance(close, int | float) or close < 0:
+            raise ScenarioError(f"{where}.close_m must be a radius in metres (0: no closure)")
         if kind == "deviceFault" and not isinstance(params.get("entity"), str):
             raise ScenarioError(f"{where}.entity must be an entity id")
         events.append(ScenarioEvent(at, kind, params))

@@ -46,9 +46,9 @@ from citypilot.twin.devices.traffic import CameraModel, TrafficSignalModel
 from citypilot.twin.devices.units import RoadNet, UnitModel
 from citypilot.twin.devices.vehicles import Track, TransitVehicleModel, build_blocks
 from citypilot.twin.environment import Accident, Environment, Fire, RainEpisode
-from citypilot.twin.geo import to_metric
+from citypilot.twin.geo import to_lonlat, to_metric
 from citypilot.twin.roads import RING, Router
-from citypilot.twin.scenario import ResolvedEvent, Scenario
+from citypilot.twin.scenario import CitizenReport, ResolvedEvent, Scenario
 from citypilot.twin.street_assets import LIGHTS_PER_CABINET
 
 MAX_CATCHUP_S = 3600.0  # a step never replays more than this much simulated time
@@ -118,6 +118,8 @@ class Simulator:
         self._heap: list[tuple[float, int, int]] = []
         self._version: list[int] = []
         self._events: list[ResolvedEvent] = []
+        #: What citizens report to the 311 desk as events happen (drained by the demo).
+        self.citizen_reports: list[CitizenReport] = []
         self._event_pos = 0
         self.published = 0
         wanted = None if types is None else set(types)
@@ -330,6 +332,19 @@ class Simulator:
         elif ev.kind == "fireReport":
             assert ev.x is not None and ev.y is not None
             env.fires.append(Fire(ev.x, ev.y, ev.t, ev.t + duration, int(p.get("crowd", 120))))
+            if p.get("report311", True):
+                lon, lat = to_lonlat(ev.x, ev.y)
+                self.citizen_reports.append(
+                    CitizenReport(
+                        ev.t,
+                        "fire-smoke",
+                        round(float(lon), 6),
+                        round(float(lat), 6),
+                        str(p.get("description", "Thick smoke coming out of a building")),
+                        float(p.get("close_m", 0.0)),
+                        duration,
+                    )
+                )
             for cam in self._cameras_near(ev.x, ev.y, FIRE_CAMERA_M):
                 self._notify(cam.index, ev.t, {"kind": "crowdGathering"})
         elif ev.kind == "deviceFault":

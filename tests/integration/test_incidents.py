@@ -11,6 +11,8 @@ import httpx
 import pytest
 
 from citypilot.bench.server import server_process
+from citypilot.twin.director import ScenarioDirector
+from citypilot.twin.scenario import CitizenReport
 from tests.conftest import ADMIN, DEVICE_KEY, OPERATOR, VIEWER, Server, seed_accounts
 from tests.integration import incident_world as world
 
@@ -344,3 +346,34 @@ def test_dispatch_plans_priority_at_the_signals_in_route_order(town: Server):
             assert command["args"]["class"] == "emergency"
         links = op.get(f"/api/v1/incidents/{incident['id']}").json()["links"]["commands"]
         assert [e["refs"][0] for e in requested] == links
+
+
+def test_the_demo_director_reports_a_fire_to_311_and_responders_close_the_street(
+    town: Server,
+):
+    lon, lat = world.lonlat(1, 0)
+    report = CitizenReport(0.0, "fire-smoke", lon, lat, "Smoke over the market", 50.0, 600.0)
+    said: list[str] = []
+
+    async def play() -> None:
+        director = ScenarioDirector(town.url, DEVICE_KEY, OPERATOR, say=said.append)
+        try:
+            await director.play(report, time.time())
+        finally:
+            await director.aclose()
+
+    asyncio.run(play())
+    with town.client(VIEWER) as viewer:
+        fires = viewer.get("/api/v1/incidents", params={"type": "fire"}).json()
+        mine = [i for i in fires if i["description"] == "Smoke over the market"]
+        assert len(mine) == 1 and mine[0]["source"] == "open311"
+        incident = viewer.get(f"/api/v1/incidents/{mine[0]['id']}").json()
+        closures = viewer.get("/api/v1/closures").json()
+    assert [e["action"] for e in incident["timeline"]][-1] == "closure"
+    (closure,) = [c for c in closures if c["incident"] == incident["id"]]
+    assert closure["status"] == "active" and closure["edges"]
+    ends = datetime.fromisoformat(closure["endsAt"].replace("Z", "+00:00"))
+    assert timedelta(minutes=9) < ends - datetime.now(UTC) <= timedelta(minutes=10)
+    assert "311" in said[0] and "incident board" in said[1]
+    with town.client(OPERATOR) as op:  # leave the town's roads open for the other tests
+        assert op.post(f"/api/v1/closures/{closure['id']}/end", json={}).status_code == 200
