@@ -43,7 +43,6 @@ from citypilot.security.tokens import Principal
 router = APIRouter(tags=["incidents"])
 
 #: Which 311 services open an incident, as what kind and how severe.
-INCIDENT_FROM_SERVICE = {"fire-smoke": ("fire", "major"), "flooding": ("flood", "moderate")}
 
 _NEW_SCHEMA = {
     "type": "object",
@@ -500,15 +499,16 @@ async def end_closure(closure_id: str, request: Request, city: CityDep, who: Ope
 
 
 # -- 311 ---------------------------------------------------------------------------------
-async def incident_from_request(request: Request, service_request: Entity) -> Entity | None:
-    """Open an incident for a 311 request whose service calls for one (fire, flooding)."""
-    kind = INCIDENT_FROM_SERVICE.get(str(value(service_request, "serviceCode")))
+async def incident_from_request(
+    request: Request, service_request: Entity, opens: tuple[str, str] | None
+) -> Entity | None:
+    """Open the incident (``opens``: type, severity) a 311 request's service calls for."""
     where = point_of(service_request)
-    if kind is None or where is None:
+    if opens is None or where is None:
         return None
     new = NewIncident(
-        kind=kind[0],
-        severity=kind[1],
+        kind=opens[0],
+        severity=opens[1],
         lon=where[0],
         lat=where[1],
         description=value(service_request, "description"),

@@ -314,7 +314,8 @@ async def post_request(fmt: str, request: Request) -> Response:
         desk = desk_of(request)
         new = parse_new_request(form, multi, desk.catalogue)
         entity = await desk.submit(new, source=f"open311:{client}")
-        await incident_from_request(request, entity)  # a fire or a flood opens an incident
+        # a fire, a flood or a fault opens an incident (a work order for the latter)
+        await incident_from_request(request, entity, new.service.opens)
         view = request_view(entity)
         item = {
             "service_request_id": view["service_request_id"],

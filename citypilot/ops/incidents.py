@@ -14,6 +14,7 @@ a false alarm or one settled on the way). Any other move is refused with 409.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import secrets
 import time
@@ -43,6 +44,13 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "closed": (),
 }
 OPEN_STATUSES = ("reported", "dispatched", "on_scene")
+#: What the citizens whose 311 requests opened an incident are told as it moves on:
+#: incident status → (their request's status, the notes they read).
+REQUESTER_NOTES: dict[str, tuple[str, str]] = {
+    "dispatched": ("open", "Responders are on their way."),
+    "on_scene": ("open", "Responders are on the scene."),
+    "resolved": ("closed", "Resolved by the control room."),
+}
 LINK_KINDS = ("units", "serviceRequests", "alarms", "commands", "closures", "rules")
 DEFAULT_RADIUS_M = 100.0
 MAX_RADIUS_M = 5000.0
@@ -302,7 +310,23 @@ class IncidentBook:
         )
         attrs = await self.broker.parse_fragment(current.id, fragment)
         await self.broker.write_attrs(current.id, attrs, "append")
+        if "status" in changes:
+            await self._tell_requesters(links.get("serviceRequests", []), changes["status"], detail)
         return await self.get(current.id)
+
+    async def _tell_requesters(self, request_ids: list[str], status: str, detail: str) -> None:
+        """The 311 requests behind an incident follow it: the citizen sees its progress."""
+        answer = REQUESTER_NOTES.get(status)
+        if answer is None:
+            return
+        request_status, notes = answer
+        if status == "resolved" and ": " in detail:
+            notes = f"{notes} {detail.split(': ', 1)[1]}"
+        for request_id in request_ids:
+            with contextlib.suppress(ResourceNotFound):  # erased on the requester's demand
+                await self._places.answer(
+                    request_id.rsplit(":", 1)[-1], request_status, notes, None
+                )
 
 
 def _event(stamp: str, by: str, action: str, detail: str) -> dict[str, Any]:

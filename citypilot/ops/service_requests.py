@@ -26,6 +26,7 @@ from shapely.geometry import Point, shape
 from shapely.prepared import prep
 
 from citypilot.broker import Broker
+from citypilot.model.builtin_types import BUILTIN_TYPES
 from citypilot.model.entity import Entity
 from citypilot.model.errors import AlreadyExists, BadRequestData, ResourceNotFound
 from citypilot.model.ids import entity_id
@@ -69,6 +70,9 @@ class Service:
     keywords: tuple[str, ...] = ()
     kind: Literal["realtime", "batch", "blackbox"] = "batch"
     attributes: tuple[ServiceAttribute, ...] = ()
+    #: The incident a request opens, as (incident type, severity): a fire or a flood for
+    #: the control room, an infrastructure fault as a work order for a technical unit.
+    opens: tuple[str, str] | None = None
 
 
 def _service_from_toml(doc: dict[str, Any], where: str) -> Service:
@@ -93,11 +97,18 @@ def _service_from_toml(doc: dict[str, Any], where: str) -> Service:
             keywords=tuple(doc.get("keywords", ())),
             kind=doc.get("type", "batch"),
             attributes=attributes,
+            opens=(doc["opens"], doc.get("severity", "moderate")) if "opens" in doc else None,
         )
     except KeyError as exc:
         raise ValueError(f"{where} lacks {exc.args[0]!r}") from None
     if not _CODE.match(service.code):
         raise ValueError(f"{where}.code {service.code!r} is not a plain code")
+    if service.opens is not None:
+        incident = next(t for t in BUILTIN_TYPES if t.name == "Incident").attributes
+        if service.opens[0] not in (incident["incidentType"].choices or ()):
+            raise ValueError(f"{where}.opens {service.opens[0]!r} is not an incident type")
+        if service.opens[1] not in (incident["severity"].choices or ()):
+            raise ValueError(f"{where}.severity {service.opens[1]!r} is not a severity")
     for attr in attributes:
         if attr.datatype not in DATATYPES:
             raise ValueError(f"{where} attribute {attr.code}: datatype {attr.datatype!r}")

@@ -39,6 +39,9 @@ def town(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             world.unit(
                 "FPT-01", "TechnicalVehicle", 4, 0, status="atBase", vehicleType="fireEngine"
             ),
+            world.unit(
+                "REP-01", "TechnicalVehicle", 4, 1, status="atBase", vehicleType="repair"
+            ),
             world.signal("TS-west", 1, 4),
             world.signal("TS-east", 2, 4),
         ]
@@ -307,6 +310,45 @@ def test_a_fire_reported_through_open311_opens_an_incident(town: Server):
     opened = [i for i in fires if request_id in i["links"]["serviceRequests"]]
     assert len(opened) == 1
     assert opened[0]["source"] == "open311" and opened[0]["severity"] == "major"
+    # the citizen follows the incident through the request
+    with town.client(OPERATOR) as op:
+        r = op.post(
+            f"/api/v1/incidents/{opened[0]['id']}/status",
+            json={"status": "resolved", "note": "the fire is out"},
+        )
+        assert r.status_code == 200, r.text
+    local = request_id.rsplit(":", 1)[1]
+    (answer,) = httpx.get(f"{town.url}/open311/v2/requests/{local}.json", timeout=30).json()
+    assert answer["status"] == "closed"
+    assert answer["status_notes"] == "Resolved by the control room. the fire is out"
+
+
+def test_a_pothole_reported_through_open311_is_a_work_order_for_a_technical_unit(
+    town: Server,
+):
+    lon, lat = world.lonlat(3, 0)
+    r = httpx.post(
+        f"{town.url}/open311/v2/requests.json",
+        data={
+            "api_key": DEVICE_KEY,
+            "service_code": "pothole",
+            "long": str(lon),
+            "lat": str(lat),
+            "description": "Deep hole in the cycle lane",
+            "attribute[size_cm]": "40",
+        },
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    request_id = "urn:ngsi-ld:ServiceRequest:" + r.json()[0]["service_request_id"]
+    with town.client(VIEWER) as viewer:
+        faults = viewer.get("/api/v1/incidents", params={"type": "infrastructureFault"}).json()
+        (order,) = [i for i in faults if request_id in i["links"]["serviceRequests"]]
+        assert order["severity"] == "minor" and order["status"] == "reported"
+        ranked = viewer.get(f"/api/v1/incidents/{order['id']}/recommendation").json()["units"]
+    assert ranked and all(u["unitType"] == "TechnicalVehicle" for u in ranked)
+    with town.client(OPERATOR) as op:  # done with: out of the other tests' way
+        op.post(f"/api/v1/incidents/{order['id']}/status", json={"status": "resolved"})
 
 
 def test_dispatch_plans_priority_at_the_signals_in_route_order(town: Server):
