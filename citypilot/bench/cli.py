@@ -64,6 +64,10 @@ def add_bench_commands(sub: Any) -> None:
 
     add_dispatch_bench(bench)
 
+    from citypilot.bench.gtfs_rt import add_gtfs_rt_bench
+
+    add_gtfs_rt_bench(bench)
+
 
 def _streetlight(i: int, lon: float, lat: float) -> dict[str, Any]:
     return {
