@@ -101,26 +101,37 @@ class _Renderer:
     def __init__(self, params: TemporalParams) -> None:
         self.params = params
         self.truncated_at: float | None = None
+        self._formatted: dict[float, str] = {}
+
+    def instant(self, t: float) -> str:
+        """``format_instant``, once per instant (periods share their bounds)."""
+        text = self._formatted.get(t)
+        if text is None:
+            text = self._formatted[t] = format_instant(t)
+        return text
+
+    def _cut(self, last: float) -> None:
+        self.truncated_at = last if self.truncated_at is None else min(self.truncated_at, last)
 
     def attribute(
         self, kind: str, unit: str | None, series: list[Any], shown: Callable[[Any], Any]
     ) -> Any:
         """One attribute: instances, simplified values or aggregated periods."""
         p = self.params
-        if len(series) > MAX_INSTANCES:
-            series = series[:MAX_INSTANCES]
-            last = series[-1].last if p.methods else series[-1][0]
-            self.truncated_at = last if self.truncated_at is None else min(self.truncated_at, last)
+        cut = len(series) > MAX_INSTANCES
+        series = series[:MAX_INSTANCES]
         if p.methods:
-            out: dict[str, Any] = {"type": kind}
             buckets: list[TemporalBucket] = series
-            bounds = [p.period_bounds(b.index, b.first, b.last) for b in buckets]
+            spans = [p.period_bounds(b.index, b.first, b.last) for b in buckets]
+            if cut:
+                self._cut(spans[-1][1])
+            bounds = [(self.instant(s), self.instant(e)) for s, e in spans]
+            out: dict[str, Any] = {"type": kind}
             for i, method in enumerate(p.methods):
-                out[method] = [
-                    [b.values[i], format_instant(s), format_instant(e)]
-                    for b, (s, e) in zip(buckets, bounds, strict=True)
-                ]
+                out[method] = [[b.values[i], *se] for b, se in zip(buckets, bounds, strict=True)]
             return out
+        if cut:
+            self._cut(series[-1][0])
         key = "object" if kind == "Relationship" else "value"
         if p.simplified:
             return {
@@ -224,10 +235,12 @@ async def retrieve_temporal(
 ) -> Response:
     """One entity's attributes over time; a deleted entity's history stays readable."""
     check_entity_id(entity_id)
-    scope: EntityScope | None = (await city.broker.store.entity_scopes([entity_id])).get(entity_id)
+    current = await city.broker.store.get_entity(entity_id)
+    scope: EntityScope | None = (
+        (current.type, *scope_of_entity(current)) if current is not None else None
+    )
     if not may_see_history(city, who, entity_id, scope):
         raise ResourceNotFound(f"entity {entity_id} does not exist", "id")
-    current = await city.broker.store.get_entity(entity_id) if scope is not None else None
     found = await city.broker.store.temporal(_store_query((entity_id,), attrs, params))
     if current is None and entity_id not in found:
         raise ResourceNotFound(f"entity {entity_id} does not exist", "id")

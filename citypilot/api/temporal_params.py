@@ -73,14 +73,19 @@ class TemporalParams:
     origin: float = 0.0
     simplified: bool = False
 
-    def period_bounds(self, index: int, first: float, last: float) -> tuple[float, float]:
-        """Start and end of an aggregation period (the whole range when no period)."""
+    def period_bounds(
+        self, index: int, first: float | None, last: float | None
+    ) -> tuple[float, float]:
+        """Start and end of an aggregation period; with no period, of the whole range
+        (from the first to the last instance seen, where the query leaves it open)."""
         if self.period_s:
             start = self.origin + index * self.period_s
             end = start + self.period_s
             return start, end if self.end is None else min(end, self.end)
         start = self.start if self.start is not None else first
         end = self.end if self.end is not None else last
+        if start is None or end is None:
+            raise ValueError("a whole-range period needs its first and last instants")
         return start, end
 
 

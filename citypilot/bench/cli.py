@@ -20,6 +20,7 @@ from rich.table import Table
 
 from citypilot.bench.loadclient import Connection, run_requests
 from citypilot.bench.server import server_process
+from citypilot.bench.temporal import ATTR, seed_history, temporal_paths
 from citypilot.config import Settings
 
 console = Console()
@@ -43,6 +44,10 @@ def add_bench_commands(sub: Any) -> None:
     p.add_argument("--requests", type=int, default=20_000)
     p.add_argument("--queries", type=int, default=2_000)
     p.add_argument("--connections", type=int, default=8)
+    p.add_argument("--temporal-entities", type=int, default=1000)
+    p.add_argument("--temporal-days", type=int, default=30)
+    p.add_argument("--temporal-every", type=int, default=900, help="seconds between readings")
+    p.add_argument("--temporal-requests", type=int, default=500)
     p.set_defaults(func=bench_query)
     from citypilot.bench.city import add_city_bench
     from citypilot.bench.console import add_console_bench
@@ -225,6 +230,13 @@ def bench_query(args: argparse.Namespace, settings: Settings) -> int:
         data = Path(tmp) / "data"
         console.print(f"Seeding {args.entities:,} streetlights …")
         asyncio.run(_seed(data, args.entities))
+        days, temporal_n = args.temporal_days, min(args.temporal_entities, args.entities)
+        console.print(
+            f"Writing {days} days of history for {temporal_n:,} of them "
+            f"(a reading every {args.temporal_every} s) …"
+        )
+        history_rows = asyncio.run(seed_history(data, temporal_n, days, args.temporal_every))
+        temporal = temporal_paths(temporal_n, days, args.temporal_requests, 20)
         rng = np.random.default_rng(2)
         id_paths = [
             f"/ngsi-ld/v1/entities/urn:ngsi-ld:Streetlight:b{int(i):07d}"
@@ -253,6 +265,12 @@ def bench_query(args: argparse.Namespace, settings: Settings) -> int:
                 run_requests(host, int(port), auth, ceiling, args.connections)
             )
             sample = httpx.get(url + boxes[0], headers=auth).json()
+            timed = {
+                label: asyncio.run(run_requests(host, int(port), auth, paths, 1))
+                for label, paths in temporal.items()
+            }
+            one = httpx.get(url + temporal["one entity"][0], headers=auth).json()
+            hours = len(one[ATTR]["avg"])
         raw = _raw_lookup_baseline(data / "city.db", args.requests, args.entities)
     table = Table(title=f"bench query ({args.entities:,} entities)")
     for col in ("query", "requests/s", "p50 ms", "p95 ms", "errors"):
@@ -279,13 +297,31 @@ def bench_query(args: argparse.Namespace, settings: Settings) -> int:
         "",
     )
     table.add_row("baseline: raw SQLite SELECT by primary key", f"{raw:,.0f}", "", "", "")
+    labels = {
+        "one entity": f"temporal: hourly avg, {days} days, 1 entity (1 connection)",
+        "page of 20 entities": f"temporal: hourly avg, {days} days, page of 20 (1 connection)",
+        "baseline": "baseline: /api/v1/history bucket=1h agg=avg, same rows",
+    }
+    for key, (elapsed, lat, failed) in timed.items():
+        table.add_row(
+            labels[key],
+            f"{len(lat) / elapsed:,.0f}",
+            f"{_pct(lat, 50):.2f}",
+            f"{_pct(lat, 95):.2f}",
+            str(failed),
+        )
     console.print(table)
+    console.print(
+        f"(temporal: {history_rows:,} history rows over {temporal_n:,} entities; "
+        f"one entity's answer holds {hours} hourly averages)"
+    )
     console.print(f"(a sample bbox query returned {len(sample)} entities)")
     console.print(
         f"ratio GET by id / HTTP stack alone: [bold]{el_ceil / el_id:.2f}[/]; "
         f"GET by id / raw SQLite lookup: {args.requests / el_id / raw:.4f}"
     )
-    return 0 if fail_id == fail_box == 0 else 1
+    failed = fail_id + fail_box + sum(t[2] for t in timed.values())
+    return 0 if failed == 0 else 1
 
 
 def _raw_lookup_baseline(path: Path, n: int, entities: int) -> float:

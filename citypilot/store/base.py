@@ -96,12 +96,12 @@ class TemporalQuery:
 
 
 class TemporalBucket(NamedTuple):
-    """One aggregation period of one attribute: its index from the origin (0 for the
-    whole range), first and last instant seen, and one value per method asked."""
+    """One aggregation period of one attribute: its index from the origin, and one value
+    per method asked; over the whole range (index 0), the first and last instant seen."""
 
     index: int
-    first: float
-    last: float
+    first: float | None
+    last: float | None
     values: tuple[Any, ...]
 
 

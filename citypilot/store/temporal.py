@@ -69,17 +69,17 @@ def temporal_sql(query: TemporalQuery, d: TemporalDialect) -> tuple[str, list[An
             f" WHERE rn <= {d.placeholder} ORDER BY id, name, observed_at"
         )
         return sql, params
-    if query.period_s:
-        bucket = f"floor((h.observed_at - {d.placeholder}) / {d.placeholder})"
+    if query.period_s:  # the period's bounds follow from its index
+        bucket = f"floor((h.observed_at - {d.placeholder}) / {d.placeholder}), NULL, NULL"
         params.extend((query.origin, query.period_s))
     else:
-        bucket = "0"
+        bucket = "0, min(h.observed_at), max(h.observed_at)"
     methods = ", ".join(
         _METHODS[m].format(value_text=d.value_text, stddev=d.stddev) for m in query.methods
     )
     where = _where(query, d, params)
     sql = (
-        f"SELECT k.id, h.name, {bucket} AS b, min(h.observed_at), max(h.observed_at), {methods}"
+        f"SELECT k.id, h.name, {bucket}, {methods}"
         f" FROM {source} WHERE {where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
     )
     return sql, params
