@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     # -- device commands (docs/commands.md) --
     command_retry_s: float = Field(10.0, gt=0, description="Resend a command unanswered this long")
     command_max_attempts: int = Field(3, ge=1, le=20, description="Sends before a command fails")
+    # -- rules (docs/rules.md) --
+    rules_dir: Path | None = Field(
+        None, description="Directory of rule YAML files read at start (added when new)"
+    )
+    rule_pack: bool = Field(False, description="Load the built-in rule pack at start")
     # -- incident response (see docs/incidents.md) --
     priority_lead_s: float = Field(
         30.0, ge=0, le=600, description="Signal priority requested this long before the ETA"

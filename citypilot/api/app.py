@@ -26,6 +26,7 @@ from citypilot.api import (
     modes,
     ngsi_ld,
     open311,
+    rules,
     service_requests,
     stream,
     temporal,
@@ -43,6 +44,7 @@ from citypilot.bus.factory import open_bus
 from citypilot.config import Settings
 from citypilot.engine.alarms import AlarmService
 from citypilot.engine.commands import CommandService
+from citypilot.engine.rules import RuleEngine, mode_hook_for
 from citypilot.model.builtin_types import BUILTIN_TYPES
 from citypilot.model.types import TypeRegistry
 from citypilot.model.types_file import load_types_file
@@ -84,7 +86,7 @@ async def _command_service(settings: Settings, broker: Broker) -> CommandService
 
 
 async def _mode_service(
-    settings: Settings, broker: Broker, commands: CommandService, alarms: Any
+    settings: Settings, broker: Broker, commands: CommandService, alarms: Any, rules: Any
 ) -> Any:
     """The mode service with the built-in modes and the alarms it suppresses, its
     activations taken up."""
@@ -100,8 +102,26 @@ async def _mode_service(
         layers=settings.data_path / "layers",
     )
     modes.alarms = alarms
+    modes.rules = rules
     await modes.start()
     return modes
+
+
+def _rule_engine(settings: Settings, broker: Broker, city: City) -> RuleEngine:
+    """The rules engine, acting through the city's alarm, command and incident services."""
+    from citypilot.engine.rule_pack import RULE_PACK_DIR
+    from citypilot.ops.incidents import IncidentBook
+
+    dirs = [RULE_PACK_DIR] if settings.rule_pack else []
+    if settings.rules_dir is not None:
+        dirs.append(settings.rules_dir)
+    return RuleEngine(
+        broker,
+        alarms=city.alarms,
+        commands=city.commands,
+        incidents=IncidentBook(broker),
+        rule_dirs=dirs,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -128,6 +148,7 @@ async def running_city(settings: Settings) -> AsyncIterator[City]:
     service = await _command_service(settings, broker)
     city.commands, city.command_callbacks = service, service.channels[0]
     city.alarms = AlarmService(broker)
+    city.rules = _rule_engine(settings, broker, city)
     adapters = []
     if settings.mqtt_url and settings.bus == "memory":
         from citypilot.ingest.mqtt import MqttIngest
@@ -148,10 +169,13 @@ async def running_city(settings: Settings) -> AsyncIterator[City]:
     purger = asyncio.create_task(retention_loop(store, broker.registry, settings))
     await service.start()
     await city.alarms.start()
-    city.modes = await _mode_service(settings, broker, service, city.alarms)
+    await city.rules.start()
+    city.modes = await _mode_service(settings, broker, service, city.alarms, city.rules)
+    city.rules.set_mode_hook(mode_hook_for(city.modes))
     try:
         yield city
     finally:
+        await city.rules.stop()
         await city.modes.stop()
         await city.alarms.stop()
         await service.stop()
@@ -233,6 +257,7 @@ def create_app(settings: Settings) -> FastAPI:
         feeds.router,
         alarms.router,
         modes.router,
+        rules.router,
     ):
         app.include_router(router)
     mount_console(app)

@@ -356,6 +356,10 @@ class AlarmService:
                 return alarm_from_entity(entity)
         raise ResourceNotFound(f"there is no alarm {alarm_id[:80]!r}", "id")
 
+    def open_alarm(self, rule: str, source: str) -> Alarm | None:
+        """The open alarm of (rule, entity), or None."""
+        return self._open.get(self._by_key.get((rule, source), ""))
+
     def open_alarms(self) -> list[Alarm]:
         """Every open alarm, newest first."""
         return sorted(self._open.values(), key=lambda a: (a.raised_at, a.id), reverse=True)

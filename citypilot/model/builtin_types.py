@@ -609,6 +609,20 @@ BUILTIN_TYPES: tuple[EntityType, ...] = (
         ),
     ),
     EntityType(
+        "Rule",
+        "operations",
+        "An automation rule (engine/rules.py, docs/rules.md): its definition and version",
+        None,
+        _attrs(
+            _obj("definition", "The rule as given: trigger, condition, actions"),
+            _num("version", "C62", 1, None, "Definitions saved under this id", integer=True),
+            _flag("enabled"),
+            _text("owner", "The department that owns the rule"),
+            _text("updatedBy"),
+            _when("updatedAt"),
+        ),
+    ),
+    EntityType(
         "RoadClosure",
         "traffic",
         "Street segments closed to traffic until an end time",
