@@ -60,6 +60,9 @@ def add_bench_commands(sub: Any) -> None:
     from citypilot.bench.commands import add_commands_bench
 
     add_commands_bench(bench)
+    from citypilot.bench.modes import add_modes_bench
+
+    add_modes_bench(bench)
 
     from citypilot.bench.scale import add_scale_bench
 

@@ -39,6 +39,15 @@ def add_commands_bench(bench: Any) -> None:
     p.set_defaults(func=bench_commands)
 
 
+async def run_devices(sim: Any, send: Any, stop: asyncio.Event) -> None:
+    """Step the simulated devices in real time and send what they report, until ``stop``."""
+    while not stop.is_set():
+        batch = sim.step(max(sim.now, time.time()))
+        for k in range(0, len(batch), 5000):
+            await send(batch[k : k + 5000])
+        await asyncio.sleep(0.02)
+
+
 def _city_with(count: int, seed: int) -> Any:
     from citypilot.twin import generate_city
 
@@ -83,14 +92,7 @@ async def _run(city: Any, count: int, data: Path, mqtt: str | None) -> dict[str,
             async def send(batch: list[dict[str, Any]]) -> None:
                 await broker.ingest(batch, "simulator")
 
-        async def devices() -> None:
-            while not stop.is_set():
-                batch = sim.step(max(sim.now, time.time()))
-                for k in range(0, len(batch), 5000):
-                    await send(batch[k : k + 5000])
-                await asyncio.sleep(0.02)
-
-        tasks.append(asyncio.create_task(devices()))
+        tasks.append(asyncio.create_task(run_devices(sim, send, stop)))
         await asyncio.sleep(0.5)  # the readers' start-up snapshot goes in first
         doors = [d["id"] for d in city.of_type("AccessPoint")[:count]]
         confirmed = asyncio.Event()

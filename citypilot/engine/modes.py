@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
+
 from citypilot.broker import Broker
 from citypilot.engine.command_model import (
     ACTIVE_STATES,
@@ -314,6 +316,7 @@ class ModeService:
         street segments each road step closes."""
         planned: list[_Planned] = []
         roads: dict[str, list[int]] = {}
+        selected: dict[str, list[Target]] = {}  # steps with the same selection share it
         for step in mode.steps:
             if step.action == "closeRoads":
                 network = getattr(getattr(self.closures, "routing", None), "network", None)
@@ -322,7 +325,10 @@ class ModeService:
                 continue
             assert step.select is not None and step.command is not None
             spec = command_spec(self.broker.registry.get(step.select.type), step.command)
-            for target in await self.selector.select(step.select, scope):
+            key = orjson.dumps(step.select.to_json(), option=orjson.OPT_SORT_KEYS).decode()
+            if key not in selected:
+                selected[key] = await self.selector.select(step.select, scope)
+            for target in selected[key]:
                 args = _fill(step.args, target.refs, {}, None)
                 planned.append(_Planned(step, target, check_args(spec, args)))
         return planned, roads
