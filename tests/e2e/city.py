@@ -187,6 +187,9 @@ def entities(seed: int = 7) -> list[dict[str, Any]]:
             }
             for key, value in _state(type_name, n, rng).items():
                 doc[key] = _prop(value)
+            if type_name == "AccessPoint":  # the readers are on the schools' doors
+                building = (n - 1) % COUNTS["Building"] + 1
+                doc["refBuilding"] = _rel(f"urn:ngsi-ld:Building:{building:04d}")
             docs.append(doc)
     return docs
 

@@ -144,6 +144,48 @@ export type NormalizedEntity = { id: string; type: string } & Record<
   { type: string; value?: unknown; object?: string; observedAt?: string; unitCode?: string } | string
 >;
 
+/** Counts of a mode's commands by how far they got. */
+export interface ModeProgress {
+  total: number;
+  confirmed: number;
+  underWay: number;
+  failed: number;
+}
+
+/** A time a mode was entered (GET /api/v1/modes "active"). */
+export interface ModeActivation {
+  id: string;
+  name: string;
+  title: string;
+  level: number;
+  levelName: string;
+  state: string;
+  scope: { kind: string; municipality?: string; zone?: string };
+  reason: string;
+  enteredBy: string;
+  enteredAt: string;
+  progress: ModeProgress;
+  restore?: { outcomes: Record<string, number>; progress: ModeProgress };
+}
+
+/** A mode the city knows. */
+export interface ModeInfo {
+  name: string;
+  title: string;
+  description: string;
+  level: number;
+  levelName: string;
+  active: boolean;
+  steps: { id: string; description: string }[];
+}
+
+export interface ModesAnswer {
+  level: number;
+  levelName: string;
+  active: ModeActivation[];
+  modes: ModeInfo[];
+}
+
 export class Api {
   /** Called once per 401 answer (expired or revoked token). */
   onUnauthorized: (() => void) | null = null;
@@ -239,6 +281,25 @@ export class Api {
   /** Send a command to an entity's device (operator and above); answers at once (202). */
   command(id: string, command: string, args: Record<string, unknown>, reason: string): Promise<CommandInfo> {
     return this.postJson(`/api/v1/entities/${encodeURIComponent(id)}/commands`, { command, args, reason });
+  }
+
+  /** The operational level, the active modes and every mode. */
+  modes(): Promise<ModesAnswer> {
+    return this.request("/api/v1/modes");
+  }
+
+  enterMode(name: string, scope: Record<string, string>, reason: string): Promise<ModeActivation> {
+    return this.postJson(`/api/v1/modes/${encodeURIComponent(name)}/enter`, { scope, reason });
+  }
+
+  leaveMode(name: string, reason: string): Promise<ModeActivation> {
+    return this.postJson(`/api/v1/modes/${encodeURIComponent(name)}/leave`, { reason });
+  }
+
+  /** The municipalities of the metropole (id and name), for a mode's scope. */
+  municipalities(): Promise<ConciseEntity[]> {
+    const params = new URLSearchParams({ type: "Municipality", options: "keyValues", attrs: "name", limit: "1000" });
+    return this.request(`/ngsi-ld/v1/entities?${params}`);
   }
 
   /** Incidents, newest first; ``status`` a comma-separated filter. */

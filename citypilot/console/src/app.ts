@@ -25,6 +25,7 @@ import { type FeedEvent, FeedPanel, notable } from "./ui/feed";
 import { FiguresPanel } from "./ui/figures";
 import { BOARD_STATUSES, IncidentBoard, IncidentPanel, ReportForm } from "./ui/incidents";
 import { LayersPanel } from "./ui/layers";
+import { ModesPanel } from "./ui/modes";
 import { buildShell, type Shell } from "./ui/layout";
 import { SearchBox } from "./ui/search";
 
@@ -68,6 +69,7 @@ export class ConsoleApp {
   incidentPanel!: IncidentPanel;
   reportForm!: ReportForm;
   incidentLayers!: IncidentLayers;
+  modes!: ModesPanel;
   connection!: ConnectionIndicator;
   /** Source ids of the city's background layers. */
   baseSources: string[] = [];
@@ -142,6 +144,7 @@ export class ConsoleApp {
     clearTimeout(this.opsTimer);
     document.removeEventListener("keydown", this.keyHandler);
     this.stream?.stop();
+    this.modes?.stop();
     this.map?.remove();
   }
 
@@ -185,6 +188,11 @@ export class ConsoleApp {
       background(this.selectIncident(incident.id), "incident");
     };
     this.shell.dock.add("report", "Report", this.reportForm.el);
+    this.modes = new ModesPanel(this.api, writer);
+    this.modes.badge.onOpen = () => this.shell.dock.show("modes");
+    this.shell.topbar.modes.append(this.modes.badge.el);
+    this.shell.dock.add("modes", "Modes", this.modes.el);
+    this.modes.start();
     this.shell.dock.onClose = (id) => {
       if (id === "asset") {
         this.assetPanel.close();

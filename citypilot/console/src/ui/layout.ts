@@ -6,7 +6,7 @@ import { h } from "./dom";
 
 export interface Shell {
   root: HTMLElement;
-  topbar: { search: HTMLElement; status: HTMLElement; user: HTMLElement };
+  topbar: { search: HTMLElement; modes: HTMLElement; status: HTMLElement; user: HTMLElement };
   figures: HTMLElement;
   sidebar: HTMLElement;
   map: HTMLElement;
@@ -15,6 +15,7 @@ export interface Shell {
 
 export function buildShell(root: HTMLElement): Shell {
   const search = h("div", { class: "topbar-search" });
+  const modes = h("div", { class: "topbar-modes-slot" });
   const status = h("div", { class: "topbar-status" });
   const user = h("div", { class: "topbar-user" });
   const figures = h("section", { class: "figures", "data-testid": "figures", "aria-label": "Key figures" });
@@ -29,6 +30,7 @@ export function buildShell(root: HTMLElement): Shell {
       { class: "topbar" },
       h("div", { class: "brand" }, h("span", { class: "brand-mark" }), "CityPilot"),
       search,
+      modes,
       status,
       user,
     ),
@@ -36,7 +38,7 @@ export function buildShell(root: HTMLElement): Shell {
     h("main", { class: "workspace" }, sidebar, map, dockEl),
   );
   root.replaceChildren(app);
-  return { root: app, topbar: { search, status, user }, figures, sidebar, map, dock: new Dock(dockEl) };
+  return { root: app, topbar: { search, modes, status, user }, figures, sidebar, map, dock: new Dock(dockEl) };
 }
 
 /** A titled panel for the sidebar. */
