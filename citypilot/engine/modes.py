@@ -422,12 +422,17 @@ class ModeService:
             }
         switched = done.get("switched", {})
         for rule_id, enabled in wanted:
-            if on:
-                was = await self.rules.set_rule_enabled(rule_id, enabled, by)
-                switched[rule_id] = {"set": enabled, "before": was}
-            elif rule_id in switched:
-                await self.rules.set_rule_enabled(rule_id, switched[rule_id]["before"], by)
-        return {"state": "applied" if on else "restored", "switched": switched}
+            try:  # a rule the engine does not have is kept visibly, not fatal to the mode
+                if on:
+                    was = await self.rules.set_rule_enabled(rule_id, enabled, by)
+                    switched[rule_id] = {"set": enabled, "before": was}
+                elif "before" in switched.get(rule_id, {}):
+                    await self.rules.set_rule_enabled(rule_id, switched[rule_id]["before"], by)
+            except CityPilotError as exc:
+                switched[rule_id] = {"set": enabled, "error": exc.detail}
+        failed = any("error" in v for v in switched.values())
+        state = ("applied" if on else "restored") if not failed else "partly applied"
+        return {"state": state, "switched": switched}
 
     async def _suppress(
         self, doc: dict[str, Any], rules: tuple[str, ...], on: bool, by: str

@@ -19,6 +19,7 @@ import pytest
 from citypilot.engine.alarms import AlarmService
 from citypilot.engine.mode_model import load_modes
 from citypilot.engine.modes import ModeService
+from citypilot.engine.rules import RuleEngine
 from citypilot.model.errors import BadRequestData, Conflict, ResourceNotFound
 from citypilot.ops.closures import ClosureBook
 from citypilot.ops.routing import open_routing
@@ -240,3 +241,45 @@ async def test_flood_closes_the_flood_zone_roads_and_suppresses_river_alarms_unt
     assert routing.closed_edges == frozenset()
     assert (await alarms.get(river.id)).suppressed is None
     await alarms.stop()
+
+
+async def test_flood_switches_its_rules_on_and_puts_them_back_as_they_were(rig: ModeRig):
+    rules = RuleEngine(rig.broker, commands=rig.service, clock=rig.clock)
+    await rules.start(run_timers=False)
+    rig.modes.rules = rules
+    action_level = {
+        "id": "river-above-action-level",
+        "owner": "water",
+        "enabled": False,
+        "type": "WaterLevelSensor",
+        "attributes": ["waterLevel"],
+        "trigger": {
+            "kind": "threshold",
+            "attribute": "waterLevel",
+            "above": 3.5,
+            "clearBelow": 3.3,
+        },
+        "actions": [{"kind": "alarm", "severity": "critical", "message": "{entity}: {value}"}],
+    }
+    await rules.create(action_level, "admin")
+    on = await rig.modes.enter("flood", None, "the river rises", "alice")
+    assert rules.get("river-above-action-level").enabled is True
+    switched = on["policies"]["rules"]["switched"]["river-above-action-level"]
+    assert switched == {"set": True, "before": False}
+    await rig.modes.leave("flood", "the river fell", "bob")
+    assert rules.get("river-above-action-level").enabled is False  # as before the mode
+    await rules.stop()
+
+
+async def test_a_rule_the_engine_lacks_is_reported_on_the_mode_not_fatal(rig: ModeRig):
+    rules = RuleEngine(rig.broker, commands=rig.service, clock=rig.clock)
+    await rules.start(run_timers=False)
+    rig.modes.rules = rules
+    on = await rig.modes.enter("flood", None, "the river rises", "alice")
+    assert on["state"] == "active" and on["progress"]["total"] > 0  # the buses were told
+    policies = on["policies"]["rules"]
+    assert policies["state"] == "partly applied"
+    assert "river-above-action-level" in policies["switched"]["river-above-action-level"]["error"]
+    left = await rig.modes.leave("flood", "the river fell", "bob")
+    assert left["state"] == "left"
+    await rules.stop()
