@@ -123,6 +123,23 @@ def prepare_city(
     return record
 
 
+def _follow_detours(app: Any, sim: Any) -> None:
+    """Drive the simulated trams and buses along the detours and short turns in force,
+    and along every later one, back on their routes when the closure ends."""
+    from citypilot.api.incidents import ops_for
+
+    def reroute(route_id: str, direction: int, detour: Any) -> None:
+        path = None
+        if detour is not None and detour.kind != "suspended":
+            path = (detour.nodes, detour.edges, detour.stop_ids)
+        sim.reroute(route_id, direction, path)
+
+    app.state.detour_listeners = [reroute]
+    book = ops_for(app).detours
+    for detour in book.detours() if book is not None else []:
+        reroute(detour.line.route_id, detour.line.direction_id, detour)
+
+
 def _save_record(settings: Settings, record: dict[str, Any]) -> None:
     fd = os.open(settings.data_path / DEMO_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
@@ -202,6 +219,7 @@ async def run_demo(
 
     app.state.city.commands.channels.insert(1, SimulatorChannel(sim))
     app.state.unit_drivers = [sim.drive_unit]  # a dispatched unit drives its route
+    _follow_detours(app, sim)  # trams and buses take the detours closures call for
 
     async def simulate() -> None:
         async with HttpIngestClient(url, record["deviceKey"]) as sink:

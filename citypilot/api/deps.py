@@ -12,6 +12,7 @@ from citypilot.api.openapi import BEARER, DEVICE_KEY, gate
 from citypilot.broker import Broker
 from citypilot.config import Settings
 from citypilot.model.errors import Forbidden, Unauthorized
+from citypilot.publish.gtfs_static import StaticFeed
 from citypilot.security.roles import role_allows
 from citypilot.security.scopes import TypePolicy, Visibility, sees_personal, visibility
 from citypilot.security.tokens import Principal, hash_device_key, read_token
@@ -42,6 +43,15 @@ class City:
     grant_cache: dict[str, tuple[tuple, float]] = field(default_factory=dict)
     #: running parts other than the store and bus, by name ("mqtt"), for health checks
     components: dict[str, Any] = field(default_factory=dict)
+
+
+def static_feed(app: Any) -> StaticFeed:
+    """The static GTFS of this app's data directory (zip and index, made on first use)."""
+    state = app.state
+    feed = getattr(state, "gtfs_static", None)
+    if feed is None:
+        feed = state.gtfs_static = StaticFeed(state.city.settings.data_path / "gtfs")
+    return feed
 
 
 def city_of(request: Request) -> City:

@@ -6,25 +6,24 @@
   GTFS-Realtime from the fleet's live state, joined to that timetable; protobuf, or
   the JSON debug view with ``?format=json``.
 * ``GET /api/v1/traffic``: road closures and the queue at each signalled junction.
+* ``GET /api/v1/transit/detours``: the lines closures detour or short-turn.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from citypilot.api.deps import city_of
+from citypilot.api.deps import city_of, static_feed
 from citypilot.api.incidents import closure_view, ops_of
 from citypilot.api.openapi import answer
 from citypilot.model.errors import BadRequestData, ResourceNotFound
 from citypilot.publish.fleet import read_fleet
-from citypilot.publish.gtfs_rt import FeedBuilder, ServiceAlert, as_json
-from citypilot.publish.gtfs_static import StaticFeed
+from citypilot.publish.gtfs_rt import FeedBuilder, as_json
 from citypilot.publish.traffic import traffic_document
 
 router = APIRouter(tags=["traveller information"])
@@ -45,26 +44,6 @@ _RT_ANSWERS = {
 }
 #: What the public traffic feed leaves out of a closure: who closed it, for which incident.
 _NOT_PUBLIC = ("closedBy", "incident")
-#: Where service alerts come from: callables the app registers (the transit detours).
-AlertSource = Callable[[], Iterable[ServiceAlert]]
-
-
-def static_feed(request: Request) -> StaticFeed:
-    """The static feed of this app's data directory (made on first use)."""
-    state = request.app.state
-    feed = getattr(state, "gtfs_static", None)
-    if feed is None:
-        feed = state.gtfs_static = StaticFeed(state.city.settings.data_path / "gtfs")
-    return feed
-
-
-def alert_sources(request: Request) -> list[AlertSource]:
-    """The app's sources of service alerts (a list others append to)."""
-    state = request.app.state
-    sources = getattr(state, "alert_sources", None)
-    if sources is None:
-        sources = state.alert_sources = []
-    return sources
 
 
 @router.get(
@@ -79,7 +58,7 @@ def alert_sources(request: Request) -> list[AlertSource]:
 )
 async def gtfs_zip(request: Request) -> Response:
     """The timetable the real-time feeds refer to (every trip, route and stop id)."""
-    zipped = static_feed(request).zipped()
+    zipped = static_feed(request.app).zipped()
     if zipped is None:
         raise ResourceNotFound("this server has no GTFS feed (the demo writes one)", "path")
     headers = {"ETag": zipped.etag, "Cache-Control": "public, max-age=300"}
@@ -95,7 +74,7 @@ async def gtfs_zip(request: Request) -> Response:
 def _builder(request: Request, fmt: str | None) -> FeedBuilder:
     if fmt is not None and fmt not in FORMATS:
         raise BadRequestData("format must be protobuf or json", "format")
-    index = static_feed(request).index()
+    index = static_feed(request.app).index()
     if index is None:
         raise ResourceNotFound("this server has no GTFS feed to join real time to", "path")
     builder = getattr(request.app.state, "gtfs_rt_builder", None)
@@ -115,10 +94,14 @@ def _feed(message: Any, fmt: str | None) -> Response:
 
 async def _fleet_feed(request: Request, fmt: str | None, kind: str) -> Response:
     builder = _builder(request, fmt)
+    ops = ops_of(request)
+    await ops.closures.refresh()  # closures loaded, and those past their end time ended
     now = time.time()
     placed = builder.place(await read_fleet(city_of(request).broker.store), now)
-    build = builder.vehicle_positions if kind == "vehicles" else builder.trip_updates
-    return _feed(build(placed, now), fmt)
+    if kind == "vehicles":
+        return _feed(builder.vehicle_positions(placed, now), fmt)
+    skipped = ops.detours.skipped() if ops.detours is not None else {}
+    return _feed(builder.trip_updates(placed, now, skipped), fmt)
 
 
 @router.get(
@@ -152,8 +135,32 @@ async def trip_updates(request: Request, format: str | None = None) -> Response:
 async def alerts(request: Request, format: str | None = None) -> Response:
     """The service alerts in force, with the routes and stops they affect."""
     builder = _builder(request, format)
-    items = [a for source in alert_sources(request) for a in source()]
+    ops = ops_of(request)
+    await ops.closures.refresh()
+    items = ops.detours.alerts() if ops.detours is not None else []
     return _feed(builder.alerts(items, time.time()), format)
+
+
+_DETOURS_SCHEMA = {
+    "type": "object",
+    "required": ["detours"],
+    "properties": {"detours": {"type": "array", "items": {"type": "object"}}},
+}
+
+
+@router.get(
+    "/api/v1/transit/detours",
+    summary="Tram and bus lines detoured, short-turned or suspended by road closures",
+    responses=answer(200, "The plans in force", _DETOURS_SCHEMA),
+)
+async def detours(request: Request) -> Response:
+    """Public: for each line direction a closure cuts, what it does (``detour``,
+    ``short_turn``, ``suspended``), the stops it serves and skips, and its path."""
+    ops = ops_of(request)
+    await ops.closures.refresh()
+    book = ops.detours
+    plans = [book.view(d) for d in book.detours()] if book is not None else []
+    return Response(orjson.dumps({"detours": plans}), media_type="application/json")
 
 
 _TRAFFIC_SCHEMA = {

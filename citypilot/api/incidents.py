@@ -19,12 +19,13 @@ from starlette.responses import Response
 
 from citypilot.api.access import require_entity
 from citypilot.api.body import read_json
-from citypilot.api.deps import CityDep, Operator, Viewer, access
+from citypilot.api.deps import CityDep, Operator, Viewer, access, static_feed
 from citypilot.api.openapi import json_body, problem
 from citypilot.model.entity import Entity
 from citypilot.model.errors import BadRequestData, ResourceNotFound
 from citypilot.model.timeutil import parse_instant
 from citypilot.ops.closures import MAX_CLOSURE_RADIUS_M, ClosureBook
+from citypilot.ops.detours import DetourBook, transit_lines
 from citypilot.ops.dispatch import MAX_RECOMMENDED, Dispatcher
 from citypilot.ops.incidents import (
     INCIDENT_KINDS,
@@ -83,19 +84,37 @@ _CLOSURE_SCHEMA = {
 
 
 class IncidentOps:
-    """The incident book, closure book and dispatcher of one running app."""
+    """The incident book, closure book, dispatcher and transit detours of one running app."""
 
-    def __init__(self, city: Any, routing: Any) -> None:
+    def __init__(self, city: Any, routing: Any, detours: DetourBook | None = None) -> None:
         self.incidents = IncidentBook(city.broker)
         self.closures = ClosureBook(city.broker, routing)
         self.dispatcher = Dispatcher(self.incidents, self.closures, routing)
+        # transit lines that cross a closure detour or short-turn (with a timetable)
+        self.detours = detours
+        if detours is not None:
+            self.closures.listeners.append(detours.update)
+
+
+def _detour_book(app: Any, routing: Any) -> DetourBook | None:
+    """Detours over the road graph for the lines of the static GTFS, when both exist."""
+    index = static_feed(app).index()
+    if routing is None or index is None:
+        return None
+    return DetourBook(
+        transit_lines(index, routing.network),
+        routing,
+        index,
+        lambda: getattr(app.state, "detour_listeners", ()),  # the demo's simulator
+    )
 
 
 def ops_for(app: Any) -> IncidentOps:
-    """The app's incident services, built on first use (its city and road graph)."""
+    """The app's incident services, built on first use (its city, road graph, timetable)."""
     ops = getattr(app.state, "incident_ops", None)
     if ops is None:
-        ops = IncidentOps(app.state.city, getattr(app.state, "routing", None))
+        routing = getattr(app.state, "routing", None)
+        ops = IncidentOps(app.state.city, routing, _detour_book(app, routing))
         app.state.incident_ops = ops
     return ops
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,20 @@ class ActiveClosure:
     id: str
     edges: frozenset[int]
     ends_at: float
+    starts_at: float = 0.0
+    name: str = ""  # the closed streets
+    reason: str = ""
+
+
+def _active(e: Entity) -> ActiveClosure:
+    return ActiveClosure(
+        e.id,
+        frozenset(value(e, "edges", [])),
+        parse_instant(value(e, "endsAt"), "endsAt"),
+        parse_instant(value(e, "startsAt"), "startsAt"),
+        value(e, "name", ""),
+        value(e, "reason", ""),
+    )
 
 
 def _prop(v: Any) -> dict[str, Any]:
@@ -49,6 +64,8 @@ class ClosureBook:
     def __init__(self, broker: Broker, routing: Routing | None) -> None:
         self.broker = broker
         self.routing = routing
+        #: called with the closures in force each time they change (transit detours)
+        self.listeners: list[Callable[[list[ActiveClosure]], None]] = []
         self._active: dict[str, ActiveClosure] = {}
         self._lock = asyncio.Lock()
         self._loaded = False
@@ -60,8 +77,7 @@ class ClosureBook:
             EntityQuery(types=(CLOSURE_TYPE,), q=Term("status", "==", ("active",)), limit=10_000)
         )
         for e in found:
-            ends = parse_instant(value(e, "endsAt"), "endsAt")
-            self._active[e.id] = ActiveClosure(e.id, frozenset(value(e, "edges", [])), ends)
+            self._active[e.id] = _active(e)
         self._loaded = True
         self._apply()
 
@@ -71,6 +87,8 @@ class ClosureBook:
             for c in self._active.values():
                 closed |= c.edges
             self.routing.set_closed(closed)
+        for listener in self.listeners:
+            listener(list(self._active.values()))
 
     async def refresh(self, now: float | None = None) -> None:
         """End the closures whose time is up; the routing then uses their streets again."""
@@ -145,7 +163,7 @@ class ClosureBook:
         async with self._lock:
             await self._load()
             entity = await self.broker.create_entity(doc)
-            self._active[entity.id] = ActiveClosure(entity.id, frozenset(edges), ends_at)
+            self._active[entity.id] = _active(entity)
             self._apply()
         return entity
 

@@ -54,6 +54,7 @@ class StaticIndex:
     routes: dict[str, str]  # route_id → short name
     route_type: dict[str, int]
     timezone: str  # the agency's, in which the timetable's times are counted
+    shapes: dict[str, list[tuple[float, float]]]  # shape_id → (lon, lat) points in order
 
 
 def _seconds(hhmmss: str) -> int:
@@ -67,8 +68,8 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def load_index(folder: Path) -> StaticIndex:
-    """Read ``agency``, ``stops``, ``routes``, ``trips`` and ``stop_times`` of the feed in
-    ``folder``."""
+    """Read ``agency``, ``stops``, ``routes``, ``trips``, ``stop_times`` and ``shapes`` of
+    the feed in ``folder``."""
     stops = {
         r["stop_id"]: StopPlace(
             r["stop_id"],
@@ -110,4 +111,15 @@ def load_index(folder: Path) -> StaticIndex:
         {r["route_id"]: r["route_short_name"] for r in routes_rows},
         {r["route_id"]: int(r["route_type"]) for r in routes_rows},
         _rows(folder / "agency.txt")[0]["agency_timezone"],
+        _shapes(folder / "shapes.txt"),
     )
+
+
+def _shapes(path: Path) -> dict[str, list[tuple[float, float]]]:
+    points: dict[str, list[tuple[int, float, float]]] = {}
+    if path.is_file():
+        for r in _rows(path):
+            points.setdefault(r["shape_id"], []).append(
+                (int(r["shape_pt_sequence"]), float(r["shape_pt_lon"]), float(r["shape_pt_lat"]))
+            )
+    return {k: [(lon, lat) for _, lon, lat in sorted(v)] for k, v in points.items()}

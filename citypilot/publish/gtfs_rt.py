@@ -5,13 +5,14 @@ Only what joins to the static feed is published: a vehicle's trip must be a trip
 the timetable (its route and stops come from there), and a vehicle silent for more
 than :data:`STALE_S` is left out. A trip's predicted times are its scheduled ones
 shifted by the vehicle's current delay, from its next stop to the end, so they
-increase along the trip as the timetable's do. The service day of a trip is the
+increase along the trip as the timetable's do; a stop a detour leaves out is marked
+SKIPPED. The service day of a trip is the
 local day whose timetable window holds the present moment.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -143,8 +144,15 @@ class FeedBuilder:
                 )
         return message
 
-    def trip_updates(self, placed: Sequence[Placed], now: float) -> rt.FeedMessage:
-        """Predicted arrival and departure at each stop still ahead of each vehicle."""
+    def trip_updates(
+        self,
+        placed: Sequence[Placed],
+        now: float,
+        skipped: Mapping[tuple[str, int], frozenset[str]] | None = None,
+    ) -> rt.FeedMessage:
+        """Predicted arrival and departure at each stop still ahead of each vehicle; the
+        stops its line does not serve now (``skipped``, by route and direction) SKIPPED."""
+        skipped = skipped or {}
         message = rt.FeedMessage()
         self._header(message, now)
         for p in placed:
@@ -159,10 +167,14 @@ class FeedBuilder:
             tu.timestamp = int(v.observed_at)
             tu.delay = delay
             base = int(p.day_start) + delay
+            passed_by = skipped.get((trip.route_id, trip.direction_id), frozenset())
             for k in range(p.next_index, len(trip.stop_ids)):
                 stu = tu.stop_time_update.add()
                 stu.stop_sequence = trip.sequences[k]
                 stu.stop_id = trip.stop_ids[k]
+                if stu.stop_id in passed_by:
+                    stu.schedule_relationship = rt.TripUpdate.StopTimeUpdate.SKIPPED
+                    continue
                 stu.arrival.time = base + trip.arrivals[k]
                 stu.arrival.delay = delay
                 stu.departure.time = base + trip.departures[k]

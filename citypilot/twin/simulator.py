@@ -24,7 +24,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -50,6 +50,7 @@ from citypilot.twin.geo import to_lonlat, to_metric
 from citypilot.twin.roads import RING, Router
 from citypilot.twin.scenario import CitizenReport, ResolvedEvent, Scenario
 from citypilot.twin.street_assets import LIGHTS_PER_CABINET
+from citypilot.twin.transit import rerouted
 
 MAX_CATCHUP_S = 3600.0  # a step never replays more than this much simulated time
 CAMERA_REACH_M = 250.0  # a delivery bay is watched by a camera this close
@@ -126,6 +127,7 @@ class Simulator:
         if wanted is not None and "AccessPoint" in wanted:
             wanted.add("Building")  # badge readers belong to their building's model
         self._types = None if wanted is None else frozenset(wanted)
+        self._tracks: dict[tuple[int, int], Track] = {}  # (route, direction) → what it drives
         self._build()
         for dev in self.devices:
             due = dev.first_due(self.start, self.ctx)
@@ -217,11 +219,14 @@ class Simulator:
     def _add_transit(self) -> None:
         transit = self.city.transit
         graph = self.city.roads
-        tracks = {
-            (r, p.direction): Track(graph, p)
-            for r, route in enumerate(transit.routes)
-            for p in route.patterns
-        }
+        tracks = self._tracks
+        tracks.update(
+            {
+                (r, p.direction): Track(graph, p)
+                for r, route in enumerate(transit.routes)
+                for p in route.patterns
+            }
+        )
         blocks = build_blocks(transit)
         wanted = [t for t in ("Tram", "Bus") if self._types is None or t in self._types]
         docs = {d["id"]: d for t in wanted for d in self.city.of_type(t)}
@@ -277,6 +282,24 @@ class Simulator:
     def device(self, entity_id: str) -> DeviceModel:
         """The model of a simulated device (KeyError for an entity that is not simulated)."""
         return self.devices[self._by_id[entity_id]]
+
+    def reroute(
+        self,
+        route_id: str,
+        direction: int,
+        path: tuple[Sequence[int], Sequence[int], Sequence[str]] | None,
+    ) -> None:
+        """Run one direction of a line along ``path`` (nodes, edges, stops served) from now
+        on — a detour or a short turn — or along its own route again (None).
+        KeyError for a route the city lacks."""
+        routes = self.city.transit.routes
+        r = next((k for k, route in enumerate(routes) if route.route_id == route_id), None)
+        if r is None:
+            raise KeyError(f"there is no route {route_id!r}")
+        pattern = routes[r].patterns[direction]
+        if path is not None:
+            pattern = rerouted(self.city.roads, pattern, *path)
+        self._tracks[(r, direction)] = Track(self.city.roads, pattern)
 
     def drive_unit(self, entity_id: str, nodes: list[int], incident: str) -> None:
         """Send a unit along a route of road-graph nodes to an incident (KeyError if unknown)."""

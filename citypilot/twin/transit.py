@@ -11,6 +11,7 @@ the termini, which gives each Tram and Bus entity its day's work.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +51,8 @@ RUNNING_TIME_BANDS = {
     "weekend": ((0.0, 10.0, 0.88), (10.0, 19.0, 0.98), (19.0, 48.0, 0.88)),
 }
 TRAM_TRAFFIC_SHARE = 0.4
+#: Speed at which a detour's extra distance is timed (a bus in town traffic).
+DETOUR_SPEED_MS = 7.0
 
 
 @dataclass
@@ -138,6 +141,41 @@ def scheduled_times(trip: Trip, pattern: Pattern) -> list[tuple[int, int]]:
         arr = trip.start_s + round(base * f)
         out.append((arr, arr if k in (0, last) else arr + dwell))
     return out
+
+
+def rerouted(
+    graph: RoadGraph,
+    pattern: Pattern,
+    nodes: Sequence[int],
+    edges: Sequence[int],
+    stop_ids: Sequence[str],
+) -> Pattern:
+    """``pattern`` driven along another path (a detour, or part of it for a short turn),
+    serving ``stop_ids`` only. A stop keeps its scheduled time plus the time the extra
+    distance before it takes at :data:`DETOUR_SPEED_MS`; a short turn keeps the times."""
+    cum = np.concatenate([[0.0], np.cumsum(graph.length[list(edges)])])
+    old_index = {sid: k for k, sid in enumerate(pattern.stop_ids)}
+    stop_pos, arrivals = [], []
+    start = 0
+    for sid in stop_ids:
+        node = pattern.nodes[pattern.stop_pos[old_index[sid]]]
+        start = list(nodes).index(node, start)
+        stop_pos.append(start)
+    first_new, first_old = cum[stop_pos[0]], pattern.cum_m[pattern.stop_pos[old_index[stop_ids[0]]]]
+    for sid, pos in zip(stop_ids, stop_pos, strict=True):
+        k = old_index[sid]
+        extra = (cum[pos] - first_new) - (pattern.cum_m[pattern.stop_pos[k]] - first_old)
+        arrivals.append(pattern.arrival_s[k] + round(max(0.0, float(extra)) / DETOUR_SPEED_MS))
+    return Pattern(
+        pattern.direction,
+        list(nodes),
+        list(edges),
+        cum,
+        list(stop_ids),
+        stop_pos,
+        arrivals,
+        pattern.dwell_s,
+    )
 
 
 def trip_duration(trip: Trip, pattern: Pattern) -> int:

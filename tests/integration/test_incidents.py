@@ -39,9 +39,7 @@ def town(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             world.unit(
                 "FPT-01", "TechnicalVehicle", 4, 0, status="atBase", vehicleType="fireEngine"
             ),
-            world.unit(
-                "REP-01", "TechnicalVehicle", 4, 1, status="atBase", vehicleType="repair"
-            ),
+            world.unit("REP-01", "TechnicalVehicle", 4, 1, status="atBase", vehicleType="repair"),
             world.signal("TS-west", 1, 4),
             world.signal("TS-east", 2, 4),
         ]

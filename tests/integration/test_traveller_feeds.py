@@ -10,6 +10,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -32,6 +33,7 @@ class Town:
     running: set[str]  # GTFS vehicle ids of the vehicles on a trip
     stops: set[str]
     trips: dict[str, dict[str, str]]
+    city: Any
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,7 @@ def town(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Town]:
             for o in latest.values()
             if o["attrs"].get("tripId")
         }
-        yield Town(server, running, stops, trips)
+        yield Town(server, running, stops, trips, city)
 
 
 def _feed(town: Town, name: str) -> rt.FeedMessage:
@@ -152,3 +154,28 @@ def test_a_server_without_a_timetable_says_so(server: Server):
         assert r.status_code == 404
         assert r.headers["content-type"] == "application/problem+json"
         assert "GTFS" in r.json()["detail"]
+
+
+def test_a_closure_across_a_bus_line_detours_it_in_the_alerts_until_it_ends(town: Town):
+    route = next(r for r in town.city.transit.routes if r.vehicle_type == "Bus")
+    pattern = route.patterns[0]
+    edge = pattern.edges[len(pattern.edges) // 2]
+    ends = (datetime.now(UTC) + timedelta(hours=2)).isoformat().replace("+00:00", "Z")
+    with town.server.client() as op:
+        made = op.post("/api/v1/closures", json={"edges": [edge], "endsAt": ends, "reason": "Fire"})
+        assert made.status_code == 201, made.text
+        alerts = [e.alert for e in _feed(town, "alerts").entity]
+        detoured = {
+            i.route_id for a in alerts if a.effect == rt.Alert.DETOUR for i in a.informed_entity
+        }
+        assert route.route_id in detoured
+        assert detoured <= {t["route_id"] for t in town.trips.values()}
+        assert all(i.stop_id in town.stops for a in alerts for i in a.informed_entity if i.stop_id)
+        plans = httpx.get(town.server.url + "/api/v1/transit/detours").json()["detours"]
+        mine = next(p for p in plans if (p["routeId"], p["directionId"]) == (route.route_id, 0))
+        assert mine["kind"] == "detour" and mine["closures"] == [made.json()["id"]]
+        assert mine["geometry"]["type"] == "LineString"
+        r = op.post(f"/api/v1/closures/{made.json()['id']}/end", json={})
+        assert r.status_code == 200, r.text
+    assert not _feed(town, "alerts").entity
+    assert httpx.get(town.server.url + "/api/v1/transit/detours").json() == {"detours": []}

@@ -9,7 +9,6 @@ import math
 import zipfile
 from dataclasses import replace
 from datetime import datetime, timedelta
-from itertools import pairwise
 
 import pytest
 from google.transit import gtfs_realtime_pb2 as rt
@@ -20,6 +19,7 @@ from citypilot.publish.gtfs_static import StaticFeed
 from citypilot.twin import Simulator, generate_city, write_gtfs
 from citypilot.twin.environment import TIMEZONE
 from citypilot.twin.geo import to_metric
+from tests.unit.shape_distance import distance_to_shape
 
 SEED = 7
 MORNING = datetime(2025, 11, 20, 7, 45, tzinfo=TIMEZONE)  # a Thursday
@@ -121,15 +121,8 @@ def test_positions_lie_on_the_trip_shape(feeds, static):
         vp = e.vehicle
         x, y = to_metric(vp.position.longitude, vp.position.latitude)
         shape = points[shape_of[vp.trip.trip_id]]
-        nearest = min(_segment_distance(x, y, a, b) for a, b in pairwise(shape))
+        nearest = distance_to_shape(x, y, shape)
         assert nearest < 5.0, (vp.vehicle.id, nearest)
-
-
-def _segment_distance(x, y, a, b) -> float:
-    (ax, ay), (bx, by) = a, b
-    dx, dy = bx - ax, by - ay
-    t = max(0.0, min(1.0, ((x - ax) * dx + (y - ay) * dy) / max(dx * dx + dy * dy, 1e-9)))
-    return math.hypot(ax + t * dx - x, ay + t * dy - y)
 
 
 def test_trip_updates_predict_increasing_times_at_the_stops_ahead(feeds, static):
