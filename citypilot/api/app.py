@@ -48,6 +48,7 @@ from citypilot.engine.rules import RuleEngine, mode_hook_for
 from citypilot.model.builtin_types import BUILTIN_TYPES
 from citypilot.model.types import TypeRegistry
 from citypilot.model.types_file import load_types_file
+from citypilot.ops.closures import ClosureBook
 from citypilot.ops.routing import open_routing
 from citypilot.store.factory import open_store
 
@@ -86,10 +87,15 @@ async def _command_service(settings: Settings, broker: Broker) -> CommandService
 
 
 async def _mode_service(
-    settings: Settings, broker: Broker, commands: CommandService, alarms: Any, rules: Any
+    settings: Settings,
+    broker: Broker,
+    commands: CommandService,
+    alarms: Any,
+    rules: Any,
+    closures: Any,
 ) -> Any:
-    """The mode service with the built-in modes and the alarms it suppresses, its
-    activations taken up."""
+    """The mode service with the built-in modes, the alarms it suppresses, the rules it
+    switches and the road closures it makes; its open activations taken up."""
     from citypilot.engine.mode_model import load_modes
     from citypilot.engine.modes import ModeService
     from citypilot.store.modes import mode_log_for
@@ -103,6 +109,7 @@ async def _mode_service(
     )
     modes.alarms = alarms
     modes.rules = rules
+    modes.closures = closures
     await modes.start()
     return modes
 
@@ -170,7 +177,12 @@ async def running_city(settings: Settings) -> AsyncIterator[City]:
     await service.start()
     await city.alarms.start()
     await city.rules.start()
-    city.modes = await _mode_service(settings, broker, service, city.alarms, city.rules)
+    # incident response and the flood mode: the road graph the demo wrote, when there is one
+    city.routing = open_routing(settings.data_path / "graph")
+    city.closures = ClosureBook(broker, city.routing)
+    city.modes = await _mode_service(
+        settings, broker, service, city.alarms, city.rules, city.closures
+    )
     city.rules.set_mode_hook(mode_hook_for(city.modes))
     try:
         yield city
@@ -204,10 +216,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.hub = stream.StreamHub(city.broker.bus, scopes)
             app.state.entity_cache = EntityCache(city.broker.bus)
             metrics.WEBSOCKET_CLIENTS.set_function(lambda: len(app.state.hub.subscribers))
-            # incident response: the road graph the demo wrote, when there is one
-            app.state.routing = open_routing(settings.data_path / "graph")
-            # the flood mode closes roads through the same book as the incidents
-            city.modes.closures = incidents.ops_for(app).closures
+            app.state.routing = city.routing
             try:
                 yield
             finally:

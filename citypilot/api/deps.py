@@ -38,6 +38,9 @@ class City:
     rules: Any = None
     # -- city modes (engine/modes.py) --
     modes: Any = None
+    # -- the road graph (ops/routing.py) and its closures (ops/closures.py), when present --
+    routing: Any = None
+    closures: Any = None
     token_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)
     #: username -> (grants, monotonic expiry): scoped grants read from the store
     grant_cache: dict[str, tuple[tuple, float]] = field(default_factory=dict)

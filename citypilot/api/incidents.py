@@ -88,7 +88,8 @@ class IncidentOps:
 
     def __init__(self, city: Any, routing: Any, detours: DetourBook | None = None) -> None:
         self.incidents = IncidentBook(city.broker)
-        self.closures = ClosureBook(city.broker, routing)
+        # one book per city: the flood mode closes roads through it too
+        self.closures = city.closures or ClosureBook(city.broker, routing)
         self.dispatcher = Dispatcher(self.incidents, self.closures, routing)
         # transit lines that cross a closure detour or short-turn (with a timetable)
         self.detours = detours

@@ -516,7 +516,7 @@ class ModeService:
                 else:
                     d["restore"]["command"] = result.id
         for closure in doc["closures"]:
-            if "id" in closure and "reopened" not in closure:
+            if "id" in closure and "reopened" not in closure and self.closures is not None:
                 try:
                     await self.closures.end(closure["id"], actor)
                     closure["reopened"] = True
