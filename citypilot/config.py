@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         16 * 1024 * 1024, ge=1024, description="Their body bytes in flight per process"
     )
     overload_retry_after_s: int = Field(1, ge=1, le=3600, description="Retry-After of a 503")
+    notify_retry_min_s: float = Field(
+        1.0, gt=0, le=3600, description="First wait before a failed notification is sent again"
+    )
+    notify_retry_max_s: float = Field(
+        300.0, gt=0, le=86_400, description="Longest wait between two tries of a notification"
+    )
     log_level: str = "info"
     # -- retention (see docs/privacy.md and docs/security.md) --
     audit_retention_days: int = Field(

@@ -29,6 +29,7 @@ from citypilot.api import (
     rules,
     service_requests,
     stream,
+    subscriptions,
     temporal,
 )
 from citypilot.api.backpressure import InflightLimit
@@ -217,9 +218,12 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.entity_cache = EntityCache(city.broker.bus)
             metrics.WEBSOCKET_CLIENTS.set_function(lambda: len(app.state.hub.subscribers))
             app.state.routing = city.routing
+            notifier = subscriptions.start_notifier(app, city)
+            await notifier.start()
             try:
                 yield
             finally:
+                await notifier.stop()
                 app.state.hub.close()
                 app.state.entity_cache.close()
 
@@ -251,6 +255,7 @@ def create_app(settings: Settings) -> FastAPI:
         audit.router,
         ngsi_ld.router,
         temporal.router,
+        subscriptions.router,
         history.router,
         ingest.router,
         commands.router,

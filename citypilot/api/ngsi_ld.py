@@ -20,8 +20,8 @@ from citypilot.api.openapi import (
     FRAGMENT_SCHEMA,
     answer,
     array_of,
+    created,
     json_body,
-    problem,
 )
 from citypilot.api.selection import Selection
 from citypilot.broker import BatchResult
@@ -118,13 +118,7 @@ def _batch_response(result: BatchResult, ok_status: int, ok_body: bool) -> Respo
     status_code=201,
     summary="Create an entity",
     response_class=Response,
-    responses={
-        201: {
-            "description": "Created; no body",
-            "headers": {"Location": {"schema": {"type": "string"}}},
-        },
-        **problem(409, "An entity with this id exists already"),
-    },
+    responses=created("An entity with this id exists already"),
     openapi_extra=json_body(ENTITY_SCHEMA),
 )
 async def create_entity(request: Request, city: CityDep, who: Operator) -> Response:

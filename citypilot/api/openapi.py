@@ -327,6 +327,17 @@ def problem(status: int, description: str | None = None) -> dict[int, dict[str, 
     return {status: {"description": description or _ERROR_DESCRIPTIONS[status]}}
 
 
+def created(conflict: str) -> dict[int, dict[str, Any]]:
+    """The answers of a create: 201 with its ``Location`` and no body, 409 ``conflict``."""
+    return {
+        201: {
+            "description": "Created; no body",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        },
+        **problem(409, conflict),
+    }
+
+
 def _inferred_errors(operation: dict[str, Any], access: Access | None) -> list[int]:
     """The error statuses every operation of this shape answers."""
     statuses = []

@@ -27,6 +27,15 @@ def server_process(
     data_dir: Path, extra_env: dict[str, str] | None = None, timeout: float = 60.0
 ) -> Iterator[str]:
     """Run ``citypilot serve`` on a free port with ``data_dir``; yield its base URL."""
+    with server_child(data_dir, extra_env, timeout) as (url, _proc):
+        yield url
+
+
+@contextlib.contextmanager
+def server_child(
+    data_dir: Path, extra_env: dict[str, str] | None = None, timeout: float = 60.0
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Like ``server_process``, yielding the child process too (to kill it)."""
     port = free_port()
     env = {
         **os.environ,
@@ -55,7 +64,7 @@ def server_process(
                 if time.monotonic() > deadline:
                     raise RuntimeError("server did not start in time")
                 time.sleep(0.1)
-            yield url
+            yield url, proc
         finally:
             proc.terminate()
             try:

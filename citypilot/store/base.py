@@ -109,6 +109,15 @@ class TemporalBucket(NamedTuple):
 TemporalResult = dict[str, dict[str, list[tuple[float, Any]] | list[TemporalBucket]]]
 
 
+class PendingNotification(NamedTuple):
+    """A notification in the outbox: kept until its endpoint has it."""
+
+    id: int
+    subscription_id: str
+    body: str  # the notification, JSON text
+    attempts: int
+
+
 @dataclass(frozen=True)
 class PersonalRule:
     """Personal identifiers of one type's attribute are kept until ``before`` (epoch s):
@@ -252,6 +261,34 @@ class Store(Protocol):
         """Per entity and attribute, instances in ascending time order (at most
         ``query.limit + 1``, so a caller sees when there are more), or the aggregation
         periods in order, computed by the database."""
+
+    # -- subscriptions and their outbox -----------------------------------
+    async def put_subscription(self, sub_id: str, doc: dict[str, Any], create: bool) -> bool:
+        """Keep a subscription; with ``create``, False (nothing written) if the id is taken."""
+
+    async def get_subscription(self, sub_id: str) -> dict[str, Any] | None:
+        """One subscription, or None."""
+
+    async def list_subscriptions(self) -> list[dict[str, Any]]:
+        """Every subscription, by id."""
+
+    async def delete_subscription(self, sub_id: str) -> bool:
+        """Forget a subscription and its pending notifications; False if it did not exist."""
+
+    async def add_notifications(self, items: Sequence[tuple[str, str]], now: float) -> None:
+        """Put (subscription id, notification JSON text) in the outbox, due now."""
+
+    async def due_notifications(self, now: float, limit: int) -> list[PendingNotification]:
+        """The oldest notifications due by ``now``."""
+
+    async def settle_notifications(
+        self,
+        delivered: Sequence[int],
+        retry: Sequence[tuple[int, float]],
+        subscriptions: Sequence[dict[str, Any]],
+    ) -> None:
+        """In one transaction: drop the delivered notifications, put the failed ones off
+        (id, next attempt at), and save the subscriptions' new status (existing ones)."""
 
     # -- dead letters ----------------------------------------------------
     async def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None:

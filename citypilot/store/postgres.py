@@ -53,6 +53,7 @@ from citypilot.store.base import (
     FoundValue,
     HistoryQuery,
     LayerColumns,
+    PendingNotification,
     PersonalRule,
     TemporalQuery,
     TemporalResult,
@@ -123,6 +124,12 @@ CREATE TABLE IF NOT EXISTS accounts (
 ALTER TABLE accounts ADD COLUMN IF NOT EXISTS grants jsonb NOT NULL DEFAULT '[]';
 CREATE TABLE IF NOT EXISTS device_keys (key_hash text PRIMARY KEY, name text NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS entity_types (name text PRIMARY KEY, doc jsonb NOT NULL);
+CREATE TABLE IF NOT EXISTS subscriptions (id text PRIMARY KEY, doc text NOT NULL);
+CREATE TABLE IF NOT EXISTS notification_outbox (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, subscription_id text NOT NULL,
+    body text NOT NULL, attempts integer NOT NULL DEFAULT 0,
+    next_at double precision NOT NULL);
+CREATE INDEX IF NOT EXISTS outbox_due ON notification_outbox(next_at, id);
 CREATE TABLE IF NOT EXISTS entity_type_versions (
     name text NOT NULL, version integer NOT NULL, record jsonb NOT NULL,
     PRIMARY KEY (name, version));
@@ -1056,6 +1063,86 @@ class PostgresStore:
         async with self.pool.connection() as conn:
             cur = await conn.execute(sql, params)
             return temporal_rows(query, await cur.fetchall())
+
+    # -- subscriptions and their outbox -------------------------------------------
+    async def put_subscription(self, sub_id: str, doc: dict[str, Any], create: bool) -> bool:
+        """Keep a subscription; with ``create``, False if the id is taken."""
+        text = orjson.dumps(doc).decode()
+        conflict = "DO NOTHING" if create else "DO UPDATE SET doc = excluded.doc"
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"INSERT INTO subscriptions VALUES (%s, %s) ON CONFLICT (id) {conflict}",
+                (sub_id, text),
+            )
+            return cur.rowcount == 1
+
+    async def get_subscription(self, sub_id: str) -> dict[str, Any] | None:
+        """One subscription, or None."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT doc FROM subscriptions WHERE id = %s", (sub_id,))
+            row = await cur.fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    async def list_subscriptions(self) -> list[dict[str, Any]]:
+        """Every subscription, by id."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT doc FROM subscriptions ORDER BY id")
+            return [orjson.loads(r[0]) for r in await cur.fetchall()]
+
+    async def delete_subscription(self, sub_id: str) -> bool:
+        """Forget a subscription and its pending notifications."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM notification_outbox WHERE subscription_id = %s", (sub_id,)
+            )
+            cur = await conn.execute("DELETE FROM subscriptions WHERE id = %s", (sub_id,))
+            return cur.rowcount == 1
+
+    async def add_notifications(self, items: Sequence[tuple[str, str]], now: float) -> None:
+        """Put notifications in the outbox, due now."""
+        if not items:
+            return
+        async with self.pool.connection() as conn, conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO notification_outbox (subscription_id, body, next_at)"
+                " VALUES (%s, %s, %s)",
+                [(sub, body, now) for sub, body in items],
+            )
+
+    async def due_notifications(self, now: float, limit: int) -> list[PendingNotification]:
+        """The oldest notifications due by ``now``."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id, subscription_id, body, attempts FROM notification_outbox"
+                " WHERE next_at <= %s ORDER BY next_at, id LIMIT %s",
+                (now, limit),
+            )
+            return [PendingNotification(*r) for r in await cur.fetchall()]
+
+    async def settle_notifications(
+        self,
+        delivered: Sequence[int],
+        retry: Sequence[tuple[int, float]],
+        subscriptions: Sequence[dict[str, Any]],
+    ) -> None:
+        """Drop delivered notifications, put failed ones off, save subscription status."""
+        async with self.pool.connection() as conn, conn.transaction():
+            if delivered:
+                await conn.execute(
+                    "DELETE FROM notification_outbox WHERE id = ANY(%s)", (list(delivered),)
+                )
+            async with conn.cursor() as cur:
+                if retry:
+                    await cur.executemany(
+                        "UPDATE notification_outbox SET attempts = attempts + 1, next_at = %s"
+                        " WHERE id = %s",
+                        [(at, i) for i, at in retry],
+                    )
+                if subscriptions:
+                    await cur.executemany(
+                        "UPDATE subscriptions SET doc = %s WHERE id = %s",
+                        [(orjson.dumps(d).decode(), d["id"]) for d in subscriptions],
+                    )
 
     # -- dead letters ----------------------------------------------------------
     async def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None:

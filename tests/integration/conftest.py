@@ -32,6 +32,8 @@ STORE_TABLES = (
     "device_keys",
     "entity_types",
     "entity_type_versions",
+    "subscriptions",
+    "notification_outbox",
 )
 
 

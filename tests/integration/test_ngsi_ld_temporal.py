@@ -8,16 +8,14 @@ readings posted by a device gateway with their ``observedAt``.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from citypilot.bench.server import server_process
-from tests.conftest import DEVICE_KEY, OPERATOR, VIEWER, Server, seed_accounts
+from tests.conftest import OPERATOR, VIEWER, Server
+from tests.integration.two_stores import server_on_store
 
 T = "/ngsi-ld/v1/temporal/entities"
 LAMP, OTHER, GONE = (f"urn:ngsi-ld:Streetlight:temporal-{n}" for n in ("a", "b", "gone"))
@@ -81,37 +79,12 @@ def _seed(server: Server) -> None:
         assert c.delete(f"/ngsi-ld/v1/entities/{GONE}").status_code == 204
 
 
-async def _seed_postgres_accounts(dsn: str) -> None:
-    from citypilot.security.provision import add_logins
-    from citypilot.store.postgres import PostgresStore
-
-    store = PostgresStore(dsn)
-    await store.open()
-    await add_logins(
-        store,
-        [(*OPERATOR, "operator"), (*VIEWER, "viewer")],
-        [("test-gateway", DEVICE_KEY)],
-    )
-    await store.close()
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def city(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     """A server with the temporal test history, on each store."""
-    data: Path = tmp_path_factory.mktemp(f"temporal-{request.param}")
-    env: dict[str, str] = {}
-    if request.param == "sqlite":
-        asyncio.run(seed_accounts(data))
-    else:
-        dsn = request.getfixturevalue("postgres_dsn")
-        asyncio.run(_seed_postgres_accounts(dsn))
-        config = data / "city.toml"
-        config.write_text(f'store = "postgres"\npostgres_dsn = "{dsn}"\n')
-        env["CITYPILOT_CONFIG"] = str(config)
-    with server_process(data, env) as url:
-        server = Server(url, data)
+    with server_on_store(request, tmp_path_factory) as server:
         _seed(server)
         yield server
 

@@ -1,0 +1,182 @@
+"""NGSI-LD subscriptions under ``/ngsi-ld/v1/subscriptions`` (clause 6.10-6.11): create,
+list, read, update and delete; the notifier (``notify.notifier``) acts on them at once.
+
+Subscriptions send data out of the platform, so they need the operator role, and each
+notification carries only what its creator may see (masked as they would see it).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, FastAPI, Query, Request
+from starlette.responses import Response
+
+from citypilot.api.access import masker
+from citypilot.api.body import read_json
+from citypilot.api.deps import City, CityDep, Operator, Viewer, access
+from citypilot.api.ngsi_ld import LINK
+from citypilot.api.openapi import answer, array_of, created, json_body
+from citypilot.api.paging import Offset
+from citypilot.model.entity import Entity
+from citypilot.model.errors import AlreadyExists, ResourceNotFound
+from citypilot.model.ids import check_entity_id
+from citypilot.notify.notifier import Notifier
+from citypilot.notify.subscription import Compiled, merged, new_subscription, owner_of, shown
+from citypilot.store.common import scope_of_entity
+
+router = APIRouter(prefix="/ngsi-ld/v1/subscriptions", tags=["NGSI-LD subscriptions"])
+
+SUBSCRIPTION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "notification"],
+    "properties": {
+        "id": {"type": "string"},
+        "type": {"const": "Subscription"},
+        "entities": {"type": "array", "items": {"type": "object"}},
+        "watchedAttributes": {"type": "array", "items": {"type": "string"}},
+        "q": {"type": "string"},
+        "geoQ": {"type": "object"},
+        "timeInterval": {"type": "number"},
+        "throttling": {"type": "number"},
+        "expiresAt": {"type": "string", "format": "date-time"},
+        "isActive": {"type": "boolean"},
+        "notification": {"type": "object"},
+    },
+    "example": {
+        "type": "Subscription",
+        "entities": [{"type": "Streetlight"}],
+        "watchedAttributes": ["powerState"],
+        "notification": {
+            "attributes": ["powerState"],
+            "format": "keyValues",
+            "endpoint": {"uri": "http://127.0.0.1:9000/notify", "accept": "application/json"},
+        },
+    },
+}
+
+
+def shaper(city: City) -> Any:
+    """How the notifier renders entities for a subscription: only those its owner may
+    see, masked as the owner would see them, in the subscription's format and attributes."""
+
+    def shape(sub: Compiled, entities: list[Entity]) -> list[dict[str, Any]]:
+        owner = owner_of(sub.doc)
+        see = access(city, owner, "viewer")
+        mask = masker(city, owner)
+        key_values = sub.doc["notification"].get("format", "normalized") != "normalized"
+        picked = set(sub.attributes) if sub.attributes is not None else None
+        return [
+            mask(e).to_ngsi(key_values, False, picked)
+            for e in entities
+            if see.covers(e.type, *scope_of_entity(e))
+        ]
+
+    return shape
+
+
+def start_notifier(app: FastAPI, city: City) -> Notifier:
+    """The app's notifier (started by the caller), for these routes to tell of changes."""
+    settings = city.settings
+    notifier = Notifier(
+        city.broker.store,
+        city.broker.bus,
+        shaper(city),
+        retry_min_s=settings.notify_retry_min_s,
+        retry_max_s=settings.notify_retry_max_s,
+    )
+    app.state.notifier = notifier
+    return notifier
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body), status, {"Link": LINK, **(headers or {})}, media_type="application/json"
+    )
+
+
+async def _stored(city: City, sub_id: str) -> dict[str, Any]:
+    check_entity_id(sub_id, "subscriptionId")
+    doc = await city.broker.store.get_subscription(sub_id)
+    if doc is None:
+        raise ResourceNotFound(f"subscription {sub_id} does not exist", "subscriptionId")
+    return doc
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a subscription",
+    response_class=Response,
+    responses=created("A subscription with this id exists already"),
+    openapi_extra=json_body(SUBSCRIPTION_SCHEMA),
+)
+async def create_subscription(request: Request, city: CityDep, who: Operator) -> Response:
+    """Create a subscription; its notifications start at once."""
+    body = await read_json(request, city.settings.max_body_bytes)
+    doc = new_subscription(body, who, time.time())
+    if not await city.broker.store.put_subscription(doc["id"], doc, create=True):
+        raise AlreadyExists(f"subscription {doc['id']} exists already", "id")
+    request.app.state.notifier.put(doc)
+    return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/subscriptions/{doc['id']}"})
+
+
+@router.get(
+    "",
+    summary="List subscriptions",
+    responses=answer(200, "A page of subscriptions", array_of(SUBSCRIPTION_SCHEMA)),
+)
+async def list_subscriptions(
+    city: CityDep,
+    _: Viewer,
+    limit: Annotated[int, Query(ge=0, le=1000)] = 20,
+    offset: Offset = 0,
+    count: bool = False,
+) -> Response:
+    """The subscriptions, by id, with their status."""
+    docs = await city.broker.store.list_subscriptions()
+    now = time.time()
+    page = [shown(d, now) for d in docs[offset : offset + limit]]
+    headers = {"NGSILD-Results-Count": str(len(docs))} if count else None
+    return _json(page, headers=headers)
+
+
+@router.get(
+    "/{subscription_id}",
+    summary="Read a subscription",
+    responses=answer(200, "The subscription with its status", SUBSCRIPTION_SCHEMA),
+)
+async def get_subscription(subscription_id: str, city: CityDep, _: Viewer) -> Response:
+    """One subscription: what it selects, its status and notification figures."""
+    return _json(shown(await _stored(city, subscription_id), time.time()))
+
+
+@router.patch(
+    "/{subscription_id}",
+    status_code=204,
+    summary="Update a subscription",
+    openapi_extra=json_body({"type": "object", "description": "members to replace"}),
+)
+async def update_subscription(
+    request: Request, subscription_id: str, city: CityDep, _: Operator
+) -> Response:
+    """Replace members of a subscription (``notification`` member by member)."""
+    fragment = await read_json(request, city.settings.max_body_bytes)
+    doc = merged(await _stored(city, subscription_id), fragment)
+    await city.broker.store.put_subscription(subscription_id, doc, create=False)
+    request.app.state.notifier.put(doc)
+    return Response(status_code=204)
+
+
+@router.delete("/{subscription_id}", status_code=204, summary="Delete a subscription")
+async def delete_subscription(
+    request: Request, subscription_id: str, city: CityDep, _: Operator
+) -> Response:
+    """Delete a subscription and the notifications still pending for it."""
+    check_entity_id(subscription_id, "subscriptionId")
+    if not await city.broker.store.delete_subscription(subscription_id):
+        raise ResourceNotFound(f"subscription {subscription_id} does not exist", "subscriptionId")
+    request.app.state.notifier.drop(subscription_id)
+    return Response(status_code=204)

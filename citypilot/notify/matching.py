@@ -1,0 +1,78 @@
+"""Whether an entity, as it is now, meets a subscription's ``q`` and ``geoQ``: the query
+language of ``store.query`` evaluated on the entity itself, with the stores' meaning
+(numbers and booleans compared as numbers, strings and date-times as text)."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+
+from citypilot.model.entity import Entity
+from citypilot.model.patterns import regexp
+from citypilot.store.base import GeoQuery
+from citypilot.store.common import geo_mask
+from citypilot.store.query import And, Or, QueryNode, Term, Value
+
+_COMPARE = {
+    "==": operator.eq,
+    "!=": operator.eq,  # negated in _term
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+
+
+def _comparable(value: Any, wanted: Value) -> tuple[Any, Any] | None:
+    if isinstance(wanted, bool | float):
+        if isinstance(value, bool | int | float):
+            return float(value), float(wanted)
+        return None
+    return (value, wanted) if isinstance(value, str) else None
+
+
+def _holds(op: str, value: Any, wanted: Value) -> bool:
+    pair = _comparable(value, wanted)
+    return pair is not None and _COMPARE[op](*pair)
+
+
+def _term(term: Term, entity: Entity) -> bool:
+    attr = entity.attrs.get(term.attr)
+    if attr is None:
+        return False
+    if term.op is None:
+        return True
+    value = attr.value
+    if term.op in ("~=", "!~="):
+        found = isinstance(value, str) and regexp(str(term.values[0]), value)
+        return found if term.op == "~=" else not found
+    if term.is_range:
+        matched = _holds(">=", value, term.values[0]) and _holds("<=", value, term.values[1])
+    else:
+        matched = any(_holds(term.op, value, v) for v in term.values)
+    return not matched if term.op == "!=" else matched
+
+
+def meets_q(node: QueryNode, entity: Entity) -> bool:
+    """Whether the entity meets the query."""
+    if isinstance(node, Term):
+        return _term(node, entity)
+    if isinstance(node, And):
+        return all(meets_q(i, entity) for i in node.items)
+    if isinstance(node, Or):
+        return any(meets_q(i, entity) for i in node.items)
+    raise TypeError(node)
+
+
+def meets_geo(geo: GeoQuery, entity: Entity) -> bool:
+    """Whether the entity's location meets the geo-query."""
+    location = entity.attrs.get("location")
+    if location is None or not isinstance(location.value, dict):
+        return False
+    shape = location.value
+    point = shape.get("type") == "Point"
+    lon, lat = shape["coordinates"][:2] if point else (0.0, 0.0)
+    mask = geo_mask(geo, np.array([lon]), np.array([lat]), np.array([point]), lambda _i: shape)
+    return bool(mask[0])

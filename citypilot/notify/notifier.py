@@ -1,0 +1,304 @@
+"""Notifications of NGSI-LD subscriptions, delivered at least once.
+
+Each change event from the bus is matched against the subscriptions; every subscription
+it concerns gets one notification holding all the entities of the event that meet its
+``q`` and ``geoQ`` (so a batch of changes is one POST, not one per entity). Notifications
+go to an outbox in the store before any delivery is tried; the delivery loop sends
+what is due over pooled keep-alive connections (HTTP POST) or MQTT (QoS 1), removes
+what an endpoint accepted (2xx, PUBACK) and puts the rest off with exponential
+back-off. The outbox is the store's, so what was pending when the process died is
+sent after it starts again.
+
+A change committed just before a crash, whose event had not reached the notifier, is
+not notified: the bus (NATS JetStream in production) is where that gap closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiomqtt
+import httpx
+import orjson
+
+from citypilot.bus.base import EventBus
+from citypilot.model.entity import CORE_CONTEXT, Entity
+from citypilot.model.timeutil import format_instant
+from citypilot.notify.matching import meets_geo, meets_q
+from citypilot.notify.subscription import Compiled, notification_body, status_of
+from citypilot.store.base import EntityQuery, PendingNotification, Store
+
+log = logging.getLogger(__name__)
+CHANGED = "entities.changed"
+LINK = f'<{CORE_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+#: Renders the entities a subscription is notified of (visibility, masking, format).
+Shaper = Callable[[Compiled, list[Entity]], list[dict[str, Any]]]
+
+
+class _MqttLinks:
+    """One connected MQTT client per broker, reconnected after a failure."""
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[str, int], aiomqtt.Client] = {}
+        self._lock = asyncio.Lock()
+
+    async def publish(self, host: str, port: int, topic: str, payload: bytes) -> None:
+        """Publish with QoS 1 (returns once the broker acknowledged)."""
+        key = (host, port)
+        async with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = aiomqtt.Client(host, port, timeout=5)
+                await client.__aenter__()
+                self._clients[key] = client
+        try:
+            await client.publish(topic, payload, qos=1, timeout=5)
+        except Exception:
+            self._clients.pop(key, None)
+            with contextlib.suppress(Exception):
+                await client.__aexit__(None, None, None)
+            raise
+
+    async def close(self) -> None:
+        """Disconnect from every broker."""
+        for client in self._clients.values():
+            with contextlib.suppress(Exception):
+                await client.__aexit__(None, None, None)
+        self._clients.clear()
+
+
+class Notifier:
+    """Matches changes to subscriptions, keeps notifications in the outbox, delivers them."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        shape: Shaper,
+        *,
+        retry_min_s: float = 1.0,
+        retry_max_s: float = 300.0,
+        batch: int = 1000,
+        connections: int = 64,
+        poll_s: float = 0.5,
+    ) -> None:
+        self.store, self.bus, self.shape = store, bus, shape
+        self.retry_min_s, self.retry_max_s = retry_min_s, retry_max_s
+        self.batch, self.poll_s = batch, poll_s
+        self.subs: dict[str, Compiled] = {}
+        self._last_notified: dict[str, float] = {}
+        self._next_interval: dict[str, float] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._unlisten: Callable[[], None] | None = None
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        self._http = httpx.AsyncClient(limits=limits, timeout=10.0)
+        self._mqtt = _MqttLinks()
+
+    # -- life ------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the subscriptions, listen to changes, start delivering."""
+        for doc in await self.store.list_subscriptions():
+            self.subs[doc["id"]] = Compiled.of(doc)
+        self._unlisten = self.bus.listen(CHANGED, self._on_changed, group="notifier")
+        self._tasks = [
+            asyncio.create_task(self._deliver_forever()),
+            asyncio.create_task(self._intervals_forever()),
+        ]
+
+    async def stop(self) -> None:
+        """Stop listening and delivering (what is pending stays in the outbox)."""
+        if self._unlisten is not None:
+            self._unlisten()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._http.aclose()
+        await self._mqtt.close()
+
+    def put(self, doc: dict[str, Any]) -> None:
+        """A subscription was created or changed."""
+        self.subs[doc["id"]] = Compiled.of(doc)
+        self._next_interval.pop(doc["id"], None)
+
+    def drop(self, sub_id: str) -> None:
+        """A subscription was deleted."""
+        self.subs.pop(sub_id, None)
+
+    # -- matching --------------------------------------------------------------
+    async def _entities(self, ids: Sequence[str]) -> dict[str, Entity]:
+        found: dict[str, Entity] = {}
+        for start in range(0, len(ids), 1000):
+            chunk = tuple(ids[start : start + 1000])
+            entities, _ = await self.store.query_entities(EntityQuery(ids=chunk, limit=len(chunk)))
+            found.update((e.id, e) for e in entities)
+        return found
+
+    def _throttled(self, sub: Compiled, now: float) -> bool:
+        throttling = sub.doc.get("throttling")
+        last = self._last_notified.get(sub.doc["id"])
+        return throttling is not None and last is not None and now - last < throttling
+
+    def _notification(self, sub: Compiled, entities: list[Entity], now: float) -> str | None:
+        chosen = [
+            e
+            for e in entities
+            if (sub.q is None or meets_q(sub.q, e)) and (sub.geo is None or meets_geo(sub.geo, e))
+        ]
+        data = self.shape(sub, chosen) if chosen else []
+        if not data:
+            return None
+        self._last_notified[sub.doc["id"]] = now
+        ld = sub.doc["notification"]["endpoint"].get("accept") == "application/ld+json"
+        return notification_body(sub.doc["id"], data, now, ld)
+
+    async def _on_changed(self, _subject: str, payload: dict[str, Any]) -> None:
+        now = time.time()
+        live = [
+            s
+            for s in self.subs.values()
+            if "timeInterval" not in s.doc and status_of(s.doc, now) == "active"
+        ]
+        if not live:
+            return
+        wanted: dict[str, list[str]] = {}
+        for change in payload["changes"]:
+            for sub in live:
+                if sub.selects(change["id"], change["type"], change["attrs"]):
+                    wanted.setdefault(sub.doc["id"], []).append(change["id"])
+        if not wanted:
+            return
+        entities = await self._entities(sorted({i for ids in wanted.values() for i in ids}))
+        items = []
+        for sub_id, ids in wanted.items():
+            sub = self.subs[sub_id]
+            if self._throttled(sub, now):
+                continue
+            body = self._notification(sub, [entities[i] for i in ids if i in entities], now)
+            if body is not None:
+                items.append((sub_id, body))
+        if items:
+            await self.store.add_notifications(items, now)
+            self._wake.set()
+
+    async def _intervals_forever(self) -> None:
+        while True:
+            now = time.time()
+            for sub_id, sub in list(self.subs.items()):
+                interval = sub.doc.get("timeInterval")
+                if interval is None or status_of(sub.doc, now) != "active":
+                    continue
+                if now < self._next_interval.get(sub_id, 0.0):
+                    continue
+                self._next_interval[sub_id] = now + interval
+                try:
+                    await self._notify_current(sub, now)
+                except Exception:
+                    log.exception("periodic notification of %s failed", sub_id)
+            await asyncio.sleep(min(self.poll_s, 0.2))
+
+    async def _notify_current(self, sub: Compiled, now: float) -> None:
+        """A periodic subscription's notification: the entities it selects, as they are."""
+        entities: dict[str, Entity] = {}
+        for sel_type, sel_id, _pattern in sub.selectors:
+            pattern = next(
+                (s.get("idPattern") for s in sub.doc["entities"] if s["type"] == sel_type), None
+            )
+            query = EntityQuery(
+                types=(sel_type,),
+                ids=(sel_id,) if sel_id else None,
+                id_pattern=pattern if sel_id is None else None,
+                q=sub.q,
+                geo=sub.geo,
+                limit=1000,
+            )
+            found, _ = await self.store.query_entities(query)
+            entities.update((e.id, e) for e in found)
+        body = self._notification(sub, list(entities.values()), now)
+        if body is not None:
+            await self.store.add_notifications([(sub.doc["id"], body)], now)
+            self._wake.set()
+
+    # -- delivery ----------------------------------------------------------------
+    async def _send(self, note: PendingNotification) -> bool | None:
+        """Deliver one notification: True if the endpoint took it, None if its
+        subscription is gone, False otherwise."""
+        sub = self.subs.get(note.subscription_id)
+        if sub is None:
+            return None
+        endpoint = sub.doc["notification"]["endpoint"]
+        uri = endpoint["uri"]
+        try:
+            if uri.startswith("mqtt://"):
+                parts = urlsplit(uri)
+                message = {
+                    "metadata": {"Content-Type": "application/json", "Link": LINK},
+                    "body": orjson.loads(note.body),
+                }
+                await self._mqtt.publish(
+                    parts.hostname or "",
+                    parts.port or 1883,
+                    parts.path.lstrip("/"),
+                    orjson.dumps(message),
+                )
+                return True
+            ld = endpoint.get("accept") == "application/ld+json"
+            headers = {"Content-Type": "application/ld+json" if ld else "application/json"}
+            if not ld:
+                headers["Link"] = LINK
+            r = await self._http.post(uri, content=note.body, headers=headers)
+            return 200 <= r.status_code < 300
+        except Exception as exc:  # any failure is retried later; never stops the loop
+            log.debug("notification %s to %s failed: %s", note.id, uri, exc)
+            return False
+
+    def _record(self, sub_id: str, ok: bool, now: float) -> dict[str, Any] | None:
+        sub = self.subs.get(sub_id)
+        if sub is None:
+            return None
+        note = sub.doc["notification"]
+        note["timesSent"] = note.get("timesSent", 0) + 1
+        note["lastNotification"] = format_instant(now)
+        note["lastSuccess" if ok else "lastFailure"] = format_instant(now)
+        note["status"] = "ok" if ok else "failed"
+        return sub.doc
+
+    async def deliver_due(self) -> int:
+        """Send what is due now; return how many notifications were tried."""
+        due = await self.store.due_notifications(time.time(), self.batch)
+        if not due:
+            return 0
+        results = await asyncio.gather(*(self._send(n) for n in due))
+        now = time.time()
+        delivered, retry, touched = [], [], {}
+        for note, ok in zip(due, results, strict=True):
+            if ok is None or ok:
+                delivered.append(note.id)
+            else:
+                delay = min(self.retry_max_s, self.retry_min_s * 2 ** min(note.attempts, 30))
+                retry.append((note.id, now + delay))
+            if ok is not None:
+                doc = self._record(note.subscription_id, bool(ok), now)
+                if doc is not None:
+                    touched[doc["id"]] = doc
+        await self.store.settle_notifications(delivered, retry, list(touched.values()))
+        return len(due)
+
+    async def _deliver_forever(self) -> None:
+        while True:
+            try:
+                if await self.deliver_due() >= self.batch:
+                    continue  # more are waiting
+            except Exception:
+                log.exception("notification delivery failed; trying again")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)

@@ -1,0 +1,312 @@
+"""NGSI-LD subscriptions (ETSI GS CIM 009 v1.8, clause 5.2.12): checked, completed and
+shown; what they select is compiled once (see ``Compiled``) for the notifier.
+
+A stored subscription is its NGSI-LD document plus ``_owner`` (who created it, with
+their role and grants: notifications only carry what the owner may see) and the
+notification status members the notifier keeps up to date.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from citypilot.model.errors import BadRequestData
+from citypilot.model.ids import check_entity_id
+from citypilot.model.patterns import check_pattern, compiled
+from citypilot.model.timeutil import format_instant, parse_instant
+from citypilot.security.scopes import grant_from_json
+from citypilot.security.tokens import Principal
+from citypilot.store.base import GeoQuery
+from citypilot.store.query import QueryNode, parse_q
+
+FORMATS = ("normalized", "keyValues", "concise")
+_MEMBERS = {
+    "id",
+    "type",
+    "@context",
+    "subscriptionName",
+    "description",
+    "entities",
+    "watchedAttributes",
+    "timeInterval",
+    "q",
+    "geoQ",
+    "notification",
+    "expiresAt",
+    "isActive",
+    "throttling",
+}
+_NOTIFICATION = {"attributes", "format", "endpoint"}
+_STATUS = ("timesSent", "lastNotification", "lastSuccess", "lastFailure", "status")
+_ENDPOINT = {"uri", "accept"}
+_SELECTOR = {"id", "idPattern", "type"}
+_GEOQ = {"geometry", "coordinates", "georel", "geoproperty"}
+OWNER = "_owner"
+
+
+def _strings(value: Any, field: str) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise BadRequestData(f"{field} must be a non-empty array of names", field)
+    return value
+
+
+def _seconds(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1e9:
+        raise BadRequestData(f"{field} must be a number of seconds above 0", field)
+    return float(value)
+
+
+def _unknown(doc: dict[str, Any], allowed: set[str], where: str) -> None:
+    extra = sorted(set(doc) - allowed)
+    if extra:
+        raise BadRequestData(f"{where}: unknown member {extra[0][:60]!r}", f"{where}.{extra[0]}")
+
+
+def _selectors(value: Any) -> None:
+    if not isinstance(value, list) or not value:
+        raise BadRequestData("entities must be a non-empty array", "entities")
+    for i, item in enumerate(value):
+        where = f"entities[{i}]"
+        if not isinstance(item, dict):
+            raise BadRequestData(f"{where} must be an object", where)
+        _unknown(item, _SELECTOR, where)
+        if not isinstance(item.get("type"), str) or not item["type"]:
+            raise BadRequestData(f"{where}.type is required", f"{where}.type")
+        if "id" in item and "idPattern" in item:
+            raise BadRequestData(f"{where}: give id or idPattern, not both", f"{where}.id")
+        if "id" in item:
+            check_entity_id(item["id"], f"{where}.id")
+        if "idPattern" in item:
+            if not isinstance(item["idPattern"], str):
+                raise BadRequestData(f"{where}.idPattern must be a string", f"{where}.idPattern")
+            check_pattern(item["idPattern"], f"{where}.idPattern")
+
+
+def parse_geoq(value: Any) -> GeoQuery:
+    """A subscription's ``geoQ`` as a geo-query; BadRequestData naming its member."""
+    from citypilot.api.selection import parse_geo
+
+    if not isinstance(value, dict):
+        raise BadRequestData("geoQ must be an object", "geoQ")
+    _unknown(value, _GEOQ, "geoQ")
+    coords = value.get("coordinates")
+    text = coords if isinstance(coords, str) else orjson.dumps(coords).decode()
+    try:
+        geo = parse_geo(value.get("georel"), value.get("geometry"), text, value.get("geoproperty"))
+    except BadRequestData as e:
+        raise BadRequestData(e.detail, f"geoQ.{e.field}") from None
+    if geo is None:
+        raise BadRequestData("geoQ needs georel, geometry and coordinates", "geoQ")
+    return geo
+
+
+def _endpoint(value: Any) -> None:
+    where = "notification.endpoint"
+    if not isinstance(value, dict):
+        raise BadRequestData(f"{where} is required", where)
+    _unknown(value, _ENDPOINT, where)
+    uri = value.get("uri")
+    if not isinstance(uri, str):
+        raise BadRequestData(f"{where}.uri is required", f"{where}.uri")
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https", "mqtt") or not parts.hostname:
+        raise BadRequestData(
+            f"{where}.uri must be an http://, https:// or mqtt://host:port/topic URI",
+            f"{where}.uri",
+        )
+    if parts.scheme == "mqtt" and not parts.path.strip("/"):
+        raise BadRequestData(f"{where}.uri: an MQTT endpoint needs a topic", f"{where}.uri")
+    try:
+        parts.port  # noqa: B018 - a bad port raises here
+    except ValueError:
+        raise BadRequestData(f"{where}.uri has a bad port", f"{where}.uri") from None
+    if value.get("accept", "application/json") not in ("application/json", "application/ld+json"):
+        raise BadRequestData(
+            f"{where}.accept must be application/json or application/ld+json", f"{where}.accept"
+        )
+
+
+def _notification(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise BadRequestData("notification is required", "notification")
+    _unknown(value, _NOTIFICATION | set(_STATUS), "notification")
+    read_only = sorted(set(value) & set(_STATUS))
+    if read_only:
+        raise BadRequestData(
+            f"notification.{read_only[0]} is kept by the broker", f"notification.{read_only[0]}"
+        )
+    if "attributes" in value:
+        _strings(value["attributes"], "notification.attributes")
+    if value.get("format", "normalized") not in FORMATS:
+        raise BadRequestData(
+            f"notification.format must be one of {', '.join(FORMATS)}", "notification.format"
+        )
+    _endpoint(value.get("endpoint"))
+
+
+def check_subscription(doc: Any) -> dict[str, Any]:
+    """A whole subscription document checked (the id included); BadRequestData naming
+    the member at fault."""
+    if not isinstance(doc, dict):
+        raise BadRequestData("a subscription must be a JSON object", "body")
+    _unknown(doc, _MEMBERS, "subscription")
+    if doc.get("type") != "Subscription":
+        raise BadRequestData("type must be Subscription", "type")
+    check_entity_id(doc.get("id"), "id")
+    if "entities" in doc:
+        _selectors(doc["entities"])
+    if "watchedAttributes" in doc:
+        _strings(doc["watchedAttributes"], "watchedAttributes")
+    if "entities" not in doc and "watchedAttributes" not in doc:
+        raise BadRequestData("a subscription needs entities or watchedAttributes", "entities")
+    if "timeInterval" in doc:
+        _seconds(doc["timeInterval"], "timeInterval")
+        for other in ("watchedAttributes", "throttling"):
+            if other in doc:
+                raise BadRequestData(f"timeInterval and {other} exclude each other", other)
+        if "entities" not in doc:
+            raise BadRequestData("timeInterval needs entities", "entities")
+    if "throttling" in doc:
+        _seconds(doc["throttling"], "throttling")
+    if "q" in doc:
+        if not isinstance(doc["q"], str):
+            raise BadRequestData("q must be a string", "q")
+        parse_q(doc["q"])
+    if "geoQ" in doc:
+        parse_geoq(doc["geoQ"])
+    for name in ("subscriptionName", "description"):
+        if name in doc and not isinstance(doc[name], str):
+            raise BadRequestData(f"{name} must be a string", name)
+    if "isActive" in doc and not isinstance(doc["isActive"], bool):
+        raise BadRequestData("isActive must be true or false", "isActive")
+    if "expiresAt" in doc:
+        parse_instant(doc["expiresAt"], "expiresAt")
+    _notification(doc.get("notification"))
+    return doc
+
+
+def new_subscription(doc: Any, owner: Principal, now: float) -> dict[str, Any]:
+    """A subscription to create: checked, its id given if absent, its owner kept."""
+    if isinstance(doc, dict) and "id" not in doc:
+        doc = {"id": f"urn:ngsi-ld:Subscription:{uuid.uuid4()}", **doc}
+    checked = check_subscription(doc)
+    checked.pop("@context", None)
+    checked[OWNER] = {
+        "name": owner.name,
+        "role": owner.role,
+        "grants": [g.to_json() for g in owner.grants],
+        "createdAt": now,
+    }
+    checked["notification"] = {**checked["notification"], "timesSent": 0}
+    return checked
+
+
+def merged(stored: dict[str, Any], fragment: Any) -> dict[str, Any]:
+    """A subscription with a PATCH fragment applied (members replaced, ``notification``
+    merged member by member), checked whole; id and type cannot change."""
+    if not isinstance(fragment, dict) or not fragment:
+        raise BadRequestData("the update must be a non-empty JSON object", "body")
+    for fixed in ("id", "type"):
+        if fixed in fragment and fragment[fixed] != stored[fixed]:
+            raise BadRequestData(f"a subscription's {fixed} cannot change", fixed)
+    public = {k: v for k, v in stored.items() if k != OWNER}
+    status = {k: v for k, v in stored["notification"].items() if k in _STATUS}
+    notification = {k: v for k, v in stored["notification"].items() if k not in _STATUS}
+    update = {k: v for k, v in fragment.items() if k != "@context"}
+    if isinstance(update.get("notification"), dict):
+        update["notification"] = {**notification, **update["notification"]}
+    checked = check_subscription({**public, "notification": notification, **update})
+    checked["notification"] = {**checked["notification"], **status}
+    checked[OWNER] = stored[OWNER]
+    return checked
+
+
+def status_of(doc: dict[str, Any], now: float) -> str:
+    """``active``, ``paused`` (isActive false) or ``expired``."""
+    if "expiresAt" in doc and parse_instant(doc["expiresAt"], "expiresAt") <= now:
+        return "expired"
+    return "active" if doc.get("isActive", True) else "paused"
+
+
+def shown(doc: dict[str, Any], now: float) -> dict[str, Any]:
+    """The subscription as the API shows it: without its owner, with its status."""
+    out = {k: v for k, v in doc.items() if k != OWNER}
+    out["isActive"] = doc.get("isActive", True)
+    out["status"] = status_of(doc, now)
+    return out
+
+
+def owner_of(doc: dict[str, Any]) -> Principal:
+    """Who created the subscription, with the grants they had."""
+    owner = doc[OWNER]
+    grants = tuple(grant_from_json(g, "grants") for g in owner["grants"])
+    return Principal(owner["name"], owner["role"], grants)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """What a subscription selects, parsed once."""
+
+    doc: dict[str, Any]
+    selectors: tuple[tuple[str, str | None, Any], ...]  # (type, id, compiled idPattern)
+    watched: frozenset[str] | None
+    q: QueryNode | None
+    geo: GeoQuery | None
+    attributes: frozenset[str] | None
+    expires: float | None
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> Compiled:
+        """Compile a stored (checked) subscription."""
+        selectors = tuple(
+            (s["type"], s.get("id"), compiled(s["idPattern"]) if "idPattern" in s else None)
+            for s in doc.get("entities", ())
+        )
+        note = doc["notification"]
+        return cls(
+            doc,
+            selectors,
+            frozenset(doc["watchedAttributes"]) if "watchedAttributes" in doc else None,
+            parse_q(doc["q"]) if "q" in doc else None,
+            parse_geoq(doc["geoQ"]) if "geoQ" in doc else None,
+            frozenset(note["attributes"]) if "attributes" in note else None,
+            parse_instant(doc["expiresAt"], "expiresAt") if "expiresAt" in doc else None,
+        )
+
+    def selects(self, entity_id: str, type_name: str, changed: Any) -> bool:
+        """Whether a change of these attributes of this entity concerns the subscription
+        (before its q and geoQ are checked on the entity)."""
+        if self.watched is not None and self.watched.isdisjoint(changed):
+            return False
+        if not self.selectors:
+            return True
+        for sel_type, sel_id, pattern in self.selectors:
+            if sel_type != type_name:
+                continue
+            if sel_id is not None and sel_id != entity_id:
+                continue
+            if pattern is not None and pattern.search(entity_id) is None:
+                continue
+            return True
+        return False
+
+
+def notification_body(sub_id: str, data: list[dict[str, Any]], now: float, ld: bool) -> str:
+    """The Notification (clause 5.3.1) of ``data``, as JSON text."""
+    body: dict[str, Any] = {
+        "id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}",
+        "type": "Notification",
+        "subscriptionId": sub_id,
+        "notifiedAt": format_instant(now),
+        "data": data,
+    }
+    if ld:
+        from citypilot.model.entity import CORE_CONTEXT
+
+        body["@context"] = CORE_CONTEXT
+    return orjson.dumps(body).decode()
