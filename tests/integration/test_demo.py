@@ -134,6 +134,31 @@ def test_demo_serves_a_live_city_with_its_recent_past_and_resumes_it(tmp_path):
             f"/ngsi-ld/v1/entities/{lamp}", params={"options": "keyValues"}, timeout=60
         ).json()
         assert entity["illuminanceLevel"] == 0 and entity["powerConsumption"] < 1.0
+        # The health-emergency mode is confirmed by the simulated readers, buses and
+        # signals, and leaving it restores them.
+        r = client.post(
+            "/api/v1/modes/health-emergency/enter", json={"reason": "demo test"}, timeout=60
+        )
+        assert r.status_code == 201, r.text
+        assert {s["id"]: s["targets"] for s in r.json()["steps"]}["badges-off"] > 0
+
+        def settled(part: str) -> dict:
+            mode = client.get("/api/v1/modes/health-emergency", timeout=60).json()["activation"]
+            progress = mode["progress"] if part == "enter" else mode["restore"]["progress"]
+            return mode if progress["underWay"] == 0 else {}
+
+        on = wait_for(lambda: settled("enter"), what="the mode's commands confirmed")
+        doors = [d for d in on["devices"] if d["step"] == "badges-off"]
+        assert all(d["state"] == "confirmed" for d in doors), doors[:3]
+        assert client.get("/api/v1/modes", timeout=60).json()["level"] == 4
+        r = client.post(
+            "/api/v1/modes/health-emergency/leave", json={"reason": "demo test"}, timeout=60
+        )
+        assert r.status_code == 200, r.text
+        left = wait_for(lambda: settled("leave"), what="the readers restored")
+        assert left["restore"]["outcomes"].get("restored", 0) >= len(doors)
+        door = client.get(f"/ngsi-ld/v1/entities/{doors[0]['entity']}", timeout=60).json()
+        assert door["badgesEnabled"]["value"] is True
     finally:
         out = stop(proc)
     assert "Resuming the demo city" in out
