@@ -37,7 +37,7 @@ from citypilot.ops.incidents import (
     point_of,
     value,
 )
-from citypilot.ops.priority import PriorityRun, SignalStop
+from citypilot.ops.priority import PriorityRun, SignalStop, route_progress
 from citypilot.ops.units import UNIT_STATUSES, assignments, dispatch_status, fleet, kind_of
 from citypilot.security.tokens import Principal
 
@@ -315,7 +315,8 @@ async def dispatch(incident_id: str, request: Request, city: CityDep, who: Opera
     updated, sent, stops = await ops_of(request).dispatcher.dispatch(
         incident.id, body.get("units"), who.name
     )
-    start_priority(request, city, incident.id, who.name, stops)
+    routes = {c.unit.id: list(c.route.nodes) for c in sent}
+    start_priority(request, city, incident.id, who.name, stops, routes)
     for driver in getattr(request.app.state, "unit_drivers", ()):  # the demo's simulator
         for c in sent:
             with contextlib.suppress(KeyError):  # a unit the simulator does not drive
@@ -363,11 +364,17 @@ async def list_units(
 
 
 def start_priority(
-    request: Request, city: Any, incident_id: str, by: str, stops: dict[str, list[SignalStop]]
+    request: Request,
+    city: Any,
+    incident_id: str,
+    by: str,
+    stops: dict[str, list[SignalStop]],
+    routes: dict[str, list[int]],
 ) -> None:
     """Request signal priority along each dispatched unit's route through the command
-    service, recording every command on the incident's timeline (a city without a
-    command service records the plan only)."""
+    service, and release each signal once the unit's reported position has passed it,
+    recording every command on the incident's timeline (a city without a command
+    service records the plan only)."""
     commands = getattr(city, "commands", None)
     book = ops_of(request).incidents
     if commands is None:
@@ -384,9 +391,23 @@ def start_priority(
         refs = {"commands": [command_id]} if command_id else {}
         await book.record(incident_id, "signal priority", action, detail, refs=refs)
 
+    def locate(unit_id: str) -> Any:
+        async def where() -> tuple[float, float] | None:
+            unit = await city.broker.store.get_entity(unit_id)
+            return point_of(unit) if unit is not None else None
+
+        return where
+
+    routing = ops_of(request).dispatcher.routing
+    if routing is None:  # dispatch needs the road graph: never here
+        return
+    network = routing.network
     for unit_id, unit_stops in stops.items():
         if unit_stops:
-            run = PriorityRun(unit_id, unit_stops, submit, record, city.settings.priority_lead_s)
+            follow = route_progress(network, routes[unit_id], locate(unit_id))
+            run = PriorityRun(
+                unit_id, unit_stops, submit, record, city.settings.priority_lead_s, progress=follow
+            )
             task = asyncio.get_running_loop().create_task(run.run())
             runs.add(task)
             task.add_done_callback(runs.discard)

@@ -41,6 +41,7 @@ class ActiveClosure:
     starts_at: float = 0.0
     name: str = ""  # the closed streets
     reason: str = ""
+    incident: str | None = None  # the incident it cordons off, if any
 
 
 def _active(e: Entity) -> ActiveClosure:
@@ -51,6 +52,7 @@ def _active(e: Entity) -> ActiveClosure:
         parse_instant(value(e, "startsAt"), "startsAt"),
         value(e, "name", ""),
         value(e, "reason", ""),
+        value(e, "refIncident"),
     )
 
 
@@ -97,6 +99,16 @@ class ClosureBook:
             now = time.time() if now is None else now
             for c in [c for c in self._active.values() if c.ends_at <= now]:
                 await self._mark_ended(c.id, "ended at its end time")
+
+    def cordon_of(self, incident_id: str) -> frozenset[int]:
+        """The segments closed only for this incident: its own responders drive through
+        them (a cordon stops the traffic, not the fire engine); a segment another closure
+        also closes stays closed to them too."""
+        own: set[int] = set()
+        others: set[int] = set()
+        for c in self._active.values():
+            (own if c.incident == incident_id else others).update(c.edges)
+        return frozenset(own - others)
 
     def edges_near(self, lon: float, lat: float, radius_m: float) -> list[int]:
         """The street segments passing within ``radius_m`` of a point."""

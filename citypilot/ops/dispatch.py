@@ -120,17 +120,22 @@ class Dispatcher:
         if kinds is None:
             kinds = SUITABLE.get(str(value(incident, "incidentType")), None)
         units = await self._available(kinds)
-        return self.rank(routing, incident, units, count)
+        return self.rank(routing, incident, units, count, self.closures.cordon_of(incident.id))
 
     @staticmethod
     def rank(
-        routing: Routing, incident: Entity, units: list[Entity], count: int
+        routing: Routing,
+        incident: Entity,
+        units: list[Entity],
+        count: int,
+        passing: frozenset[int] = frozenset(),
     ) -> list[Candidate]:
-        """Rank ``units`` by travel time to the incident; NoRoute if none can reach it."""
+        """Rank ``units`` by travel time to the incident; NoRoute if none can reach it.
+        The closed segments in ``passing`` (the incident's own cordon) may be driven."""
         lon, lat = point_of(incident) or (0.0, 0.0)
         net = routing.network
         target, _ = net.nearest_node(lon, lat)
-        times = routing.times_to(target)
+        times = routing.times_to(target, passing)
         ix, iy = to_metric(lon, lat)
         placed = []
         for unit in units:
@@ -146,7 +151,7 @@ class Dispatcher:
                 "id",
             )
         chosen = reachable[:count]
-        routes = routing.routes_to(target, [p[1] for p in chosen])
+        routes = routing.routes_to(target, [p[1] for p in chosen], passing)
         return [
             Candidate(unit, kind_of(unit), seconds, route, crow)
             for (seconds, _, unit, crow), route in zip(chosen, routes, strict=True)
@@ -187,7 +192,8 @@ class Dispatcher:
             if point_of(unit) is None:
                 raise UnitNotAvailable(f"{where}: unit {unit.id} has no known position", where)
             units.append(unit)
-        ranked = {c.unit.id: c for c in self.rank(routing, incident, units, len(units))}
+        cordon = self.closures.cordon_of(incident.id)
+        ranked = {c.unit.id: c for c in self.rank(routing, incident, units, len(units), cordon)}
         for k, unit in enumerate(units):
             if unit.id not in ranked:
                 raise NoRoute(

@@ -4,10 +4,11 @@ The signals on the route (TrafficSignal entities within ``SIGNAL_RADIUS_M`` of a
 route junction) are found in the order the unit reaches them, each with the
 unit's ETA there and the approach it comes from. Each receives a
 ``requestPriority`` command ``lead_s`` seconds before the unit arrives (at once
-when it is nearer than that) and a ``cancelPriority`` once the unit has passed
-(ETA plus a margin) — the timeout that also ends a request whose unit never
-came. Every command goes through the command service, so each is acknowledged
-and on the incident's timeline.
+when it is nearer than that) and a ``cancelPriority`` once the unit has passed it —
+seen from the unit's own reported position along its route — or, for a unit that
+never comes, ``PASS_TIMEOUT_S`` after its ETA (without a position to follow: its
+ETA plus a margin). Every command goes through the command service, so each is
+acknowledged and on the incident's timeline.
 
 The benefit is measured with a simple model: without priority an emergency
 vehicle meets each fixed-time signal at a random point of its cycle and waits,
@@ -33,6 +34,15 @@ from citypilot.twin.geo import to_metric
 SIGNAL_RADIUS_M = 30.0
 DEFAULT_LEAD_S = 30.0
 PASS_MARGIN_S = 10.0
+#: A followed unit that has not passed a signal this long after its ETA there: the
+#: request is cancelled anyway (timed out).
+PASS_TIMEOUT_S = 120.0
+#: How often a followed unit's position is read, and how far from its route it may be
+#: and still count as driving it.
+POLL_S = 1.0
+ON_ROUTE_M = 60.0
+#: How far beyond a junction a unit must be to have passed it.
+PASSED_M = 15.0
 DEFAULT_CYCLE_S = 90.0
 GREEN_SHARE = 0.45
 MAX_HOLD_S = 300.0
@@ -48,6 +58,7 @@ class SignalStop:
     eta_s: float  # seconds after the dispatch
     approach: str  # north, east, south or west: the side the unit comes from
     cycle_s: float = DEFAULT_CYCLE_S
+    step: int = 0  # the index of its junction in the route's nodes
 
     def to_json(self) -> dict[str, Any]:
         """The stop as the incident shows it."""
@@ -95,7 +106,13 @@ def signals_on_route(
         dy = float(ny[k] - ny[k - 1])
         out.append(
             SignalStop(
-                signal_id, order, int(nodes[k]), float(cumulative[k]), approach_from(dx, dy), cycle
+                signal_id,
+                order,
+                int(nodes[k]),
+                float(cumulative[k]),
+                approach_from(dx, dy),
+                cycle,
+                k,
             )
         )
     return out
@@ -123,11 +140,49 @@ def priority_benefit(route: Route, stops: Sequence[SignalStop]) -> dict[str, Any
 Submit = Callable[[str, str, dict[str, Any], str], Awaitable[str]]
 #: record(action, detail, command id) on the incident's timeline
 Record = Callable[[str, str, str], Awaitable[None]]
+#: progress() -> the index in the route's nodes of the junction the unit has reached
+#: (None while its position is unknown)
+Progress = Callable[[], Awaitable[int | None]]
+#: locate() -> the unit's latest reported (lon, lat), or None
+Locate = Callable[[], Awaitable[tuple[float, float] | None]]
+
+
+def route_progress(network: RoadNetwork, nodes: Sequence[int], locate: Locate) -> Progress:
+    """Follow a unit along its route from its reported positions: the index of the last
+    junction it has driven past by ``PASSED_M`` (the last one once it has arrived). Its
+    position is projected on the route; off the route, and backwards, it makes none."""
+    xs = network.x[np.asarray(nodes)]
+    ys = network.y[np.asarray(nodes)]
+    dx, dy = np.diff(xs), np.diff(ys)
+    lengths = np.hypot(dx, dy)
+    cumulative = np.concatenate([[0.0], np.cumsum(lengths)])
+    squared = np.maximum(lengths**2, 1e-9)
+    furthest = [0.0]  # metres along the route
+
+    async def progress() -> int | None:
+        where = await locate()
+        if where is None:
+            return None
+        if len(nodes) < 2:
+            return len(nodes) - 1
+        x, y = to_metric(*where)
+        t = np.clip(((x - xs[:-1]) * dx + (y - ys[:-1]) * dy) / squared, 0.0, 1.0)
+        d2 = (xs[:-1] + t * dx - x) ** 2 + (ys[:-1] + t * dy - y) ** 2
+        i = int(np.argmin(d2))
+        if float(d2[i]) <= ON_ROUTE_M**2:
+            furthest[0] = max(furthest[0], float(cumulative[i] + t[i] * lengths[i]))
+        if furthest[0] >= cumulative[-1] - 1.0:
+            return len(nodes) - 1
+        return int(np.searchsorted(cumulative, furthest[0] - PASSED_M, side="right")) - 1
+
+    return progress
 
 
 @dataclass
 class PriorityRun:
-    """The requests and cancels for one unit's drive, issued on a clock."""
+    """The requests and cancels for one unit's drive: requests on a clock (``lead_s``
+    before each ETA), cancels when ``progress`` says the unit has passed (or on a clock
+    without it)."""
 
     unit: str
     stops: list[SignalStop]
@@ -136,50 +191,77 @@ class PriorityRun:
     lead_s: float = DEFAULT_LEAD_S
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     clock: Callable[[], float] = time.monotonic
+    progress: Progress | None = None
+    poll_s: float = POLL_S
+
+    def _cancel_due(self, stop: SignalStop) -> float:
+        margin = PASS_TIMEOUT_S if self.progress is not None else PASS_MARGIN_S
+        return stop.eta_s + margin
 
     async def run(self) -> None:
-        """Issue every request ``lead_s`` before its ETA and every cancel after the pass."""
+        """Issue every request ahead of the unit and every cancel once it has passed."""
         start = self.clock()
-        events: list[tuple[float, int, str, SignalStop]] = []
-        for stop in self.stops:
-            events.append((max(0.0, stop.eta_s - self.lead_s), 0, "request", stop))
-            events.append((stop.eta_s + PASS_MARGIN_S, 1, "cancel", stop))
-        events.sort(key=lambda e: (e[0], e[1], e[3].order))
-        issued: dict[str, str] = {}
-        for at, _, action, stop in events:
-            wait = start + at - self.clock()
-            if wait > 0:
-                await self.sleep(wait)
-            try:
-                if action == "request":
-                    eta = max(0.0, stop.eta_s - (self.clock() - start))
-                    args = {
-                        "approach": stop.approach,
-                        "vehicle": self.unit,
-                        "class": "emergency",
-                        "eta_s": round(min(eta, 600.0), 1),
-                        "duration_s": round(min(MAX_HOLD_S, PASS_MARGIN_S * 2), 1),
-                    }
-                    command_id = await self.submit(
-                        stop.signal, "requestPriority", args, f"emergency vehicle {self.unit}"
-                    )
-                    issued[stop.signal] = command_id
-                    await self.record(
-                        "priority requested",
-                        f"{stop.signal} (#{stop.order + 1}) from the {stop.approach}, "
-                        f"ETA {eta:.0f} s",
-                        command_id,
-                    )
-                elif stop.signal in issued:
-                    command_id = await self.submit(
-                        stop.signal,
-                        "cancelPriority",
-                        {"request": issued[stop.signal]},
-                        f"{self.unit} has passed",
-                    )
-                    await self.record("priority cancelled", f"{stop.signal} passed", command_id)
-            except Exception as exc:  # a refused command is on the timeline, the run goes on
-                await self.record(f"priority {action} refused", f"{stop.signal}: {exc}", "")
+        to_request = sorted(self.stops, key=lambda s: (s.eta_s, s.order))
+        issued: dict[str, str] = {}  # signal → its request's command id
+        waiting: list[SignalStop] = []  # requested, not cancelled yet
+        while to_request or waiting:
+            reached = await self.progress() if self.progress is not None else None
+            now = self.clock() - start
+            while to_request and to_request[0].eta_s - self.lead_s <= now:
+                stop = to_request.pop(0)
+                if reached is not None and reached >= stop.step:
+                    await self.record("priority skipped", f"{stop.signal}: passed already", "")
+                elif await self._request(stop, now, issued):
+                    waiting.append(stop)
+            for stop in list(waiting):
+                passed = reached is not None and reached >= stop.step
+                if passed or now >= self._cancel_due(stop):
+                    waiting.remove(stop)
+                    why = "passed" if passed or self.progress is None else "timed out"
+                    await self._cancel(stop, issued[stop.signal], why)
+            nexts = [to_request[0].eta_s - self.lead_s] if to_request else []
+            nexts += [self._cancel_due(s) for s in waiting]
+            if self.progress is not None and waiting:
+                nexts.append(now + self.poll_s)
+            if nexts:
+                wait = min(nexts) - (self.clock() - start)
+                if wait > 0:
+                    await self.sleep(wait)
+
+    async def _request(self, stop: SignalStop, now: float, issued: dict[str, str]) -> bool:
+        eta = max(0.0, stop.eta_s - now)
+        args = {
+            "approach": stop.approach,
+            "vehicle": self.unit,
+            "class": "emergency",
+            "eta_s": round(min(eta, 600.0), 1),
+            "duration_s": round(min(MAX_HOLD_S, PASS_MARGIN_S * 2), 1),
+        }
+        try:
+            command_id = await self.submit(
+                stop.signal, "requestPriority", args, f"emergency vehicle {self.unit}"
+            )
+        except Exception as exc:  # a refused command is on the timeline, the run goes on
+            await self.record("priority request refused", f"{stop.signal}: {exc}", "")
+            return False
+        issued[stop.signal] = command_id
+        await self.record(
+            "priority requested",
+            f"{stop.signal} (#{stop.order + 1}) from the {stop.approach}, ETA {eta:.0f} s",
+            command_id,
+        )
+        return True
+
+    async def _cancel(self, stop: SignalStop, request_id: str, why: str) -> None:
+        reason = f"{self.unit} has passed" if why == "passed" else f"{self.unit} did not come"
+        try:
+            command_id = await self.submit(
+                stop.signal, "cancelPriority", {"request": request_id}, reason
+            )
+        except Exception as exc:
+            await self.record("priority cancel refused", f"{stop.signal}: {exc}", "")
+            return
+        await self.record("priority cancelled", f"{stop.signal} {why}", command_id)
 
 
 def signal_rows(entities: Sequence[Any]) -> list[tuple[str, float, float, float | None]]:

@@ -56,6 +56,7 @@ class Routing:
         self._closed: frozenset[int] = frozenset()
         self._slow: dict[int, float] = {}
         self._weights: list[float] = network.arc_seconds.tolist()
+        self._open_weights = network.arc_seconds  # congestion applied, closures not
 
     # -- state -------------------------------------------------------------------------
     @property
@@ -84,16 +85,27 @@ class Routing:
             for edge, f in self._slow.items():
                 factor[edge] = f
             w *= factor[self.network.arc_edge]
+        self._open_weights = w.copy()
         if self._closed:
             w[np.isin(self.network.arc_edge, list(self._closed))] = CLOSED_S
         self._weights = w.tolist()
 
+    def _weights_passing(self, passing: frozenset[int]) -> list[float]:
+        """The arc weights when the closed segments in ``passing`` may be driven."""
+        if not passing & self._closed:
+            return self._weights
+        w = self._open_weights.copy()
+        still = list(self._closed - passing)
+        if still:
+            w[np.isin(self.network.arc_edge, still)] = CLOSED_S
+        return w.tolist()
+
     # -- searches ----------------------------------------------------------------------
-    def times_to(self, target: int) -> np.ndarray:
-        """Seconds from every node to ``target`` (``inf`` where no open path leads there)."""
-        got = np.asarray(
-            self.graph.distances(target, weights=self._weights, mode="in")[0], dtype=float
-        )
+    def times_to(self, target: int, passing: frozenset[int] = frozenset()) -> np.ndarray:
+        """Seconds from every node to ``target`` (``inf`` where no open path leads there);
+        the closed segments in ``passing`` may be driven (an incident's own cordon)."""
+        weights = self._weights_passing(passing)
+        got = np.asarray(self.graph.distances(target, weights=weights, mode="in")[0], dtype=float)
         got[got >= UNREACHABLE_S] = math.inf
         return got
 
@@ -105,15 +117,19 @@ class Routing:
         got[got >= UNREACHABLE_S] = math.inf
         return got
 
-    def routes_to(self, target: int, sources: Sequence[int]) -> list[Route | None]:
-        """The fastest route from each source to ``target`` (None where there is none)."""
+    def routes_to(
+        self, target: int, sources: Sequence[int], passing: frozenset[int] = frozenset()
+    ) -> list[Route | None]:
+        """The fastest route from each source to ``target`` (None where there is none);
+        the closed segments in ``passing`` may be driven."""
         if not sources:
             return []
+        weights = self._weights_passing(passing)
         paths = self.graph.get_shortest_paths(
-            target, to=list(sources), weights=self._weights, mode="in", output="epath"
+            target, to=list(sources), weights=weights, mode="in", output="epath"
         )
         return [
-            self._route(src, target, list(reversed(arcs)))
+            self._route(src, target, list(reversed(arcs)), weights)
             for src, arcs in zip(sources, paths, strict=True)
         ]
 
@@ -121,7 +137,9 @@ class Routing:
         """The fastest route from ``source`` to ``target``, or None when there is none."""
         return self.routes_to(target, [source])[0]
 
-    def _route(self, source: int, target: int, arcs: list[int]) -> Route | None:
+    def _route(
+        self, source: int, target: int, arcs: list[int], weights: list[float]
+    ) -> Route | None:
         net = self.network
         if not arcs:
             if source != target:
@@ -129,7 +147,7 @@ class Routing:
             return Route(
                 (source,), (), 0.0, 0.0, ((float(net.lon[source]), float(net.lat[source])),)
             )
-        per_arc = tuple(float(self._weights[a]) for a in arcs)
+        per_arc = tuple(float(weights[a]) for a in arcs)
         seconds = sum(per_arc)
         if seconds >= UNREACHABLE_S:
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -231,9 +232,21 @@ def test_a_closure_changes_the_route_at_once_and_isolation_is_said(town: Server)
     with town.client(OPERATOR) as op:
         before = op.get(rec, params={"kind": "police"}).json()["units"][0]
         assert before["unit"] == FAR_SAME_BANK and before["distanceMetres"] == pytest.approx(600)
-        first = _close_at(op, 1.5, 3, f"/api/v1/incidents/{incident['id']}/closures")
-        assert first["status"] == "active" and first["incident"] == incident["id"]
-        assert first["geometry"]["type"] == "MultiLineString" and len(first["edges"]) == 1
+        cordon = _close_at(op, 1.5, 3, f"/api/v1/incidents/{incident['id']}/closures")
+        assert cordon["status"] == "active" and cordon["incident"] == incident["id"]
+        assert cordon["geometry"]["type"] == "MultiLineString" and len(cordon["edges"]) == 1
+        # the incident's own cordon stops the traffic, not its responders...
+        through = op.get(rec, params={"kind": "police"}).json()["units"][0]
+        assert through["distanceMetres"] == pytest.approx(600)
+        # ...but another incident's responders go round it
+        other = _open(town, 2, 3)
+        round_it = op.get(f"/api/v1/incidents/{other['id']}/recommendation").json()["units"]
+        closed = {tuple(world.lonlat(1, 3)), tuple(world.lonlat(2, 3))}
+        for u in round_it:
+            steps = [tuple(c) for c in u["route"]["coordinates"]]
+            assert all({a, b} != closed for a, b in itertools.pairwise(steps))
+        op.post(f"/api/v1/incidents/{other['id']}/status", json={"status": "resolved"})
+        first = _close_at(op, 1.5, 3)  # the same street closed for everyone
         second = _close_at(op, 1, 3.5)
         after = op.get(rec, params={"kind": "police"}).json()["units"][0]
         assert after["unit"] == FAR_SAME_BANK
@@ -242,7 +255,7 @@ def test_a_closure_changes_the_route_at_once_and_isolation_is_said(town: Server)
         listed = {c["id"] for c in op.get("/api/v1/closures").json()}
         assert {first["id"], second["id"]} <= listed
         timeline = op.get(f"/api/v1/incidents/{incident['id']}/timeline").json()
-        assert timeline[-1]["action"] == "closure" and first["id"] in timeline[-1]["refs"]
+        assert [e for e in timeline if e["action"] == "closure"][-1]["refs"] == [cordon["id"]]
         # the last street in closed too: no route, and the answer says why
         third = _close_at(op, 0.5, 3)
         r = op.get(rec)
@@ -251,19 +264,19 @@ def test_a_closure_changes_the_route_at_once_and_isolation_is_said(town: Server)
         r = op.post(f"/api/v1/incidents/{incident['id']}/dispatch", json={"units": [FAR_SAME_BANK]})
         assert r.status_code == 409 and "closures" in r.json()["detail"]
         assert op.get(f"/api/v1/incidents/{incident['id']}").json()["status"] == "reported"
-        for closure in (first, second, third):
+        for closure in (cordon, first, second, third):
             r = op.post(f"/api/v1/closures/{closure['id']}/end", json={"reason": "fire out"})
             assert r.status_code == 200, r.text
         again = op.get(rec, params={"kind": "police"}).json()["units"][0]
         assert again["distanceMetres"] == pytest.approx(600)
         listed = {c["id"] for c in op.get("/api/v1/closures").json()}
-        assert not listed & {first["id"], second["id"], third["id"]}
-        r = op.post(f"/api/v1/closures/{first['id']}/end", json={})
+        assert not listed & {cordon["id"], first["id"], second["id"], third["id"]}
+        r = op.post(f"/api/v1/closures/{cordon['id']}/end", json={})
         assert r.status_code == 400 and "ended already" in r.json()["detail"]
         timeline = op.get(f"/api/v1/incidents/{incident['id']}/timeline").json()
         assert timeline[-1]["action"] == "closure ended" and "fire out" in timeline[-1]["detail"]
         ended = op.get("/api/v1/closures", params={"all": "true"}).json()
-        assert {c["status"] for c in ended if c["id"] == first["id"]} == {"ended"}
+        assert {c["status"] for c in ended if c["id"] == cordon["id"]} == {"ended"}
 
 
 @pytest.mark.parametrize(

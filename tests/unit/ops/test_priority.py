@@ -8,10 +8,12 @@ import pytest
 
 from citypilot.ops.priority import (
     PASS_MARGIN_S,
+    PASS_TIMEOUT_S,
     PriorityRun,
     approach_from,
     expected_signal_delay_s,
     priority_benefit,
+    route_progress,
     signals_on_route,
 )
 from citypilot.ops.roadgraph import load_network
@@ -116,3 +118,60 @@ def test_requests_go_out_in_route_order_ahead_of_the_unit_and_are_cancelled_afte
 
 def _name(stop) -> str:
     return stop.signal.rsplit(":", 1)[1]
+
+
+def _drive(routing: Routing, seconds_per_block: float | None):
+    """A run along row 0 with signals at columns 1–4, and a unit that drives one block
+    per ``seconds_per_block`` (None: never moves), followed by its reported position."""
+    route = routing.route(world.node(0, 0), world.node(4, 0))  # 24 s per block by ETA
+    stops = signals_on_route(routing.network, route, [_signal(n, n, 0) for n in (1, 2, 3, 4)])
+    clock = [0.0]
+    sent: list[tuple[float, str, str]] = []
+    timeline: list[tuple[str, str]] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    async def submit(signal, command, args, reason):
+        sent.append((clock[0], command, signal.rsplit(":", 1)[1]))
+        return f"cmd-{len(sent)}"
+
+    async def record(action, detail, command_id):
+        timeline.append((action, detail))
+
+    async def locate():
+        blocks = 0.0 if seconds_per_block is None else min(4.0, clock[0] / seconds_per_block)
+        return world.lonlat(blocks, 0)
+
+    follow = route_progress(routing.network, route.nodes, locate)
+    run = PriorityRun(
+        "urn:ngsi-ld:PoliceUnit:PM-1",
+        stops,
+        submit,
+        record,
+        30.0,
+        fake_sleep,
+        lambda: clock[0],
+        progress=follow,
+    )
+    asyncio.run(run.run())
+    return stops, sent, timeline
+
+
+def test_a_signal_is_released_once_the_unit_has_really_passed_it(routing: Routing):
+    stops, sent, timeline = _drive(routing, 40.0)  # 40 s a block where its ETA says 24
+    cancels = [(at, name) for at, command, name in sent if command == "cancelPriority"]
+    assert [name for _, name in cancels] == ["1", "2", "3", "4"]
+    for (at, _), stop, block in zip(cancels, stops, (1, 2, 3, 4), strict=True):
+        assert at > stop.eta_s + PASS_MARGIN_S  # later than its ETA said...
+        assert block * 40.0 <= at <= block * 40.0 + 4.0  # ...when it really passed
+    assert all(detail.endswith("passed") for a, detail in timeline if a == "priority cancelled")
+
+
+def test_a_unit_that_never_comes_has_its_requests_timed_out(routing: Routing):
+    stops, sent, timeline = _drive(routing, None)
+    cancels = [(at, name) for at, command, name in sent if command == "cancelPriority"]
+    assert [name for _, name in cancels] == ["1", "2", "3", "4"]
+    for (at, _), stop in zip(cancels, stops, strict=True):
+        assert at == pytest.approx(stop.eta_s + PASS_TIMEOUT_S, abs=1.5)
+    assert all(detail.endswith("timed out") for a, detail in timeline if a == "priority cancelled")
