@@ -41,14 +41,19 @@ def problem_response(error: CityPilotError, headers: dict[str, str] | None = Non
 
 def allowed_methods(app: Starlette, path: str) -> tuple[set[str], bool]:
     """Every method the app's routes answer at ``path`` (HEAD wherever GET is), and
-    whether ``path`` is under one of the API's prefixes (``/api``, ``/ngsi-ld``)."""
+    whether ``path`` is under one of the API's prefixes (``/api``, ``/ngsi-ld``).
+
+    A templated route does not count at the literal paths it leaves to literal routes
+    (its ``shadowed_paths``, see ``api.rules.LiteralFirstRoute``)."""
     methods: set[str] = set()
     top = "/" + path.lstrip("/").split("/", 1)[0]
     under_api = False
     for route in iter_route_contexts(app.router.routes):
         if not route.methods:
             continue
-        if route.path_regex.match(path):
+        own = getattr(route.original_route, "shadowed_paths", ())
+        shadowed = "{" in route.path and path in own
+        if not shadowed and route.path_regex.match(path):
             methods |= route.methods
         under_api = under_api or (top != "/" and route.path.startswith(top + "/"))
     if "GET" in methods:

@@ -12,7 +12,7 @@ ends, so that an alarm raised on *fire* clears on *reset*:
 * ``held``: fires once the condition has held for ``for`` seconds, measured on the
   devices' ``observedAt`` (and, between reports, on the clock); resets when it ends.
 * ``zone``: fires when the entity's location enters (or leaves) the area.
-* ``silent``: fires when no report came for ``after`` seconds; resets on the next.
+* ``silent``: fires once no report came for ``after`` seconds; resets on the next.
 * ``cron``: fires at each time of its schedule (no entity).
 
 Evaluation is synchronous and quick (it runs on the bus's path); what the rule then
@@ -189,20 +189,30 @@ class Trigger:
                 return Firing(rule.id, entity_id, RESET, point, at, "location")
         return None
 
+    def next_due(self) -> float | None:
+        """The earliest instant the passing of time makes this rule fire (held, silent)."""
+        if self.kind not in ("held", "silent"):
+            return None
+        span = self.rule.trigger["for" if self.kind == "held" else "after"]
+        due = [
+            st.since + span for st in self.states.values() if st.since is not None and not st.active
+        ]
+        return min(due) if due else None
+
     def on_time(self, now: float) -> list[Firing]:
         """What the passing of time makes the rule do (held and silent triggers)."""
         rule, spec = self.rule, self.rule.trigger
         out = []
-        if self.kind == "held":
-            for entity_id, st in self.states.items():
-                if st.since is not None and not st.active and now - st.since >= spec["for"]:
-                    st.active = True
-                    out.append(Firing(rule.id, entity_id, FIRE, now - st.since, now))
-        elif self.kind == "silent":
-            for entity_id, st in self.states.items():
-                if st.since is not None and not st.active and now - st.since > spec["after"]:
-                    st.active = True
-                    out.append(Firing(rule.id, entity_id, FIRE, now - st.since, now))
+        if self.kind not in ("held", "silent"):
+            return out
+        span = spec["for"] if self.kind == "held" else spec["after"]
+        for entity_id, st in self.states.items():
+            if st.since is None or st.active:
+                continue
+            waited = now - st.since
+            if waited >= span:
+                st.active = True
+                out.append(Firing(rule.id, entity_id, FIRE, waited, now))
         return out
 
 

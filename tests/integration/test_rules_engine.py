@@ -205,9 +205,9 @@ async def test_a_silent_device_raises_and_its_next_report_clears(world: World):
         actions=[{"kind": "alarm", "severity": "medium", "message": "silent {value} s"}],
     )
     await world.report(RIVER, T0, waterLevel=1.0)
-    await world.advance(900)
+    await world.advance(899)
     assert await world.alarm("silent", RIVER) is None
-    await world.advance(60)
+    await world.advance(61)
     assert (await world.alarm("silent", RIVER)).message == "silent 960 s"
     await world.report(RIVER, T0 + 1000, waterLevel=1.0)
     assert (await world.alarm("silent", RIVER)).state == "cleared-unacknowledged"
