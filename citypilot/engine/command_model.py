@@ -16,7 +16,7 @@ it (:class:`citypilot.model.types.CommandSpec.confirms`) at the commanded value.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from citypilot.model.errors import BadRequestData
@@ -81,8 +81,17 @@ class Command:
         return None if self.sent_at is None else self.sent_at + self.timeout_s
 
     def to_doc(self) -> dict[str, Any]:
-        """Everything, for the store (read back by :meth:`from_doc`)."""
-        return asdict(self)
+        """Everything, for the store (read back by :meth:`from_doc`).
+
+        A copy one level deep: the dicts a command changes later (``last_reported``) are
+        replaced or updated at their top level only, and the rest is never changed in
+        place — cheaper than ``dataclasses.asdict``'s deep copy on the write path.
+        """
+        return {
+            name: dict(value) if isinstance(value, dict) else value
+            for name in _FIELDS
+            for value in (getattr(self, name),)
+        }
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> Command:
@@ -118,6 +127,9 @@ class Command:
             "diverged": self.diverged,
             "supersededBy": self.superseded_by,
         }
+
+
+_FIELDS = tuple(f.name for f in fields(Command))
 
 
 def command_spec(entity_type: EntityType, name: object) -> CommandSpec:
