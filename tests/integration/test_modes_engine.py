@@ -283,3 +283,25 @@ async def test_a_rule_the_engine_lacks_is_reported_on_the_mode_not_fatal(rig: Mo
     left = await rig.modes.leave("flood", "the river fell", "bob")
     assert left["state"] == "left"
     await rules.stop()
+
+
+async def test_a_zone_scope_commands_only_the_devices_inside_it(rig: ModeRig):
+    from shapely.geometry import Point, shape
+
+    readers = public_readers(rig.city)
+    zone = next(
+        z
+        for z in rig.city.of_type("Zone")
+        if any(rig.city.entity(r)["refZone"]["object"] == z["id"] for r in readers)
+    )
+    area = shape(zone["location"]["value"])
+    await rig.modes.enter("health-emergency", {"kind": "zone", "zone": zone["id"]}, "x", "alice")
+    detail = await rig.modes.last("health-emergency")
+    chosen = {d["entity"] for d in detail["devices"] if d["step"] == "badges-off"}
+    inside = {
+        r
+        for r in readers
+        if area.covers(Point(rig.city.entity(r)["location"]["value"]["coordinates"]))
+    }
+    assert chosen == inside and 0 < len(chosen) < len(readers)
+    assert detail["scope"]["kind"] == "zone" and detail["scope"]["zone"] == zone["id"]
