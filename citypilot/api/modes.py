@@ -1,7 +1,7 @@
 """City modes over HTTP: what is on, enter, leave (``engine/modes.py`` does the work).
 
 * ``GET /api/v1/modes`` (viewer): the operational level, the active modes with the
-  progress of their commands, and every mode the city knows.
+  progress of their commands, every mode the city knows, and the latest activations.
 * ``GET /api/v1/modes/{name}`` (viewer): the mode's definition and its open (else
   latest) activation with every device it commanded and what leaving did to it.
 * ``POST /api/v1/modes/{name}/enter`` ``{"scope", "reason"}`` (operator, over the
@@ -27,6 +27,7 @@ from citypilot.security.scopes import metropole_grant
 from citypilot.security.tokens import Principal
 
 router = APIRouter(prefix="/api/v1/modes", tags=["modes"])
+RECENT = 20  # activations listed, newest first, open or left
 
 _SCOPE = {
     "type": "object",
@@ -96,6 +97,7 @@ async def list_modes(city: CityDep, _: Viewer) -> Response:
         "levels": {str(k): v for k, v in LEVELS.items()},
         "active": active,
         "modes": [{**m.to_json(), "active": m.name in on} for m in service.definitions.values()],
+        "recent": await service.history(RECENT),
     }
     return _json(body)
 

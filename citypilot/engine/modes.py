@@ -223,8 +223,10 @@ class ModeService:
             if cmd_id is None:
                 continue
             counts["total"] += 1
-            state = self._states.get(cmd_id, "pending")
-            if state == CONFIRMED:
+            state = self._states.get(cmd_id)
+            if state is None:  # a mode left before the last restart: not followed since
+                counts["unknown"] = counts.get("unknown", 0) + 1
+            elif state == CONFIRMED:
                 counts["confirmed"] += 1
             elif state in ACTIVE_STATES:
                 counts["underWay"] += 1

@@ -75,7 +75,9 @@ def test_enter_list_and_leave_a_mode_for_a_municipality(server: Server):
         r = c.post(f"{MODES}/health-emergency/leave", json={"reason": "drill over"})
         assert r.status_code == 200, r.text
         assert r.json()["state"] == "left" and r.json()["leftBy"] == "operator"
-        assert c.get(MODES).json()["active"] == []
+        after = c.get(MODES).json()
+        assert after["active"] == [] and after["level"] == 1
+        assert after["recent"][0]["id"] == on["id"] and after["recent"][0]["state"] == "left"
         problem(c.post(f"{MODES}/health-emergency/leave", json={"reason": "x"}), 409, "Conflict")
     with server.client(ADMIN) as c:
         entries = c.get("/api/v1/audit", params={"action": "mode"}).json()["items"]
