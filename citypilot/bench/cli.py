@@ -68,6 +68,9 @@ def add_bench_commands(sub: Any) -> None:
 
     add_scale_bench(bench)
 
+    from citypilot.bench.notify import add_notify_bench
+
+    add_notify_bench(bench)
     from citypilot.bench.dispatch import add_dispatch_bench
 
     add_dispatch_bench(bench)

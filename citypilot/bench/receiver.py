@@ -130,7 +130,6 @@ class Receiver:
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         except asyncio.CancelledError:
-            writer.close()
-            raise
+            pass  # the receiver stops
         finally:
             writer.close()

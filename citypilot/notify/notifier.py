@@ -94,7 +94,14 @@ class Notifier:
         self.subs: dict[str, Compiled] = {}
         self._last_notified: dict[str, float] = {}
         self._next_interval: dict[str, float] = {}
-        self._wake = asyncio.Event()
+        #: change events waiting to be matched (bounded: a full queue holds the publisher)
+        self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+        #: notifications being sent, and the outcomes waiting to be settled in the store
+        self._inflight: set[int] = set()
+        self._outcomes: list[tuple[PendingNotification, bool | None]] = []
+        self._settle = asyncio.Event()
+        self._slots = asyncio.Semaphore(connections)
+        self._sending: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._unlisten: Callable[[], None] | None = None
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
@@ -108,7 +115,9 @@ class Notifier:
             self.subs[doc["id"]] = Compiled.of(doc)
         self._unlisten = self.bus.listen(CHANGED, self._on_changed, group="notifier")
         self._tasks = [
-            asyncio.create_task(self._deliver_forever()),
+            asyncio.create_task(self._match_forever()),
+            asyncio.create_task(self._settle_forever()),
+            asyncio.create_task(self._sweep_forever()),
             asyncio.create_task(self._intervals_forever()),
         ]
 
@@ -116,9 +125,9 @@ class Notifier:
         """Stop listening and delivering (what is pending stays in the outbox)."""
         if self._unlisten is not None:
             self._unlisten()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._sending]:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._sending]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._http.aclose()
@@ -161,6 +170,18 @@ class Notifier:
         return notification_body(sub.doc["id"], data, now, ld)
 
     async def _on_changed(self, _subject: str, payload: dict[str, Any]) -> None:
+        if self.subs:
+            await self._events.put(payload)
+
+    async def _match_forever(self) -> None:
+        while True:
+            payload = await self._events.get()
+            try:
+                await self._match(payload)
+            except Exception:
+                log.exception("matching a change to the subscriptions failed")
+
+    async def _match(self, payload: dict[str, Any]) -> None:
         now = time.time()
         live = [
             s
@@ -185,9 +206,7 @@ class Notifier:
             body = self._notification(sub, [entities[i] for i in ids if i in entities], now)
             if body is not None:
                 items.append((sub_id, body))
-        if items:
-            await self.store.add_notifications(items, now)
-            self._wake.set()
+        self.dispatch(await self.store.add_notifications(items, now))
 
     async def _intervals_forever(self) -> None:
         while True:
@@ -224,8 +243,7 @@ class Notifier:
             entities.update((e.id, e) for e in found)
         body = self._notification(sub, list(entities.values()), now)
         if body is not None:
-            await self.store.add_notifications([(sub.doc["id"], body)], now)
-            self._wake.set()
+            self.dispatch(await self.store.add_notifications([(sub.doc["id"], body)], now))
 
     # -- delivery ----------------------------------------------------------------
     async def _send(self, note: PendingNotification) -> bool | None:
@@ -271,15 +289,31 @@ class Notifier:
         note["status"] = "ok" if ok else "failed"
         return sub.doc
 
-    async def deliver_due(self) -> int:
-        """Send what is due now; return how many notifications were tried."""
-        due = await self.store.due_notifications(time.time(), self.batch)
-        if not due:
-            return 0
-        results = await asyncio.gather(*(self._send(n) for n in due))
+    def dispatch(self, notes: Sequence[PendingNotification]) -> None:
+        """Send notifications kept in the outbox, each as soon as a connection is free."""
+        for note in notes:
+            if note.id in self._inflight:
+                continue
+            self._inflight.add(note.id)
+            task = asyncio.create_task(self._deliver(note))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _deliver(self, note: PendingNotification) -> None:
+        async with self._slots:
+            ok = await self._send(note)
+        self._outcomes.append((note, ok))
+        self._settle.set()
+
+    async def settle(self) -> None:
+        """Record the outcomes so far in the store, in one transaction: drop what was
+        delivered, put failures off with back-off, save the subscriptions' status."""
+        outcomes, self._outcomes = self._outcomes, []
+        if not outcomes:
+            return
         now = time.time()
         delivered, retry, touched = [], [], {}
-        for note, ok in zip(due, results, strict=True):
+        for note, ok in outcomes:
             if ok is None or ok:
                 delivered.append(note.id)
             else:
@@ -289,16 +323,26 @@ class Notifier:
                 doc = self._record(note.subscription_id, bool(ok), now)
                 if doc is not None:
                     touched[doc["id"]] = doc
-        await self.store.settle_notifications(delivered, retry, list(touched.values()))
-        return len(due)
+        try:
+            await self.store.settle_notifications(delivered, retry, list(touched.values()))
+        finally:
+            self._inflight.difference_update(note.id for note, _ in outcomes)
 
-    async def _deliver_forever(self) -> None:
+    async def _settle_forever(self) -> None:
+        while True:
+            await self._settle.wait()
+            self._settle.clear()
+            try:
+                await self.settle()
+            except Exception:
+                log.exception("recording notification outcomes failed; the outbox keeps them")
+
+    async def _sweep_forever(self) -> None:
+        """Send what is due in the outbox and not on its way: retries, and what was
+        pending when the process last stopped."""
         while True:
             try:
-                if await self.deliver_due() >= self.batch:
-                    continue  # more are waiting
+                self.dispatch(await self.store.due_notifications(time.time(), self.batch))
             except Exception:
-                log.exception("notification delivery failed; trying again")
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                log.exception("reading the notification outbox failed; trying again")
+            await asyncio.sleep(self.poll_s)

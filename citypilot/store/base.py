@@ -275,8 +275,11 @@ class Store(Protocol):
     async def delete_subscription(self, sub_id: str) -> bool:
         """Forget a subscription and its pending notifications; False if it did not exist."""
 
-    async def add_notifications(self, items: Sequence[tuple[str, str]], now: float) -> None:
-        """Put (subscription id, notification JSON text) in the outbox, due now."""
+    async def add_notifications(
+        self, items: Sequence[tuple[str, str]], now: float
+    ) -> list[PendingNotification]:
+        """Put (subscription id, notification JSON text) in the outbox, due now; return
+        them with the ids they were given."""
 
     async def due_notifications(self, now: float, limit: int) -> list[PendingNotification]:
         """The oldest notifications due by ``now``."""

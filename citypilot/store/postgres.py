@@ -1098,16 +1098,21 @@ class PostgresStore:
             cur = await conn.execute("DELETE FROM subscriptions WHERE id = %s", (sub_id,))
             return cur.rowcount == 1
 
-    async def add_notifications(self, items: Sequence[tuple[str, str]], now: float) -> None:
-        """Put notifications in the outbox, due now."""
-        if not items:
-            return
-        async with self.pool.connection() as conn, conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO notification_outbox (subscription_id, body, next_at)"
-                " VALUES (%s, %s, %s)",
-                [(sub, body, now) for sub, body in items],
-            )
+    async def add_notifications(
+        self, items: Sequence[tuple[str, str]], now: float
+    ) -> list[PendingNotification]:
+        """Put notifications in the outbox, due now; return them with their ids."""
+        out = []
+        async with self.pool.connection() as conn, conn.transaction():
+            for sub, body in items:
+                cur = await conn.execute(
+                    "INSERT INTO notification_outbox (subscription_id, body, next_at)"
+                    " VALUES (%s, %s, %s) RETURNING id",
+                    (sub, body, now),
+                )
+                row = await cur.fetchone()
+                out.append(PendingNotification(row[0] if row else 0, sub, body, 0))
+        return out
 
     async def due_notifications(self, now: float, limit: int) -> list[PendingNotification]:
         """The oldest notifications due by ``now``."""

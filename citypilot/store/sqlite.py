@@ -36,7 +36,6 @@ from citypilot.store.base import (
     FoundValue,
     HistoryQuery,
     LayerColumns,
-    PendingNotification,
     PersonalRule,
     TemporalQuery,
     TemporalResult,
@@ -61,6 +60,7 @@ from citypilot.store.common import (
 )
 from citypilot.store.files import keep_private, private_file
 from citypilot.store.query import Dialect, compile_q
+from citypilot.store.sqlite_notify import NotifyFile, in_transaction
 from citypilot.store.temporal import TemporalDialect, temporal_rows, temporal_sql
 
 _TEMPORAL = TemporalDialect(
@@ -97,11 +97,6 @@ CREATE TABLE IF NOT EXISTS accounts (
     disabled INTEGER NOT NULL DEFAULT 0, grants TEXT NOT NULL DEFAULT '[]');
 CREATE TABLE IF NOT EXISTS device_keys (key_hash TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS entity_types (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS subscriptions (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS notification_outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, subscription_id TEXT NOT NULL, body TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS outbox_due ON notification_outbox(next_at, id);
 CREATE TABLE IF NOT EXISTS entity_type_versions (
     name TEXT NOT NULL, version INTEGER NOT NULL, record TEXT NOT NULL,
     PRIMARY KEY (name, version)) WITHOUT ROWID;
@@ -189,6 +184,14 @@ class SQLiteStore:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._auditor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-audit")
         self._audit_conn: sqlite3.Connection | None = None
+        notify = self._notify = NotifyFile(self.path.with_name("notify.db"), self._connect_to)
+        self.put_subscription = notify.put_subscription
+        self.get_subscription = notify.get_subscription
+        self.list_subscriptions = notify.list_subscriptions
+        self.delete_subscription = notify.delete_subscription
+        self.add_notifications = notify.add_notifications
+        self.due_notifications = notify.due_notifications
+        self.settle_notifications = notify.settle_notifications
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="sqlite-reader")
         self._local = threading.local()
         self._write_conn: sqlite3.Connection | None = None
@@ -226,14 +229,7 @@ class SQLiteStore:
         def run() -> T:
             conn = self._write_conn
             assert conn is not None, "store is not open"
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
+            return in_transaction(conn, fn)
 
         return await asyncio.get_running_loop().run_in_executor(self._writer, run)
 
@@ -244,7 +240,8 @@ class SQLiteStore:
 
     async def open(self) -> None:
         """Create the file and schema if needed and load the entity index."""
-        for database in (self.path, self.audit_path):  # credential hashes, who did what
+        # credential hashes, who did what, what is notified
+        for database in (self.path, self.audit_path, self._notify.path):
             private_file(database)  # 0600 in a 0700 directory
             for suffix in ("-wal", "-shm"):  # SQLite makes new ones with the database's mode
                 side = database.with_name(database.name + suffix)
@@ -273,6 +270,7 @@ class SQLiteStore:
             conn.executescript(AUDIT_SCHEMA)
 
         await asyncio.get_running_loop().run_in_executor(self._auditor, setup_audit)
+        await self._notify.open()
 
     async def close(self) -> None:
         """Checkpoint the WAL and close every connection."""
@@ -294,6 +292,7 @@ class SQLiteStore:
                 self._audit_conn = None
 
         await asyncio.get_running_loop().run_in_executor(self._auditor, shutdown_audit)
+        await self._notify.close()
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
         self._auditor.shutdown(wait=True)
@@ -755,93 +754,6 @@ class SQLiteStore:
         """Instances or aggregation periods per entity and attribute, computed in SQL."""
         sql, params = temporal_sql(query, _TEMPORAL)
         return await self._read(lambda conn: temporal_rows(query, conn.execute(sql, params)))
-
-    # -- subscriptions and their outbox -------------------------------------------
-    async def put_subscription(self, sub_id: str, doc: dict[str, Any], create: bool) -> bool:
-        """Keep a subscription; with ``create``, False if the id is taken."""
-        text = orjson.dumps(doc).decode()
-
-        def run(conn: sqlite3.Connection) -> bool:
-            if create:
-                cur = conn.execute(
-                    "INSERT INTO subscriptions VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
-                    (sub_id, text),
-                )
-                return cur.rowcount == 1
-            conn.execute("INSERT OR REPLACE INTO subscriptions VALUES (?, ?)", (sub_id, text))
-            return True
-
-        return await self._write(run)
-
-    async def get_subscription(self, sub_id: str) -> dict[str, Any] | None:
-        """One subscription, or None."""
-        row = await self._read(
-            lambda conn: conn.execute(
-                "SELECT doc FROM subscriptions WHERE id = ?", (sub_id,)
-            ).fetchone()
-        )
-        return orjson.loads(row[0]) if row else None
-
-    async def list_subscriptions(self) -> list[dict[str, Any]]:
-        """Every subscription, by id."""
-        rows = await self._read(
-            lambda conn: conn.execute("SELECT doc FROM subscriptions ORDER BY id").fetchall()
-        )
-        return [orjson.loads(r[0]) for r in rows]
-
-    async def delete_subscription(self, sub_id: str) -> bool:
-        """Forget a subscription and its pending notifications."""
-
-        def run(conn: sqlite3.Connection) -> bool:
-            conn.execute("DELETE FROM notification_outbox WHERE subscription_id = ?", (sub_id,))
-            return conn.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,)).rowcount == 1
-
-        return await self._write(run)
-
-    async def add_notifications(self, items: Sequence[tuple[str, str]], now: float) -> None:
-        """Put notifications in the outbox, due now."""
-        if items:
-            await self._write(
-                lambda conn: conn.executemany(
-                    "INSERT INTO notification_outbox (subscription_id, body, next_at)"
-                    " VALUES (?, ?, ?)",
-                    [(sub, body, now) for sub, body in items],
-                )
-            )
-
-    async def due_notifications(self, now: float, limit: int) -> list[PendingNotification]:
-        """The oldest notifications due by ``now``."""
-        rows = await self._read(
-            lambda conn: conn.execute(
-                "SELECT id, subscription_id, body, attempts FROM notification_outbox"
-                " WHERE next_at <= ? ORDER BY next_at, id LIMIT ?",
-                (now, limit),
-            ).fetchall()
-        )
-        return [PendingNotification(*r) for r in rows]
-
-    async def settle_notifications(
-        self,
-        delivered: Sequence[int],
-        retry: Sequence[tuple[int, float]],
-        subscriptions: Sequence[dict[str, Any]],
-    ) -> None:
-        """Drop delivered notifications, put failed ones off, save subscription status."""
-
-        def run(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "DELETE FROM notification_outbox WHERE id = ?", [(i,) for i in delivered]
-            )
-            conn.executemany(
-                "UPDATE notification_outbox SET attempts = attempts + 1, next_at = ? WHERE id = ?",
-                [(at, i) for i, at in retry],
-            )
-            conn.executemany(
-                "UPDATE subscriptions SET doc = ? WHERE id = ?",
-                [(orjson.dumps(d).decode(), d["id"]) for d in subscriptions],
-            )
-
-        await self._write(run)
 
     # -- dead letters ----------------------------------------------------------
     async def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
