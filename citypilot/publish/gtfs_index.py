@@ -82,15 +82,15 @@ def load_index(folder: Path) -> StaticIndex:
     }
     routes_rows = _rows(folder / "routes.txt")
     times: dict[str, list[tuple[int, str, int, int]]] = {}
-    for r in _rows(folder / "stop_times.txt"):
-        times.setdefault(r["trip_id"], []).append(
-            (
-                int(r["stop_sequence"]),
-                r["stop_id"],
-                _seconds(r["arrival_time"]),
-                _seconds(r["departure_time"]),
+    with (folder / "stop_times.txt").open(newline="", encoding="utf-8") as fh:
+        rows = csv.reader(fh)  # the largest file: by column position, not as dicts
+        col = {name: k for k, name in enumerate(next(rows))}
+        trip, seq, stop = col["trip_id"], col["stop_sequence"], col["stop_id"]
+        arr, dep = col["arrival_time"], col["departure_time"]
+        for r in rows:
+            times.setdefault(r[trip], []).append(
+                (int(r[seq]), r[stop], _seconds(r[arr]), _seconds(r[dep]))
             )
-        )
     trips = {}
     for r in _rows(folder / "trips.txt"):
         rows = sorted(times.get(r["trip_id"], ()))
