@@ -23,6 +23,7 @@ from google.transit import gtfs_realtime_pb2 as rt
 from citypilot.publish.fleet import VehicleState
 from citypilot.publish.gtfs_index import StaticIndex, TripTimes
 
+SKIPPED = rt.TripUpdate.StopTimeUpdate.SKIPPED
 STALE_S = 600.0
 WINDOW_S = 3 * 3600  # a trip's service day: its timetable window widened by this much
 _VP = rt.VehiclePosition
@@ -168,17 +169,21 @@ class FeedBuilder:
             tu.delay = delay
             base = int(p.day_start) + delay
             passed_by = skipped.get((trip.route_id, trip.direction_id), frozenset())
-            for k in range(p.next_index, len(trip.stop_ids)):
-                stu = tu.stop_time_update.add()
-                stu.stop_sequence = trip.sequences[k]
-                stu.stop_id = trip.stop_ids[k]
-                if stu.stop_id in passed_by:
-                    stu.schedule_relationship = rt.TripUpdate.StopTimeUpdate.SKIPPED
+            add = tu.stop_time_update.add
+            sequences, stop_ids = trip.sequences, trip.stop_ids
+            arrivals, departures = trip.arrivals, trip.departures
+            for k in range(p.next_index, len(stop_ids)):
+                stop_id = stop_ids[k]
+                if stop_id in passed_by:
+                    add(stop_sequence=sequences[k], stop_id=stop_id, schedule_relationship=SKIPPED)
                     continue
-                stu.arrival.time = base + trip.arrivals[k]
-                stu.arrival.delay = delay
-                stu.departure.time = base + trip.departures[k]
-                stu.departure.delay = delay
+                stu = add(stop_sequence=sequences[k], stop_id=stop_id)
+                event = stu.arrival
+                event.time = base + arrivals[k]
+                event.delay = delay
+                event = stu.departure
+                event.time = base + departures[k]
+                event.delay = delay
         return message
 
     def alerts(self, items: Iterable[ServiceAlert], now: float) -> rt.FeedMessage:
