@@ -17,6 +17,7 @@ from citypilot.api import (
     audit,
     auth,
     commands,
+    discovery,
     feeds,
     health,
     history,
@@ -40,6 +41,7 @@ from citypilot.api.explorer import install_explorer
 from citypilot.api.openapi import install_openapi
 from citypilot.api.problems import install_problem_handlers
 from citypilot.api.scope_index import ScopeIndex
+from citypilot.api.trailing_slash import NgsiTrailingSlash
 from citypilot.broker import Broker
 from citypilot.bus.factory import open_bus
 from citypilot.config import Settings
@@ -251,11 +253,13 @@ def create_app(settings: Settings) -> FastAPI:
         max_bytes=settings.max_inflight_bytes,
         retry_after_s=settings.overload_retry_after_s,
     )
+    app.add_middleware(NgsiTrailingSlash)
     for router in (
         audit.router,
         ngsi_ld.router,
         temporal.router,
         subscriptions.router,
+        discovery.router,
         history.router,
         ingest.router,
         commands.router,

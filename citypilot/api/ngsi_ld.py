@@ -342,12 +342,3 @@ async def batch_delete(request: Request, city: CityDep, who: Operator) -> Respon
             guard(Entity(entity_id, existing[entity_id].type), where)
 
     return _batch_response(await city.broker.batch_delete(ids, may_delete), 204, False)
-
-
-@router.get("/types", summary="Entity types")
-async def list_types(city: CityDep, _: Viewer) -> Response:
-    """The registered entity types (NGSI-LD EntityTypeList)."""
-    names = city.broker.registry.names()
-    return _json(
-        {"id": "urn:ngsi-ld:EntityTypeList:citypilot", "type": "EntityTypeList", "typeList": names}
-    )

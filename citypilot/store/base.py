@@ -16,6 +16,7 @@ from citypilot.model.geometry import Bounds
 from citypilot.model.observation import Reading
 from citypilot.security.audit import AuditEntry, AuditQuery
 from citypilot.security.scopes import Grant, Visibility
+from citypilot.store.census import Census
 from citypilot.store.query import QueryNode
 
 WriteMode = Literal["append", "noOverwrite", "update"]
@@ -256,6 +257,10 @@ class Store(Protocol):
     # -- history ---------------------------------------------------------
     async def history(self, query: HistoryQuery) -> dict[str, list[tuple[float, Any]]]:
         """Per attribute, the (instant, value) series, or (bucket start, aggregate)."""
+
+    async def census(self, scope: Visibility | None = None) -> Census:
+        """Entities per type, and their attributes with kinds and counts (for discovery),
+        of the entities ``scope`` covers."""
 
     async def temporal(self, query: TemporalQuery) -> TemporalResult:
         """Per entity and attribute, instances in ascending time order (at most

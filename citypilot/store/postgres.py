@@ -59,6 +59,7 @@ from citypilot.store.base import (
     TemporalResult,
     WriteMode,
 )
+from citypilot.store.census import Census, census_of, census_sql
 from citypilot.store.common import (
     AUDIT_COLUMNS,
     ERASABLE,
@@ -1056,6 +1057,14 @@ class PostgresStore:
             for name, t, v in rows:
                 out[name].append((float(t), v))
         return out
+
+    async def census(self, scope: Visibility | None = None) -> Census:
+        """Entities per type and their attributes, counted in SQL."""
+        types, attrs, params = census_sql(scope, "%s")
+        async with self.pool.connection() as conn:
+            type_rows = await (await conn.execute(types, params)).fetchall()
+            attr_rows = await (await conn.execute(attrs, params)).fetchall()
+        return census_of(type_rows, attr_rows)
 
     async def temporal(self, query: TemporalQuery) -> TemporalResult:
         """Instances or aggregation periods per entity and attribute, computed in SQL."""

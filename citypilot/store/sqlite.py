@@ -41,6 +41,7 @@ from citypilot.store.base import (
     TemporalResult,
     WriteMode,
 )
+from citypilot.store.census import Census, census_of, census_sql
 from citypilot.store.common import (
     AUDIT_COLUMNS,
     ERASABLE,
@@ -749,6 +750,13 @@ class SQLiteStore:
                 )
                 out[name] = [(float(t), v) for t, v in rows]
         return out
+
+    async def census(self, scope: Visibility | None = None) -> Census:
+        """Entities per type and their attributes, counted in SQL."""
+        types, attrs, params = census_sql(scope, "?")
+        return await self._read(
+            lambda conn: census_of(conn.execute(types, params), conn.execute(attrs, params))
+        )
 
     async def temporal(self, query: TemporalQuery) -> TemporalResult:
         """Instances or aggregation periods per entity and attribute, computed in SQL."""

@@ -132,7 +132,7 @@ def test_the_explorer_loads_from_the_server_alone(server: Server):
 
 
 @pytest.mark.parametrize(
-    "path", [f"{NGSI}/entities/", f"{NGSI}/no-such-thing", "/api/v1/types/A/B/C"]
+    "path", [f"{NGSI}/no-such-thing", f"{NGSI}/no-such-thing/", "/api/v1/types/A/B/C"]
 )
 def test_no_such_api_path_is_404_whatever_the_method(server: Server, path: str):
     with server.client(ADMIN) as admin:
