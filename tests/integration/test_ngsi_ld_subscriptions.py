@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import aiomqtt
 import httpx
 import orjson
 import pytest
@@ -322,26 +322,23 @@ def test_time_interval_notifies_the_current_entities_periodically(city: Server, 
 
 
 def test_a_change_is_notified_through_mqtt(city: Server):
-    import paho.mqtt.client as mqtt
-
     require_service("Mosquitto", "127.0.0.1", 1883)
     topic = f"citypilot-test/notify/{uuid.uuid4().hex}"
-    got: list[bytes] = []
-    arrived = threading.Event()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    client.on_message = lambda _c, _u, msg: (got.append(msg.payload), arrived.set())
-    client.connect("127.0.0.1", 1883)
-    client.subscribe(topic, qos=1)
-    client.loop_start()
-    try:
-        entity_id = lamp(city)
-        sub_id = subscribe(city, f"mqtt://127.0.0.1:1883/{topic}", entity_id)
-        change(city, entity_id, powerState="on")
-        assert arrived.wait(30), "no MQTT notification arrived"
-    finally:
-        client.loop_stop()
-        client.disconnect()
-    message = orjson.loads(got[0])
+    entity_id = lamp(city)
+
+    async def notified() -> tuple[str, bytes]:
+        async with aiomqtt.Client("127.0.0.1", 1883) as client:
+            await client.subscribe(topic, qos=1)
+            sub_id = await asyncio.to_thread(
+                subscribe, city, f"mqtt://127.0.0.1:1883/{topic}", entity_id
+            )
+            await asyncio.to_thread(change, city, entity_id, powerState="on")
+            async for message in client.messages:
+                return sub_id, bytes(message.payload)
+        raise AssertionError("the broker closed the subscription")
+
+    sub_id, payload = asyncio.run(asyncio.wait_for(notified(), 30))
+    message = orjson.loads(payload)
     assert message["metadata"]["Content-Type"] == "application/json"
     assert message["body"]["subscriptionId"] == sub_id
     assert message["body"]["data"][0]["powerState"]["value"] == "on"
