@@ -1,6 +1,6 @@
 """``citypilot bench notify``: changes posted by a device gateway, notified through an
-NGSI-LD subscription to a local HTTP receiver, against bare HTTP POSTs of the same
-notification bodies to the same receiver, in the same run.
+NGSI-LD subscription to a local HTTP receiver (in a process of its own), against bare
+HTTP POSTs of the same notification bodies to the same receiver, in the same run.
 
 Each reading carries its batch number as its value, so the receiver tells, for every
 entity notified, how long after its change was stored (the ingest answer) it arrived.
@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +25,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from citypilot.bench.receiver import Receiver
-from citypilot.bench.server import server_process
+from citypilot.bench.server import free_port, server_process
 from citypilot.config import Settings
 
 console = Console()
@@ -100,17 +103,34 @@ async def _bare_posts(url: str, bodies: list[bytes], connections: int) -> float:
         return time.perf_counter() - start
 
 
-def _wait_for_entities(receiver: Receiver, total: int, timeout: float) -> int:
-    """Wait until the receiver holds ``total`` notified entities; return how many POSTs."""
+@contextlib.contextmanager
+def receiver_process() -> Iterator[str]:
+    """A receiver (``bench.receiver``) in a process of its own; yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "citypilot.bench.receiver", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.get(url + "/_count", timeout=1)
+                break
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _wait_for_entities(url: str, total: int, timeout: float) -> list[tuple[float, bytes]]:
+    """Wait until the receiver holds ``total`` notified entities; return what arrived."""
     deadline = time.monotonic() + timeout
-    seen, posts = 0, 0
-    while seen < total and time.monotonic() < deadline:
-        arrived = receiver.received[posts:]
-        for r in arrived:
-            seen += r.body.count(b'"powerConsumption"')
-        posts += len(arrived)
+    while time.monotonic() < deadline:
+        count = httpx.get(url + "/_count", params={"mark": '"powerConsumption"'}).json()
+        if count["marks"] >= total:
+            break
         time.sleep(0.05)
-    return posts
+    dump = httpx.get(url + "/_dump", timeout=60).content
+    return [(at, body.encode()) for at, body in (orjson.loads(line) for line in dump.splitlines())]
 
 
 def bench_notify(args: argparse.Namespace, settings: Settings) -> int:
@@ -122,7 +142,7 @@ def bench_notify(args: argparse.Namespace, settings: Settings) -> int:
         data = Path(tmp) / "data"
         console.print(f"Seeding {args.entities:,} streetlights …")
         asyncio.run(_seed(data, args.entities))
-        with Receiver() as receiver, server_process(data) as url:
+        with receiver_process() as receiver, server_process(data) as url:
             token = httpx.post(
                 url + "/api/v1/auth/token", data={"username": ADMIN, "password": ADMIN_PASSWORD}
             ).json()["access_token"]
@@ -133,7 +153,7 @@ def bench_notify(args: argparse.Namespace, settings: Settings) -> int:
                 "notification": {
                     "attributes": ["powerConsumption"],
                     "format": "keyValues",
-                    "endpoint": {"uri": receiver.url + "/notify"},
+                    "endpoint": {"uri": receiver + "/notify"},
                 },
             }
             for _ in range(args.subscriptions):
@@ -150,17 +170,15 @@ def bench_notify(args: argparse.Namespace, settings: Settings) -> int:
             start = time.time()
             stored = asyncio.run(_ingest(url, DEVICE_KEY, bodies, args.connections))
             total = args.changes * args.subscriptions
-            posts = _wait_for_entities(receiver, total, 300)
-            arrivals = list(receiver.received[:posts])
-        elapsed = max(r.at for r in arrivals) - start
-        latencies, notified = [], 0
-        for r in arrivals:
-            for entity in r.json()["data"]:
-                latencies.append(r.at - stored[int(entity["powerConsumption"])])
-                notified += 1
-        with Receiver() as bare:
-            bodies_out = [r.body for r in arrivals]
-            bare_s = asyncio.run(_bare_posts(bare.url + "/notify", bodies_out, 64))
+            arrivals = _wait_for_entities(receiver, total, 300)
+            elapsed = max(at for at, _ in arrivals) - start
+            latencies, notified = [], 0
+            for at, body in arrivals:
+                for entity in orjson.loads(body)["data"]:
+                    latencies.append(at - stored[int(entity["powerConsumption"])])
+                    notified += 1
+            bodies_out = [body for _, body in arrivals]
+            bare_s = asyncio.run(_bare_posts(receiver + "/notify", bodies_out, 64))
     lat = np.array(latencies) * 1000
     title = f"bench notify ({args.entities:,} entities, {args.subscriptions} subscription(s))"
     table = Table(title=title)
@@ -181,6 +199,10 @@ def bench_notify(args: argparse.Namespace, settings: Settings) -> int:
         "",
     )
     console.print(table)
+    console.print(
+        f"ingest took {max(stored) - start:.2f} s; the last notification arrived "
+        f"{elapsed:.2f} s after the first change was sent"
+    )
     console.print(
         f"{notified:,} of {total:,} entity notifications in {len(arrivals):,} POSTs; "
         f"ratio to bare POSTs: {bare_s / elapsed:.3f}"

@@ -3,16 +3,21 @@
 
 HTTP/1.1 with keep-alive on asyncio streams, in a thread of its own; each request is
 kept with its arrival time and headers. It can answer the first N requests with an
-error, to show retries.
+error, to show retries. ``python -m citypilot.bench.receiver PORT`` runs one in a
+process of its own (so a benchmark's client does not share its interpreter): there
+``GET /_count?mark=<text>`` answers how many requests arrived and how often ``mark``
+occurs in their bodies, and ``GET /_dump`` every request as ``[arrival, body]`` lines.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
@@ -93,6 +98,20 @@ class Receiver:
                 self._cond.wait(left)
             return list(self.received[:n])
 
+    def _control(self, path: str) -> bytes:
+        """The answer to ``GET /_count`` or ``GET /_dump``."""
+        parts = urlsplit(path)
+        with self._cond:
+            received = list(self.received)
+        if parts.path == "/_count":
+            mark = parse_qs(parts.query).get("mark", [""])[0].encode()
+            found = sum(r.body.count(mark) for r in received) if mark else 0
+            body = orjson.dumps({"requests": len(received), "marks": found})
+        else:
+            body = b"\n".join(orjson.dumps([r.at, r.body.decode()]) for r in received)
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        return head + body
+
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._server = self._loop.run_until_complete(
@@ -118,6 +137,10 @@ class Receiver:
                     if sep:
                         headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
+                if lines[0].startswith("GET /_"):
+                    writer.write(self._control(path))
+                    await writer.drain()
+                    continue
                 with self._cond:
                     failing = self.fail_first > 0
                     if failing:
@@ -133,3 +156,8 @@ class Receiver:
             pass  # the receiver stops
         finally:
             writer.close()
+
+
+if __name__ == "__main__":
+    Receiver(port=int(sys.argv[1])).start()
+    threading.Event().wait()

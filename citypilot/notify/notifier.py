@@ -175,13 +175,18 @@ class Notifier:
 
     async def _match_forever(self) -> None:
         while True:
-            payload = await self._events.get()
+            events = [await self._events.get()]
+            while not self._events.empty() and len(events) < 100:
+                events.append(self._events.get_nowait())
             try:
-                await self._match(payload)
+                await self._match(events)
             except Exception:
-                log.exception("matching a change to the subscriptions failed")
+                log.exception("matching changes to the subscriptions failed")
 
-    async def _match(self, payload: dict[str, Any]) -> None:
+    async def _match(self, events: list[dict[str, Any]]) -> None:
+        """Match the events waiting (one store read and one outbox write for them all,
+        so a backlog is caught up in few steps); each event still gives each
+        subscription it concerns one notification."""
         now = time.time()
         live = [
             s
@@ -190,22 +195,27 @@ class Notifier:
         ]
         if not live:
             return
-        wanted: dict[str, list[str]] = {}
-        for change in payload["changes"]:
-            for sub in live:
-                if sub.selects(change["id"], change["type"], change["attrs"]):
-                    wanted.setdefault(sub.doc["id"], []).append(change["id"])
-        if not wanted:
+        wanted: list[dict[str, list[str]]] = []
+        for payload in events:
+            per_sub: dict[str, list[str]] = {}
+            for change in payload["changes"]:
+                for sub in live:
+                    if sub.selects(change["id"], change["type"], change["attrs"]):
+                        per_sub.setdefault(sub.doc["id"], []).append(change["id"])
+            wanted.append(per_sub)
+        ids = sorted({i for per_sub in wanted for found in per_sub.values() for i in found})
+        if not ids:
             return
-        entities = await self._entities(sorted({i for ids in wanted.values() for i in ids}))
+        entities = await self._entities(ids)
         items = []
-        for sub_id, ids in wanted.items():
-            sub = self.subs[sub_id]
-            if self._throttled(sub, now):
-                continue
-            body = self._notification(sub, [entities[i] for i in ids if i in entities], now)
-            if body is not None:
-                items.append((sub_id, body))
+        for per_sub in wanted:
+            for sub_id, found in per_sub.items():
+                sub = self.subs.get(sub_id)
+                if sub is None or self._throttled(sub, now):
+                    continue
+                body = self._notification(sub, [entities[i] for i in found if i in entities], now)
+                if body is not None:
+                    items.append((sub_id, body))
         self.dispatch(await self.store.add_notifications(items, now))
 
     async def _intervals_forever(self) -> None:
