@@ -191,7 +191,8 @@ async def run_demo(
         run_simulation,
     )
 
-    app = create_app(settings)
+    # the built-in rule pack watches the demo city (docs/rules.md#the-built-in-rule-pack)
+    app = create_app(settings.model_copy(update={"rule_pack": True}))
     server = _signal_free_server(settings, app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -79,6 +79,10 @@ def add_bench_commands(sub: Any) -> None:
 
     add_gtfs_rt_bench(bench)
 
+    from citypilot.bench.rules import add_rules_bench
+
+    add_rules_bench(bench)
+
 
 def _streetlight(i: int, lon: float, lat: float) -> dict[str, Any]:
     return {

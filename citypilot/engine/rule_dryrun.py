@@ -66,6 +66,10 @@ def _watched(rule: Rule) -> tuple[str, ...] | None:
         names.add(rule.trigger["attribute"])
     if rule.kind == "zone":
         names.add("location")
+    needs = rule.needs
+    if needs is None:
+        return None
+    names.update(needs)
     if rule.condition is not None:
         if rule.condition.entity_attrs is None or rule.condition.change_attrs is None:
             return None
@@ -86,6 +90,7 @@ async def dry_run(
         raise BadRequestData("a dry run replays at most 31 days", "to")
     result = DryRun()
     trigger = Trigger(rule)
+    trigger.floor = start
     if rule.kind == "cron":
         _replay_cron(rule, start, end, result)
         return result

@@ -14,6 +14,9 @@ ends, so that an alarm raised on *fire* clears on *reset*:
 * ``zone``: fires when the entity's location enters (or leaves) the area.
 * ``silent``: fires once no report came for ``after`` seconds; resets on the next.
 * ``cron``: fires at each time of its schedule (no entity).
+* ``command``: fires when a command to the entity ends ``timed_out`` (or another of
+  ``states``), with ``diverged`` only when the device reports something else;
+  resets when a later command is confirmed.
 
 Evaluation is synchronous and quick (it runs on the bus's path); what the rule then
 does runs elsewhere (``engine/rule_actions.py``).
@@ -24,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import cel
 
 from citypilot.engine.rule_model import Expression, Rule
 
@@ -56,27 +61,49 @@ class EntityState:
     inside: bool | None = None  # zone: whether the entity was inside the area
 
 
+def _differs(want: Any, got: Any) -> bool:
+    """Whether a reported value is surely not the guard's literal (same kind, other value)."""
+    if isinstance(want, bool) or isinstance(got, bool):
+        return isinstance(want, bool) and isinstance(got, bool) and want is not got
+    if isinstance(want, str):
+        return isinstance(got, str) and got != want
+    return isinstance(got, int | float) and float(got) != want
+
+
 def run_expression(
-    expr: Expression, change: Mapping[str, Any] | None, entity: Mapping[str, Any], now: float
+    expr: Expression,
+    change: Mapping[str, Any] | None,
+    entity: Mapping[str, Any],
+    now: float,
+    shared: dict[str, Any] | None = None,
 ) -> bool:
     """Evaluate a condition over the change and the entity's state; EvaluationError
-    when it fails or gives anything but true or false."""
-    if expr.entity_attrs is None:
-        seen: Mapping[str, Any] = entity
-    else:
-        seen = {n: entity[n] for n in expr.entity_attrs if n in entity}
-        seen.update(id=entity.get("id"), type=entity.get("type"))  # type: ignore[attr-defined]
-    context: dict[str, Any] = {"entity": seen, "now": now}
-    if change is not None:
+    when it fails or gives anything but true or false.
+
+    ``shared`` carries the CEL context between the rules tried on one change: the
+    change and the entity are converted to CEL values once, not once per rule.
+    """
+    if expr.guard is not None and change is not None:
+        name, want = expr.guard
         attrs = change["attrs"]
-        if expr.change_attrs is not None:
-            attrs = {n: attrs[n] for n in expr.change_attrs if n in attrs}
-        context["change"] = {
-            "id": change["id"],
-            "type": change["type"],
-            "observedAt": change["observedAtS"],
-            "attrs": attrs,
-        }
+        if name in attrs and _differs(want, attrs[name]):
+            return False
+    if shared is None:
+        shared = {}
+    context = shared.get("context")
+    if context is None:
+        values: dict[str, Any] = {"now": now}
+        if change is not None:
+            values["change"] = {
+                "id": change["id"],
+                "type": change["type"],
+                "observedAt": change["observedAtS"],
+                "attrs": change["attrs"],
+            }
+        context = shared["context"] = cel.Context(values)
+    if expr.uses_entity and not shared.get("entity"):
+        context.add_variable("entity", dict(entity))
+        shared["entity"] = True
     try:
         result = expr.program.execute(context)
     except KeyError as exc:
@@ -95,6 +122,11 @@ class Trigger:
         self.rule = rule
         self.kind = rule.kind
         self.states: dict[str, EntityState] = {}
+        #: silent: no device counts as silent for longer than since this instant (the
+        #: engine's start, the dry run's window), so history coming late is no silence
+        self.floor = float("-inf")
+        #: the rule's counts (set by the engine; the dry run keeps none)
+        self.stats: Any = None
         spec = rule.trigger
         self._area = None
         if self.kind == "zone":
@@ -110,10 +142,18 @@ class Trigger:
         return st
 
     def on_change(
-        self, change: Mapping[str, Any], entity: Mapping[str, Any], now: float
+        self,
+        change: Mapping[str, Any],
+        entity: Mapping[str, Any],
+        now: float,
+        shared: dict[str, Any] | None = None,
     ) -> Firing | None:
-        """What this change of an entity makes the rule do, if anything."""
-        rule, spec, kind = self.rule, self.rule.trigger, self.kind
+        """What this change of an entity makes the rule do, if anything (``shared``: see
+        :func:`run_expression`)."""
+        kind = self.kind
+        if kind == "threshold":
+            return self._threshold(change, entity, now, shared)
+        rule, spec = self.rule, self.rule.trigger
         entity_id, at = change["id"], change["observedAtS"]
         attrs = change["attrs"]
         if kind == "silent":
@@ -123,36 +163,20 @@ class Trigger:
                 st.active = False
                 return Firing(rule.id, entity_id, RESET, None, at)
             return None
-        holds = (
-            True if rule.condition is None else run_expression(rule.condition, change, entity, now)
+        holds = rule.condition is None or run_expression(
+            rule.condition, change, entity, now, shared
         )
         if kind == "change":
-            first = next((attrs[a] for a in rule.attributes if a in attrs), None)
             if holds:
                 self._state(entity_id).active = True
-                return Firing(rule.id, entity_id, FIRE, first, at, _first(rule, attrs))
-            st = self.states.get(entity_id)
-            if st is not None and st.active:
-                st.active = False
-                return Firing(rule.id, entity_id, RESET, first, at, _first(rule, attrs))
-            return None
-        if kind == "threshold":
-            name = spec["attribute"]
-            value = attrs.get(name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                return None
-            st = self._state(entity_id)
-            if "above" in spec:
-                crossed, back = value > spec["above"], value < spec["clearBelow"]
             else:
-                crossed, back = value < spec["below"], value > spec["clearAbove"]
-            if not st.active and crossed and holds:
-                st.active = True
-                return Firing(rule.id, entity_id, FIRE, value, at, name)
-            if st.active and back:
+                st = self.states.get(entity_id)
+                if st is None or not st.active:
+                    return None
                 st.active = False
-                return Firing(rule.id, entity_id, RESET, value, at, name)
-            return None
+            name = _first(rule, attrs)
+            value = None if name is None else attrs[name]
+            return Firing(rule.id, entity_id, FIRE if holds else RESET, value, at, name)
         if kind == "held":
             st = self._state(entity_id)
             if holds:
@@ -189,6 +213,64 @@ class Trigger:
                 return Firing(rule.id, entity_id, RESET, point, at, "location")
         return None
 
+    def _threshold(
+        self,
+        change: Mapping[str, Any],
+        entity: Mapping[str, Any],
+        now: float,
+        shared: dict[str, Any] | None,
+    ) -> Firing | None:
+        """The hot path: most reports cross nothing, so that costs a comparison; the
+        condition is evaluated only when the value crosses the line."""
+        spec = self.rule.trigger
+        name = spec["attribute"]
+        value = change["attrs"].get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        entity_id = change["id"]
+        st = self.states.get(entity_id)
+        above = "above" in spec
+        if st is None or not st.active:
+            level = _level(spec["above" if above else "below"], entity)
+            if not (value > level if above else value < level):
+                return None
+            condition = self.rule.condition
+            if condition is not None and not run_expression(condition, change, entity, now, shared):
+                return None
+            if st is None:
+                st = self.states[entity_id] = EntityState()
+            st.active = True
+            return Firing(self.rule.id, entity_id, FIRE, value, change["observedAtS"], name)
+        margin = spec["clearMargin"]
+        if above:
+            back = value < _level(spec["clearBelow"], entity) - margin
+        else:
+            back = value > _level(spec["clearAbove"], entity) + margin
+        if back:
+            st.active = False
+            return Firing(self.rule.id, entity_id, RESET, value, change["observedAtS"], name)
+        return None
+
+    def on_command(self, command: Mapping[str, Any], at: float) -> Firing | None:
+        """What a command's new state makes a ``command`` trigger do: fire when it ended
+        in one of ``states`` (and, with ``diverged``, the device reports something
+        else); reset when a later command of the entity is confirmed."""
+        spec, entity_id, state = self.rule.trigger, command["entityId"], command["state"]
+        st = self._state(entity_id)
+        if state in spec["states"] and (not spec["diverged"] or command.get("diverged")):
+            st.active = True
+            value = {
+                "command": command.get("command"),
+                "state": state,
+                "expected": command.get("expected"),
+                "lastReported": command.get("lastReported"),
+            }
+            return Firing(self.rule.id, entity_id, FIRE, value, at, "command")
+        if state == "confirmed" and st.active:
+            st.active = False
+            return Firing(self.rule.id, entity_id, RESET, None, at, "command")
+        return None
+
     def next_due(self) -> float | None:
         """The earliest instant the passing of time makes this rule fire (held, silent)."""
         if self.kind not in ("held", "silent"):
@@ -209,11 +291,21 @@ class Trigger:
         for entity_id, st in self.states.items():
             if st.since is None or st.active:
                 continue
-            waited = now - st.since
+            waited = now - max(st.since, self.floor)
             if waited >= span:
                 st.active = True
                 out.append(Firing(rule.id, entity_id, FIRE, waited, now))
         return out
+
+
+def _level(level: float | str, entity: Mapping[str, Any]) -> float:
+    """A threshold level: a number, or the entity's value of the attribute named."""
+    if isinstance(level, float):
+        return level
+    value = entity.get(level)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EvaluationError(f"no numeric {level!r} on the entity to compare with")
+    return float(value)
 
 
 def _first(rule: Rule, attrs: Mapping[str, Any]) -> str | None:

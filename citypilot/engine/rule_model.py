@@ -37,7 +37,8 @@ from citypilot.model.geometry import validate_geometry
 from citypilot.model.types import EntityType, TypeRegistry
 
 RULE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
-TRIGGER_KINDS = ("change", "threshold", "held", "zone", "silent", "cron")
+TRIGGER_KINDS = ("change", "threshold", "held", "zone", "silent", "cron", "command")
+COMMAND_END_STATES = ("rejected", "failed", "timed_out", "expired")
 ACTION_KINDS = ("alarm", "command", "webhook", "incident", "mode")
 RULE_FIELDS = frozenset(
     {
@@ -75,6 +76,10 @@ class Expression:
     program: Any
     entity_attrs: tuple[str, ...] | None
     change_attrs: tuple[str, ...] | None
+    #: ``(name, literal)`` when the expression is ``change.attrs.<name> == <literal> && ...``
+    #: with no ``||`` or ``?:``: a report whose ``name`` is another value is false at once
+    guard: tuple[str, Any] | None = None
+    uses_entity: bool = True
 
 
 @dataclass(frozen=True)
@@ -103,11 +108,26 @@ class Rule:
     guard_max: int
     guard_within_s: float
     doc: dict[str, Any] = field(default_factory=dict)
+    #: the entity's attributes the rule reads beyond the report (None: all of them)
+    needs: tuple[str, ...] | None = ()
 
     @property
     def kind(self) -> str:
         """The trigger's kind."""
         return self.trigger["kind"]
+
+
+def _needs(condition: Expression | None, trigger: dict[str, Any]) -> tuple[str, ...] | None:
+    names: list[str] = []
+    if condition is not None:
+        if condition.entity_attrs is None:
+            return None
+        names.extend(condition.entity_attrs)
+    for key in ("above", "below", "clearBelow", "clearAbove"):
+        level = trigger.get(key)
+        if isinstance(level, str):
+            names.append(level)
+    return tuple(dict.fromkeys(names))
 
 
 def _where(prefix: str, name: str) -> str:
@@ -173,13 +193,39 @@ def compile_expression(
             )
         (entity_attrs if holder == "entity" else change_attrs).add(name)
     whole_entity = re.search(r"\bentity\b(?!\s*\.)", text) is not None
+    uses_entity = re.search(r"\bentity\b", text) is not None
     whole_change = re.search(r"\bchange\.attrs\b(?!\s*\.)", text) is not None
     return Expression(
         text,
         program,
         None if whole_entity else tuple(sorted(entity_attrs)),
         None if whole_change else tuple(sorted(change_attrs)),
+        _guard(text),
+        uses_entity,
     )
+
+
+_GUARD = re.compile(
+    r"\s*change\.attrs\.([A-Za-z_][A-Za-z0-9_]*)\s*==\s*"
+    r"('([^'\\]*)'|\"([^\"\\]*)\"|true|false|-?\d+(?:\.\d+)?)\s*(&&|$)"
+)
+_STRINGS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+
+
+def _guard(text: str) -> tuple[str, Any] | None:
+    """The constant test a condition starts with, when it is one of a plain && chain."""
+    found = _GUARD.match(text)
+    bare = _STRINGS.sub("''", text)
+    if found is None or "||" in bare or "?" in bare:
+        return None
+    literal = found[2]
+    if found[3] is not None or found[4] is not None:
+        value: Any = found[3] if found[3] is not None else found[4]
+    elif literal in ("true", "false"):
+        value = literal == "true"
+    else:
+        value = float(literal)
+    return found[1], value
 
 
 def _has_attribute(entity_type: EntityType, name: str, on_entity: bool) -> bool:
@@ -188,6 +234,23 @@ def _has_attribute(entity_type: EntityType, name: str, on_entity: bool) -> bool:
         or name in COMMON_ATTRIBUTES
         or (on_entity and name in _ENTITY_KEYS)
     )
+
+
+def _numeric(entity_type: EntityType, name: Any, where: str) -> str:
+    """The name of a numeric attribute of the type (RuleError otherwise)."""
+    spec = entity_type.attributes.get(name) if isinstance(name, str) else None
+    if spec is None or spec.value not in ("number", "integer"):
+        raise RuleError(
+            f"{where}: {entity_type.name} has no numeric attribute {str(name)[:60]!r}", where
+        )
+    return name  # type: ignore[return-value]
+
+
+def _level(entity_type: EntityType, value: Any, where: str) -> float | str:
+    """A threshold level: a number, or the name of a numeric attribute holding it."""
+    if isinstance(value, str):
+        return _numeric(entity_type, value, where)
+    return _number(value, where)
 
 
 def _check_area(value: Any, where: str) -> dict[str, Any]:
@@ -206,7 +269,16 @@ def _trigger(doc: Any, entity_type: EntityType | None, has_condition: bool) -> d
         raise RuleError(f"trigger.kind must be one of {', '.join(TRIGGER_KINDS)}", "trigger.kind")
     fields = {
         "change": {"kind"},
-        "threshold": {"kind", "attribute", "above", "clearBelow", "below", "clearAbove"},
+        "threshold": {
+            "kind",
+            "attribute",
+            "above",
+            "clearBelow",
+            "below",
+            "clearAbove",
+            "clearMargin",
+        },
+        "command": {"kind", "states", "diverged"},
         "held": {"kind", "for"},
         "zone": {"kind", "area", "on"},
         "silent": {"kind", "after"},
@@ -217,27 +289,20 @@ def _trigger(doc: Any, entity_type: EntityType | None, has_condition: bool) -> d
     if kind != "cron" and entity_type is None:
         raise RuleError(f"a {kind} trigger needs the entity type it watches", "type")
     if kind == "threshold":
-        attr = _text(_need(doc, "attribute", "trigger"), "trigger.attribute", 100)
         assert entity_type is not None
-        spec = entity_type.attributes.get(attr)
-        if spec is None or spec.value not in ("number", "integer"):
-            raise RuleError(
-                f"trigger.attribute: {entity_type.name} has no numeric attribute {attr!r}",
-                "trigger.attribute",
-            )
-        out["attribute"] = attr
+        out["attribute"] = _numeric(entity_type, doc.get("attribute"), "trigger.attribute")
         if ("above" in doc) == ("below" in doc):
             raise RuleError("trigger needs either above (with clearBelow) or below", "trigger")
-        if "above" in doc:
-            out["above"] = _number(doc["above"], "trigger.above")
-            out["clearBelow"] = _number(doc.get("clearBelow", out["above"]), "trigger.clearBelow")
-            if out["clearBelow"] > out["above"]:
-                raise RuleError("trigger.clearBelow must not exceed above", "trigger.clearBelow")
-        else:
-            out["below"] = _number(doc["below"], "trigger.below")
-            out["clearAbove"] = _number(doc.get("clearAbove", out["below"]), "trigger.clearAbove")
-            if out["clearAbove"] < out["below"]:
-                raise RuleError("trigger.clearAbove must not be under below", "trigger.clearAbove")
+        raise_at, clear_at = ("above", "clearBelow") if "above" in doc else ("below", "clearAbove")
+        out[raise_at] = _level(entity_type, doc[raise_at], f"trigger.{raise_at}")
+        out[clear_at] = _level(entity_type, doc.get(clear_at, doc[raise_at]), f"trigger.{clear_at}")
+        levels = (out[raise_at], out[clear_at])
+        if all(isinstance(v, float) for v in levels) and (
+            levels[1] > levels[0] if raise_at == "above" else levels[1] < levels[0]
+        ):
+            word = "exceed above" if raise_at == "above" else "be under below"
+            raise RuleError(f"trigger.{clear_at} must not {word}", f"trigger.{clear_at}")
+        out["clearMargin"] = _number(doc.get("clearMargin", 0), "trigger.clearMargin", 0)
     elif kind == "held":
         if not has_condition:
             raise RuleError("a held trigger needs the condition that must hold", "condition")
@@ -249,6 +314,22 @@ def _trigger(doc: Any, entity_type: EntityType | None, has_condition: bool) -> d
             raise RuleError("trigger.on must be enter or leave", "trigger.on")
     elif kind == "silent":
         out["after"] = _number(_need(doc, "after", "trigger"), "trigger.after", 1, MAX_DURATION_S)
+    elif kind == "command":
+        states = doc.get("states", ["timed_out"])
+        if (
+            not isinstance(states, list)
+            or not states
+            or any(st not in COMMAND_END_STATES for st in states)
+        ):
+            raise RuleError(
+                f"trigger.states must list some of {', '.join(COMMAND_END_STATES)}",
+                "trigger.states",
+            )
+        out["states"] = tuple(states)
+        diverged = doc.get("diverged", False)
+        if not isinstance(diverged, bool):
+            raise RuleError("trigger.diverged must be true or false", "trigger.diverged")
+        out["diverged"] = diverged
     elif kind == "cron":
         from croniter import croniter
 
@@ -420,4 +501,5 @@ def compile_rule(doc: Any, registry: TypeRegistry) -> Rule:
         guard_max=guard_max,
         guard_within_s=guard_within,
         doc=dict(doc),
+        needs=_needs(condition, trigger),
     )

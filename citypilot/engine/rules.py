@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from citypilot.broker import CHANGED, Broker
+from citypilot.engine.commands import COMMANDS_CHANGED
 from citypilot.engine.rule_actions import (
     ActionFailed,
     ActionRunner,
@@ -102,6 +103,7 @@ class RuleEngine:
         self.load_errors: list[dict[str, Any]] = []
         self._triggers: dict[str, Trigger] = {}
         self._index: dict[str, dict[str, list[Trigger]]] = {}
+        self._command_triggers: list[Trigger] = []
         self._cron: dict[str, float] = {}  # rule id -> next time
         self._state: dict[str, dict[str, Any]] = {}  # entity id -> current values
         self._loaded: set[str] = set()
@@ -112,7 +114,8 @@ class RuleEngine:
         self._idle.set()
         self._worker: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
-        self._unlisten: Callable[[], None] | None = None
+        self._unlisten_all: list[Callable[[], None]] = []
+        self._started = float("-inf")
 
     # -- life cycle ------------------------------------------------------------------
     async def start(self, *, run_timers: bool = True) -> None:
@@ -134,15 +137,31 @@ class RuleEngine:
         for directory in self.rule_dirs:
             await self._load_dir(directory)
         await self._load_silent_entities()
-        self._unlisten = self.broker.bus.listen(CHANGED, self._on_changed)
+        self._started = self.clock()
+        for trigger in self._triggers.values():
+            trigger.floor = self._started
+        self.listen()
         self._worker = asyncio.create_task(self._run_actions(), name="rule-actions")
         if run_timers:
             self._ticker = start_ticker(self.tick_s, self.tick, "rule-timers")
 
+    def listen(self) -> None:
+        """Evaluate the changes and command transitions published on the bus."""
+        self.stop_listening()
+        self._unlisten_all = [
+            self.broker.bus.listen(CHANGED, self._on_changed),
+            self.broker.bus.listen(COMMANDS_CHANGED, self._on_commands),
+        ]
+
+    def stop_listening(self) -> None:
+        """Stop evaluating what the bus publishes (the timers go on)."""
+        for unlisten in self._unlisten_all:
+            unlisten()
+        self._unlisten_all = []
+
     async def stop(self) -> None:
         """Stop listening, finish the actions queued, stop the timers."""
-        if self._unlisten is not None:
-            self._unlisten()
+        self.stop_listening()
         await stop_ticker(self._ticker)
         await self.settle()
         await stop_ticker(self._worker)
@@ -217,17 +236,34 @@ class RuleEngine:
         stats.recent.clear()
         if by:
             stats.updated_by, stats.updated_at = by, self.clock()
-        self._triggers[rule.id] = Trigger(rule)
+        trigger = self._triggers[rule.id] = Trigger(rule)
+        trigger.floor = self._started
+        trigger.stats = stats
         self._cron.pop(rule.id, None)
         if rule.kind == "cron":
             self._cron[rule.id] = _next_cron(rule.trigger["schedule"], self.clock())
         self._reindex()
 
+    def _on_commands(self, subject: str, payload: dict[str, Any]) -> None:
+        """Command transitions, for the rules with a ``command`` trigger."""
+        now = self.clock()
+        for trigger in self._command_triggers:
+            stats = self.stats[trigger.rule.id]
+            if stats.stopped is not None:
+                continue
+            for command in payload["commands"]:
+                if command.get("entityType") != trigger.rule.type:
+                    continue
+                stats.evaluations += 1
+                firing = trigger.on_command(command, now)
+                if firing is not None:
+                    self._fired(firing)
+
     def _reindex(self) -> None:
         index: dict[str, dict[str, list[Trigger]]] = {}
         for rule_id, trigger in self._triggers.items():
             rule = self.rules[rule_id]
-            if rule.type is None or not rule.enabled:
+            if rule.type is None or not rule.enabled or rule.kind == "command":
                 continue
             by_attr = index.setdefault(rule.type, {})
             keys = rule.attributes or ("*",)
@@ -238,6 +274,9 @@ class RuleEngine:
             for key in keys:
                 by_attr.setdefault(key, []).append(trigger)
         self._index = index
+        self._command_triggers = [
+            t for t in self._triggers.values() if t.kind == "command" and t.rule.enabled
+        ]
 
     async def _persist(self, rule: Rule, by: str) -> None:
         now = self.clock()
@@ -382,19 +421,16 @@ class RuleEngine:
                 state = self._state[change["id"]] = {"id": change["id"], "type": change["type"]}
             state.update(attrs)
             change["observedAtS"] = self._instant(change["observedAt"])
+            shared: dict[str, Any] = {}  # one CEL context for the rules of this change
             for trigger in dict.fromkeys(triggers):  # a rule once, even on two attributes
-                rule = trigger.rule
-                condition = rule.condition
+                needs = trigger.rule.needs
                 if (
-                    condition is not None
+                    needs != ()
                     and change["id"] not in self._loaded
-                    and (
-                        condition.entity_attrs is None
-                        or any(n not in state for n in condition.entity_attrs)
-                    )
+                    and (needs is None or any(n not in state for n in needs))
                 ):
                     await self._load_state(change["id"], state)
-                self.evaluate(trigger, change, state, now)
+                self.evaluate(trigger, change, state, now, shared)
 
     async def _load_state(self, entity: str, state: dict[str, Any]) -> None:
         self._loaded.add(entity)
@@ -404,15 +440,20 @@ class RuleEngine:
                 state.setdefault(name, attr.value)
 
     def evaluate(
-        self, trigger: Trigger, change: dict[str, Any], state: dict[str, Any], now: float
+        self,
+        trigger: Trigger,
+        change: dict[str, Any],
+        state: dict[str, Any],
+        now: float,
+        shared: dict[str, Any] | None = None,
     ) -> Firing | None:
         """Try one rule on one change; a firing is queued for its actions."""
-        stats = self.stats[trigger.rule.id]
+        stats = trigger.stats
         if stats.stopped is not None:
             return None
         stats.evaluations += 1
         try:
-            firing = trigger.on_change(change, state, now)
+            firing = trigger.on_change(change, state, now, shared)
         except EvaluationError as exc:
             self._error(trigger.rule.id, change["id"], str(exc))
             return None
