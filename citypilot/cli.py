@@ -11,33 +11,70 @@ import asyncio
 import getpass
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from citypilot.cli_secrets import add_secret_options, read_secret
 from citypilot.config import Settings, load_settings
 from citypilot.model.errors import CityPilotError
+
+if TYPE_CHECKING:
+    from citypilot.api.deps import City
 
 console = Console(stderr=True)
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the HTTP API until interrupted."""
+    """Run the HTTP API until interrupted; print where the console is and what connected."""
     import uvicorn
 
     from citypilot.api.app import create_app
+    from citypilot.security.redact import logging_config
 
     where = settings.postgres_dsn if settings.store == "postgres" else settings.data_path
     console.print(f"CityPilot {settings.store} store: [bold]{where}[/]")
-    console.print(f"API on http://{settings.host}:{settings.port}  (docs at /docs)")
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, on_ready=lambda city, built: _announce(settings, city, built)),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=logging_config(settings.log_level),
         access_log=False,
         ws_max_size=1 << 20,
     )
     return 0
+
+
+def _announce(settings: Settings, city: City, console_built: bool) -> None:
+    """What ``serve`` prints once the city runs: the console URL, the API, and MQTT."""
+    base = f"http://{settings.host}:{settings.port}"
+    if console_built:
+        console.print(f"Console at [bold]{base}/[/]")
+    else:
+        console.print("Console not built (scripts/setup.sh builds it); serving the API only")
+    console.print(f"API on {base}/api/v1  (explorer at {base}/docs)")
+    mqtt = city.components.get("mqtt")
+    if not settings.mqtt_url:
+        console.print("MQTT: off (set mqtt_url to receive device topics)")
+    elif settings.bus != "memory":
+        console.print("MQTT: received by the ingest workers (bus = nats)")
+    elif mqtt is not None and mqtt.connected:
+        console.print(f"MQTT: [green]connected[/] to {_without_password(settings.mqtt_url)}")
+    else:
+        where = _without_password(settings.mqtt_url)
+        console.print(f"MQTT: [red]not connected[/] to {where} (retrying in the background)")
+
+
+def _without_password(url: str) -> str:
+    """``url`` with the password of its user part masked."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
 
 
 async def _save_logins(settings: Settings, **logins: list) -> None:
@@ -56,13 +93,9 @@ async def _save_logins(settings: Settings, **logins: list) -> None:
 
 
 def users_add(args: argparse.Namespace, settings: Settings) -> int:
-    """Create or replace a person's account (asks for the password when not given)."""
-    password = args.password
-    if password is None:
-        password = getpass.getpass(f"Password for {args.name}: ")
-        if password != getpass.getpass("Again: "):
-            console.print("[red]The passwords differ.[/]")
-            return 2
+    """Create or replace a person's account; the password comes from the terminal,
+    ``--password-stdin`` or ``--password-file``, never from the command line."""
+    password = read_secret(args, f"Password for {args.name}: ")
     if len(password) < 8:
         console.print("[red]A password needs at least 8 characters.[/]")
         return 2
@@ -99,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = users.add_parser("add", help="create or replace a user")
     p.add_argument("name")
     p.add_argument("--role", choices=("viewer", "operator", "admin"), default="viewer")
-    p.add_argument("--password", help="asked for when not given")
+    add_secret_options(p)
     p.set_defaults(func=users_add)
 
     devices = sub.add_parser("devices", help="device gateway keys").add_subparsers(

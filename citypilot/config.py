@@ -39,6 +39,21 @@ class Settings(BaseSettings):
     mqtt_topic_root: str = "citypilot"
     jwt_secret: str | None = Field(None, description="Token signing key; kept in data_dir if unset")
     token_ttl_s: int = Field(12 * 3600, ge=60)
+    # -- logins (docs/security.md, "Logins") --
+    login_free_failures_per_account: int = Field(
+        5, ge=1, description="Failed logins of one account before back-off starts"
+    )
+    login_free_failures_per_address: int = Field(
+        20, ge=1, description="Failed logins from one address before back-off starts"
+    )
+    login_max_backoff_s: float = Field(
+        300.0, ge=1, le=86_400, description="Longest wait imposed after failed logins"
+    )
+    password_hash_slots: int = Field(
+        max(1, (os.cpu_count() or 2) - 1),
+        ge=1,
+        description="Password hashes computed at once (off the event loop)",
+    )
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     max_batch_items: int = Field(50_000, ge=1)
     types_file: Path | None = Field(None, description="TOML/JSON file of extra entity types")

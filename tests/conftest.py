@@ -20,6 +20,11 @@ VIEWER = ("viewer", "viewer-password")
 DEVICE_KEY = "cpd_test_device_key_0123456789"
 
 
+def stream_protocols(token: str) -> list[str]:
+    """The WebSocket subprotocols that carry a bearer token to /api/v1/stream."""
+    return ["citypilot.stream", f"bearer.{token}"]
+
+
 def service_available(host: str, port: int) -> bool:
     """Whether something accepts TCP connections at host:port."""
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -207,8 +207,9 @@ async def running_city(settings: Settings) -> AsyncIterator[City]:
         await store.close()
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The CityPilot ASGI app for these settings."""
+def create_app(settings: Settings, on_ready: Callable[[City, bool], None] | None = None) -> FastAPI:
+    """The CityPilot ASGI app for these settings; ``on_ready(city, console_built)`` is
+    called once the city runs (``serve`` prints where to go and what connected)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -222,6 +223,8 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.routing = city.routing
             notifier = subscriptions.start_notifier(app, city)
             await notifier.start()
+            if on_ready is not None:
+                on_ready(city, console_built)
             try:
                 yield
             finally:
@@ -278,12 +281,12 @@ def create_app(settings: Settings) -> FastAPI:
         rules.router,
     ):
         app.include_router(router)
-    mount_console(app)
+    console_built = mount_console(app)
     return app
 
 
-def mount_console(app: FastAPI) -> None:
-    """Serve the built browser console at ``/`` when its build is present."""
+def mount_console(app: FastAPI) -> bool:
+    """Serve the built browser console at ``/`` when its build is present (True then)."""
     from importlib.resources import files
 
     from starlette.staticfiles import StaticFiles
@@ -291,5 +294,6 @@ def mount_console(app: FastAPI) -> None:
     dist = files("citypilot.console").joinpath("dist")
     if dist.is_dir() and dist.joinpath("index.html").is_file():
         app.mount("/", StaticFiles(directory=str(dist), html=True), name="console")
-    else:
-        log.warning("console build not found (run scripts/setup.sh); serving the API only")
+        return True
+    log.warning("console build not found (run scripts/setup.sh); serving the API only")
+    return False

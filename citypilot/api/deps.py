@@ -13,6 +13,8 @@ from citypilot.broker import Broker
 from citypilot.config import Settings
 from citypilot.model.errors import Forbidden, Unauthorized
 from citypilot.publish.gtfs_static import StaticFeed
+from citypilot.security.login_limits import Limit, LoginLimiter
+from citypilot.security.passwords import HashSlots
 from citypilot.security.roles import role_allows
 from citypilot.security.scopes import TypePolicy, Visibility, sees_personal, visibility
 from citypilot.security.tokens import Principal, hash_device_key, read_token
@@ -46,6 +48,18 @@ class City:
     grant_cache: dict[str, tuple[tuple, float]] = field(default_factory=dict)
     #: running parts other than the store and bus, by name ("mqtt"), for health checks
     components: dict[str, Any] = field(default_factory=dict)
+    #: failed-login back-off per account and per address (security/login_limits.py)
+    logins: LoginLimiter = field(init=False)
+    #: argon2 off the event loop, a few at a time
+    hashing: HashSlots = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.logins = LoginLimiter(
+            Limit(s.login_free_failures_per_account, max_s=s.login_max_backoff_s),
+            Limit(s.login_free_failures_per_address, max_s=s.login_max_backoff_s),
+        )
+        self.hashing = HashSlots(s.password_hash_slots)
 
 
 def static_feed(app: Any) -> StaticFeed:

@@ -32,7 +32,7 @@ def problem_response(error: CityPilotError, headers: dict[str, str] | None = Non
     """The HTTP response for an error."""
     if error.status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
-    if "retryAfter" in error.extra:  # a 503 saying when to come back
+    if "retryAfter" in error.extra:  # a 503 or 429 saying when to come back
         headers = {**(headers or {}), "Retry-After": str(error.extra["retryAfter"])}
     return Response(
         orjson.dumps(error.to_problem()), error.status, headers, media_type=PROBLEM_JSON

@@ -26,11 +26,31 @@ from citypilot.api.scope_index import ScopeIndex
 from citypilot.broker import CHANGED, DELETED
 from citypilot.bus.base import EventBus
 from citypilot.engine.commands import COMMANDS_CHANGED
-from citypilot.model.errors import CityPilotError
+from citypilot.model.errors import CityPilotError, Unauthorized
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["stream"])
 POLICY_VIOLATION = 1008
+#: The subprotocol the server answers with; the token travels as ``bearer.<token>``.
+SUBPROTOCOL = "citypilot.stream"
+BEARER_PREFIX = "bearer."
+
+
+def stream_token(websocket: WebSocket) -> str | None:
+    """The bearer token of a stream: the offered subprotocol ``bearer.<token>`` (browsers),
+    or the Authorization header (other clients). A token in the URL is refused: URLs
+    end up in logs and browser histories."""
+    if "token" in websocket.query_params:
+        raise Unauthorized(
+            "a token in the URL is refused: offer it as the WebSocket subprotocol "
+            f"'{BEARER_PREFIX}<token>' beside '{SUBPROTOCOL}', or send an Authorization header",
+            "token",
+        )
+    for offered in websocket.scope.get("subprotocols", []):
+        if offered.startswith(BEARER_PREFIX):
+            return offered[len(BEARER_PREFIX) :]
+    header = websocket.headers.get("authorization", "")
+    return header[7:] if header.lower().startswith("bearer ") else None
 
 
 @dataclass
@@ -174,15 +194,18 @@ class StreamHub:
 
 @router.websocket("/stream")
 async def stream(websocket: WebSocket) -> None:
-    """Push entity changes to the client; the filter comes from the query or a message."""
+    """Push entity changes to the client; the filter comes from the query or a message.
+
+    The client offers the subprotocols ``citypilot.stream`` and ``bearer.<token>``; the
+    server answers with ``citypilot.stream`` (never echoing the token).
+    """
     city = websocket.app.state.city
     hub: StreamHub = websocket.app.state.hub
     params = websocket.query_params
-    header = websocket.headers.get("authorization", "")
-    token = params.get("token") or (header[7:] if header.lower().startswith("bearer ") else None)
-    await websocket.accept()
+    offered = websocket.scope.get("subprotocols", [])
+    await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     try:
-        principal = await with_grants(city, principal_from_token(city, token))
+        principal = await with_grants(city, principal_from_token(city, stream_token(websocket)))
         initial = {
             "types": params["types"].split(",") if params.get("types") else None,
             "ids": params["ids"].split(",") if params.get("ids") else None,

@@ -82,6 +82,9 @@ def add_bench_commands(sub: Any) -> None:
     from citypilot.bench.rules import add_rules_bench
 
     add_rules_bench(bench)
+    from citypilot.bench.login import add_login_bench
+
+    add_login_bench(bench)
 
 
 def _streetlight(i: int, lon: float, lat: float) -> dict[str, Any]:

@@ -110,13 +110,24 @@ class Forbidden(CityPilotError):
     title = "Forbidden"
 
 
-class ServiceUnavailable(CityPilotError):
+class RetryLater(CityPilotError):
+    """A refusal that says when to come back: ``retry_after`` seconds (``Retry-After``)."""
+
+    def __init__(self, detail: str, retry_after: int, field: str | None = None) -> None:
+        super().__init__(detail, field, retryAfter=retry_after)
+
+
+class ServiceUnavailable(RetryLater):
     """The server is at its in-flight limit: retry after ``retry_after`` seconds."""
 
     status = 503
     problem = "ServiceUnavailable"
     title = "Service unavailable"
 
-    def __init__(self, detail: str, retry_after: int, field: str | None = None) -> None:
-        super().__init__(detail, field, retryAfter=retry_after)
-        self.headers = {"Retry-After": str(retry_after)}
+
+class TooManyRequests(RetryLater):
+    """Too many failed attempts (e.g. logins): retry after ``retry_after`` seconds."""
+
+    status = 429
+    problem = "TooManyRequests"
+    title = "Too many requests"

@@ -64,11 +64,18 @@ class Cluster:
 
     def seed(self) -> None:
         """Create the operator and the device key."""
-        for args in (
-            ("users", "add", OPERATOR[0], "--role", "operator", "--password", OPERATOR[1]),
-            ("devices", "add", "gateway", "--key", DEVICE_KEY),
+        for args, stdin in (
+            (("users", "add", OPERATOR[0], "--role", "operator", "--password-stdin"), OPERATOR[1]),
+            (("devices", "add", "gateway", "--key", DEVICE_KEY), ""),
         ):
-            subprocess.run(citypilot_argv(*args), env=self.env(), check=True, capture_output=True)
+            subprocess.run(
+                citypilot_argv(*args),
+                env=self.env(),
+                check=True,
+                capture_output=True,
+                input=stdin + "\n",
+                text=True,
+            )
 
     def api(self, name: str) -> tuple[Proc, str]:
         """Start ``citypilot serve`` on a free port; returns it and its URL once it answers."""

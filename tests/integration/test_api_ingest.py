@@ -17,7 +17,7 @@ import pytest
 import websockets
 
 from citypilot.bench.server import free_port, server_process
-from tests.conftest import DEVICE_KEY, OPERATOR, Server, seed_accounts
+from tests.conftest import DEVICE_KEY, OPERATOR, Server, seed_accounts, stream_protocols
 from tests.integration.test_api_entities import NGSI, light, problem
 
 
@@ -149,9 +149,9 @@ def test_ingest_needs_a_device_key_or_an_operator(server: Server):
         problem(viewer.post("/api/v1/ingest", json=[]), 403, "Forbidden")
 
 
-async def _collect(url: str, until: float, want: int) -> list[dict]:
+async def _collect(url: str, token: str, until: float, want: int) -> list[dict]:
     frames: list[dict] = []
-    async with websockets.connect(url) as ws:
+    async with websockets.connect(url, subprotocols=stream_protocols(token)) as ws:
         hello = json.loads(await ws.recv())
         assert hello["type"] == "hello"
         while time.monotonic() < until and sum(len(f["changes"]) for f in frames) < want:
@@ -172,12 +172,11 @@ def test_stream_pushes_filtered_batched_changes(server: Server):
     outside = f"urn:ngsi-ld:Streetlight:{outside_local}"
     token = server.token(OPERATOR)
     ws_url = (
-        server.url.replace("http", "ws") + f"/api/v1/stream?token={token}"
-        "&types=Streetlight&bbox=5.0,47.0,5.1,47.5"
+        server.url.replace("http", "ws") + "/api/v1/stream?types=Streetlight&bbox=5.0,47.0,5.1,47.5"
     )
 
     async def scenario() -> list[dict]:
-        collector = asyncio.create_task(_collect(ws_url, time.monotonic() + 10, 1))
+        collector = asyncio.create_task(_collect(ws_url, token, time.monotonic() + 10, 1))
         await asyncio.sleep(0.5)
         async with httpx.AsyncClient(
             base_url=server.url, headers={"X-Device-Key": DEVICE_KEY}

@@ -16,12 +16,13 @@ def test_server_on_postgres_via_config_file(tmp_path, postgres_dsn):
     config.write_text(f'store = "postgres"\npostgres_dsn = "{postgres_dsn}"\n')
     env = {**os.environ, "CITYPILOT_CONFIG": str(config), "CITYPILOT_DATA_DIR": str(tmp_path)}
     for args in (
-        ["users", "add", "op", "--role", "operator", "--password", "op-password"],
+        ["users", "add", "op", "--role", "operator", "--password-stdin"],
         ["devices", "add", "gw", "--key", "cpd_pg_test_key"],
     ):
         done = subprocess.run(
             [sys.executable, "-m", "citypilot.cli", *args],
             env=env,
+            input="op-password\n",
             capture_output=True,
             text=True,
             timeout=60,

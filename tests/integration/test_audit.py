@@ -121,8 +121,8 @@ def test_a_permission_change_from_the_cli_is_recorded(server: Server):
     for role in ("viewer", "operator"):
         subprocess.run(
             [sys.executable, "-m", "citypilot.cli", "users", "add", name, "--role", role,
-             "--password", "a-long-enough-password"],
-            env=env, check=True, capture_output=True,
+             "--password-stdin"],
+            env=env, check=True, capture_output=True, input=b"a-long-enough-password\n",
         )  # fmt: skip
     entries = _audit(server, entity=name, action="account.permissions")["items"]
     assert [(e["detail"]["before"], e["detail"]["after"]["role"]) for e in entries] == [

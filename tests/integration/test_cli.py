@@ -25,10 +25,11 @@ def citypilot(data_dir, *args: str, stdin: str | None = None) -> subprocess.Comp
 
 def test_users_and_device_keys_from_the_command_line(tmp_path):
     added = citypilot(
-        tmp_path, "users", "add", "carol", "--role", "operator", "--password", "carol-password"
-    )
+        tmp_path, "users", "add", "carol", "--role", "operator", "--password-stdin",
+        stdin="carol-password\n",
+    )  # fmt: skip
     assert added.returncode == 0, added.stderr
-    short = citypilot(tmp_path, "users", "add", "dave", "--password", "short")
+    short = citypilot(tmp_path, "users", "add", "dave", "--password-stdin", stdin="short\n")
     assert short.returncode == 2 and "8 characters" in short.stderr
     device = citypilot(tmp_path, "devices", "add", "north-gateway")
     key = device.stdout.strip()
@@ -42,11 +43,31 @@ def test_users_and_device_keys_from_the_command_line(tmp_path):
         assert r.status_code == 200
 
 
+def test_users_add_without_a_terminal_says_how_to_give_the_password(tmp_path):
+    done = citypilot(tmp_path, "users", "add", "bob", stdin="")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--password-stdin" in done.stderr and "--password-file" in done.stderr
+
+
+def test_a_password_is_read_from_a_file_and_never_taken_on_the_command_line(tmp_path):
+    secret = tmp_path / "pw"
+    secret.write_text("erin-password\n")
+    done = citypilot(tmp_path, "users", "add", "erin", "--password-file", str(secret))
+    assert done.returncode == 0, done.stderr
+    refused = citypilot(tmp_path, "users", "add", "erin", "--password", "erin-password")
+    assert refused.returncode == 2 and "visible to every local user" in refused.stderr
+    with server_process(tmp_path) as url:
+        r = httpx.post(
+            url + "/api/v1/auth/token", data={"username": "erin", "password": "erin-password"}
+        )
+        assert r.status_code == 200
+
+
 def test_bad_config_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("port = 'eighty'\n")
     result = citypilot(
-        tmp_path, "--config", str(bad), "users", "add", "x", "--password", "long-enough"
+        tmp_path, "--config", str(bad), "users", "add", "x", "--password-stdin", stdin="long-enough"
     )
     assert result.returncode == 2 and "port" in result.stderr
 

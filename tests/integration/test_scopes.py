@@ -20,7 +20,7 @@ import websockets
 from citypilot.bench.server import server_process
 from citypilot.security.privacy import MASK, load_keys
 from citypilot.security.scopes import Grant
-from tests.conftest import Server
+from tests.conftest import Server, stream_protocols
 
 NGSI = "/ngsi-ld/v1"
 MUNI_A = "urn:ngsi-ld:Municipality:A"
@@ -234,9 +234,10 @@ def test_the_stream_carries_only_what_the_grants_cover(city):
     the metropole viewer of A and B; the last change is the sentinel that all arrived."""
 
     async def listen(who: str, sentinel: str) -> set[str]:
-        url = city.url.replace("http", "ws") + f"/api/v1/stream?token={city.token(person(who))}"
+        url = city.url.replace("http", "ws") + "/api/v1/stream"
         seen: set[str] = set()
-        async with websockets.connect(url) as ws:
+        protocols = stream_protocols(city.token(person(who)))
+        async with websockets.connect(url, subprotocols=protocols) as ws:
             assert json.loads(await ws.recv())["type"] == "hello"
             ready.set()
             while sentinel not in seen:

@@ -14,7 +14,7 @@ import pytest
 import websockets
 
 from citypilot.bench.processes import wait_until
-from tests.conftest import require_service
+from tests.conftest import require_service, stream_protocols
 from tests.integration.cluster import (
     DEVICE_KEY,
     TYPE,
@@ -83,8 +83,8 @@ def _no2(url: str, eid: str) -> float | None:
 
 async def test_http_ingest_reaches_history_and_every_api_process_stream(city: dict) -> None:
     eid = city["ids"][0]
-    ws_url = city["b"].replace("http", "ws") + "/api/v1/stream?token=" + token(city["b"])
-    async with websockets.connect(ws_url) as ws:
+    ws_url = city["b"].replace("http", "ws") + "/api/v1/stream"
+    async with websockets.connect(ws_url, subprotocols=stream_protocols(token(city["b"]))) as ws:
         await ws.send(orjson.dumps({"ids": [eid]}).decode())
         await asyncio.sleep(0.5)  # let the filter apply
         r = httpx.post(

@@ -349,12 +349,16 @@ export class Api {
     });
   }
 
-  /** The WebSocket URL of the live stream for these types. */
+  /** The WebSocket URL of the live stream for these types (no credential in it). */
   streamUrl(types: string[]): string {
     const url = new URL("/api/v1/stream", location.href);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    url.searchParams.set("token", this.token ?? "");
     if (types.length) url.searchParams.set("types", types.join(","));
     return url.toString();
+  }
+
+  /** The stream's subprotocols: the token travels as one, never in the URL (logs). */
+  streamProtocols(): string[] {
+    return ["citypilot.stream", `bearer.${this.token ?? ""}`];
   }
 }

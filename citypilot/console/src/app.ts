@@ -119,7 +119,10 @@ export class ConsoleApp {
     });
     this.buildPanels();
     const streamTypes = [...ASSET_TYPES, ...OPS_TYPES].filter((t) => this.types.has(t));
-    this.stream = new LiveStream(() => this.api.streamUrl(streamTypes));
+    this.stream = new LiveStream(
+      () => this.api.streamUrl(streamTypes),
+      () => this.api.streamProtocols(),
+    );
     this.connection = new ConnectionIndicator(this.stream);
     this.shell.topbar.status.append(this.connection.el);
     this.stream.onState = () => this.connection.update();

@@ -37,7 +37,10 @@ export class LiveStream {
   private everConnected = false;
   private stopped = false;
 
-  constructor(private url: () => string) {}
+  constructor(
+    private url: () => string,
+    private protocols: () => string[] = () => [],
+  ) {}
 
   start(): void {
     this.stopped = false;
@@ -57,7 +60,7 @@ export class LiveStream {
     this.setState(this.everConnected ? "reconnecting" : "connecting");
     let ws: WebSocket;
     try {
-      ws = new WebSocket(this.url());
+      ws = new WebSocket(this.url(), this.protocols());
     } catch {
       this.scheduleRetry();
       return;
