@@ -266,8 +266,15 @@ def _signal_free_server(settings: Settings, app: Any) -> Any:
         def capture_signals(self) -> Iterator[None]:
             yield
 
+    from citypilot.security.redact import logging_config
+
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        log_config=logging_config(settings.log_level),
+        access_log=False,
     )
     return Server(config)
 
