@@ -115,6 +115,7 @@ class RetryLater(CityPilotError):
 
     def __init__(self, detail: str, retry_after: int, field: str | None = None) -> None:
         super().__init__(detail, field, retryAfter=retry_after)
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class ServiceUnavailable(RetryLater):
