@@ -68,6 +68,30 @@ export interface Assignment {
 }
 
 /** An incident as /api/v1/incidents shows it (the timeline only when read alone). */
+export interface AlarmView {
+  id: string;
+  rule: string;
+  entity: string;
+  entityType: string;
+  severity: "critical" | "high" | "medium" | "low";
+  state: string;
+  message: string;
+  count: number;
+  raisedAt: string;
+  lastRaisedAt: string;
+  acknowledged: { by: string; at: string } | null;
+  shelved: { by: string; until: string; reason: string } | null;
+  suppressed: { by: string; key: string } | null;
+  location: { type: "Point"; coordinates: [number, number] } | null;
+}
+
+export interface AlarmsAnswer {
+  total: number;
+  counts: Record<string, number>;
+  attention: Record<string, number>;
+  alarms: AlarmView[];
+}
+
 export interface Incident {
   id: string;
   type: string;
@@ -339,6 +363,22 @@ export class Api {
 
   closures(): Promise<Closure[]> {
     return this.request("/api/v1/closures");
+  }
+
+  alarms(params: URLSearchParams): Promise<AlarmsAnswer> {
+    return this.request(`/api/v1/alarms?${params}`);
+  }
+
+  acknowledgeAlarm(id: string): Promise<AlarmView> {
+    return this.postJson(`/api/v1/alarms/${encodeURIComponent(id)}/acknowledge`, {});
+  }
+
+  shelveAlarm(id: string, duration: number, reason: string): Promise<AlarmView> {
+    return this.postJson(`/api/v1/alarms/${encodeURIComponent(id)}/shelve`, { duration, reason });
+  }
+
+  unshelveAlarm(id: string): Promise<AlarmView> {
+    return this.postJson(`/api/v1/alarms/${encodeURIComponent(id)}/unshelve`, {});
   }
 
   private postJson<T>(path: string, body: unknown): Promise<T> {

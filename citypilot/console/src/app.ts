@@ -25,6 +25,7 @@ import { type FeedEvent, FeedPanel, notable } from "./ui/feed";
 import { FiguresPanel } from "./ui/figures";
 import { BOARD_STATUSES, IncidentBoard, IncidentPanel, ReportForm } from "./ui/incidents";
 import { LayersPanel } from "./ui/layers";
+import { AlarmsPanel } from "./ui/alarms";
 import { ModesPanel } from "./ui/modes";
 import { buildShell, type Shell } from "./ui/layout";
 import { SearchBox } from "./ui/search";
@@ -70,6 +71,7 @@ export class ConsoleApp {
   reportForm!: ReportForm;
   incidentLayers!: IncidentLayers;
   modes!: ModesPanel;
+  alarms!: AlarmsPanel;
   connection!: ConnectionIndicator;
   /** Source ids of the city's background layers. */
   baseSources: string[] = [];
@@ -148,6 +150,7 @@ export class ConsoleApp {
     document.removeEventListener("keydown", this.keyHandler);
     this.stream?.stop();
     this.modes?.stop();
+    this.alarms?.stop();
     this.map?.remove();
   }
 
@@ -173,7 +176,10 @@ export class ConsoleApp {
       this.reportForm.start();
       this.shell.dock.show("report");
     };
-    this.shell.sidebar.append(this.layersPanel.el, this.incidentBoard.el, this.feed.el);
+    this.alarms = new AlarmsPanel(this.api, writer);
+    this.alarms.onSelect = (id) => background(this.select(id, true), "select");
+    this.shell.sidebar.append(this.layersPanel.el, this.alarms.el, this.incidentBoard.el, this.feed.el);
+    this.alarms.start();
     this.figures = new FiguresPanel(this.shell.figures, this.data);
     this.figures.onSelect = (id) => background(this.select(id, true), "select");
     const search = new SearchBox(this.api, this.data);
