@@ -1,6 +1,7 @@
 """The fire scenario end to end, on the demo city with its live simulator: a citizen
 reports a fire through Open311 → an incident opens and the street around it closes →
-the nearest police unit is recommended and dispatched → every signal on its route
+the bus lines through it detour and the tram short-turns, in the public GTFS-Realtime
+alerts → the nearest police unit is recommended and dispatched → every signal on its route
 gets a priority request in route order, released once the unit has passed → the
 incident resolves, the closure ends, the citizen's request is closed; the timeline
 shows every step and the time saved by priority."""
@@ -62,6 +63,25 @@ def test_a_fire_reported_to_311_is_answered_across_silos_and_everything_is_resto
         closures = {c["id"]: c for c in api.get("/api/v1/closures").json()}
         assert closures[closure_id]["status"] == "active" and closures[closure_id]["edges"]
 
+        # the buses through the closed street detour round it, the tram short-turns, and
+        # passengers are told in the public GTFS-Realtime alerts
+        def alerted() -> list[dict] | None:
+            feed = httpx.get(url + "/gtfs-rt/alerts", params={"format": "json"}).json()
+            alerts = [e["alert"] for e in feed.get("entity", [])]
+            return alerts if sum(a["effect"] == "DETOUR" for a in alerts) >= 2 else None
+
+        alerts = wait_for(alerted, 30, "detour alerts for two bus lines")
+        detoured = {
+            i["route_id"]
+            for a in alerts
+            if a["effect"] == "DETOUR"
+            for i in a["informed_entity"]
+            if "route_id" in i
+        }
+        plans = httpx.get(url + "/api/v1/transit/detours").json()["detours"]
+        assert {p["routeId"] for p in plans if p["kind"] == "detour"} == detoured
+        assert all(p["closures"] == [closure_id] for p in plans)
+
         # the nearest police unit by road, dispatched; its route avoids the closed street
         ranked = api.get(f"/api/v1/incidents/{iid}/recommendation", params={"kind": "police"})
         assert ranked.status_code == 200, ranked.text
@@ -99,6 +119,8 @@ def test_a_fire_reported_to_311_is_answered_across_silos_and_everything_is_resto
             assert r.status_code == 200, r.text
         assert api.post(f"/api/v1/closures/{closure_id}/end", json={}).status_code == 200
         assert api.get("/api/v1/closures").json() == []
+        assert "entity" not in httpx.get(url + "/gtfs-rt/alerts?format=json").json()
+        assert httpx.get(url + "/api/v1/transit/detours").json() == {"detours": []}
         local = request_ref.rsplit(":", 1)[1]
         (answer,) = httpx.get(f"{url}/open311/v2/requests/{local}.json").json()
         assert answer["status"] == "closed"
