@@ -94,7 +94,7 @@ class IncidentOps:
         # transit lines that cross a closure detour or short-turn (with a timetable)
         self.detours = detours
         if detours is not None:
-            self.closures.listeners.append(detours.update)
+            self.closures.listen(detours.update)
 
 
 def _detour_book(app: Any, routing: Any) -> DetourBook | None:

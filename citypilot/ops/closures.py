@@ -66,8 +66,7 @@ class ClosureBook:
     def __init__(self, broker: Broker, routing: Routing | None) -> None:
         self.broker = broker
         self.routing = routing
-        #: called with the closures in force each time they change (transit detours)
-        self.listeners: list[Callable[[list[ActiveClosure]], None]] = []
+        self._listeners: list[Callable[[list[ActiveClosure]], None]] = []
         self._active: dict[str, ActiveClosure] = {}
         self._lock = asyncio.Lock()
         self._loaded = False
@@ -89,7 +88,14 @@ class ClosureBook:
             for c in self._active.values():
                 closed |= c.edges
             self.routing.set_closed(closed)
-        for listener in self.listeners:
+        for listener in self._listeners:
+            listener(list(self._active.values()))
+
+    def listen(self, listener: Callable[[list[ActiveClosure]], None]) -> None:
+        """Call ``listener`` with the closures in force each time they change, and at once
+        when they are loaded already (transit detours made after a mode closed roads)."""
+        self._listeners.append(listener)
+        if self._loaded:
             listener(list(self._active.values()))
 
     async def refresh(self, now: float | None = None) -> None:
