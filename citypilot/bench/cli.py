@@ -82,6 +82,10 @@ def add_bench_commands(sub: Any) -> None:
     from citypilot.bench.rules import add_rules_bench
 
     add_rules_bench(bench)
+
+    from citypilot.bench.alarms import add_alarms_bench
+
+    add_alarms_bench(bench)
     from citypilot.bench.login import add_login_bench
 
     add_login_bench(bench)

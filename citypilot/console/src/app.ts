@@ -35,6 +35,8 @@ const HELLO_WAIT_MS = 2000;
 const SELECT_ZOOM = 17;
 /** Entity types whose changes reload the incident board and its map layers. */
 const OPS_TYPES = ["Incident", "RoadClosure"];
+/** Alarm entities on the stream make the alarm list read itself again at once. */
+const ALARM_TYPE = "Alarm";
 /** Wait after such a change before reloading, so a burst of changes costs one reload. */
 const OPS_RELOAD_MS = 300;
 
@@ -120,7 +122,7 @@ export class ConsoleApp {
       map.on("mousemove", (e) => this.onHover(e.point));
     });
     this.buildPanels();
-    const streamTypes = [...ASSET_TYPES, ...OPS_TYPES].filter((t) => this.types.has(t));
+    const streamTypes = [...ASSET_TYPES, ...OPS_TYPES, ALARM_TYPE].filter((t) => this.types.has(t));
     this.stream = new LiveStream(
       () => this.api.streamUrl(streamTypes),
       () => this.api.streamProtocols(),
@@ -354,6 +356,7 @@ export class ConsoleApp {
     if (current) for (const c of frame.changes) if (c.id === current) this.assetPanel.update(c);
     for (const cmd of frame.commands ?? []) this.assetPanel.commandChanged(cmd);
     if (frame.changes.some((c) => OPS_TYPES.includes(c.type))) this.reloadOpsSoon();
+    if (frame.changes.some((c) => c.type === ALARM_TYPE)) this.alarms.soon();
     this.framesApplied++;
     this.changesApplied += frame.changes.length;
   }

@@ -1,11 +1,14 @@
 // The alarm list (sidebar): counts by severity, filters, acknowledge, shelve, and a
-// jump to the asset on the map. Read from GET /api/v1/alarms every few seconds and
+// jump to the asset on the map. Read from GET /api/v1/alarms as soon as the live stream
+// carries an alarm's change (at most every half second), every few seconds anyway, and
 // after each action; a new critical alarm flashes the panel (and beeps, when asked).
 
 import { type AlarmView, type AlarmsAnswer, type Api, ApiError } from "../api";
 import { fill, h } from "./dom";
 
 const POLL_MS = 3000;
+/** Alarm changes on the stream are gathered this long before the list is read again. */
+const SOON_MS = 500;
 const SEVERITIES = ["critical", "high", "medium", "low"] as const;
 const SHELVE_CHOICES: [string, number][] = [
   ["15 min", 900],
@@ -36,6 +39,7 @@ export class AlarmsPanel {
   private shelved = h("input", { type: "checkbox", "data-testid": "alarm-filter-shelved" });
   private beep = h("input", { type: "checkbox", "data-testid": "alarm-beep" });
   private timer: number | undefined;
+  private soonTimer: number | undefined;
   private seenCritical = new Set<string>();
   private first = true;
 
@@ -75,6 +79,16 @@ export class AlarmsPanel {
 
   stop(): void {
     clearTimeout(this.timer);
+    clearTimeout(this.soonTimer);
+  }
+
+  /** An alarm changed (the live stream says so): read the list again shortly. */
+  soon(): void {
+    if (this.soonTimer !== undefined) return;
+    this.soonTimer = window.setTimeout(() => {
+      this.soonTimer = undefined;
+      void this.refresh();
+    }, SOON_MS);
   }
 
   async refresh(): Promise<void> {
