@@ -317,10 +317,17 @@ async def dispatch(incident_id: str, request: Request, city: CityDep, who: Opera
     )
     routes = {c.unit.id: list(c.route.nodes) for c in sent}
     start_priority(request, city, incident.id, who.name, stops, routes)
+    rehearsals: dict[str, dict[str, Any]] = {}
     for driver in getattr(request.app.state, "unit_drivers", ()):  # the demo's simulator
         for c in sent:
             with contextlib.suppress(KeyError):  # a unit the simulator does not drive
-                driver(c.unit.id, list(c.route.nodes), incident.id)
+                rehearsal = driver(c.unit.id, list(c.route.nodes), incident.id)
+                if rehearsal is not None:  # the same drive, with and without priority
+                    rehearsals[c.unit.id] = rehearsal.to_json()
+    if rehearsals:
+        updated = await ops_of(request).dispatcher.record_rehearsals(
+            incident.id, rehearsals, "digital twin"
+        )
     return _json(
         {"incident": incident_view(updated), "units": [c.to_json(time.time()) for c in sent]}
     )

@@ -245,6 +245,38 @@ class Dispatcher:
         )
         return updated, [ranked[u.id] for u in units], stops_by_unit
 
+    async def record_rehearsals(
+        self, incident_id: str, rehearsals: dict[str, dict[str, Any]], by: str
+    ) -> Entity:
+        """Keep what the digital twin measured of each unit's drive with and without signal
+        priority (``Rehearsal.to_json()`` by unit): on its assignment (``priority.twin``)
+        and on the timeline; the measurement replaces the model's estimate in the
+        incident's ``prioritySavedSeconds``."""
+        incident = await self.incidents.get(incident_id)
+        jobs = dict(value(incident, "assignments", {}) or {})
+        total = float(value(incident, "prioritySavedSeconds", 0) or 0)
+        parts = []
+        for unit, twin in rehearsals.items():
+            job = jobs.get(unit)
+            if job is None:
+                continue
+            plan = dict(job.get("priority", {}))
+            total += twin["savedSeconds"] - float(plan.get("savedSeconds", 0))
+            jobs[unit] = {**job, "priority": {**plan, "twin": twin}}
+            parts.append(
+                f"{unit}: {twin['withoutPrioritySeconds']:.0f} s without priority "
+                f"({twin['redsAvoided']} of {twin['signals']} signals at red), "
+                f"{twin['withPrioritySeconds']:.0f} s with it: {twin['savedSeconds']:.0f} s "
+                f"saved ({twin['savedPercent']:.0f} %)"
+            )
+        return await self.incidents.record(
+            incident_id,
+            by,
+            "priority rehearsed",
+            "; ".join(parts),
+            changes={"assignments": jobs, "prioritySavedSeconds": round(max(0.0, total), 1)},
+        )
+
 
 class UnitNotAvailable(CityPilotError):
     """The unit cannot be sent: it is busy, out of service or has no position."""

@@ -47,6 +47,7 @@ from citypilot.twin.devices.units import RoadNet, UnitModel
 from citypilot.twin.devices.vehicles import Track, TransitVehicleModel, build_blocks
 from citypilot.twin.environment import Accident, Environment, Fire, RainEpisode
 from citypilot.twin.geo import to_lonlat, to_metric
+from citypilot.twin.priority_rehearsal import Rehearsal, rehearse
 from citypilot.twin.roads import RING, Router
 from citypilot.twin.scenario import CitizenReport, ResolvedEvent, Scenario
 from citypilot.twin.street_assets import LIGHTS_PER_CABINET
@@ -119,6 +120,7 @@ class Simulator:
         self._heap: list[tuple[float, int, int]] = []
         self._version: list[int] = []
         self._events: list[ResolvedEvent] = []
+        self._signals: list[TrafficSignalModel] | None = None
         #: What citizens report to the 311 desk as events happen (drained by the demo).
         self.citizen_reports: list[CitizenReport] = []
         self._event_pos = 0
@@ -301,13 +303,18 @@ class Simulator:
             pattern = rerouted(self.city.roads, pattern, *path)
         self._tracks[(r, direction)] = Track(self.city.roads, pattern)
 
-    def drive_unit(self, entity_id: str, nodes: list[int], incident: str) -> None:
-        """Send a unit along a route of road-graph nodes to an incident (KeyError if unknown)."""
+    def drive_unit(self, entity_id: str, nodes: list[int], incident: str) -> Rehearsal:
+        """Send a unit along a route of road-graph nodes to an incident (KeyError if
+        unknown); returns the same drive rehearsed with and without signal priority."""
         dev = self.device(entity_id)
         if not isinstance(dev, UnitModel):
             raise KeyError(f"{entity_id} is not a unit")
+        if self._signals is None:
+            self._signals = [d for d in self.devices if isinstance(d, TrafficSignalModel)]
+        rehearsal = rehearse(dev, nodes, self._signals, self.now, self.ctx)
         dev.follow(nodes, incident)
         self.wake(entity_id)
+        return rehearsal
 
     def wake(self, entity_id: str, at: float | None = None) -> None:
         """Make a device report at ``at`` (default: the current simulated time)."""

@@ -120,14 +120,18 @@ class UnitModel(DeviceModel):
         return env.is_workday(t) and 7.5 <= h < 16.5
 
     # -- movement --------------------------------------------------------------------------
-    def _drive(self, t: float, nodes: list[int], kmh: float, ctx: SimContext) -> None:
+    def arc_seconds(self, a: int, b: int, t: float, kmh: float, ctx: SimContext) -> float:
+        """Seconds to drive from junction ``a`` to ``b`` at up to ``kmh`` when leaving at
+        ``t``: the street's limit, slowed by what happens around (an accident, a crowd)."""
         net = self.net
+        d = math.hypot(net.x[b] - net.x[a], net.y[b] - net.y[a])
+        slow = ctx.env.slowdown(net.x[a], net.y[a], t)
+        return d / (max(3.0, min(kmh, self._limit(a, b)) * (1.0 - slow)) / 3.6)
+
+    def _drive(self, t: float, nodes: list[int], kmh: float, ctx: SimContext) -> None:
         times = [t]
         for a, b in itertools.pairwise(nodes):
-            d = math.hypot(net.x[b] - net.x[a], net.y[b] - net.y[a])
-            slow = ctx.env.slowdown(net.x[a], net.y[a], t)
-            v = max(3.0, min(kmh, self._limit(a, b)) * (1.0 - slow)) / 3.6
-            times.append(times[-1] + d / v)
+            times.append(times[-1] + self.arc_seconds(a, b, t, kmh, ctx))
         self.path_nodes = nodes
         self.path_t = times
 
