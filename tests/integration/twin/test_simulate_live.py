@@ -91,11 +91,22 @@ async def test_simulated_updates_arrive_in_state_and_history(live_server: str, c
 
 async def test_real_time_loop_publishes_against_the_server(live_server: str, city: City):
     sim = Simulator(city, SEED, replay_start(speed=120.0, real_minutes=0.1), types=SIMULATED)
+    start = sim.now
+    enough = asyncio.Event()
+
+    async def until_four_simulated_minutes() -> None:
+        while sim.now - start < 240:  # the loop advances the clock by itself, at any load
+            await asyncio.sleep(0.05)
+        enough.set()
+
+    watcher = asyncio.create_task(until_four_simulated_minutes())
     async with HttpIngestClient(live_server, DEVICE_KEY) as client:
-        stats = await run_simulation(sim, client, speed=120.0, duration=3.0)
+        # 60 s only guards against a hang: at 120× the four minutes take about 2 s
+        stats = await run_simulation(sim, client, speed=120.0, duration=60.0, stop_event=enough)
+    watcher.cancel()
+    assert stats.sim_seconds >= 240
     assert stats.published > 1000
     assert client.accepted == stats.published and client.rejected == 0
-    assert stats.sim_seconds > 200
 
 
 async def test_a_wrong_device_key_is_refused_with_the_server_reason(live_server: str, city: City):
