@@ -17,9 +17,9 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from citypilot.api.body import read_object
+from citypilot.api.body import read_object, refuse_body
 from citypilot.api.deps import CityDep, Operator, Viewer, access
-from citypilot.api.openapi import json_body, problem
+from citypilot.api.openapi import NO_BODY, json_body, problem
 from citypilot.engine.alarm_model import OPEN_STATES, SEVERITIES, Alarm
 from citypilot.engine.alarms import AlarmService
 from citypilot.model.errors import BadRequestData, ResourceNotFound
@@ -213,9 +213,10 @@ async def shelve(alarm_id: str, request: Request, city: CityDep, who: Operator) 
     return _json((await service.shelve(alarm.id, who.name, float(duration), reason)).to_json())
 
 
-@router.post("/{alarm_id}/unshelve", summary="End an alarm's shelving now")
-async def unshelve(alarm_id: str, city: CityDep, who: Operator) -> Response:
+@router.post("/{alarm_id}/unshelve", summary="End an alarm's shelving now", openapi_extra=NO_BODY)
+async def unshelve(alarm_id: str, request: Request, city: CityDep, who: Operator) -> Response:
     """The alarm returns to the list at once."""
+    await refuse_body(request, city.settings.max_body_bytes, "an unshelve request")
     alarm = await _alarm(city, who, alarm_id, "operator")
     return _json((await _service(city).unshelve(alarm.id, who.name)).to_json())
 

@@ -76,3 +76,9 @@ async def read_object(request: Request, limit: int, fields: frozenset[str], what
         if key not in fields:
             raise BadRequestData(f"{str(key)[:60]} is not a field of {what}", key)
     return doc
+
+
+async def refuse_body(request: Request, limit: int, what: str) -> None:
+    """For an action that takes no body: nothing or ``{}``, else BadRequestData."""
+    if await request.body():
+        await read_object(request, limit, frozenset(), what)

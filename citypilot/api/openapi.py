@@ -221,6 +221,15 @@ def json_body(schema: dict[str, Any], *, ndjson: bool = False) -> dict[str, Any]
     return {"requestBody": {"required": True, "content": content}}
 
 
+#: ``openapi_extra`` of an action that takes no body: nothing, or an empty JSON object.
+NO_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": {"type": "object", "maxProperties": 0}}},
+    }
+}
+
+
 def array_of(schema: dict[str, Any]) -> dict[str, Any]:
     """An array of items of ``schema``."""
     return {"type": "array", "items": schema}

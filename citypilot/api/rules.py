@@ -25,9 +25,9 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import Scope
 
-from citypilot.api.body import read_json, read_object
+from citypilot.api.body import read_json, read_object, refuse_body
 from citypilot.api.deps import Admin, CityDep, Viewer
-from citypilot.api.openapi import json_body, problem
+from citypilot.api.openapi import NO_BODY, json_body, problem
 from citypilot.engine.rule_dryrun import dry_run
 from citypilot.engine.rule_model import compile_rule
 from citypilot.engine.rules import RuleEngine
@@ -184,15 +184,19 @@ async def delete_rule(rule_id: str, city: CityDep, who: Admin) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/{rule_id}/enable", summary="Enable a rule (and lift a loop-guard stop)")
-async def enable_rule(rule_id: str, city: CityDep, who: Admin) -> Response:
+@router.post(
+    "/{rule_id}/enable", summary="Enable a rule (and lift a loop-guard stop)", openapi_extra=NO_BODY
+)
+async def enable_rule(rule_id: str, request: Request, city: CityDep, who: Admin) -> Response:
     """The rule is evaluated again."""
+    await refuse_body(request, city.settings.max_body_bytes, "an enable request")
     engine = engine_of(city)
     return _json(engine.view(await engine.enable(rule_id, who.name)))
 
 
-@router.post("/{rule_id}/disable", summary="Disable a rule")
-async def disable_rule(rule_id: str, city: CityDep, who: Admin) -> Response:
+@router.post("/{rule_id}/disable", summary="Disable a rule", openapi_extra=NO_BODY)
+async def disable_rule(rule_id: str, request: Request, city: CityDep, who: Admin) -> Response:
     """The rule is no longer evaluated."""
+    await refuse_body(request, city.settings.max_body_bytes, "a disable request")
     engine = engine_of(city)
     return _json(engine.view(await engine.disable(rule_id, who.name)))
