@@ -31,7 +31,13 @@ from citypilot.bus.base import EventBus
 from citypilot.model.entity import CORE_CONTEXT, Entity
 from citypilot.model.timeutil import format_instant
 from citypilot.notify.matching import meets_geo, meets_q
-from citypilot.notify.subscription import Compiled, notification_body, status_of
+from citypilot.notify.subscription import (
+    Compiled,
+    definition,
+    notification_body,
+    status_of,
+    with_status_of,
+)
 from citypilot.store.base import EntityQuery, PendingNotification, Store
 
 log = logging.getLogger(__name__)
@@ -87,10 +93,14 @@ class Notifier:
         batch: int = 1000,
         connections: int = 64,
         poll_s: float = 0.5,
+        lease_s: float = 60.0,
     ) -> None:
         self.store, self.bus, self.shape = store, bus, shape
         self.retry_min_s, self.retry_max_s = retry_min_s, retry_max_s
         self.batch, self.poll_s = batch, poll_s
+        #: how long a notification being sent is not taken by another sweep (a process
+        #: that dies while sending leaves it to be sent again after that)
+        self.lease_s = lease_s
         self.subs: dict[str, Compiled] = {}
         self._last_notified: dict[str, float] = {}
         self._next_interval: dict[str, float] = {}
@@ -141,6 +151,19 @@ class Notifier:
     def drop(self, sub_id: str) -> None:
         """A subscription was deleted."""
         self.subs.pop(sub_id, None)
+
+    async def refresh(self) -> None:
+        """Take up the subscriptions created, changed or deleted through another process
+        (the status this one counts is kept)."""
+        docs = {d["id"]: d for d in await self.store.list_subscriptions()}
+        for sub_id in [s for s in self.subs if s not in docs]:
+            self.subs.pop(sub_id, None)
+        for sub_id, doc in docs.items():
+            current = self.subs.get(sub_id)
+            if current is None:
+                self.subs[sub_id] = Compiled.of(doc)
+            elif definition(current.doc) != definition(doc):
+                self.subs[sub_id] = Compiled.of(with_status_of(doc, current.doc))
 
     # -- matching --------------------------------------------------------------
     async def _entities(self, ids: Sequence[str]) -> dict[str, Entity]:
@@ -216,7 +239,7 @@ class Notifier:
                 body = self._notification(sub, [entities[i] for i in found if i in entities], now)
                 if body is not None:
                     items.append((sub_id, body))
-        self.dispatch(await self.store.add_notifications(items, now))
+        self.dispatch(await self.store.add_notifications(items, now + self.lease_s))
 
     async def _intervals_forever(self) -> None:
         while True:
@@ -253,7 +276,8 @@ class Notifier:
             entities.update((e.id, e) for e in found)
         body = self._notification(sub, list(entities.values()), now)
         if body is not None:
-            self.dispatch(await self.store.add_notifications([(sub.doc["id"], body)], now))
+            notes = await self.store.add_notifications([(sub.doc["id"], body)], now + self.lease_s)
+            self.dispatch(notes)
 
     # -- delivery ----------------------------------------------------------------
     async def _send(self, note: PendingNotification) -> bool | None:
@@ -348,11 +372,14 @@ class Notifier:
                 log.exception("recording notification outcomes failed; the outbox keeps them")
 
     async def _sweep_forever(self) -> None:
-        """Send what is due in the outbox and not on its way: retries, and what was
-        pending when the process last stopped."""
+        """Take up subscriptions changed elsewhere; claim and send what is due in the
+        outbox: retries, what was pending when a process stopped or died sending."""
         while True:
             try:
-                self.dispatch(await self.store.due_notifications(time.time(), self.batch))
+                await self.refresh()
+                now = time.time()
+                due = await self.store.due_notifications(now, self.batch, now + self.lease_s)
+                self.dispatch(due)
             except Exception:
                 log.exception("reading the notification outbox failed; trying again")
             await asyncio.sleep(self.poll_s)

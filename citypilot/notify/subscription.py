@@ -226,6 +226,18 @@ def merged(stored: dict[str, Any], fragment: Any) -> dict[str, Any]:
     return checked
 
 
+def definition(doc: dict[str, Any]) -> dict[str, Any]:
+    """What a subscription asks for, without the status the broker keeps in it."""
+    note = {k: v for k, v in doc["notification"].items() if k not in _STATUS}
+    return {**doc, "notification": note}
+
+
+def with_status_of(doc: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` carrying the notification status members of ``other``."""
+    status = {k: v for k, v in other["notification"].items() if k in _STATUS}
+    return {**doc, "notification": {**definition(doc)["notification"], **status}}
+
+
 def status_of(doc: dict[str, Any], now: float) -> str:
     """``active``, ``paused`` (isActive false) or ``expired``."""
     if "expiresAt" in doc and parse_instant(doc["expiresAt"], "expiresAt") <= now:

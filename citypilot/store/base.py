@@ -281,13 +281,17 @@ class Store(Protocol):
         """Forget a subscription and its pending notifications; False if it did not exist."""
 
     async def add_notifications(
-        self, items: Sequence[tuple[str, str]], now: float
+        self, items: Sequence[tuple[str, str]], due_at: float
     ) -> list[PendingNotification]:
-        """Put (subscription id, notification JSON text) in the outbox, due now; return
-        them with the ids they were given."""
+        """Put (subscription id, notification JSON text) in the outbox, to be taken by
+        ``due_notifications`` from ``due_at`` on (the caller sends them itself first);
+        return them with the ids they were given."""
 
-    async def due_notifications(self, now: float, limit: int) -> list[PendingNotification]:
-        """The oldest notifications due by ``now``."""
+    async def due_notifications(
+        self, now: float, limit: int, lease_until: float
+    ) -> list[PendingNotification]:
+        """Claim the oldest notifications due by ``now``: no other caller gets them
+        before ``lease_until`` (unless they are settled before)."""
 
     async def settle_notifications(
         self,

@@ -1108,30 +1108,35 @@ class PostgresStore:
             return cur.rowcount == 1
 
     async def add_notifications(
-        self, items: Sequence[tuple[str, str]], now: float
+        self, items: Sequence[tuple[str, str]], due_at: float
     ) -> list[PendingNotification]:
-        """Put notifications in the outbox, due now; return them with their ids."""
+        """Put notifications in the outbox, due at ``due_at``; return them with their ids."""
         out = []
         async with self.pool.connection() as conn, conn.transaction():
             for sub, body in items:
                 cur = await conn.execute(
                     "INSERT INTO notification_outbox (subscription_id, body, next_at)"
                     " VALUES (%s, %s, %s) RETURNING id",
-                    (sub, body, now),
+                    (sub, body, due_at),
                 )
                 row = await cur.fetchone()
                 out.append(PendingNotification(row[0] if row else 0, sub, body, 0))
         return out
 
-    async def due_notifications(self, now: float, limit: int) -> list[PendingNotification]:
-        """The oldest notifications due by ``now``."""
+    async def due_notifications(
+        self, now: float, limit: int, lease_until: float
+    ) -> list[PendingNotification]:
+        """Claim the oldest notifications due by ``now`` until ``lease_until`` (rows
+        another process is claiming are skipped, not waited for)."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT id, subscription_id, body, attempts FROM notification_outbox"
-                " WHERE next_at <= %s ORDER BY next_at, id LIMIT %s",
-                (now, limit),
+                "UPDATE notification_outbox o SET next_at = %s FROM (SELECT id FROM"
+                " notification_outbox WHERE next_at <= %s ORDER BY next_at, id LIMIT %s"
+                " FOR UPDATE SKIP LOCKED) due WHERE o.id = due.id"
+                " RETURNING o.id, o.subscription_id, o.body, o.attempts",
+                (lease_until, now, limit),
             )
-            return [PendingNotification(*r) for r in await cur.fetchall()]
+            return sorted(PendingNotification(*r) for r in await cur.fetchall())
 
     async def settle_notifications(
         self,

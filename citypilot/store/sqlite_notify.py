@@ -120,9 +120,9 @@ class NotifyFile:
         return await self._run(run)
 
     async def add_notifications(
-        self, items: Sequence[tuple[str, str]], now: float
+        self, items: Sequence[tuple[str, str]], due_at: float
     ) -> list[PendingNotification]:
-        """Put notifications in the outbox, due now; return them with their ids."""
+        """Put notifications in the outbox, due at ``due_at``; return them with their ids."""
 
         def run(conn: sqlite3.Connection) -> list[PendingNotification]:
             out = []
@@ -130,23 +130,26 @@ class NotifyFile:
                 cur = conn.execute(
                     "INSERT INTO notification_outbox (subscription_id, body, next_at)"
                     " VALUES (?, ?, ?)",
-                    (sub, body, now),
+                    (sub, body, due_at),
                 )
                 out.append(PendingNotification(cur.lastrowid or 0, sub, body, 0))
             return out
 
         return await self._run(run) if items else []
 
-    async def due_notifications(self, now: float, limit: int) -> list[PendingNotification]:
-        """The oldest notifications due by ``now``."""
+    async def due_notifications(
+        self, now: float, limit: int, lease_until: float
+    ) -> list[PendingNotification]:
+        """Claim the oldest notifications due by ``now`` until ``lease_until``."""
         rows = await self._run(
             lambda conn: conn.execute(
-                "SELECT id, subscription_id, body, attempts FROM notification_outbox"
-                " WHERE next_at <= ? ORDER BY next_at, id LIMIT ?",
-                (now, limit),
+                "UPDATE notification_outbox SET next_at = ? WHERE id IN (SELECT id FROM"
+                " notification_outbox WHERE next_at <= ? ORDER BY next_at, id LIMIT ?)"
+                " RETURNING id, subscription_id, body, attempts",
+                (lease_until, now, limit),
             ).fetchall()
         )
-        return [PendingNotification(*r) for r in rows]
+        return sorted(PendingNotification(*r) for r in rows)
 
     async def settle_notifications(
         self,

@@ -368,3 +368,30 @@ def test_a_pending_notification_survives_a_kill_9_of_the_server(tmp_path):
         assert got["subscriptionId"] == sub_id
         assert got["data"][0]["id"] == entity_id
         assert got["data"][0]["powerState"]["value"] == "on"
+
+
+async def test_subscriptions_changed_through_another_process_are_taken_up(tmp_path):
+    from citypilot.bus.memory import MemoryBus
+    from citypilot.notify.notifier import Notifier
+    from citypilot.notify.subscription import merged, new_subscription
+    from citypilot.security.tokens import Principal
+    from citypilot.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "city.db")
+    await store.open()
+    here = Notifier(store, MemoryBus(), lambda _sub, _entities: [])
+    try:
+        doc = new_subscription(_GOOD, Principal("op", "operator"), 0.0)
+        # another API process creates, pauses and deletes it, in the shared store
+        await store.put_subscription(doc["id"], doc, create=True)
+        await here.refresh()
+        assert here.subs[doc["id"]].doc.get("isActive", True) is True
+        await store.put_subscription(doc["id"], merged(doc, {"isActive": False}), create=False)
+        await here.refresh()
+        assert here.subs[doc["id"]].doc["isActive"] is False
+        await store.delete_subscription(doc["id"])
+        await here.refresh()
+        assert doc["id"] not in here.subs
+    finally:
+        await here.stop()
+        await store.close()

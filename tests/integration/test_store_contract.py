@@ -537,6 +537,35 @@ async def test_temporal_instances_and_aggregates_are_computed_alike(store: Store
     assert whole[lid(2)]["status"] == [TemporalBucket(0, T0 + 60, T0 + 60, (1,))]
 
 
+async def test_the_notification_outbox_is_claimed_settled_and_kept(
+    store_factory: Callable[[], Store],
+) -> None:
+    store = store_factory()
+    await store.open()
+    sub = {"id": "urn:ngsi-ld:Subscription:outbox", "type": "Subscription", "n": 0}
+    assert await store.put_subscription(sub["id"], sub, create=True)
+    assert not await store.put_subscription(sub["id"], sub, create=True)  # taken
+    a, b = await store.add_notifications([(sub["id"], '{"a":1}'), (sub["id"], '{"b":2}')], T0)
+    assert (a.body, b.body, a.attempts) == ('{"a":1}', '{"b":2}', 0) and a.id != b.id
+    assert await store.due_notifications(T0 - 1, 10, T0 + 60) == []  # not due yet
+    assert await store.due_notifications(T0, 10, T0 + 60) == [a, b]
+    assert await store.due_notifications(T0 + 1, 10, T0 + 60) == []  # claimed until T0 + 60
+    await store.settle_notifications([a.id], [(b.id, T0 + 5)], [{**sub, "n": 1}])
+    await store.close()
+
+    again = store_factory()  # what a restarted process finds
+    await again.open()
+    assert await again.get_subscription(sub["id"]) == {**sub, "n": 1}
+    assert await again.due_notifications(T0 + 4, 10, T0 + 60) == []
+    [retry] = await again.due_notifications(T0 + 5, 10, T0 + 60)
+    assert (retry.id, retry.body, retry.attempts) == (b.id, '{"b":2}', 1)
+    assert await again.delete_subscription(sub["id"])
+    assert await again.list_subscriptions() == []
+    assert await again.due_notifications(T0 + 100, 10, T0 + 160) == []  # went with it
+    assert not await again.delete_subscription(sub["id"])
+    await again.close()
+
+
 async def test_history_raw_and_bucketed(store: Store) -> None:
     await store.create_entities([light(1)], NOW)
     readings: list[Reading] = []
