@@ -123,7 +123,7 @@ class Notifier:
         """Load the subscriptions, listen to changes, start delivering."""
         for doc in await self.store.list_subscriptions():
             self.subs[doc["id"]] = Compiled.of(doc)
-        self._unlisten = self.bus.listen(CHANGED, self._on_changed, group="notifier")
+        self._listen_while_needed()
         self._tasks = [
             asyncio.create_task(self._match_forever()),
             asyncio.create_task(self._settle_forever()),
@@ -135,6 +135,7 @@ class Notifier:
         """Stop listening and delivering (what is pending stays in the outbox)."""
         if self._unlisten is not None:
             self._unlisten()
+            self._unlisten = None
         for task in [*self._tasks, *self._sending]:
             task.cancel()
         for task in [*self._tasks, *self._sending]:
@@ -143,14 +144,25 @@ class Notifier:
         await self._http.aclose()
         await self._mqtt.close()
 
+    def _listen_while_needed(self) -> None:
+        """Hear of changes only while there are subscriptions: a city without any pays
+        nothing for notifications (no bus consumer)."""
+        if self.subs and self._unlisten is None:
+            self._unlisten = self.bus.listen(CHANGED, self._on_changed, group="notifier")
+        elif not self.subs and self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
+
     def put(self, doc: dict[str, Any]) -> None:
         """A subscription was created or changed."""
         self.subs[doc["id"]] = Compiled.of(doc)
         self._next_interval.pop(doc["id"], None)
+        self._listen_while_needed()
 
     def drop(self, sub_id: str) -> None:
         """A subscription was deleted."""
         self.subs.pop(sub_id, None)
+        self._listen_while_needed()
 
     async def refresh(self) -> None:
         """Take up the subscriptions created, changed or deleted through another process
@@ -164,6 +176,7 @@ class Notifier:
                 self.subs[sub_id] = Compiled.of(doc)
             elif definition(current.doc) != definition(doc):
                 self.subs[sub_id] = Compiled.of(with_status_of(doc, current.doc))
+        self._listen_while_needed()
 
     # -- matching --------------------------------------------------------------
     async def _entities(self, ids: Sequence[str]) -> dict[str, Entity]:
@@ -377,9 +390,10 @@ class Notifier:
         while True:
             try:
                 await self.refresh()
-                now = time.time()
-                due = await self.store.due_notifications(now, self.batch, now + self.lease_s)
-                self.dispatch(due)
+                if self.subs:  # the outbox holds notifications of subscriptions only
+                    now = time.time()
+                    due = await self.store.due_notifications(now, self.batch, now + self.lease_s)
+                    self.dispatch(due)
             except Exception:
                 log.exception("reading the notification outbox failed; trying again")
             await asyncio.sleep(self.poll_s)
