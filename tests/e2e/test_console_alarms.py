@@ -3,11 +3,13 @@ and the jump to the asset on the map."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.conftest import OPERATOR, VIEWER
+from tests.conftest import ADMIN, OPERATOR, VIEWER
 from tests.e2e import city
 from tests.e2e.conftest import ConsoleServer, login
 
@@ -74,3 +76,42 @@ def test_a_viewer_sees_alarms_but_no_acknowledge(page: Page, console_server: Con
     expect(page.get_by_test_id(f"alarm-{_local(alarm)}")).to_be_visible()
     expect(page.get_by_test_id(f"alarm-ack-{_local(alarm)}")).to_have_count(0)
     expect(page.get_by_test_id(f"alarm-locate-{_local(alarm)}")).to_be_visible()
+
+
+def test_a_failing_rule_and_the_alarm_figures_are_shown(
+    page: Page, console_server: ConsoleServer
+) -> None:
+    admin = {"Authorization": f"Bearer {console_server.token(ADMIN)}"}
+    rule = {
+        "id": "e2e-broken",
+        "owner": "lighting",
+        "type": "Streetlight",
+        "attributes": ["status"],
+        "condition": "entity.lampTechnology == 'LED'",  # the seeded lamps have none
+        "trigger": {"kind": "change"},
+        "actions": [{"kind": "alarm", "severity": "low", "message": "m"}],
+    }
+    r = httpx.post(f"{console_server.url}/api/v1/rules", json=rule, headers=admin)
+    assert r.status_code in (201, 409), r.text
+    with console_server.device() as device:
+        r = device.post(
+            "/api/v1/ingest",
+            json=[
+                {
+                    "id": city.LAMP,
+                    "type": "Streetlight",
+                    "observedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                    "attrs": {"status": "ok"},
+                }
+            ],
+        )
+        assert r.status_code == 200, r.text
+    login(page, OPERATOR)
+    page.get_by_test_id("open-rules").click()
+    item = page.get_by_test_id("rule-e2e-broken")
+    expect(item).to_be_visible()
+    expect(page.get_by_test_id("rule-error-e2e-broken")).to_contain_text("lampTechnology")
+    expect(page.get_by_test_id("rule-error-e2e-broken")).to_contain_text(city.LAMP)
+    assert int(item.get_attribute("data-errors") or 0) >= 1
+    expect(page.get_by_test_id("figure-flood")).to_contain_text("%")
+    expect(page.get_by_test_id("figure-chattering")).to_be_visible()

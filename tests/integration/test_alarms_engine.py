@@ -1,11 +1,10 @@
-"""The alarm service on a real store: one open alarm per (rule, entity), the ISA-18.2
-states, acknowledge, shelving that ends by itself, suppression by design, a restart,
-and the alarm-management figures. Time is an injected clock."""
+"""The alarm service on a real store of each backend: one open alarm per (rule, entity),
+the ISA-18.2 states, acknowledge, shelving that ends by itself, suppression by design,
+a restart, and the alarm-management figures. Time is an injected clock."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from citypilot.bus.memory import MemoryBus
 from citypilot.engine.alarms import AlarmScope, AlarmService
 from citypilot.model.builtin_types import BUILTIN_TYPES
 from citypilot.model.types import TypeRegistry
-from citypilot.store.sqlite import SQLiteStore
+from citypilot.store.base import Store
 from tests.integration.command_rig import Clock
 
 LAMP = "urn:ngsi-ld:Streetlight:alarm-lamp"
@@ -26,14 +25,14 @@ TOWN = "urn:ngsi-ld:Municipality:north"
 class World:
     """Store, bus, broker and alarm service of one test, and what went on the bus."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, make_store: Callable[[], Store]) -> None:
+        self.make_store = make_store
         self.clock = Clock(1_800_000_000.0)
         self.events: list[dict[str, Any]] = []
 
     async def open(self) -> AlarmService:
         """(Re)open the store and start a new alarm service on it."""
-        self.store = SQLiteStore(self.path)
+        self.store = self.make_store()
         await self.store.open()
         self.bus = MemoryBus()
         self.broker = Broker(TypeRegistry(BUILTIN_TYPES), self.store, self.bus)
@@ -49,8 +48,8 @@ class World:
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    w = World(tmp_path / "city.db")
+async def world(store_factory: Callable[[], Store]) -> AsyncIterator[World]:
+    w = World(store_factory)
     await w.open()
     for local, lon, town in ((LAMP, 5.04, TOWN), (OTHER, 5.10, "urn:ngsi-ld:Municipality:south")):
         await w.broker.create_entity(

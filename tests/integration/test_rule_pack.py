@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from citypilot.engine.rule_pack import RULE_PACK_DIR
+from citypilot.store.sqlite import SQLiteStore
 from tests.integration.test_rules_engine import T0, World
 
 GAUGE = "urn:ngsi-ld:WaterLevelSensor:pack-gauge"
@@ -21,7 +22,7 @@ BAY = "urn:ngsi-ld:DeliveryArea:pack-bay"
 
 @pytest.fixture
 async def pack(tmp_path: Path) -> AsyncIterator[World]:
-    w = World(tmp_path / "city.db", (RULE_PACK_DIR,))
+    w = World(lambda: SQLiteStore(tmp_path / "city.db"), (RULE_PACK_DIR,))
     await w.open()
     await w.broker.create_entity({"id": GAUGE, "type": "WaterLevelSensor", "alertLevel": 3.0})
     await w.broker.create_entity({"id": READER, "type": "AccessPoint", "badgesEnabled": False})

@@ -1,11 +1,12 @@
-"""The rules engine on a real store and bus: each trigger kind (durations driven by the
-devices' observedAt and an injected clock, never by sleeping), alarms raised and
-cleared, commands through the command service, errors kept per rule, the loop guard,
-the mode hook, rules kept across a restart and read from YAML files."""
+"""The rules engine on a real store of each backend and the bus: each trigger kind
+(durations driven by the devices' observedAt and an injected clock, never by
+sleeping), alarms raised and cleared, commands through the command service, errors
+kept per rule, the loop guard, the mode hook, rules kept across a restart and read
+from YAML files."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from citypilot.model.builtin_types import BUILTIN_TYPES
 from citypilot.model.timeutil import format_instant
 from citypilot.model.types import TypeRegistry
 from citypilot.ops.incidents import IncidentBook
+from citypilot.store.base import Store
 from citypilot.store.commands import command_log_for
 from citypilot.store.sqlite import SQLiteStore
 from tests.integration.command_rig import Clock
@@ -39,14 +41,14 @@ LANE = {
 class World:
     """Store, bus, alarm and command services, and the rules engine of one test."""
 
-    def __init__(self, path: Path, rule_dirs: tuple[Path, ...] = ()) -> None:
-        self.path = path
+    def __init__(self, make_store: Callable[[], Store], rule_dirs: tuple[Path, ...] = ()) -> None:
+        self.make_store = make_store
         self.rule_dirs = rule_dirs
         self.clock = Clock(T0)
 
     async def open(self) -> RuleEngine:
         """(Re)open everything on the same store file."""
-        self.store = SQLiteStore(self.path)
+        self.store = self.make_store()
         await self.store.open()
         self.bus = MemoryBus()
         self.broker = Broker(TypeRegistry(BUILTIN_TYPES), self.store, self.bus)
@@ -95,14 +97,19 @@ class World:
         """Add a rule owned by the test department."""
         await self.rules.create(rule(rule_id, **parts), "admin")
 
+    async def sent(self, rule: str, entity: str | None = None) -> list[Any]:
+        """The commands a rule sent (to one entity), newest first."""
+        found, _ = await self.commands.list(entity, None, None, 1000, 0)
+        return [c for c in found if c.requested_by == f"rule:{rule}"]
+
     async def alarm(self, rule: str, entity: str) -> Any:
         """The open alarm of (rule, entity), or None."""
         return self.alarms.open_alarm(rule, entity)
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    w = World(tmp_path / "city.db")
+async def world(store_factory: Callable[[], Store]) -> AsyncIterator[World]:
+    w = World(store_factory)
     await w.open()
     for k, lamp in enumerate(LAMPS):
         await w.broker.create_entity(
@@ -227,15 +234,14 @@ async def test_cron_commands_a_selection_through_the_command_service(world: Worl
         ],
     )
     await world.advance(0)
-    assert (await world.commands.list(None, None, None, 10, 0))[1] == 0
+    assert await world.sent("night") == []
     world.clock.advance(14 * 3600 + 1)  # past 22:00
     await world.advance(0)
-    sent, total = await world.commands.list(None, None, None, 10, 0)
-    assert total == 2 and {c.entity_id for c in sent} == set(LAMPS[1:])
-    assert {c.requested_by for c in sent} == {"rule:night"}
+    sent = await world.sent("night")
+    assert len(sent) == 2 and {c.entity_id for c in sent} == set(LAMPS[1:])
     assert all(c.args == {"level": 40} for c in sent)
     await world.advance(0)  # the same minute again: nothing more
-    assert (await world.commands.list(None, None, None, 10, 0))[1] == 2
+    assert len(await world.sent("night")) == 2
 
 
 async def test_a_change_condition_raises_while_it_holds_and_clears_after(world: World):
@@ -254,11 +260,11 @@ async def test_a_change_condition_raises_while_it_holds_and_clears_after(world: 
     await world.report(LAMPS[1], T0 + 60, status="defectiveLamp")
     alarm = await world.alarm("lamp", LAMPS[1])
     assert alarm.count == 2 and alarm.message == "lamp defectiveLamp"
-    sent, total = await world.commands.list(LAMPS[1], None, None, 10, 0)
-    assert total == 2 and sent[0].command == "switch"
+    sent = await world.sent("lamp", LAMPS[1])
+    assert len(sent) == 2 and sent[0].command == "switch"
     await world.report(LAMPS[1], T0 + 120, status="ok")
     assert (await world.alarm("lamp", LAMPS[1])).state == "cleared-unacknowledged"
-    assert (await world.commands.list(LAMPS[1], None, None, 10, 0))[1] == 2  # on fire only
+    assert len(await world.sent("lamp", LAMPS[1])) == 2  # on fire only
 
 
 async def test_an_incident_is_opened_once_while_the_condition_lasts(world: World):
@@ -322,7 +328,7 @@ async def test_the_loop_guard_stops_a_rule_that_keeps_firing(world: World):
     view = world.rules.view(world.rules.get("loop"))["status"]
     assert view["stopped"] is not None and "loop guard" in view["stopped"]["reason"]
     assert view["firings"] == 3 and "loop guard" in view["lastErrors"][-1]["reason"]
-    assert (await world.commands.list(LAMPS[1], None, None, 10, 0))[1] == 3
+    assert len(await world.sent("loop", LAMPS[1])) == 3
     await world.rules.enable("loop", "admin")
     assert world.rules.view(world.rules.get("loop"))["status"]["stopped"] is None
 
@@ -408,7 +414,7 @@ async def test_yaml_files_are_loaded_and_their_errors_kept(tmp_path: Path):
         "id: wrong\nowner: water\ntype: WaterLevelSensor\ncondition: 'entity.waterLevel >'\n"
         "trigger: {kind: change}\nactions: [{kind: alarm, severity: low, message: m}]\n"
     )
-    w = World(tmp_path / "city.db", (rules_dir,))
+    w = World(lambda: SQLiteStore(tmp_path / "city.db"), (rules_dir,))
     rules = await w.open()
     try:
         assert list(rules.rules) == ["river"]

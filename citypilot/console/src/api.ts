@@ -92,6 +92,30 @@ export interface AlarmsAnswer {
   alarms: AlarmView[];
 }
 
+export interface AlarmFigures {
+  alarms: number;
+  perOperatorPer10Min: number;
+  peakPer10Min: number;
+  floodPercent: number;
+  top10SharePercent: number;
+  chattering: string[];
+  stale: string[];
+  prioritySplit: Record<string, number>;
+  meetsTargets: { perOperatorPer10Min: boolean; floodPercent: boolean; chattering: boolean };
+}
+
+export interface RuleView {
+  id: string;
+  version: number;
+  enabled: boolean;
+  status: {
+    firings: number;
+    errors: number;
+    lastErrors: { at: string; entity: string | null; reason: string }[];
+    stopped: { at: string; reason: string } | null;
+  };
+}
+
 export interface Incident {
   id: string;
   type: string;
@@ -367,6 +391,14 @@ export class Api {
 
   alarms(params: URLSearchParams): Promise<AlarmsAnswer> {
     return this.request(`/api/v1/alarms?${params}`);
+  }
+
+  alarmFigures(): Promise<AlarmFigures> {
+    return this.request("/api/v1/alarms/figures");
+  }
+
+  rules(): Promise<{ rules: RuleView[]; loadErrors: { source: string; detail: string }[] }> {
+    return this.request("/api/v1/rules");
   }
 
   acknowledgeAlarm(id: string): Promise<AlarmView> {

@@ -27,6 +27,7 @@ import { BOARD_STATUSES, IncidentBoard, IncidentPanel, ReportForm } from "./ui/i
 import { LayersPanel } from "./ui/layers";
 import { AlarmsPanel } from "./ui/alarms";
 import { ModesPanel } from "./ui/modes";
+import { RulesPanel } from "./ui/rules";
 import { buildShell, type Shell } from "./ui/layout";
 import { SearchBox } from "./ui/search";
 
@@ -74,6 +75,7 @@ export class ConsoleApp {
   incidentLayers!: IncidentLayers;
   modes!: ModesPanel;
   alarms!: AlarmsPanel;
+  rules!: RulesPanel;
   connection!: ConnectionIndicator;
   /** Source ids of the city's background layers. */
   baseSources: string[] = [];
@@ -153,6 +155,7 @@ export class ConsoleApp {
     this.stream?.stop();
     this.modes?.stop();
     this.alarms?.stop();
+    this.rules?.stop();
     this.map?.remove();
   }
 
@@ -204,6 +207,10 @@ export class ConsoleApp {
     this.shell.topbar.modes.append(this.modes.badge.el);
     this.shell.dock.add("modes", "Modes", this.modes.el);
     this.modes.start();
+    this.rules = new RulesPanel(this.api);
+    this.shell.dock.add("rules", "Rules", this.rules.el);
+    this.alarms.onOpenRules = () => this.shell.dock.show("rules");
+    this.rules.start();
     this.shell.dock.onClose = (id) => {
       if (id === "asset") {
         this.assetPanel.close();

@@ -5,6 +5,7 @@
 
 import { type AlarmView, type AlarmsAnswer, type Api, ApiError } from "../api";
 import { fill, h } from "./dom";
+import { Poller } from "./poll";
 
 const POLL_MS = 3000;
 /** Alarm changes on the stream are gathered this long before the list is read again. */
@@ -31,6 +32,7 @@ function ago(iso: string): string {
 export class AlarmsPanel {
   readonly el = h("section", { class: "panel alarms-panel", "data-testid": "alarms-panel" });
   onSelect: (entityId: string) => void = () => {};
+  onOpenRules: () => void = () => {};
   private counts = h("div", { class: "alarm-counts", "data-testid": "alarm-counts" });
   private list = h("ul", { class: "alarm-list", "data-testid": "alarm-list" });
   private status = h("p", { class: "alarm-status", role: "status", "data-testid": "alarm-status" });
@@ -38,7 +40,7 @@ export class AlarmsPanel {
   private state = h("select", { "data-testid": "alarm-filter-state", "aria-label": "State" });
   private shelved = h("input", { type: "checkbox", "data-testid": "alarm-filter-shelved" });
   private beep = h("input", { type: "checkbox", "data-testid": "alarm-beep" });
-  private timer: number | undefined;
+  private poller = new Poller(POLL_MS, () => this.read());
   private soonTimer: number | undefined;
   private seenCritical = new Set<string>();
   private first = true;
@@ -57,8 +59,10 @@ export class AlarmsPanel {
     for (const input of [this.severity, this.state, this.shelved]) {
       input.addEventListener("change", () => void this.refresh());
     }
+    const rules = h("button", { class: "btn btn-quiet alarm-rules", "data-testid": "open-rules", title: "Alarm-management figures and the rules' errors" }, "Figures & rules");
+    rules.addEventListener("click", () => this.onOpenRules());
     this.el.append(
-      h("h2", { class: "panel-title" }, "Alarms"),
+      h("h2", { class: "panel-title" }, "Alarms ", rules),
       this.counts,
       h(
         "div",
@@ -74,12 +78,16 @@ export class AlarmsPanel {
   }
 
   start(): void {
-    void this.refresh();
+    this.poller.start();
   }
 
   stop(): void {
-    clearTimeout(this.timer);
+    this.poller.stop();
     clearTimeout(this.soonTimer);
+  }
+
+  refresh(): Promise<void> {
+    return this.poller.now();
   }
 
   /** An alarm changed (the live stream says so): read the list again shortly. */
@@ -91,8 +99,7 @@ export class AlarmsPanel {
     }, SOON_MS);
   }
 
-  async refresh(): Promise<void> {
-    clearTimeout(this.timer);
+  private async read(): Promise<void> {
     const params = new URLSearchParams({ limit: "100" });
     if (this.severity.value) params.set("severity", this.severity.value);
     if (this.state.value) params.set("state", this.state.value);
@@ -105,7 +112,6 @@ export class AlarmsPanel {
     } catch (e) {
       this.status.textContent = `Alarms could not be read: ${(e as Error).message}`;
     }
-    this.timer = window.setTimeout(() => void this.refresh(), POLL_MS);
   }
 
   private render(answer: AlarmsAnswer): void {
