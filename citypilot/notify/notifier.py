@@ -35,6 +35,7 @@ from citypilot.notify.subscription import (
     Compiled,
     definition,
     notification_body,
+    receiver_headers,
     status_of,
     with_status_of,
 )
@@ -304,10 +305,8 @@ class Notifier:
         try:
             if uri.startswith("mqtt://"):
                 parts = urlsplit(uri)
-                message = {
-                    "metadata": {"Content-Type": "application/json", "Link": LINK},
-                    "body": orjson.loads(note.body),
-                }
+                metadata = {**receiver_headers(endpoint), "Content-Type": "application/json"}
+                message = {"metadata": {**metadata, "Link": LINK}, "body": orjson.loads(note.body)}
                 await self._mqtt.publish(
                     parts.hostname or "",
                     parts.port or 1883,
@@ -316,7 +315,10 @@ class Notifier:
                 )
                 return True
             ld = endpoint.get("accept") == "application/ld+json"
-            headers = {"Content-Type": "application/ld+json" if ld else "application/json"}
+            headers = {
+                **receiver_headers(endpoint),
+                "Content-Type": "application/ld+json" if ld else "application/json",
+            }
             if not ld:
                 headers["Link"] = LINK
             r = await self._http.post(uri, content=note.body, headers=headers)

@@ -8,6 +8,7 @@ notification status members the notifier keeps up to date.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +44,9 @@ _MEMBERS = {
 }
 _NOTIFICATION = {"attributes", "format", "endpoint"}
 _STATUS = ("timesSent", "lastNotification", "lastSuccess", "lastFailure", "status")
-_ENDPOINT = {"uri", "accept"}
+_ENDPOINT = {"uri", "accept", "receiverInfo"}
+#: Headers a subscription may not set on its notifications (the broker sets them).
+_OWN_HEADERS = {"content-type", "content-length", "link", "host", "transfer-encoding"}
 _SELECTOR = {"id", "idPattern", "type"}
 _GEOQ = {"geometry", "coordinates", "georel", "geoproperty"}
 OWNER = "_owner"
@@ -105,6 +108,32 @@ def parse_geoq(value: Any) -> GeoQuery:
     return geo
 
 
+def _receiver_info(value: Any) -> None:
+    where = "notification.endpoint.receiverInfo"
+    if not isinstance(value, list):
+        raise BadRequestData(f"{where} must be an array of {{key, value}}", where)
+    for i, pair in enumerate(value):
+        at = f"{where}[{i}]"
+        if (
+            not isinstance(pair, dict)
+            or set(pair) != {"key", "value"}
+            or not all(isinstance(pair[k], str) for k in pair)
+        ):
+            raise BadRequestData(f'{at} must be {{"key": text, "value": text}}', at)
+        key = pair["key"]
+        if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}", key):
+            raise BadRequestData(f"{at}.key is not an HTTP header name", f"{at}.key")
+        if key.lower() in _OWN_HEADERS:
+            raise BadRequestData(f"{at}.key: {key} is set by the broker", f"{at}.key")
+        if any(c in pair["value"] for c in "\r\n\0") or len(pair["value"]) > 4096:
+            raise BadRequestData(f"{at}.value is not an HTTP header value", f"{at}.value")
+
+
+def receiver_headers(endpoint: dict[str, Any]) -> dict[str, str]:
+    """The headers ``receiverInfo`` asks notifications to carry."""
+    return {p["key"]: p["value"] for p in endpoint.get("receiverInfo", ())}
+
+
 def _endpoint(value: Any) -> None:
     where = "notification.endpoint"
     if not isinstance(value, dict):
@@ -125,6 +154,8 @@ def _endpoint(value: Any) -> None:
         parts.port  # noqa: B018 - a bad port raises here
     except ValueError:
         raise BadRequestData(f"{where}.uri has a bad port", f"{where}.uri") from None
+    if "receiverInfo" in value:
+        _receiver_info(value["receiverInfo"])
     if value.get("accept", "application/json") not in ("application/json", "application/ld+json"):
         raise BadRequestData(
             f"{where}.accept must be application/json or application/ld+json", f"{where}.accept"

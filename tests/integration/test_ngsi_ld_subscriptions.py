@@ -174,6 +174,36 @@ _GOOD = {"type": "Subscription", "entities": [{"type": "Streetlight"}], "notific
         ({"notification": {**_ENDPOINT, "attributes": "powerState"}}, "notification.attributes"),
         ({"notification": {**_ENDPOINT, "timesSent": 3}}, "notification.timesSent"),
         ({"id": "not a uri"}, "id"),
+        (
+            {"notification": {"endpoint": {"uri": "http://h/n", "receiverInfo": {"a": "b"}}}},
+            "notification.endpoint.receiverInfo",
+        ),
+        (
+            {"notification": {"endpoint": {"uri": "http://h/n", "receiverInfo": [{"key": "X"}]}}},
+            "notification.endpoint.receiverInfo[0]",
+        ),
+        (
+            {
+                "notification": {
+                    "endpoint": {
+                        "uri": "http://h/n",
+                        "receiverInfo": [{"key": "Content-Type", "value": "text/plain"}],
+                    }
+                }
+            },
+            "notification.endpoint.receiverInfo[0].key",
+        ),
+        (
+            {
+                "notification": {
+                    "endpoint": {
+                        "uri": "http://h/n",
+                        "receiverInfo": [{"key": "X-Token", "value": "a\r\nInjected: 1"}],
+                    }
+                }
+            },
+            "notification.endpoint.receiverInfo[0].value",
+        ),
     ],
 )
 def test_a_bad_subscription_is_400_naming_the_member(city: Server, change: dict, field: str):
@@ -213,6 +243,21 @@ def test_a_change_is_notified_to_the_http_endpoint(city: Server, receiver: Recei
     assert body["type"] == "Notification" and body["subscriptionId"] == sub_id
     assert body["id"].startswith("urn:ngsi-ld:Notification:")
     assert body["data"] == [{"id": entity_id, "type": "Streetlight", "powerState": "on"}]
+
+
+def test_receiver_info_is_sent_as_headers(city: Server, receiver: Receiver):
+    entity_id = lamp(city)
+    info = [
+        {"key": "Authorization", "value": "Bearer for-the-receiver"},
+        {"key": "X-City", "value": "Dijon"},
+    ]
+    endpoint = {"uri": receiver.url, "receiverInfo": info}
+    subscribe(city, receiver.url, entity_id, notification={"endpoint": endpoint})
+    change(city, entity_id, powerState="on")
+    [got] = receiver.wait_for(1)
+    assert got.headers["authorization"] == "Bearer for-the-receiver"
+    assert got.headers["x-city"] == "Dijon"
+    assert got.headers["content-type"] == "application/json"
 
 
 def test_the_status_counts_what_was_sent(city: Server, receiver: Receiver):
