@@ -16,6 +16,7 @@ from citypilot.api.deps import City, access, personal_access
 from citypilot.broker import Guard
 from citypilot.model.entity import Attribute, Entity
 from citypilot.model.errors import Forbidden, ResourceNotFound
+from citypilot.model.ids import type_of_id
 from citypilot.security.privacy import mask, personal_attributes
 from citypilot.security.scopes import DEPARTMENT_ATTR, MUNICIPALITY_ATTR, entity_scope
 from citypilot.security.tokens import Principal
@@ -40,12 +41,6 @@ async def require_entity(
     if needed != "viewer" and not access(city, who, needed).covers(*found):
         raise _outside(who, entity_id, "id")
     return found
-
-
-def type_of_id(entity_id: str) -> str:
-    """The type an NGSI-LD id names (``urn:ngsi-ld:Type:local``), or ``""``."""
-    parts = entity_id.split(":")
-    return parts[2] if len(parts) > 3 and parts[1] == "ngsi-ld" else ""
 
 
 def may_see_history(city: City, who: Principal, entity_id: str, found: EntityScope | None) -> bool:

@@ -9,10 +9,10 @@ import orjson
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from citypilot.api.access import mask_values, may_see_history, type_of_id
+from citypilot.api.access import mask_values, may_see_history
 from citypilot.api.deps import CityDep, Viewer
 from citypilot.model.errors import BadRequestData, ResourceNotFound
-from citypilot.model.ids import check_entity_id
+from citypilot.model.ids import check_entity_id, type_of_id
 from citypilot.model.timeutil import format_instant, parse_instant
 from citypilot.store.base import HistoryQuery
 

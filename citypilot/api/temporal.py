@@ -16,7 +16,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
 
-from citypilot.api.access import mask_values, may_see_history, type_of_id
+from citypilot.api.access import mask_values, may_see_history
 from citypilot.api.deps import CityDep, Viewer, access
 from citypilot.api.ngsi_ld import LINK
 from citypilot.api.openapi import answer, array_of
@@ -24,7 +24,7 @@ from citypilot.api.selection import Selection
 from citypilot.api.temporal_params import MAX_INSTANCES, TemporalParams, parse_temporal
 from citypilot.model.entity import Entity
 from citypilot.model.errors import ResourceNotFound
-from citypilot.model.ids import check_entity_id
+from citypilot.model.ids import check_entity_id, type_of_id
 from citypilot.model.timeutil import format_instant
 from citypilot.store.base import EntityScope, TemporalBucket, TemporalQuery
 from citypilot.store.common import scope_of_entity

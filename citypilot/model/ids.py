@@ -16,6 +16,12 @@ def entity_id(type_name: str, local_id: str | int) -> str:
     return f"urn:ngsi-ld:{type_name}:{local_id}"
 
 
+def type_of_id(entity_id: str) -> str:
+    """The type an NGSI-LD id names (``urn:ngsi-ld:Type:local``), or ``""``."""
+    parts = entity_id.split(":")
+    return parts[2] if len(parts) > 3 and parts[1] == "ngsi-ld" else ""
+
+
 def check_entity_id(value: object, field: str = "id", type_name: str | None = None) -> str:
     """Return ``value`` if it is a valid CityPilot entity URN, else raise BadRequestData.
 

@@ -29,6 +29,7 @@ import orjson
 
 from citypilot.bus.base import EventBus
 from citypilot.model.entity import CORE_CONTEXT, Entity
+from citypilot.model.ids import type_of_id
 from citypilot.model.timeutil import format_instant
 from citypilot.notify.matching import meets_geo, meets_q
 from citypilot.notify.subscription import (
@@ -43,6 +44,7 @@ from citypilot.store.base import EntityQuery, PendingNotification, Store
 
 log = logging.getLogger(__name__)
 CHANGED = "entities.changed"
+DELETED = "entities.deleted"
 LINK = f'<{CORE_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 #: Renders the entities a subscription is notified of (visibility, masking, format).
 Shaper = Callable[[Compiled, list[Entity]], list[dict[str, Any]]]
@@ -149,7 +151,16 @@ class Notifier:
         """Hear of changes only while there are subscriptions: a city without any pays
         nothing for notifications (no bus consumer)."""
         if self.subs and self._unlisten is None:
-            self._unlisten = self.bus.listen(CHANGED, self._on_changed, group="notifier")
+            stops = [
+                self.bus.listen(CHANGED, self._on_event, group="notifier"),
+                self.bus.listen(DELETED, self._on_event, group="notifier"),
+            ]
+
+            def unlisten() -> None:
+                for stop in stops:
+                    stop()
+
+            self._unlisten = unlisten
         elif not self.subs and self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
@@ -193,20 +204,28 @@ class Notifier:
         last = self._last_notified.get(sub.doc["id"])
         return throttling is not None and last is not None and now - last < throttling
 
-    def _notification(self, sub: Compiled, entities: list[Entity], now: float) -> str | None:
-        chosen = [
-            e
-            for e in entities
-            if (sub.q is None or meets_q(sub.q, e)) and (sub.geo is None or meets_geo(sub.geo, e))
-        ]
-        data = self.shape(sub, chosen) if chosen else []
+    def _notification(
+        self, sub: Compiled, entities: list[Entity], now: float, deleted_at: float | None = None
+    ) -> str | None:
+        if deleted_at is None:
+            entities = [
+                e
+                for e in entities
+                if (sub.q is None or meets_q(sub.q, e))
+                and (sub.geo is None or meets_geo(sub.geo, e))
+            ]
+        data = self.shape(sub, entities) if entities else []
         if not data:
             return None
+        if deleted_at is not None:
+            data = [
+                {"id": d["id"], "type": d["type"], "deletedAt": format_instant(now)} for d in data
+            ]
         self._last_notified[sub.doc["id"]] = now
         ld = sub.doc["notification"]["endpoint"].get("accept") == "application/ld+json"
         return notification_body(sub.doc["id"], data, now, ld)
 
-    async def _on_changed(self, _subject: str, payload: dict[str, Any]) -> None:
+    async def _on_event(self, _subject: str, payload: dict[str, Any]) -> None:
         if self.subs:
             await self._events.put(payload)
 
@@ -232,25 +251,36 @@ class Notifier:
         ]
         if not live:
             return
-        wanted: list[dict[str, list[str]]] = []
+        wanted: list[dict[str, list[str]]] = []  # per event: subscription -> entity ids
         for payload in events:
             per_sub: dict[str, list[str]] = {}
-            for change in payload["changes"]:
+            for change in payload.get("changes", ()):
                 for sub in live:
-                    if sub.selects(change["id"], change["type"], change["attrs"]):
+                    if sub.selects(change):
                         per_sub.setdefault(sub.doc["id"], []).append(change["id"])
+            for entity_id in payload.get("ids", ()):  # entities deleted
+                for sub in live:
+                    if sub.on_deletion and sub.names(entity_id, type_of_id(entity_id)):
+                        per_sub.setdefault(sub.doc["id"], []).append(entity_id)
             wanted.append(per_sub)
+        changed = {c["id"] for p in events for c in p.get("changes", ())}
         ids = sorted({i for per_sub in wanted for found in per_sub.values() for i in found})
         if not ids:
             return
-        entities = await self._entities(ids)
+        entities = await self._entities([i for i in ids if i in changed])
         items = []
-        for per_sub in wanted:
+        for payload, per_sub in zip(events, wanted, strict=True):
+            deleted = "ids" in payload
             for sub_id, found in per_sub.items():
                 sub = self.subs.get(sub_id)
                 if sub is None or self._throttled(sub, now):
                     continue
-                body = self._notification(sub, [entities[i] for i in found if i in entities], now)
+                if deleted:  # the entity as it was named: id, type, when it went
+                    chosen = [Entity(i, type_of_id(i)) for i in found]
+                    body = self._notification(sub, chosen, now, deleted_at=now)
+                else:
+                    chosen = [entities[i] for i in found if i in entities]
+                    body = self._notification(sub, chosen, now)
                 if body is not None:
                     items.append((sub_id, body))
         self.dispatch(await self.store.add_notifications(items, now + self.lease_s))

@@ -41,7 +41,18 @@ _MEMBERS = {
     "expiresAt",
     "isActive",
     "throttling",
+    "notificationTrigger",
 }
+#: What may trigger a notification (clause 5.2.12, v1.8); the default is the last two.
+TRIGGERS = (
+    "entityCreated",
+    "entityUpdated",
+    "entityDeleted",
+    "attributeDeleted",
+    "attributeCreated",
+    "attributeUpdated",
+)
+_CHANGE_TRIGGERS = {"entityCreated", "entityUpdated", "attributeCreated", "attributeUpdated"}
 _NOTIFICATION = {"attributes", "format", "endpoint"}
 _STATUS = ("timesSent", "lastNotification", "lastSuccess", "lastFailure", "status")
 _ENDPOINT = {"uri", "accept", "receiverInfo"}
@@ -204,6 +215,13 @@ def check_subscription(doc: Any) -> dict[str, Any]:
             raise BadRequestData("timeInterval needs entities", "entities")
     if "throttling" in doc:
         _seconds(doc["throttling"], "throttling")
+    if "notificationTrigger" in doc:
+        for trigger in _strings(doc["notificationTrigger"], "notificationTrigger"):
+            if trigger not in TRIGGERS:
+                raise BadRequestData(
+                    f"notificationTrigger: {trigger[:40]!r} is not one of {', '.join(TRIGGERS)}",
+                    "notificationTrigger",
+                )
     if "q" in doc:
         if not isinstance(doc["q"], str):
             raise BadRequestData("q must be a string", "q")
@@ -302,6 +320,9 @@ class Compiled:
     geo: GeoQuery | None
     attributes: frozenset[str] | None
     expires: float | None
+    on_change: bool  # notified of changes (attributes created or updated)
+    on_removal: bool  # notified of attributes deleted
+    on_deletion: bool  # notified of entities deleted
 
     @classmethod
     def of(cls, doc: dict[str, Any]) -> Compiled:
@@ -311,6 +332,7 @@ class Compiled:
             for s in doc.get("entities", ())
         )
         note = doc["notification"]
+        triggers = set(doc.get("notificationTrigger", TRIGGERS[-2:]))
         return cls(
             doc,
             selectors,
@@ -319,13 +341,25 @@ class Compiled:
             parse_geoq(doc["geoQ"]) if "geoQ" in doc else None,
             frozenset(note["attributes"]) if "attributes" in note else None,
             parse_instant(doc["expiresAt"], "expiresAt") if "expiresAt" in doc else None,
+            bool(triggers & _CHANGE_TRIGGERS),
+            "attributeDeleted" in triggers,
+            "entityDeleted" in triggers,
         )
 
-    def selects(self, entity_id: str, type_name: str, changed: Any) -> bool:
-        """Whether a change of these attributes of this entity concerns the subscription
-        (before its q and geoQ are checked on the entity)."""
-        if self.watched is not None and self.watched.isdisjoint(changed):
+    def selects(self, change: dict[str, Any]) -> bool:
+        """Whether a change event of one entity concerns the subscription (before its q
+        and geoQ are checked on the entity)."""
+        touched = list(change["attrs"]) if self.on_change else []
+        if self.on_removal:
+            touched += change.get("removed", [])
+        if not touched:
             return False
+        if self.watched is not None and self.watched.isdisjoint(touched):
+            return False
+        return self.names(change["id"], change["type"])
+
+    def names(self, entity_id: str, type_name: str) -> bool:
+        """Whether the subscription's entity selectors name this entity."""
         if not self.selectors:
             return True
         for sel_type, sel_id, pattern in self.selectors:

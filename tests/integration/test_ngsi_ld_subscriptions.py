@@ -174,6 +174,8 @@ _GOOD = {"type": "Subscription", "entities": [{"type": "Streetlight"}], "notific
         ({"notification": {**_ENDPOINT, "attributes": "powerState"}}, "notification.attributes"),
         ({"notification": {**_ENDPOINT, "timesSent": 3}}, "notification.timesSent"),
         ({"id": "not a uri"}, "id"),
+        ({"notificationTrigger": ["entityMoved"]}, "notificationTrigger"),
+        ({"notificationTrigger": []}, "notificationTrigger"),
         (
             {"notification": {"endpoint": {"uri": "http://h/n", "receiverInfo": {"a": "b"}}}},
             "notification.endpoint.receiverInfo",
@@ -243,6 +245,38 @@ def test_a_change_is_notified_to_the_http_endpoint(city: Server, receiver: Recei
     assert body["type"] == "Notification" and body["subscriptionId"] == sub_id
     assert body["id"].startswith("urn:ngsi-ld:Notification:")
     assert body["data"] == [{"id": entity_id, "type": "Streetlight", "powerState": "on"}]
+
+
+def test_a_deletion_is_notified_when_it_is_a_trigger(city: Server, receiver: Receiver):
+    entity_id = lamp(city)
+    sub_id = subscribe(city, receiver.url, entity_id, notificationTrigger=["entityDeleted"])
+    change(city, entity_id, powerState="on")  # an update: not a trigger here
+    with city.client(OPERATOR) as c:
+        assert c.delete(f"/ngsi-ld/v1/entities/{entity_id}").status_code == 204
+    [first] = receiver.wait_for(1)
+    body = first.json()
+    assert body["subscriptionId"] == sub_id
+    [gone] = body["data"]
+    assert (gone["id"], gone["type"]) == (entity_id, "Streetlight")
+    assert gone["deletedAt"].endswith("Z") and set(gone) == {"id", "type", "deletedAt"}
+
+
+def test_an_attribute_deletion_is_notified_when_it_is_a_trigger(city: Server, receiver: Receiver):
+    entity_id = lamp(city)
+    subscribe(
+        city,
+        receiver.url,
+        entity_id,
+        notificationTrigger=["attributeDeleted"],
+        watchedAttributes=["powerConsumption"],
+    )
+    change(city, entity_id, powerConsumption=20.0)  # an update: not a trigger here
+    with city.client(OPERATOR) as c:
+        r = c.delete(f"/ngsi-ld/v1/entities/{entity_id}/attrs/powerConsumption")
+        assert r.status_code == 204
+    [first] = receiver.wait_for(1)
+    [entity] = first.json()["data"]
+    assert entity["id"] == entity_id and "powerConsumption" not in entity
 
 
 def test_receiver_info_is_sent_as_headers(city: Server, receiver: Receiver):
