@@ -11,7 +11,8 @@ actions of a firing are queued and carried out in order by one task
 (``engine/rule_actions.py``). Nothing fails invisibly: every evaluation or action
 error is counted on its rule and kept (the newest 50) with the entity and the
 reason. The loop guard stops a rule that fires more than ``loopGuard.max`` times
-within ``loopGuard.within`` seconds on one entity (a rule triggering itself); it
+within ``loopGuard.within`` seconds (of the reports' ``observedAt``) on one entity (a
+rule triggering itself); it
 stays stopped, visibly, until it is enabled again or replaced.
 
 City modes call :meth:`RuleEngine.enable` and :meth:`RuleEngine.disable`, and
@@ -466,7 +467,9 @@ class RuleEngine:
         if rule is None:
             return
         stats = self.stats[rule.id]
-        now = self.clock()
+        # measured on the reports' own instants: history arriving in a burst (a backfill,
+        # a gateway catching up) is no loop, while a rule feeding itself makes new reports
+        now = firing.observed_at
         recent = stats.recent.get(firing.entity)
         if recent is None:
             recent = stats.recent[firing.entity] = deque()
@@ -478,7 +481,7 @@ class RuleEngine:
                 f"loop guard: {len(recent)} firings within {rule.guard_within_s:g} s on "
                 f"{firing.entity}; the rule is stopped until it is enabled again"
             )
-            stats.stopped = {"at": format_instant(now), "reason": reason}
+            stats.stopped = {"at": format_instant(self.clock()), "reason": reason}
             self._error(rule.id, firing.entity, reason)
             return
         stats.firings += 1

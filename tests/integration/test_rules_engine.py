@@ -538,3 +538,19 @@ async def test_a_cel_error_gives_line_and_column(world: World):
             "admin",
         )
     assert caught.value.extra["position"] == {"line": 2, "column": 10}
+
+
+async def test_history_arriving_in_a_burst_does_not_trip_the_loop_guard(world: World):
+    await world.add(
+        "busy",
+        type="Streetlight",
+        attributes=["illuminanceLevel"],
+        trigger={"kind": "change"},
+        actions=[ALARM],
+        loopGuard={"max": 3, "within": 10},
+    )
+    for k in range(10):  # a day of reports replayed at once: an hour apart by their clock
+        await world.report(LAMPS[1], T0 + 3600 * k, illuminanceLevel=0.5)
+    status = world.rules.view(world.rules.get("busy"))["status"]
+    assert status["stopped"] is None and status["firings"] == 10
+    assert (await world.alarm("busy", LAMPS[1])).count == 10
