@@ -7,15 +7,12 @@ then ``CITYPILOT_*`` environment variables.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from citypilot.cli_secrets import add_secret_options, read_secret
 from citypilot.config import Settings, load_settings
 from citypilot.model.errors import CityPilotError
 
@@ -77,44 +74,6 @@ def _without_password(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-async def _save_logins(settings: Settings, **logins: list) -> None:
-    from citypilot.security import audit
-    from citypilot.security.provision import add_logins
-    from citypilot.store.factory import opened_store
-
-    async with opened_store(settings) as store:
-        people = logins.get("people", ())
-        before = {name: await store.get_account(name) for name, _, _ in people}
-        await add_logins(store, **logins)
-        for name, _, _ in people:
-            after = await store.get_account(name)
-            actor = f"cli:{getpass.getuser()}"
-            await audit.record_permission_change(store, actor, name, before[name], after)
-
-
-def users_add(args: argparse.Namespace, settings: Settings) -> int:
-    """Create or replace a person's account; the password comes from the terminal,
-    ``--password-stdin`` or ``--password-file``, never from the command line."""
-    password = read_secret(args, f"Password for {args.name}: ")
-    if len(password) < 8:
-        console.print("[red]A password needs at least 8 characters.[/]")
-        return 2
-    asyncio.run(_save_logins(settings, people=[(args.name, password, args.role)]))
-    console.print(f"User [bold]{args.name}[/] ({args.role}) saved.")
-    return 0
-
-
-def devices_add(args: argparse.Namespace, settings: Settings) -> int:
-    """Create (or rotate) a device gateway's ingest key and print it once."""
-    from citypilot.security.tokens import new_device_key
-
-    key = args.key or new_device_key()
-    asyncio.run(_save_logins(settings, devices=[(args.name, key)]))
-    console.print(f"Device key for [bold]{args.name}[/] (shown once; send it as X-Device-Key):")
-    print(key)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     parser = argparse.ArgumentParser(prog="citypilot", description=__doc__.splitlines()[0])
@@ -126,22 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int)
     p.set_defaults(func=serve)
 
-    users = sub.add_parser("users", help="people who log in").add_subparsers(
-        dest="action", required=True
-    )
-    p = users.add_parser("add", help="create or replace a user")
-    p.add_argument("name")
-    p.add_argument("--role", choices=("viewer", "operator", "admin"), default="viewer")
-    add_secret_options(p)
-    p.set_defaults(func=users_add)
+    from citypilot.accounts_cli import add_account_commands
 
-    devices = sub.add_parser("devices", help="device gateway keys").add_subparsers(
-        dest="action", required=True
-    )
-    p = devices.add_parser("add", help="create or rotate a device key")
-    p.add_argument("name")
-    p.add_argument("--key", help="use this key instead of a random one")
-    p.set_defaults(func=devices_add)
+    add_account_commands(sub)
 
     from citypilot.bench.cli import add_bench_commands
     from citypilot.demo import add_demo_command

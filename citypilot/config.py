@@ -38,7 +38,25 @@ class Settings(BaseSettings):
     mqtt_url: str | None = Field(None, description="e.g. mqtt://127.0.0.1:1883; None: no MQTT")
     mqtt_topic_root: str = "citypilot"
     jwt_secret: str | None = Field(None, description="Token signing key; kept in data_dir if unset")
-    token_ttl_s: int = Field(12 * 3600, ge=60)
+    token_ttl_s: int = Field(15 * 60, ge=60, le=24 * 3600, description="Access token lifetime")
+    refresh_ttl_s: int = Field(
+        12 * 3600, ge=300, le=90 * 86400, description="Refresh token lifetime (a session)"
+    )
+    # -- sign-in with an identity provider (OpenID Connect; docs/security.md) --
+    oidc_issuer: str | None = Field(None, description="The provider's issuer (iss); None: off")
+    oidc_audience: str | None = Field(None, description="The audience (aud) tokens must name")
+    oidc_jwks_url: str | None = Field(
+        None, description="The provider's JWKS (default: from its openid-configuration)"
+    )
+    oidc_groups_claim: str = Field("groups", description="The claim listing the groups")
+    oidc_username_claim: str = Field("preferred_username", description="The claim naming who")
+    oidc_group_grants: dict[str, list[dict[str, str]]] = Field(
+        default_factory=dict, description="Each provider group's CityPilot grants"
+    )
+    oidc_jwks_cache_s: float = Field(300.0, ge=10, description="The JWKS is reused this long")
+    account_check_s: float = Field(
+        2.0, ge=0, le=60, description="An account's state is reused this long per API process"
+    )
     # -- logins (docs/security.md, "Logins") --
     login_free_failures_per_account: int = Field(
         5, ge=1, description="Failed logins of one account before back-off starts"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,17 +69,23 @@ class Server:
     def __init__(self, url: str, data_dir: Path) -> None:
         self.url = url
         self.data_dir = data_dir
-        self._tokens: dict[str, str] = {}
+        self._tokens: dict[str, tuple[str, float]] = {}
 
     def token(self, who: tuple[str, str]) -> str:
-        """A bearer token for one of the test people."""
-        if who[0] not in self._tokens:
+        """A bearer token for one of the test people (a new one when it nears its end:
+        access tokens live 15 minutes, a test session longer)."""
+        cached = self._tokens.get(who[0])
+        if cached is None or cached[1] < time.time() + 60:
             r = httpx.post(
                 self.url + "/api/v1/auth/token", data={"username": who[0], "password": who[1]}
             )
             r.raise_for_status()
-            self._tokens[who[0]] = r.json()["access_token"]
-        return self._tokens[who[0]]
+            answer = r.json()
+            cached = self._tokens[who[0]] = (
+                answer["access_token"],
+                time.time() + answer["expires_in"],
+            )
+        return cached[0]
 
     def client(self, who: tuple[str, str] | None = OPERATOR) -> httpx.Client:
         """An HTTP client, logged in as ``who`` (None: anonymous)."""

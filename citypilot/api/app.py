@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from citypilot import __version__, metrics
 from citypilot.api import (
+    accounts,
     admin,
     alarms,
     audit,
@@ -258,6 +259,7 @@ def create_app(settings: Settings, on_ready: Callable[[City, bool], None] | None
     )
     app.add_middleware(NgsiTrailingSlash)
     for router in (
+        accounts.router,
         audit.router,
         ngsi_ld.router,
         temporal.router,

@@ -25,13 +25,11 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from citypilot.api.deps import Admin, CityDep
-from citypilot.model.errors import BadRequestData, Forbidden
+from citypilot.api.deps import Admin, CityDep, require_metropole_admin
+from citypilot.model.errors import BadRequestData
 from citypilot.model.timeutil import parse_instant
 from citypilot.security import audit
 from citypilot.security.audit import AuditEntry, AuditQuery
-from citypilot.security.roles import role_allows
-from citypilot.security.scopes import effective_grants
 from citypilot.security.tokens import Principal
 
 log = logging.getLogger(__name__)
@@ -118,12 +116,6 @@ class AuditMiddleware:
             log.exception("could not record %s %s in the audit log", scope["method"], scope["path"])
 
 
-def _require_metropole_admin(who: Principal) -> None:
-    grants = effective_grants(who.role, who.grants)
-    if not any(g.is_metropole and role_allows(g.role, "admin") for g in grants):
-        raise Forbidden(f"the audit log is for admins of the whole metropole; {who.name!r} is not")
-
-
 def _csv_line(entry: AuditEntry) -> str:
     doc = entry.to_json()
     doc["detail"] = orjson.dumps(doc["detail"]).decode() if doc["detail"] is not None else ""
@@ -147,7 +139,7 @@ async def read_audit(
 ) -> Response:
     """Entries newest first: ``{"total", "items": [...]}``; ``format=ndjson`` or ``csv``
     downloads every matching entry (``limit``/``offset`` apply to JSON pages only)."""
-    _require_metropole_admin(who)
+    require_metropole_admin(who, "the audit log")
     start = parse_instant(since, "since") if since is not None else None
     end = parse_instant(until, "until") if until is not None else None
     if start is not None and end is not None and start >= end:

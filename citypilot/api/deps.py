@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -14,13 +14,20 @@ from citypilot.config import Settings
 from citypilot.model.errors import Forbidden, Unauthorized
 from citypilot.publish.gtfs_static import StaticFeed
 from citypilot.security.login_limits import Limit, LoginLimiter
+from citypilot.security.oidc import OidcVerifier, group_grants, is_external
 from citypilot.security.passwords import HashSlots
 from citypilot.security.roles import role_allows
-from citypilot.security.scopes import TypePolicy, Visibility, sees_personal, visibility
-from citypilot.security.tokens import Principal, hash_device_key, read_token
+from citypilot.security.scopes import (
+    TypePolicy,
+    Visibility,
+    effective_grants,
+    sees_personal,
+    visibility,
+)
+from citypilot.security.tokens import ACCESS, Principal, TokenClaims, hash_device_key, read_token
+from citypilot.store.base import Account
 
 DEVICE_KEY_HEADER = "x-device-key"
-_DEVICE_CACHE_S = 60.0
 _TOKEN_CACHE_SIZE = 10_000
 
 
@@ -31,7 +38,6 @@ class City:
     settings: Settings
     broker: Broker
     signing_key: str
-    device_cache: dict[str, tuple[str, float]] = field(default_factory=dict)
     # -- device commands (engine/commands.py, ingest/http_commands.py) --
     commands: Any = None
     command_callbacks: Any = None
@@ -43,15 +49,22 @@ class City:
     # -- the road graph (ops/routing.py) and its closures (ops/closures.py), when present --
     routing: Any = None
     closures: Any = None
-    token_cache: dict[str, tuple[Principal, float]] = field(default_factory=dict)
-    #: username -> (grants, monotonic expiry): scoped grants read from the store
-    grant_cache: dict[str, tuple[tuple, float]] = field(default_factory=dict)
+    #: token -> its verified claims (until it expires): one signature check per token
+    token_cache: dict[str, TokenClaims] = field(default_factory=dict)
+    #: username -> (account or None, monotonic expiry): accounts as last read
+    account_cache: dict[str, tuple[Account | None, float]] = field(default_factory=dict)
     #: running parts other than the store and bus, by name ("mqtt"), for health checks
     components: dict[str, Any] = field(default_factory=dict)
     #: failed-login back-off per account and per address (security/login_limits.py)
     logins: LoginLimiter = field(init=False)
     #: argon2 off the event loop, a few at a time
     hashing: HashSlots = field(init=False)
+    #: the identity provider's token checks, when one is configured
+    oidc: OidcVerifier | None = field(init=False)
+
+    def forget_account(self, username: str) -> None:
+        """Read the account afresh on its next request (it was just changed here)."""
+        self.account_cache.pop(username, None)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -60,6 +73,17 @@ class City:
             Limit(s.login_free_failures_per_address, max_s=s.login_max_backoff_s),
         )
         self.hashing = HashSlots(s.password_hash_slots)
+        self.oidc = None
+        if s.oidc_issuer:
+            self.oidc = OidcVerifier(
+                s.oidc_issuer,
+                s.oidc_audience,
+                s.oidc_jwks_url,
+                group_grants(s.oidc_group_grants),
+                s.oidc_groups_claim,
+                s.oidc_username_claim,
+                jwks_cache_s=s.oidc_jwks_cache_s,
+            )
 
 
 def static_feed(app: Any) -> StaticFeed:
@@ -84,22 +108,67 @@ async def get_city(request: Request) -> City:
 CityDep = Annotated[City, Depends(get_city)]
 
 
-def principal_from_token(city: City, token: str | None) -> Principal:
-    """The person behind a bearer token (Unauthorized when absent or bad).
+def token_claims(city: City, token: str | None, kind: str = ACCESS) -> TokenClaims:
+    """The verified claims of a bearer token (Unauthorized when absent, bad or expired).
 
-    Verified tokens are remembered until they expire, so a busy client does not
+    Verified access tokens are remembered until they expire, so a busy client does not
     pay for a signature check on every request.
     """
     if not token:
         raise Unauthorized("this needs a bearer token: POST /api/v1/auth/token to get one")
-    cached = city.token_cache.get(token)
-    if cached is not None and cached[1] > time.time():
-        return cached[0]
-    principal, expires = read_token(token, city.signing_key)
-    if len(city.token_cache) >= _TOKEN_CACHE_SIZE:
-        city.token_cache.clear()
-    city.token_cache[token] = (principal, expires)
-    return principal
+    cached = city.token_cache.get(token) if kind == ACCESS else None
+    if cached is not None and cached.expires > time.time():
+        return cached
+    claims = read_token(token, city.signing_key, kind)
+    if kind == ACCESS:
+        if len(city.token_cache) >= _TOKEN_CACHE_SIZE:
+            city.token_cache.clear()
+        city.token_cache[token] = claims
+    return claims
+
+
+async def account_of(city: City, username: str) -> Account | None:
+    """The account as stored, read at most every ``account_check_s`` per person (and at
+    once after a change made through this process)."""
+    now = time.monotonic()
+    cached = city.account_cache.get(username)
+    if cached is None or cached[1] < now:
+        account = await city.broker.store.get_account(username)
+        if len(city.account_cache) >= _TOKEN_CACHE_SIZE:
+            city.account_cache.clear()
+        cached = city.account_cache[username] = (
+            account,
+            now + city.settings.account_check_s,
+        )
+    return cached[0]
+
+
+async def checked(city: City, claims: TokenClaims) -> Principal:
+    """The person behind verified claims, as their account stands now: its role and
+    grants, not the token's; Unauthorized when the account is gone or disabled, or was
+    changed since the token was issued (role, grants, password: its tokens are revoked)."""
+    account = await account_of(city, claims.username)
+    if account is None or account.disabled:
+        raise Unauthorized(f"the account {claims.username!r} is disabled or no longer exists")
+    if account.token_version != claims.version:
+        raise Unauthorized(
+            "this token was revoked (the account's role, grants or password changed); log in again"
+        )
+    return Principal(account.username, account.role, account.grants)
+
+
+async def authenticate(city: City, token: str | None) -> tuple[Principal, float]:
+    """The person behind a bearer token and when it expires: a local access token
+    checked against its account, or an identity provider's token (``security.oidc``)."""
+    if token and city.oidc is not None and is_external(token):
+        return await city.oidc.principal(token)
+    claims = token_claims(city, token)
+    return await checked(city, claims), claims.expires
+
+
+async def principal_from_token(city: City, token: str | None) -> Principal:
+    """The person behind a bearer token (see ``authenticate``)."""
+    return (await authenticate(city, token))[0]
 
 
 def _bearer(request: Request) -> str | None:
@@ -114,7 +183,7 @@ def require_role(role: str):
     @gate(role, BEARER)
     async def dependency(request: Request) -> Principal:
         city = city_of(request)
-        principal = await with_grants(city, principal_from_token(city, _bearer(request)))
+        principal = await principal_from_token(city, _bearer(request))
         request.state.principal = principal  # who is calling, for the audit log
         if not role_allows(principal.role, role):
             raise Forbidden(
@@ -126,23 +195,11 @@ def require_role(role: str):
 
 
 # -- authorization: what the caller's grants cover ------------------------------
-_GRANT_CACHE_S = 5.0
-
-
-async def with_grants(city: City, principal: Principal) -> Principal:
-    """The principal with the scoped grants of its account (as kept in the store; read
-    at most every few seconds per person, so a changed grant applies within them)."""
-    if principal.grants or principal.role == "device":
-        return principal
-    now = time.monotonic()
-    cached = city.grant_cache.get(principal.name)
-    if cached is None or cached[1] < now:
-        account = await city.broker.store.get_account(principal.name)
-        grants = account.grants if account is not None else ()
-        if len(city.grant_cache) >= _TOKEN_CACHE_SIZE:
-            city.grant_cache.clear()
-        cached = city.grant_cache[principal.name] = (grants, now + _GRANT_CACHE_S)
-    return replace(principal, grants=cached[0]) if cached[0] else principal
+def require_metropole_admin(who: Principal, what: str) -> None:
+    """Forbidden unless ``who`` is an admin over the whole metropole."""
+    grants = effective_grants(who.role, who.grants)
+    if not any(g.is_metropole and role_allows(g.role, "admin") for g in grants):
+        raise Forbidden(f"{what} is for admins of the whole metropole; {who.name!r} is not")
 
 
 def access(city: City, principal: Principal, needed: str) -> Visibility:
@@ -162,16 +219,12 @@ async def device_or_operator(request: Request) -> Principal:
     city = city_of(request)
     key = request.headers.get(DEVICE_KEY_HEADER)
     if key:
-        key_hash = hash_device_key(key)
-        cached = city.device_cache.get(key_hash)
-        if cached is not None and cached[1] > time.monotonic():
-            request.state.principal = Principal(cached[0], "device")
-            return request.state.principal
-        name = await city.broker.store.device_for_key(key_hash)
-        if name is None:
+        # looked up on every request (a primary-key read; ingest requests are batches),
+        # so a rotated or revoked key is refused at once, whoever changed it
+        device = await city.broker.store.get_device(hash_device_key(key))
+        if device is None:
             raise Unauthorized("the device key is not valid")
-        city.device_cache[key_hash] = (name, time.monotonic() + _DEVICE_CACHE_S)
-        request.state.principal = Principal(name, "device")
+        request.state.principal = Principal(device.name, "device", binding=device.binding)
         return request.state.principal
     token = _bearer(request)
     if not token:
@@ -179,13 +232,12 @@ async def device_or_operator(request: Request) -> Principal:
             f"ingest needs a device key in the {DEVICE_KEY_HEADER} header "
             "or an operator's bearer token"
         )
-    principal = principal_from_token(city, token)
+    principal = await principal_from_token(city, token)
     if not role_allows(principal.role, "operator"):
         raise Forbidden(
             f"ingest needs a device key or the role 'operator'; {principal.name!r} "
             f"is {principal.role!r}"
         )
-    principal = await with_grants(city, principal)
     request.state.principal = principal
     return principal
 

@@ -63,11 +63,7 @@ async def refused_by_scope(
 ) -> list[ItemError]:
     """An item error for each observation of an entity outside the person's operator
     scopes (unknown entities are left to the broker, which answers 404)."""
-    ids = {
-        i: item["id"]
-        for i, item in enumerate(items)
-        if i not in skip and isinstance(item, dict) and isinstance(item.get("id"), str)
-    }
+    ids = _item_ids(items, skip)
     scopes = await city.broker.store.entity_scopes(set(ids.values()))
     change = access(city, who, "operator")
     refused = []
@@ -78,6 +74,38 @@ async def refused_by_scope(
             err = Forbidden(f"{where}: {entity_id} is outside the scopes of {who.name!r}", where)
             refused.append(ItemError(i, entity_id, err))
     return refused
+
+
+async def refused_by_binding(
+    city: CityDep, who: Principal, items: list, skip: set[int]
+) -> list[ItemError]:
+    """An item error for each observation of an entity the device key is not bound to
+    (unknown entities are left to the broker, which answers 404)."""
+    binding = who.binding
+    assert binding is not None
+    ids = _item_ids(items, skip)
+    scopes = await city.broker.store.entity_scopes(set(ids.values()))
+    refused = []
+    for i, entity_id in ids.items():
+        found = scopes.get(entity_id)
+        if found is None:
+            continue
+        entity_type, municipality, _ = found
+        why = binding.refusal(entity_id, entity_type, municipality)
+        if why is not None:
+            where = f"[{i}].id"
+            err = Forbidden(f"{where}: {entity_id} {why} ({who.name!r})", where)
+            refused.append(ItemError(i, entity_id, err))
+    return refused
+
+
+def _item_ids(items: list, skip: set[int]) -> dict[int, str]:
+    """The entity id of each item (by index) that is not in ``skip``."""
+    return {
+        i: item["id"]
+        for i, item in enumerate(items)
+        if i not in skip and isinstance(item, dict) and isinstance(item.get("id"), str)
+    }
 
 
 def _too_deep_items(body: bytes, items: list, limit: int) -> list[ItemError]:
@@ -141,8 +169,11 @@ async def ingest(request: Request, city: CityDep, who: Ingestor) -> Response:
             f"this one has {len(items)}",
             "body",
         )
+    skip = {e.index for e in parse_errors}
     if who.role != "device":  # a person ingests only into entities of their scopes
-        parse_errors += await refused_by_scope(city, who, items, {e.index for e in parse_errors})
+        parse_errors += await refused_by_scope(city, who, items, skip)
+    elif who.binding is not None and not who.binding.is_open:  # a key, into its binding
+        parse_errors += await refused_by_binding(city, who, items, skip)
     if parse_errors:
         await city.broker.dead_letter(items, parse_errors, source, raws)
     bad = {e.index for e in parse_errors}

@@ -257,10 +257,10 @@ async def _form(request: Request) -> tuple[dict[str, str], dict[str, list[str]]]
 async def _client_name(request: Request, api_key: str | None) -> str:
     if not api_key:
         raise Forbidden("api_key is required to post a service request")
-    name = await city_of(request).broker.store.device_for_key(hash_device_key(api_key))
-    if name is None:
+    device = await city_of(request).broker.store.get_device(hash_device_key(api_key))
+    if device is None:
         raise Forbidden("api_key is not valid")
-    return name
+    return device.name
 
 
 _FIELD = {"type": "string"}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from citypilot.api.access import StreamAccess
-from citypilot.api.deps import principal_from_token, with_grants
+from citypilot.api.deps import authenticate, principal_from_token
 from citypilot.api.scope_index import ScopeIndex
 from citypilot.broker import CHANGED, DELETED
 from citypilot.bus.base import EventBus
@@ -205,7 +206,8 @@ async def stream(websocket: WebSocket) -> None:
     offered = websocket.scope.get("subprotocols", [])
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     try:
-        principal = await with_grants(city, principal_from_token(city, stream_token(websocket)))
+        token = stream_token(websocket)
+        principal = await principal_from_token(city, token)
         initial = {
             "types": params["types"].split(",") if params.get("types") else None,
             "ids": params["ids"].split(",") if params.get("ids") else None,
@@ -220,14 +222,20 @@ async def stream(websocket: WebSocket) -> None:
     hub.subscribers.add(sub)
     interval = city.settings.stream_interval_ms / 1000
     receiver = asyncio.create_task(_receive_filters(websocket, sub))
+    watcher = asyncio.create_task(_credential_end(city, token))
     try:
         await websocket.send_text(
             orjson.dumps({"type": "hello", "intervalMs": city.settings.stream_interval_ms}).decode()
         )
         while not receiver.done():
             wake = asyncio.create_task(sub.wake.wait())
-            await asyncio.wait({wake, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({wake, receiver, watcher}, return_when=asyncio.FIRST_COMPLETED)
             wake.cancel()
+            if watcher.done():  # the token expired or was revoked: the stream ends with it
+                error = {"type": "error", "error": watcher.result().to_problem()}
+                await websocket.send_text(orjson.dumps(error).decode())
+                await websocket.close(POLICY_VIOLATION)
+                break
             if receiver.done():
                 break
             await asyncio.sleep(interval)  # gather a frame's worth of changes
@@ -241,9 +249,22 @@ async def stream(websocket: WebSocket) -> None:
         pass
     finally:
         hub.subscribers.discard(sub)
-        receiver.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await receiver
+        for task in (receiver, watcher):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def _credential_end(city: Any, token: str | None) -> CityPilotError:
+    """Wait until the stream's token expires or is revoked (its account disabled or
+    changed); the error that says so."""
+    while True:
+        try:
+            _, expires = await authenticate(city, token)  # raises once expired or revoked
+            pause = max(1.0, city.settings.account_check_s)
+            await asyncio.sleep(min(max(0.0, expires - time.time()), pause))
+        except CityPilotError as exc:
+            return exc
 
 
 async def _receive_filters(websocket: WebSocket, sub: Subscriber) -> None:

@@ -86,6 +86,7 @@ def add_bench_commands(sub: Any) -> None:
     from citypilot.bench.alarms import add_alarms_bench
 
     add_alarms_bench(bench)
+
     from citypilot.bench.login import add_login_bench
 
     add_login_bench(bench)

@@ -51,13 +51,20 @@ def grant_from_json(doc: Any, where: str = "grant") -> Grant:
     extra = set(doc) - {"role", "municipality", "department"}
     if extra:
         raise BadRequestData(f"{where} has unknown members {sorted(extra)}", where)
+    values = optional_names(doc, ("municipality", "department"), where)
+    return Grant(role, values["municipality"], values["department"])
+
+
+def optional_names(doc: dict[str, Any], keys: tuple[str, ...], where: str) -> dict[str, Any]:
+    """Each of ``keys`` of ``doc``: None when absent, else a non-empty string
+    (BadRequestData naming ``where.key`` otherwise)."""
     values = {}
-    for key in ("municipality", "department"):
+    for key in keys:
         value = doc.get(key)
         if value is not None and (not isinstance(value, str) or not value):
             raise BadRequestData(f"{where}.{key} must be a non-empty string", f"{where}.{key}")
         values[key] = value
-    return Grant(role, values["municipality"], values["department"])
+    return values
 
 
 def metropole_grant(role: str) -> Grant:

@@ -15,6 +15,7 @@ from citypilot.model.entity import Attribute, Entity
 from citypilot.model.geometry import Bounds
 from citypilot.model.observation import Reading
 from citypilot.security.audit import AuditEntry, AuditQuery
+from citypilot.security.devices import UNBOUND, Device, DeviceBinding
 from citypilot.security.scopes import Grant, Visibility
 from citypilot.store.census import Census
 from citypilot.store.query import QueryNode
@@ -168,6 +169,8 @@ class Account:
     role: str
     disabled: bool = False
     grants: tuple[Grant, ...] = ()
+    #: moves on when tokens issued before must stop working (see ``security.tokens``)
+    token_version: int = 0
 
 
 @dataclass
@@ -316,11 +319,22 @@ class Store(Protocol):
     async def get_account(self, username: str) -> Account | None:
         """A person's account, or None."""
 
-    async def put_device_key(self, name: str, key_hash: str) -> None:
-        """Register (or replace) the hashed key of a device gateway."""
+    async def list_accounts(self) -> list[Account]:
+        """Every person's account."""
 
-    async def device_for_key(self, key_hash: str) -> str | None:
-        """The name of the device gateway holding this hashed key, or None."""
+    async def put_device_key(
+        self, name: str, key_hash: str, binding: DeviceBinding = UNBOUND
+    ) -> None:
+        """Register a device gateway, or give it a new hashed key (the old one ends)."""
+
+    async def get_device(self, key_hash: str) -> Device | None:
+        """The device gateway holding this hashed key, or None."""
+
+    async def list_devices(self) -> list[Device]:
+        """Every device gateway (without keys)."""
+
+    async def delete_device(self, name: str) -> bool:
+        """Remove a device gateway and its key; whether it existed."""
 
     # -- personal data (see ``security.privacy``) ----------------------------
     async def purge_personal(self, rules: Sequence[PersonalRule]) -> int:

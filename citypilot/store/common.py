@@ -15,8 +15,13 @@ from citypilot.model.entity import Attribute, Entity
 from citypilot.model.geometry import validate_geometry
 from citypilot.model.observation import Reading
 from citypilot.security.audit import AuditEntry, AuditQuery
-from citypilot.security.scopes import DEPARTMENT_ATTR, MUNICIPALITY_ATTR, entity_scope
-from citypilot.store.base import GeoQuery, PersonalRule
+from citypilot.security.scopes import (
+    DEPARTMENT_ATTR,
+    MUNICIPALITY_ATTR,
+    entity_scope,
+    grants_from_text,
+)
+from citypilot.store.base import Account, GeoQuery, PersonalRule
 
 #: The attributes whose values the stores keep as the entity's scope columns.
 SCOPE_COLUMNS = {MUNICIPALITY_ATTR: "municipality", DEPARTMENT_ATTR: "department"}
@@ -233,3 +238,9 @@ ERASABLE = (("attrs", "value"), ("history", "value"), ("dead_letters", "payload"
 
 #: The columns of the audit log a query reads, in ``audit_entry`` order.
 AUDIT_COLUMNS = "id, at, actor, action, target, client, outcome, detail"
+
+
+def account_from_row(row: Sequence[Any]) -> Account:
+    """An account from ``(username, password_hash, role, disabled, grants JSON,
+    token_version)``."""
+    return Account(row[0], row[1], row[2], bool(row[3]), grants_from_text(row[4]), int(row[5]))

@@ -42,7 +42,14 @@ from citypilot.model.entity import Attribute, Entity
 from citypilot.model.errors import BadRequestData
 from citypilot.model.observation import Reading
 from citypilot.security.audit import MIN_RETENTION_DAYS, AuditEntry, AuditQuery
-from citypilot.security.scopes import Visibility, entity_scope, grants_from_text, grants_to_text
+from citypilot.security.devices import (
+    UNBOUND,
+    Device,
+    DeviceBinding,
+    binding_from_text,
+    binding_to_text,
+)
+from citypilot.security.scopes import Visibility, entity_scope, grants_to_text
 from citypilot.store.base import (
     Account,
     AttributeWrite,
@@ -64,6 +71,7 @@ from citypilot.store.common import (
     AUDIT_COLUMNS,
     ERASABLE,
     SCOPE_COLUMNS,
+    account_from_row,
     assemble_entity,
     attribute_readings,
     audit_entry,
@@ -123,7 +131,9 @@ CREATE TABLE IF NOT EXISTS accounts (
     username text PRIMARY KEY, password_hash text NOT NULL, role text NOT NULL,
     disabled boolean NOT NULL DEFAULT false);
 ALTER TABLE accounts ADD COLUMN IF NOT EXISTS grants jsonb NOT NULL DEFAULT '[]';
+ALTER TABLE accounts ADD COLUMN IF NOT EXISTS token_version integer NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS device_keys (key_hash text PRIMARY KEY, name text NOT NULL UNIQUE);
+ALTER TABLE device_keys ADD COLUMN IF NOT EXISTS binding jsonb NOT NULL DEFAULT '{}';
 CREATE TABLE IF NOT EXISTS entity_types (name text PRIMARY KEY, doc jsonb NOT NULL);
 CREATE TABLE IF NOT EXISTS subscriptions (id text PRIMARY KEY, doc text NOT NULL);
 CREATE TABLE IF NOT EXISTS notification_outbox (
@@ -315,6 +325,11 @@ def _entities_from_rows(rows: Iterable[tuple]) -> list[Entity]:
 def _text_safe(text: str | None) -> str | None:
     """PostgreSQL text cannot hold NUL characters; keep everything else as it is."""
     return text.replace("\x00", "\ufffd") if text and "\x00" in text else text
+
+
+_ACCOUNTS = (
+    "SELECT username, password_hash, role, disabled, grants::text, token_version FROM accounts"
+)
 
 
 class _Tx:
@@ -1199,46 +1214,65 @@ class PostgresStore:
         """Create or replace a person's account."""
         async with self.pool.connection() as conn:
             await conn.execute(
-                "INSERT INTO accounts (username, password_hash, role, disabled, grants)"
-                " VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT (username) DO UPDATE SET"
-                " password_hash = excluded.password_hash, role = excluded.role,"
-                " disabled = excluded.disabled, grants = excluded.grants",
+                "INSERT INTO accounts (username, password_hash, role, disabled, grants,"
+                " token_version) VALUES (%s, %s, %s, %s, %s::jsonb, %s)"
+                " ON CONFLICT (username) DO UPDATE SET password_hash = excluded.password_hash,"
+                " role = excluded.role, disabled = excluded.disabled, grants = excluded.grants,"
+                " token_version = excluded.token_version",
                 (
                     account.username,
                     account.password_hash,
                     account.role,
                     account.disabled,
                     grants_to_text(account.grants),
+                    account.token_version,
                 ),
             )
 
     async def get_account(self, username: str) -> Account | None:
         """A person's account, or None."""
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT username, password_hash, role, disabled, grants::text FROM accounts"
-                " WHERE username = %s",
-                (username,),
-            )
+            cur = await conn.execute(_ACCOUNTS + " WHERE username = %s", (username,))
             row = await cur.fetchone()
-        return None if row is None else Account(*row[:3], bool(row[3]), grants_from_text(row[4]))
+        return None if row is None else account_from_row(row)
 
-    async def put_device_key(self, name: str, key_hash: str) -> None:
-        """Register (or replace) a device gateway's hashed key."""
+    async def list_accounts(self) -> list[Account]:
+        """Every person's account."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_ACCOUNTS)
+            return [account_from_row(r) for r in await cur.fetchall()]
+
+    async def put_device_key(
+        self, name: str, key_hash: str, binding: DeviceBinding = UNBOUND
+    ) -> None:
+        """Register a device gateway, or give it a new hashed key (the old one ends)."""
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute("DELETE FROM device_keys WHERE name = %s", (name,))
             await conn.execute(
-                "INSERT INTO device_keys (key_hash, name) VALUES (%s, %s)", (key_hash, name)
+                "INSERT INTO device_keys (key_hash, name, binding) VALUES (%s, %s, %s::jsonb)",
+                (key_hash, name, binding_to_text(binding)),
             )
 
-    async def device_for_key(self, key_hash: str) -> str | None:
-        """The device gateway that holds this hashed key, or None."""
+    async def get_device(self, key_hash: str) -> Device | None:
+        """The device gateway holding this hashed key, or None."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT name FROM device_keys WHERE key_hash = %s", (key_hash,)
+                "SELECT name, binding::text FROM device_keys WHERE key_hash = %s", (key_hash,)
             )
             row = await cur.fetchone()
-        return None if row is None else row[0]
+        return None if row is None else Device(row[0], binding_from_text(row[1]))
+
+    async def list_devices(self) -> list[Device]:
+        """Every device gateway (without keys)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("SELECT name, binding::text FROM device_keys")
+            return [Device(name, binding_from_text(b)) for name, b in await cur.fetchall()]
+
+    async def delete_device(self, name: str) -> bool:
+        """Remove a device gateway and its key; whether it existed."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute("DELETE FROM device_keys WHERE name = %s", (name,))
+            return cur.rowcount > 0
 
     # -- personal data -----------------------------------------------------------
     async def purge_personal(self, rules: Sequence[PersonalRule]) -> int:

@@ -25,7 +25,14 @@ from citypilot.model.geometry import validate_geometry
 from citypilot.model.observation import Reading
 from citypilot.model.patterns import regexp
 from citypilot.security.audit import MIN_RETENTION_DAYS, AuditEntry, AuditQuery
-from citypilot.security.scopes import Visibility, entity_scope, grants_from_text, grants_to_text
+from citypilot.security.devices import (
+    UNBOUND,
+    Device,
+    DeviceBinding,
+    binding_from_text,
+    binding_to_text,
+)
+from citypilot.security.scopes import Visibility, entity_scope, grants_to_text
 from citypilot.store.base import (
     Account,
     AttributeWrite,
@@ -46,6 +53,7 @@ from citypilot.store.common import (
     AUDIT_COLUMNS,
     ERASABLE,
     SCOPE_COLUMNS,
+    account_from_row,
     assemble_entity,
     attribute_readings,
     audit_entry,
@@ -123,6 +131,8 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 #: Columns added after a table was first released: (table, column, definition).
 _LATER_COLUMNS = (
     ("accounts", "grants", "TEXT NOT NULL DEFAULT '[]'"),
+    ("device_keys", "binding", "TEXT NOT NULL DEFAULT '{}'"),
+    ("accounts", "token_version", "INTEGER NOT NULL DEFAULT 0"),
     ("entities", "municipality", "TEXT"),
     ("entities", "department", "TEXT"),
 )
@@ -174,6 +184,9 @@ WHERE attrs.observed_at IS NULL OR excluded.observed_at IS NULL
    OR excluded.observed_at >= attrs.observed_at
 RETURNING eid, name
 """
+
+
+_ACCOUNTS = "SELECT username, password_hash, role, disabled, grants, token_version FROM accounts"
 
 
 class SQLiteStore:
@@ -794,45 +807,68 @@ class SQLiteStore:
         """Create or replace a person's account."""
         await self._write(
             lambda conn: conn.execute(
-                "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO accounts (username, password_hash, role, disabled,"
+                " grants, token_version) VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     account.username,
                     account.password_hash,
                     account.role,
                     int(account.disabled),
                     grants_to_text(account.grants),
+                    account.token_version,
                 ),
             )
         )
 
     async def get_account(self, username: str) -> Account | None:
         """A person's account, or None."""
-        row = await self._read(
-            lambda conn: conn.execute(
-                "SELECT username, password_hash, role, disabled, grants FROM accounts"
-                " WHERE username = ?",
-                (username,),
-            ).fetchone()
+        rows = await self._read(
+            lambda conn: conn.execute(_ACCOUNTS + " WHERE username = ?", (username,)).fetchall()
         )
-        return None if row is None else Account(*row[:3], bool(row[3]), grants_from_text(row[4]))
+        return account_from_row(rows[0]) if rows else None
 
-    async def put_device_key(self, name: str, key_hash: str) -> None:
-        """Register (or replace) a device gateway's hashed key."""
+    async def list_accounts(self) -> list[Account]:
+        """Every person's account."""
+        rows = await self._read(lambda conn: conn.execute(_ACCOUNTS).fetchall())
+        return [account_from_row(r) for r in rows]
+
+    async def put_device_key(
+        self, name: str, key_hash: str, binding: DeviceBinding = UNBOUND
+    ) -> None:
+        """Register a device gateway, or give it a new hashed key (the old one ends)."""
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM device_keys WHERE name = ?", (name,))
-            conn.execute("INSERT INTO device_keys VALUES (?, ?)", (key_hash, name))
+            conn.execute(
+                "INSERT INTO device_keys (key_hash, name, binding) VALUES (?, ?, ?)",
+                (key_hash, name, binding_to_text(binding)),
+            )
 
         await self._write(run)
 
-    async def device_for_key(self, key_hash: str) -> str | None:
-        """The device gateway that holds this hashed key, or None."""
+    async def get_device(self, key_hash: str) -> Device | None:
+        """The device gateway holding this hashed key, or None."""
         row = await self._read(
             lambda conn: conn.execute(
-                "SELECT name FROM device_keys WHERE key_hash = ?", (key_hash,)
+                "SELECT name, binding FROM device_keys WHERE key_hash = ?", (key_hash,)
             ).fetchone()
         )
-        return None if row is None else row[0]
+        return None if row is None else Device(row[0], binding_from_text(row[1]))
+
+    async def list_devices(self) -> list[Device]:
+        """Every device gateway (without keys)."""
+        rows = await self._read(
+            lambda conn: conn.execute("SELECT name, binding FROM device_keys").fetchall()
+        )
+        return [Device(name, binding_from_text(b)) for name, b in rows]
+
+    async def delete_device(self, name: str) -> bool:
+        """Remove a device gateway and its key; whether it existed."""
+        return await self._write(
+            lambda conn: (
+                conn.execute("DELETE FROM device_keys WHERE name = ?", (name,)).rowcount > 0
+            )
+        )
 
     # -- personal data -----------------------------------------------------------
     async def purge_personal(self, rules: Sequence[PersonalRule]) -> int:

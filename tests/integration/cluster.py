@@ -63,19 +63,26 @@ class Cluster:
         }
 
     def seed(self) -> None:
-        """Create the operator and the device key."""
-        for args, stdin in (
-            (("users", "add", OPERATOR[0], "--role", "operator", "--password-stdin"), OPERATOR[1]),
-            (("devices", "add", "gateway", "--key", DEVICE_KEY), ""),
-        ):
-            subprocess.run(
-                citypilot_argv(*args),
-                env=self.env(),
-                check=True,
-                capture_output=True,
-                input=stdin + "\n",
-                text=True,
-            )
+        """Create the operator (through the CLI) and the device key (a fixed one, through
+        the programmatic path: the CLI generates keys only)."""
+        subprocess.run(
+            citypilot_argv("users", "add", OPERATOR[0], "--role", "operator", "--password-stdin"),
+            env=self.env(),
+            check=True,
+            capture_output=True,
+            input=OPERATOR[1] + "\n",
+            text=True,
+        )
+        asyncio.run(self._seed_device_key())
+
+    async def _seed_device_key(self) -> None:
+        from citypilot.config import Settings
+        from citypilot.security.provision import add_logins
+        from citypilot.store.factory import opened_store
+
+        settings = Settings(store="postgres", postgres_dsn=self.postgres_dsn)
+        async with opened_store(settings) as store:
+            await add_logins(store, devices=[("gateway", DEVICE_KEY)])
 
     def api(self, name: str) -> tuple[Proc, str]:
         """Start ``citypilot serve`` on a free port; returns it and its URL once it answers."""

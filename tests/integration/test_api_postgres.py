@@ -15,24 +15,27 @@ def test_server_on_postgres_via_config_file(tmp_path, postgres_dsn):
     config = tmp_path / "city.toml"
     config.write_text(f'store = "postgres"\npostgres_dsn = "{postgres_dsn}"\n')
     env = {**os.environ, "CITYPILOT_CONFIG": str(config), "CITYPILOT_DATA_DIR": str(tmp_path)}
+    keys = []
     for args in (
         ["users", "add", "op", "--role", "operator", "--password-stdin"],
-        ["devices", "add", "gw", "--key", "cpd_pg_test_key"],
+        ["devices", "add", "gw"],
     ):
         done = subprocess.run(
             [sys.executable, "-m", "citypilot.cli", *args],
             env=env,
-            input="op-password\n",
+            input="pg-operator-password\n",
             capture_output=True,
             text=True,
             timeout=60,
         )
         assert done.returncode == 0, done.stderr
+        keys.append(done.stdout.strip())
+    device_key = keys[1]
     with server_process(tmp_path, {"CITYPILOT_CONFIG": str(config)}) as url:
         health = httpx.get(url + "/api/v1/health").json()
         assert health["store"] == "postgres"
         token = httpx.post(
-            url + "/api/v1/auth/token", data={"username": "op", "password": "op-password"}
+            url + "/api/v1/auth/token", data={"username": "op", "password": "pg-operator-password"}
         ).json()
         c = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token['access_token']}"})
         bus = {
@@ -57,9 +60,7 @@ def test_server_on_postgres_via_config_file(tmp_path, postgres_dsn):
             }
             for i in range(3)
         ]
-        r = httpx.post(
-            url + "/api/v1/ingest", json=moved, headers={"X-Device-Key": "cpd_pg_test_key"}
-        )
+        r = httpx.post(url + "/api/v1/ingest", json=moved, headers={"X-Device-Key": device_key})
         assert r.status_code == 200 and r.json()["accepted"] == 3
         near = c.get(
             "/ngsi-ld/v1/entities",

@@ -30,7 +30,7 @@ def test_users_and_device_keys_from_the_command_line(tmp_path):
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
     short = citypilot(tmp_path, "users", "add", "dave", "--password-stdin", stdin="short\n")
-    assert short.returncode == 2 and "8 characters" in short.stderr
+    assert short.returncode == 2 and "10 characters" in short.stderr
     device = citypilot(tmp_path, "devices", "add", "north-gateway")
     key = device.stdout.strip()
     assert device.returncode == 0 and key.startswith("cpd_")
@@ -51,14 +51,15 @@ def test_users_add_without_a_terminal_says_how_to_give_the_password(tmp_path):
 
 def test_a_password_is_read_from_a_file_and_never_taken_on_the_command_line(tmp_path):
     secret = tmp_path / "pw"
-    secret.write_text("erin-password\n")
+    secret.write_text("erin-harbour-lantern\n")
     done = citypilot(tmp_path, "users", "add", "erin", "--password-file", str(secret))
     assert done.returncode == 0, done.stderr
-    refused = citypilot(tmp_path, "users", "add", "erin", "--password", "erin-password")
+    refused = citypilot(tmp_path, "users", "add", "erin", "--password", "erin-harbour-lantern")
     assert refused.returncode == 2 and "visible to every local user" in refused.stderr
     with server_process(tmp_path) as url:
         r = httpx.post(
-            url + "/api/v1/auth/token", data={"username": "erin", "password": "erin-password"}
+            url + "/api/v1/auth/token",
+            data={"username": "erin", "password": "erin-harbour-lantern"},
         )
         assert r.status_code == 200
 
@@ -67,7 +68,14 @@ def test_bad_config_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("port = 'eighty'\n")
     result = citypilot(
-        tmp_path, "--config", str(bad), "users", "add", "x", "--password-stdin", stdin="long-enough"
+        tmp_path,
+        "--config",
+        str(bad),
+        "users",
+        "add",
+        "x",
+        "--password-stdin",
+        stdin="long-enough-x",
     )
     assert result.returncode == 2 and "port" in result.stderr
 

@@ -21,6 +21,7 @@ from citypilot.model.geometry import degrees_box_around, validate_geometry
 from citypilot.model.observation import Reading, parse_observation
 from citypilot.model.timeutil import parse_instant
 from citypilot.model.types import TypeRegistry
+from citypilot.security.devices import Device, DeviceBinding
 from citypilot.security.scopes import Grant
 from citypilot.store.base import (
     Account,
@@ -716,13 +717,21 @@ async def test_accounts_and_device_keys(store: Store) -> None:
     await store.put_account(Account("ana", "hash-2", "admin", disabled=True, grants=grants))
     assert await store.get_account("ana") == Account("ana", "hash-2", "admin", True, grants)
 
-    await store.put_device_key("gateway-1", "k1")
+    assert [a.username for a in await store.list_accounts()] == ["ana"]
+
+    bound = DeviceBinding(
+        ("urn:ngsi-ld:Streetlight:1",), "Streetlight", "urn:ngsi-ld:Municipality:m1"
+    )
+    await store.put_device_key("gateway-1", "k1", bound)
     await store.put_device_key("gateway-2", "k2")
-    assert await store.device_for_key("k1") == "gateway-1"
-    await store.put_device_key("gateway-1", "k3")  # a new key replaces the old one
-    assert await store.device_for_key("k1") is None
-    assert await store.device_for_key("k3") == "gateway-1"
-    assert await store.device_for_key("k2") == "gateway-2"
+    assert await store.get_device("k1") == Device("gateway-1", bound)
+    await store.put_device_key("gateway-1", "k3", bound)  # a new key replaces the old one
+    assert await store.get_device("k1") is None
+    assert await store.get_device("k3") == Device("gateway-1", bound)
+    assert await store.get_device("k2") == Device("gateway-2", DeviceBinding())
+    assert sorted(d.name for d in await store.list_devices()) == ["gateway-1", "gateway-2"]
+    assert await store.delete_device("gateway-2") and not await store.delete_device("gateway-2")
+    assert await store.get_device("k2") is None
 
 
 async def test_types_registered_at_run_time(store: Store) -> None:

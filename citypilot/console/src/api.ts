@@ -179,6 +179,8 @@ export interface TypeColumns {
 
 export interface TokenAnswer {
   access_token: string;
+  refresh_token: string;
+  refresh_expires_in: number;
   role: string;
   expires_in: number;
 }
@@ -235,8 +237,10 @@ export interface ModesAnswer {
 }
 
 export class Api {
-  /** Called once per 401 answer (expired or revoked token). */
+  /** Called once per 401 answer that a renewal could not mend (revoked or ended session). */
   onUnauthorized: (() => void) | null = null;
+  /** Get a new access token with the refresh token (true when it worked). */
+  renew: () => Promise<boolean> = async () => false;
 
   constructor(public token: string | null = null) {}
 
@@ -247,11 +251,15 @@ export class Api {
   }
 
   /** Fetch JSON; throws ApiError with the problem details on an HTTP error. */
-  async request<T>(path: string, init: RequestInit = {}): Promise<T> {
+  async request<T>(path: string, init: RequestInit = {}, renewed = false): Promise<T> {
     const res = await fetch(path, {
       ...init,
       headers: this.headers(init.headers as Record<string, string> | undefined),
     });
+    // an expired access token: renew it once with the refresh token, then ask again
+    if (res.status === 401 && this.token && !renewed && (await this.renew())) {
+      return this.request(path, init, true);
+    }
     if (!res.ok) {
       let problem: Problem = { status: res.status };
       try {
@@ -271,6 +279,17 @@ export class Api {
   async login(username: string, password: string): Promise<TokenAnswer> {
     const body = new URLSearchParams({ username, password });
     return this.request<TokenAnswer>("/api/v1/auth/token", { method: "POST", body });
+  }
+
+  /** Exchange the refresh token for new tokens (OAuth2 refresh grant). */
+  async refresh(refreshToken: string): Promise<TokenAnswer> {
+    const res = await fetch("/api/v1/auth/refresh", {
+      method: "POST",
+      headers: { Accept: "application/json" },
+      body: new URLSearchParams({ refresh_token: refreshToken }),
+    });
+    if (!res.ok) throw new ApiError(res.status, { status: res.status });
+    return (await res.json()) as TokenAnswer;
   }
 
   me(): Promise<{ username: string; role: string }> {

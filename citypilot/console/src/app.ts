@@ -134,7 +134,11 @@ export class ConsoleApp {
     this.stream.onState = () => this.connection.update();
     this.stream.onFrame = (f) => this.onFrame(f);
     this.stream.onConnected = (again) => background(this.reload(again), "load");
-    this.stream.onAuthError = () => this.api.onUnauthorized?.();
+    this.stream.onAuthError = async () => {
+      if (await this.api.renew()) return true;
+      this.api.onUnauthorized?.();
+      return false;
+    };
     this.stream.start();
     installDebugHook(this);
     // Normally the first snapshot waits for the stream's hello (no gap between the two);

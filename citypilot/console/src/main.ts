@@ -2,7 +2,7 @@
 
 import { Api } from "./api";
 import { ConsoleApp } from "./app";
-import { clearSession, loadSession, saveSession, type Session } from "./auth";
+import { clearSession, fromAnswer, loadSession, saveSession, type Session } from "./auth";
 import { showLogin } from "./ui/login";
 import "./styles.css";
 
@@ -29,9 +29,37 @@ async function boot(message = ""): Promise<void> {
   }
   const current = new ConsoleApp(root, api, session);
   app = current;
+  // the access token lives minutes: renew it before it ends, and whenever an answer says
+  // it ended; a refused renewal (account disabled or changed) ends the session
+  let renewing: Promise<boolean> | null = null;
+  let timer: number | undefined;
+  const renew = (): Promise<boolean> =>
+    (renewing ??= (async () => {
+      try {
+        const fresh = fromAnswer(await api.refresh(session!.refreshToken), session!.username);
+        session = fresh;
+        saveSession(fresh);
+        api.token = fresh.token;
+        schedule();
+        return true;
+      } catch {
+        return false;
+      } finally {
+        renewing = null;
+      }
+    })());
+  const schedule = () => {
+    clearTimeout(timer);
+    const due = Math.max(5_000, session!.expiresAt - Date.now() - 60_000);
+    timer = window.setTimeout(() => void renew(), due);
+  };
+  api.renew = renew;
+  schedule();
   const leave = (msg: string) => {
     if (app !== current) return; // several 401s at once: leave once
     app = null;
+    clearTimeout(timer);
+    api.renew = async () => false;
     current.stop();
     clearSession();
     api.token = null;

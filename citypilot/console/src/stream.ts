@@ -28,8 +28,8 @@ export class LiveStream {
   onFrame: (frame: Frame) => void = () => {};
   /** The server said hello: (re)load snapshots now. ``again`` is false the first time. */
   onConnected: (again: boolean) => void = () => {};
-  /** The server refused the token. */
-  onAuthError: () => void = () => {};
+  /** The server refused or ended the token: resolve true to connect again (renewed). */
+  onAuthError: () => Promise<boolean> = async () => false;
 
   private ws: WebSocket | null = null;
   private timer: number | undefined;
@@ -81,7 +81,9 @@ export class LiveStream {
         const status = msg.error?.status;
         if (status === 401 || status === 403) {
           refused = true;
-          this.onAuthError();
+          void this.onAuthError().then((again) => {
+            if (again && !this.stopped) this.scheduleRetry();
+          });
         }
       }
     };

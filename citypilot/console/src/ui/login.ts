@@ -1,7 +1,7 @@
 // The login screen: the only thing shown before a session exists.
 
 import { Api, ApiError } from "../api";
-import type { Session } from "../auth";
+import { fromAnswer, type Session } from "../auth";
 import { h } from "./dom";
 
 /** Show the login form in ``root``; resolves with the new session. */
@@ -40,13 +40,7 @@ export function showLogin(root: HTMLElement, api: Api, message = ""): Promise<Se
       const startedAt = performance.now();
       try {
         const answer = await api.login(user.value.trim(), pass.value);
-        resolve({
-          token: answer.access_token,
-          username: user.value.trim(),
-          role: answer.role,
-          expiresAt: Date.now() + answer.expires_in * 1000,
-          loginStartedAt: startedAt,
-        });
+        resolve({ ...fromAnswer(answer, user.value.trim()), loginStartedAt: startedAt });
       } catch (e) {
         error.textContent =
           e instanceof ApiError && e.status === 401

@@ -1,0 +1,115 @@
+"""Short-lived access tokens with refresh, checked against the account on each request:
+a disabled, demoted or re-passworded person's tokens stop at once, and so does their
+live stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import httpx
+import websockets
+
+from citypilot.bench.processes import wait_until
+from tests.conftest import ADMIN, Server, stream_protocols
+from tests.integration.test_accounts import STRONG, cli
+from tests.integration.test_api_entities import NGSI, light
+
+TOKEN, REFRESH = "/api/v1/auth/token", "/api/v1/auth/refresh"
+
+
+def person(server: Server, role: str = "operator") -> tuple[str, dict]:
+    """A new person of ``role`` and their login answer."""
+    name = f"p{uuid.uuid4().hex[:10]}"
+    with server.client(ADMIN) as c:
+        r = c.post("/api/v1/users", json={"username": name, "password": STRONG, "role": role})
+        assert r.status_code == 201, r.text
+    answer = httpx.post(server.url + TOKEN, data={"username": name, "password": STRONG})
+    assert answer.status_code == 200
+    return name, answer.json()
+
+
+def writes(server: Server, access: str) -> int:
+    """The status of an entity creation with this access token."""
+    doc = light(uuid.uuid4().hex[:12])
+    r = httpx.post(
+        server.url + f"{NGSI}/entities", json=doc, headers={"Authorization": f"Bearer {access}"}
+    )
+    return r.status_code
+
+
+def test_login_gives_a_short_access_token_and_a_refresh_token(server: Server):
+    _, answer = person(server)
+    assert answer["expires_in"] == 15 * 60 and answer["refresh_expires_in"] == 12 * 3600
+    fresh = httpx.post(server.url + REFRESH, data={"refresh_token": answer["refresh_token"]})
+    assert fresh.status_code == 200 and fresh.headers["cache-control"] == "no-store"
+    assert writes(server, fresh.json()["access_token"]) == 201
+    # neither token does the other's job
+    as_refresh = httpx.post(server.url + REFRESH, data={"refresh_token": answer["access_token"]})
+    assert as_refresh.status_code == 401
+    assert writes(server, answer["refresh_token"]) == 401
+
+
+def test_a_demoted_persons_tokens_stop_at_once_and_the_new_role_applies(server: Server):
+    name, answer = person(server)
+    assert writes(server, answer["access_token"]) == 201
+    with server.client(ADMIN) as c:
+        assert c.patch(f"/api/v1/users/{name}", json={"role": "viewer"}).status_code == 200
+    assert writes(server, answer["access_token"]) == 401  # revoked, not a stale operator
+    refused = httpx.post(server.url + REFRESH, data={"refresh_token": answer["refresh_token"]})
+    assert refused.status_code == 401 and "revoked" in refused.json()["detail"]
+    again = httpx.post(server.url + TOKEN, data={"username": name, "password": STRONG}).json()
+    assert again["role"] == "viewer" and writes(server, again["access_token"]) == 403
+
+
+def test_a_disabled_or_repassworded_persons_tokens_stop(server: Server):
+    name, answer = person(server)
+    with server.client(ADMIN) as c:
+        c.put(f"/api/v1/users/{name}/password", json={"password": "Birch-granite-oar-31"})
+    assert writes(server, answer["access_token"]) == 401
+    other_name, other = person(server)
+    with server.client(ADMIN) as c:
+        c.patch(f"/api/v1/users/{other_name}", json={"disabled": True})
+    assert writes(server, other["access_token"]) == 401
+    refused = httpx.post(server.url + REFRESH, data={"refresh_token": other["refresh_token"]})
+    assert refused.status_code == 401
+
+
+def test_a_change_from_the_cli_reaches_the_running_server(server: Server):
+    name, answer = person(server)
+    assert cli(server, "users", "disable", name).returncode == 0
+    wait_until(
+        lambda: writes(server, answer["access_token"]) == 401,
+        "the server to see the account disabled by the CLI",
+        10,
+    )
+
+
+def test_a_live_stream_closes_when_its_token_is_revoked(server: Server):
+    name, answer = person(server, "viewer")
+
+    async def scenario() -> tuple[dict, int | None]:
+        url = server.url.replace("http", "ws") + "/api/v1/stream"
+        protocols = stream_protocols(answer["access_token"])
+        async with websockets.connect(url, subprotocols=protocols) as ws:
+            assert json.loads(await ws.recv())["type"] == "hello"
+            async with httpx.AsyncClient(
+                base_url=server.url, headers={"Authorization": f"Bearer {server.token(ADMIN)}"}
+            ) as admin:
+                r = await admin.patch(f"/api/v1/users/{name}", json={"disabled": True})
+                assert r.status_code == 200
+            while True:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                if message["type"] == "error":
+                    break
+            with_code = None
+            try:
+                await asyncio.wait_for(ws.recv(), 30)
+            except websockets.ConnectionClosed as closed:
+                with_code = closed.rcvd.code if closed.rcvd else None
+            return message, with_code
+
+    message, code = asyncio.run(scenario())
+    assert message["error"]["status"] == 401 and "disabled" in message["error"]["detail"]
+    assert code == 1008
