@@ -66,4 +66,6 @@ def logging_config(level: str) -> dict[str, Any]:
         "level": level.upper(),
         "propagate": False,
     }
+    # every other library's warnings (MQTT, NATS, HTTP clients) through the filter too
+    config["root"] = {"handlers": ["default"], "level": "WARNING"}
     return config

@@ -41,3 +41,4 @@ def test_every_handler_of_the_server_log_has_the_filter():
     config = logging_config("info")
     assert all(h["filters"] == ["redact"] for h in config["handlers"].values())
     assert config["loggers"]["citypilot"]["handlers"] == ["default"]
+    assert config["root"]["handlers"] == ["default"]  # any other library's lines too
