@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 
 from citypilot.api.openapi import BEARER, DEVICE_KEY, gate
 from citypilot.broker import Broker
 from citypilot.config import Settings
-from citypilot.model.errors import Forbidden, Unauthorized
+from citypilot.model.errors import CityPilotError, Forbidden, ServiceUnavailable, Unauthorized
 from citypilot.publish.gtfs_static import StaticFeed
 from citypilot.security.login_limits import Limit, LoginLimiter
 from citypilot.security.oidc import OidcVerifier, group_grants, is_external
@@ -27,6 +29,8 @@ from citypilot.security.scopes import (
 from citypilot.security.tokens import ACCESS, Principal, TokenClaims, hash_device_key, read_token
 from citypilot.store.base import Account
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 DEVICE_KEY_HEADER = "x-device-key"
 _TOKEN_CACHE_SIZE = 10_000
 
@@ -127,13 +131,33 @@ def token_claims(city: City, token: str | None, kind: str = ACCESS) -> TokenClai
     return claims
 
 
+#: Retry-After of a request whose credential cannot be checked (the store is away).
+_CREDENTIAL_RETRY_S = 1
+
+
+async def _from_store(lookup: Awaitable[T]) -> T:
+    """A credential lookup in the store; 503 with Retry-After while the store does not
+    answer (a restart), never a 500 nor a credential taken on trust."""
+    try:
+        return await lookup
+    except CityPilotError:
+        raise
+    except Exception as exc:
+        log.warning("credential lookup failed (%s): answering 503", type(exc).__name__)
+        raise ServiceUnavailable(
+            "the credential cannot be checked right now (the store does not answer); "
+            f"retry in {_CREDENTIAL_RETRY_S} s",
+            _CREDENTIAL_RETRY_S,
+        ) from None
+
+
 async def account_of(city: City, username: str) -> Account | None:
     """The account as stored, read at most every ``account_check_s`` per person (and at
     once after a change made through this process)."""
     now = time.monotonic()
     cached = city.account_cache.get(username)
     if cached is None or cached[1] < now:
-        account = await city.broker.store.get_account(username)
+        account = await _from_store(city.broker.store.get_account(username))
         if len(city.account_cache) >= _TOKEN_CACHE_SIZE:
             city.account_cache.clear()
         cached = city.account_cache[username] = (
@@ -221,7 +245,7 @@ async def device_or_operator(request: Request) -> Principal:
     if key:
         # looked up on every request (a primary-key read; ingest requests are batches),
         # so a rotated or revoked key is refused at once, whoever changed it
-        device = await city.broker.store.get_device(hash_device_key(key))
+        device = await _from_store(city.broker.store.get_device(hash_device_key(key)))
         if device is None:
             raise Unauthorized("the device key is not valid")
         request.state.principal = Principal(device.name, "device", binding=device.binding)

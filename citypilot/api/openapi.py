@@ -328,6 +328,7 @@ _ERROR_DESCRIPTIONS = {
     409: "Conflicts with what is stored",
     413: "The body is over the size limit",
     415: "The body is not of a supported content type",
+    503: "Busy, or the credential cannot be checked right now: retry after Retry-After",
 }
 
 
@@ -358,6 +359,7 @@ def _inferred_errors(operation: dict[str, Any], access: Access | None) -> list[i
         statuses.append(401)
         if ROLES.index(access.role) > 0:
             statuses.append(403)
+        statuses.append(503)  # the credential is checked in the store, which may be away
     if any(p.get("in") == "path" for p in params):
         statuses.append(404)
     if "application/json" in body:

@@ -1,5 +1,5 @@
-"""A live stream ends with its credential: when the token expires, or when its account
-is disabled or changed."""
+"""A live stream ends with its credential (when the token expires, or when its account
+is disabled or changed), and a credential the store cannot check is refused with 503."""
 
 from __future__ import annotations
 
@@ -53,3 +53,20 @@ def test_the_stream_credential_ends_when_the_account_is_disabled():
 
     error = asyncio.run(scenario())
     assert error.status == 401 and "disabled" in error.detail
+
+
+def test_a_credential_that_cannot_be_checked_is_a_503_not_a_500_nor_trusted():
+    from citypilot.api.deps import account_of
+
+    class Away:
+        async def get_account(self, username: str) -> Account | None:
+            raise ConnectionError("the database is restarting")
+
+    here = city(Account("ana", "h", "viewer"))
+    here.broker.store = Away()
+    try:
+        asyncio.run(account_of(here, "ana"))
+    except Exception as exc:
+        assert exc.status == 503 and exc.extra["retryAfter"] == 1
+    else:
+        raise AssertionError("an unreachable store admitted the credential")
