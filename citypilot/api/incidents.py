@@ -38,6 +38,7 @@ from citypilot.ops.incidents import (
     value,
 )
 from citypilot.ops.priority import PriorityRun, SignalStop, route_progress
+from citypilot.ops.routing import Route
 from citypilot.ops.units import UNIT_STATUSES, assignments, dispatch_status, fleet, kind_of
 from citypilot.security.tokens import Principal
 
@@ -315,7 +316,7 @@ async def dispatch(incident_id: str, request: Request, city: CityDep, who: Opera
     updated, sent, stops = await ops_of(request).dispatcher.dispatch(
         incident.id, body.get("units"), who.name
     )
-    routes = {c.unit.id: list(c.route.nodes) for c in sent}
+    routes = {c.unit.id: c.route for c in sent}
     start_priority(request, city, incident.id, who.name, stops, routes)
     rehearsals: dict[str, dict[str, Any]] = {}
     for driver in getattr(request.app.state, "unit_drivers", ()):  # the demo's simulator
@@ -376,7 +377,7 @@ def start_priority(
     incident_id: str,
     by: str,
     stops: dict[str, list[SignalStop]],
-    routes: dict[str, list[int]],
+    routes: dict[str, Route],
 ) -> None:
     """Request signal priority along each dispatched unit's route through the command
     service, and release each signal once the unit's reported position has passed it,

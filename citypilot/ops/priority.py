@@ -3,11 +3,12 @@
 The signals on the route (TrafficSignal entities within ``SIGNAL_RADIUS_M`` of a
 route junction) are found in the order the unit reaches them, each with the
 unit's ETA there and the approach it comes from. Each receives a
-``requestPriority`` command ``lead_s`` seconds before the unit arrives (at once
-when it is nearer than that) and a ``cancelPriority`` once the unit has passed it —
-seen from the unit's own reported position along its route — or, for a unit that
-never comes, ``PASS_TIMEOUT_S`` after its ETA (without a position to follow: its
-ETA plus a margin). Every command goes through the command service, so each is
+``requestPriority`` command ``lead_s`` seconds before the unit arrives — by its
+ETA, or sooner when the unit's own reported position along its route shows it nearer
+(an emergency vehicle often beats the routing's estimate) — and a ``cancelPriority``
+once that position shows it past, or, for a unit that never comes,
+``PASS_TIMEOUT_S`` after its ETA (without a position to follow: its ETA plus a
+margin). Every command goes through the command service, so each is
 acknowledged and on the incident's timeline.
 
 The benefit is measured with a simple model: without priority an emergency
@@ -41,8 +42,8 @@ PASS_TIMEOUT_S = 120.0
 #: and still count as driving it.
 POLL_S = 1.0
 ON_ROUTE_M = 60.0
-#: How far beyond a junction a unit must be to have passed it.
-PASSED_M = 15.0
+#: How far beyond a junction, in the route's seconds, a unit must be to have passed it.
+PASSED_S = 2.0
 DEFAULT_CYCLE_S = 90.0
 GREEN_SHARE = 0.45
 MAX_HOLD_S = 300.0
@@ -58,7 +59,6 @@ class SignalStop:
     eta_s: float  # seconds after the dispatch
     approach: str  # north, east, south or west: the side the unit comes from
     cycle_s: float = DEFAULT_CYCLE_S
-    step: int = 0  # the index of its junction in the route's nodes
 
     def to_json(self) -> dict[str, Any]:
         """The stop as the incident shows it."""
@@ -112,7 +112,6 @@ def signals_on_route(
                 float(cumulative[k]),
                 approach_from(dx, dy),
                 cycle,
-                k,
             )
         )
     return out
@@ -140,49 +139,47 @@ def priority_benefit(route: Route, stops: Sequence[SignalStop]) -> dict[str, Any
 Submit = Callable[[str, str, dict[str, Any], str], Awaitable[str]]
 #: record(action, detail, command id) on the incident's timeline
 Record = Callable[[str, str, str], Awaitable[None]]
-#: progress() -> the index in the route's nodes of the junction the unit has reached
-#: (None while its position is unknown)
-Progress = Callable[[], Awaitable[int | None]]
+#: progress() -> how far along its route the unit has got, in the route's own seconds
+#: (``SignalStop.eta_s`` is on the same scale; ``inf`` once arrived; None while unknown)
+Progress = Callable[[], Awaitable[float | None]]
 #: locate() -> the unit's latest reported (lon, lat), or None
 Locate = Callable[[], Awaitable[tuple[float, float] | None]]
 
 
-def route_progress(network: RoadNetwork, nodes: Sequence[int], locate: Locate) -> Progress:
-    """Follow a unit along its route from its reported positions: the index of the last
-    junction it has driven past by ``PASSED_M`` (the last one once it has arrived). Its
-    position is projected on the route; off the route, and backwards, it makes none."""
-    xs = network.x[np.asarray(nodes)]
-    ys = network.y[np.asarray(nodes)]
+def route_progress(network: RoadNetwork, route: Route, locate: Locate) -> Progress:
+    """Follow a unit along its route from its reported positions: its position projected
+    on the route, as the route's travel time to there (never going back; off the route
+    by more than ``ON_ROUTE_M``, no progress)."""
+    nodes = np.asarray(route.nodes)
+    xs, ys = network.x[nodes], network.y[nodes]
     dx, dy = np.diff(xs), np.diff(ys)
-    lengths = np.hypot(dx, dy)
-    cumulative = np.concatenate([[0.0], np.cumsum(lengths)])
-    squared = np.maximum(lengths**2, 1e-9)
-    furthest = [0.0]  # metres along the route
+    squared = np.maximum(dx**2 + dy**2, 1e-9)
+    arc_s = np.asarray(route.arc_seconds, dtype=float)
+    cumulative = np.concatenate([[0.0], np.cumsum(arc_s)])
+    furthest = [0.0]
 
-    async def progress() -> int | None:
+    async def progress() -> float | None:
         where = await locate()
         if where is None:
             return None
         if len(nodes) < 2:
-            return len(nodes) - 1
+            return math.inf
         x, y = to_metric(*where)
         t = np.clip(((x - xs[:-1]) * dx + (y - ys[:-1]) * dy) / squared, 0.0, 1.0)
         d2 = (xs[:-1] + t * dx - x) ** 2 + (ys[:-1] + t * dy - y) ** 2
         i = int(np.argmin(d2))
         if float(d2[i]) <= ON_ROUTE_M**2:
-            furthest[0] = max(furthest[0], float(cumulative[i] + t[i] * lengths[i]))
-        if furthest[0] >= cumulative[-1] - 1.0:
-            return len(nodes) - 1
-        return int(np.searchsorted(cumulative, furthest[0] - PASSED_M, side="right")) - 1
+            furthest[0] = max(furthest[0], float(cumulative[i] + t[i] * arc_s[i]))
+        return math.inf if furthest[0] >= cumulative[-1] - 0.5 else furthest[0]
 
     return progress
 
 
 @dataclass
 class PriorityRun:
-    """The requests and cancels for one unit's drive: requests on a clock (``lead_s``
-    before each ETA), cancels when ``progress`` says the unit has passed (or on a clock
-    without it)."""
+    """The requests and cancels for one unit's drive: each request ``lead_s`` before the
+    unit reaches the signal — by its ETA, or earlier when ``progress`` shows it nearer —
+    and each cancel once ``progress`` shows it past (on a clock without ``progress``)."""
 
     unit: str
     stops: list[SignalStop]
@@ -205,16 +202,17 @@ class PriorityRun:
         issued: dict[str, str] = {}  # signal → its request's command id
         waiting: list[SignalStop] = []  # requested, not cancelled yet
         while to_request or waiting:
-            reached = await self.progress() if self.progress is not None else None
+            along = await self.progress() if self.progress is not None else None
             now = self.clock() - start
-            while to_request and to_request[0].eta_s - self.lead_s <= now:
+            ahead = max(now, along if along is not None else 0.0)  # the route time reached
+            while to_request and to_request[0].eta_s - self.lead_s <= ahead:
                 stop = to_request.pop(0)
-                if reached is not None and reached >= stop.step:
+                if along is not None and along >= stop.eta_s + PASSED_S:
                     await self.record("priority skipped", f"{stop.signal}: passed already", "")
-                elif await self._request(stop, now, issued):
+                elif await self._request(stop, stop.eta_s - ahead, issued):
                     waiting.append(stop)
             for stop in list(waiting):
-                passed = reached is not None and reached >= stop.step
+                passed = along is not None and along >= stop.eta_s + PASSED_S
                 if passed or now >= self._cancel_due(stop):
                     waiting.remove(stop)
                     why = "passed" if passed or self.progress is None else "timed out"
@@ -228,8 +226,8 @@ class PriorityRun:
                 if wait > 0:
                     await self.sleep(wait)
 
-    async def _request(self, stop: SignalStop, now: float, issued: dict[str, str]) -> bool:
-        eta = max(0.0, stop.eta_s - now)
+    async def _request(self, stop: SignalStop, eta: float, issued: dict[str, str]) -> bool:
+        eta = max(0.0, eta)
         args = {
             "approach": stop.approach,
             "vehicle": self.unit,

@@ -101,9 +101,12 @@ def test_a_fire_reported_to_311_is_answered_across_silos_and_everything_is_resto
             return timeline if len(done) == len(signals) else None
 
         # released as the simulated unit drives past each (its ETA there, and some slack)
-        timeline = wait_for(
-            released, max(etas) + 180, f"priority released at {len(etas)} signals, ETAs {etas}"
-        )
+        try:
+            timeline = wait_for(released, max(etas) + 180, f"priority released, ETAs {etas}")
+        except AssertionError as exc:  # say how far it got
+            steps = [(e["at"][11:19], e["action"], e["detail"]) for e in _timeline(api, iid)]
+            where = api.get(f"/ngsi-ld/v1/entities/{unit['unit']}").json().get("location")
+            raise AssertionError(f"{exc}; the unit is at {where}; timeline {steps}") from None
         requested = [
             e["detail"].split(" ")[0] for e in timeline if e["action"] == "priority requested"
         ]
@@ -140,4 +143,5 @@ def test_a_fire_reported_to_311_is_answered_across_silos_and_everything_is_resto
         api.close()
     finally:
         out = stop(proc)
+        print(out[-4000:])  # the demo's own words, shown when the test fails
     assert "A citizen reports to 311" in out
