@@ -219,7 +219,7 @@ class PriorityRun:
                     await self._cancel(stop, issued[stop.signal], why)
             nexts = [to_request[0].eta_s - self.lead_s] if to_request else []
             nexts += [self._cancel_due(s) for s in waiting]
-            if self.progress is not None and waiting:
+            if self.progress is not None:  # the unit may come early, or pass
                 nexts.append(now + self.poll_s)
             if nexts:
                 wait = min(nexts) - (self.clock() - start)

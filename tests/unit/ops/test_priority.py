@@ -120,7 +120,7 @@ def _name(stop) -> str:
     return stop.signal.rsplit(":", 1)[1]
 
 
-def _drive(routing: Routing, seconds_per_block: float | None):
+def _drive(routing: Routing, seconds_per_block: float | None, lead_s: float = 30.0):
     """A run along row 0 with signals at columns 1–4, and a unit that drives one block
     per ``seconds_per_block`` (None: never moves), followed by its reported position."""
     route = routing.route(world.node(0, 0), world.node(4, 0))  # 24 s per block by ETA
@@ -149,7 +149,7 @@ def _drive(routing: Routing, seconds_per_block: float | None):
         stops,
         submit,
         record,
-        30.0,
+        lead_s,
         fake_sleep,
         lambda: clock[0],
         progress=follow,
@@ -169,7 +169,8 @@ def test_a_signal_is_released_once_the_unit_has_really_passed_it(routing: Routin
 
 
 def test_a_unit_faster_than_its_eta_gets_each_green_before_it_arrives(routing: Routing):
-    stops, sent, timeline = _drive(routing, 12.0)  # 12 s a block where its ETA says 24
+    # 12 s a block where its ETA says 24; asked 10 s of route ahead
+    stops, sent, timeline = _drive(routing, 12.0, lead_s=10.0)
     requests = {name: at for at, command, name in sent if command == "requestPriority"}
     cancels = {name: at for at, command, name in sent if command == "cancelPriority"}
     assert list(requests) == list(cancels) == ["1", "2", "3", "4"]
@@ -177,7 +178,7 @@ def test_a_unit_faster_than_its_eta_gets_each_green_before_it_arrives(routing: R
         # asked ahead of the unit (by its position: the clock alone would be too late)...
         assert requests[name] < block * 12.0
         assert cancels[name] >= block * 12.0  # ...and released once it is past
-    assert requests["4"] < stops[3].eta_s - 30.0
+    assert requests["1"] < stops[0].eta_s - 10.0  # the clock alone would wait for this
     assert not [a for a, _ in timeline if a == "priority skipped"]
 
 
