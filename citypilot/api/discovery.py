@@ -18,6 +18,8 @@ from citypilot.store.census import Census
 
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["NGSI-LD discovery"])
 _OBJECT = {"type": "object", "required": ["id", "type"]}
+#: A list, or with ``details=true`` the detailed items (an array).
+_LIST_OR_ITEMS = {"oneOf": [_OBJECT, {"type": "array", "items": _OBJECT}]}
 
 
 def _json(body: Any) -> Response:
@@ -49,7 +51,7 @@ def _attribute(census: Census, name: str) -> dict[str, Any] | None:
 @router.get(
     "/types",
     summary="Entity types",
-    responses=answer(200, "EntityTypeList, or (details=true) EntityType items", _OBJECT),
+    responses=answer(200, "EntityTypeList, or (details=true) EntityType items", _LIST_OR_ITEMS),
 )
 async def list_types(city: CityDep, who: Viewer, details: bool = False) -> Response:
     """The types of the entities there are (``EntityTypeList``); with ``details=true``,
@@ -106,7 +108,7 @@ async def get_type(type_name: str, city: CityDep, who: Viewer) -> Response:
 @router.get(
     "/attributes",
     summary="Attributes",
-    responses=answer(200, "AttributeList, or (details=true) Attribute items", _OBJECT),
+    responses=answer(200, "AttributeList, or (details=true) Attribute items", _LIST_OR_ITEMS),
 )
 async def list_attributes(city: CityDep, who: Viewer, details: bool = False) -> Response:
     """The attributes the entities hold (``AttributeList``); with ``details=true``, each
