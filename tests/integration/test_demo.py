@@ -88,13 +88,15 @@ def test_demo_serves_a_live_city_with_its_recent_past_and_resumes_it(tmp_path):
         def the_past_was_played() -> list:
             params = {"attrs": "waterLevel", "to": "2100-01-01T00:00:00Z"}
             points = client.get(f"/api/v1/history/{gauge}", params=params).json()["attrs"]
-            series = points.get("waterLevel", [])
-            span = parse_instant(series[-1][0], "t") - parse_instant(series[0][0], "t")
-            return series if span > 2.5 * 3600 else []
+            # the played past only: the live simulator's own readings arrive meanwhile
+            started = time.time() - 120
+            past = [p for p in points.get("waterLevel", []) if parse_instant(p[0], "t") < started]
+            span = parse_instant(past[-1][0], "t") - parse_instant(past[0][0], "t") if past else 0
+            return past if span > 2.5 * 3600 else []
 
         series = wait_for(the_past_was_played, timeout=240, what="3 h of history played")
         # The storm of the flood scenario began before the demo: the river rose through it.
-        assert series[-1][1] > series[0][1] + 0.5
+        assert max(level for _, level in series) > series[0][1] + 0.5
 
         assert client.get("/api/v1/dead-letters").json()["total"] == 0
     finally:
