@@ -301,21 +301,29 @@ def test_a_bad_closure_names_its_field(town: Server, body, field):
         assert r.json()["field"] == field
 
 
-def test_a_fire_reported_through_open311_opens_an_incident(town: Server):
-    lon, lat = world.lonlat(2, 1)
+def _report311(
+    town: Server, service: str, col: float, row: float, description: str, **extra: str
+) -> str:
+    """A citizen's Open311 request at a point of the grid; its entity id."""
+    lon, lat = world.lonlat(col, row)
     r = httpx.post(
         f"{town.url}/open311/v2/requests.json",
         data={
             "api_key": DEVICE_KEY,
-            "service_code": "fire-smoke",
+            "service_code": service,
             "long": str(lon),
             "lat": str(lat),
-            "description": "Smoke from the bakery",
+            "description": description,
+            **extra,
         },
         timeout=30,
     )
     assert r.status_code == 201, r.text
-    request_id = "urn:ngsi-ld:ServiceRequest:" + r.json()[0]["service_request_id"]
+    return "urn:ngsi-ld:ServiceRequest:" + r.json()[0]["service_request_id"]
+
+
+def test_a_fire_reported_through_open311_opens_an_incident(town: Server):
+    request_id = _report311(town, "fire-smoke", 2, 1, "Smoke from the bakery")
     with town.client(VIEWER) as viewer:
         fires = viewer.get("/api/v1/incidents", params={"type": "fire"}).json()
     opened = [i for i in fires if request_id in i["links"]["serviceRequests"]]
@@ -337,21 +345,9 @@ def test_a_fire_reported_through_open311_opens_an_incident(town: Server):
 def test_a_pothole_reported_through_open311_is_a_work_order_for_a_technical_unit(
     town: Server,
 ):
-    lon, lat = world.lonlat(3, 0)
-    r = httpx.post(
-        f"{town.url}/open311/v2/requests.json",
-        data={
-            "api_key": DEVICE_KEY,
-            "service_code": "pothole",
-            "long": str(lon),
-            "lat": str(lat),
-            "description": "Deep hole in the cycle lane",
-            "attribute[size_cm]": "40",
-        },
-        timeout=30,
+    request_id = _report311(
+        town, "pothole", 3, 0, "Deep hole in the cycle lane", **{"attribute[size_cm]": "40"}
     )
-    assert r.status_code == 201, r.text
-    request_id = "urn:ngsi-ld:ServiceRequest:" + r.json()[0]["service_request_id"]
     with town.client(VIEWER) as viewer:
         faults = viewer.get("/api/v1/incidents", params={"type": "infrastructureFault"}).json()
         (order,) = [i for i in faults if request_id in i["links"]["serviceRequests"]]
