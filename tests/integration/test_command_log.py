@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from citypilot.store.base import Store
 from citypilot.store.commands import CommandLog, CommandRow, TransitionRow, command_log_for
-from citypilot.store.postgres import PostgresStore
-from citypilot.store.sqlite import SQLiteStore
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def log(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[CommandLog]:
+@pytest.fixture
+async def log(store_factory: Callable[[], Store]) -> AsyncIterator[CommandLog]:
     """The command tables of a fresh store of each backend."""
-    if request.param == "sqlite":
-        store = SQLiteStore(tmp_path / "city.db")
-    else:
-        store = PostgresStore(request.getfixturevalue("postgres_db"))
+    store = store_factory()
     await store.open()
     commands = command_log_for(store)
     await commands.open()

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from citypilot.store.base import Store
 from citypilot.store.modes import ActivationRow, ModeLog, mode_log_for
-from citypilot.store.postgres import PostgresStore
-from citypilot.store.sqlite import SQLiteStore
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def log(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ModeLog]:
+@pytest.fixture
+async def log(store_factory: Callable[[], Store]) -> AsyncIterator[ModeLog]:
     """The mode table of a fresh store of each backend."""
-    if request.param == "sqlite":
-        store = SQLiteStore(tmp_path / "city.db")
-    else:
-        store = PostgresStore(request.getfixturevalue("postgres_db"))
+    store = store_factory()
     await store.open()
     modes = mode_log_for(store)
     await modes.open()
