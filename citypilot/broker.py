@@ -18,7 +18,7 @@ from citypilot import metrics
 from citypilot.bus.base import EventBus
 from citypilot.model.entity import Attribute, Entity, parse_attributes, parse_entity
 from citypilot.model.errors import AlreadyExists, BadRequestData, CityPilotError, ResourceNotFound
-from citypilot.model.ids import check_entity_id
+from citypilot.model.ids import check_entity_id, type_of_id
 from citypilot.model.json_limits import dumps_anything
 from citypilot.model.observation import Reading, parse_observation
 from citypilot.model.timeutil import MAX_FUTURE_SKEW_S, format_instant
@@ -69,7 +69,7 @@ def _change_head(entity_id: str, ref: EntityRef | None, observed_at: Any) -> dic
     """A change event for one entity, with no attribute yet (see ``bus.base``)."""
     return {
         "id": entity_id,
-        "type": ref.type if ref else entity_id.split(":")[2],
+        "type": ref.type if ref else type_of_id(entity_id),
         "attrs": {},
         "observedAt": observed_at,
         "lon": ref.lon if ref else None,

@@ -43,6 +43,7 @@ from citypilot.api.openapi import install_openapi
 from citypilot.api.problems import install_problem_handlers
 from citypilot.api.scope_index import ScopeIndex
 from citypilot.api.trailing_slash import NgsiTrailingSlash
+from citypilot.api.uri_paths import UriSegments
 from citypilot.broker import Broker
 from citypilot.bus.factory import open_bus
 from citypilot.config import Settings
@@ -257,6 +258,7 @@ def create_app(settings: Settings, on_ready: Callable[[City, bool], None] | None
         max_bytes=settings.max_inflight_bytes,
         retry_after_s=settings.overload_retry_after_s,
     )
+    app.add_middleware(UriSegments)
     app.add_middleware(NgsiTrailingSlash)
     for router in (
         accounts.router,

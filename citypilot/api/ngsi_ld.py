@@ -24,6 +24,7 @@ from citypilot.api.openapi import (
     json_body,
 )
 from citypilot.api.selection import Selection
+from citypilot.api.uri_paths import uri_segment
 from citypilot.broker import BatchResult
 from citypilot.model.entity import CORE_CONTEXT, Entity
 from citypilot.model.errors import ResourceNotFound
@@ -126,7 +127,9 @@ async def create_entity(request: Request, city: CityDep, who: Operator) -> Respo
     doc = await read_json(request, city.settings.max_body_bytes)
     guard = await write_guard(city, who, _doc_ids([doc]))
     entity = await city.broker.create_entity(doc, guard)
-    return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/entities/{entity.id}"})
+    return Response(
+        status_code=201, headers={"Location": f"/ngsi-ld/v1/entities/{uri_segment(entity.id)}"}
+    )
 
 
 @router.get(
@@ -156,7 +159,7 @@ async def query_entities(
 
 
 @router.get(
-    "/entities/{entity_id}",
+    "/entities/{entity_id:uri}",
     summary="Read an entity",
     responses=answer(200, "The entity", ENTITY_OUT_SCHEMA),
 )
@@ -192,7 +195,7 @@ async def get_entity(
     return _json(body["features"][0] if media == GEOJSON else body[0], media_type=media)
 
 
-@router.delete("/entities/{entity_id}", status_code=204, summary="Delete an entity")
+@router.delete("/entities/{entity_id:uri}", status_code=204, summary="Delete an entity")
 async def delete_entity(entity_id: str, city: CityDep, who: Operator) -> Response:
     """Delete an entity (its history stays)."""
     check_entity_id(entity_id)
@@ -216,7 +219,7 @@ def _attrs_response(outcome: Any) -> Response:
 
 
 @router.patch(
-    "/entities/{entity_id}/attrs",
+    "/entities/{entity_id:uri}/attrs",
     summary="Update existing attributes",
     status_code=204,
     responses=answer(207, "Some attributes were not written", ATTRS_RESULT_SCHEMA),
@@ -230,7 +233,7 @@ async def update_attrs(request: Request, entity_id: str, city: CityDep, who: Ope
 
 
 @router.post(
-    "/entities/{entity_id}/attrs",
+    "/entities/{entity_id:uri}/attrs",
     summary="Append attributes",
     status_code=204,
     responses=answer(207, "Some attributes were not written", ATTRS_RESULT_SCHEMA),
@@ -247,7 +250,7 @@ async def append_attrs(
 
 
 @router.patch(
-    "/entities/{entity_id}/attrs/{attr}",
+    "/entities/{entity_id:uri}/attrs/{attr:uri}",
     status_code=204,
     summary="Update one attribute",
     openapi_extra=json_body({"description": "the attribute, normalised or a bare value"}),
@@ -265,7 +268,7 @@ async def update_attr(
 
 
 @router.delete(
-    "/entities/{entity_id}/attrs/{attr}", status_code=204, summary="Delete one attribute"
+    "/entities/{entity_id:uri}/attrs/{attr:uri}", status_code=204, summary="Delete one attribute"
 )
 async def delete_attr(entity_id: str, attr: str, city: CityDep, who: Operator) -> Response:
     """Remove one attribute from the entity."""

@@ -222,7 +222,7 @@ async def query_temporal(
 
 
 @router.get(
-    "/entities/{entity_id}",
+    "/entities/{entity_id:uri}",
     summary="The temporal evolution of one entity",
     responses={**answer(200, "The temporal entity", TEMPORAL_ENTITY_SCHEMA), **_PARTIAL},
 )

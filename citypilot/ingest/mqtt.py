@@ -38,7 +38,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from citypilot import metrics
 from citypilot.broker import Broker, ItemError, unusable
 from citypilot.model.errors import BadRequestData, CityPilotError, InvalidRequest
-from citypilot.model.ids import check_entity_id, entity_id
+from citypilot.model.ids import check_device_id, entity_id
 from citypilot.model.json_limits import (
     DEFAULT_MAX_DEPTH,
     check_depth,
@@ -466,7 +466,7 @@ class MqttIngest:
         if len(segments) != 2:
             raise self._bad_topic(topic)
         type_name, local_id = segments
-        eid = check_entity_id(entity_id(type_name, local_id), "topic")
+        eid = check_device_id(entity_id(type_name, local_id), "topic", type_name)
         if type_name not in self.broker.registry:
             raise BadRequestData(
                 f"topic names type {type_name!r}, which is not registered", "topic"

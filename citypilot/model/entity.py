@@ -146,6 +146,6 @@ def parse_entity(doc: Any, registry: TypeRegistry, where: str = "") -> Entity:
     if not isinstance(doc, dict):
         raise BadRequestData(f"{where or 'body'} must be a JSON object", where or "body")
     entity_type = registry.get(doc.get("type"), f"{prefix}type")
-    entity_id = check_entity_id(doc.get("id"), f"{prefix}id", entity_type.name)
+    entity_id = check_entity_id(doc.get("id"), f"{prefix}id")
     attrs = parse_attributes(entity_type, registry, doc, where)
     return Entity(entity_id, entity_type.name, attrs)

@@ -1,4 +1,10 @@
-"""Entity ids: ``urn:ngsi-ld:<Type>:<local-id>``."""
+"""Entity ids.
+
+NGSI-LD lets an entity's id be any absolute URI (RFC 3986): ``urn:ngsi-ld:Vehicle:7``
+on a Building, ``https://example.org/buildings/7``, ``urn:epc:id:sgtin:...``. The
+city's own devices keep the canonical ``urn:ngsi-ld:<Type>:<local-id>`` form, which
+device ingest (MQTT topics, compact observations) still requires.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,11 @@ import re
 from citypilot.model.errors import BadRequestData
 
 _URN = re.compile(r"^urn:ngsi-ld:([A-Za-z][A-Za-z0-9_]*):([A-Za-z0-9_.:\-~%]+)$")
-_ANY_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]+$")
+# RFC 3986 absolute-URI: scheme ":" hier-part [ "?" query ] (fragments allowed, as in
+# JSON-LD identifiers); only unreserved, reserved and percent-encoded characters.
+_ABSOLUTE_URI = re.compile(
+    r"^[A-Za-z][A-Za-z0-9+.\-]*:(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?#\[\]]|%[0-9A-Fa-f]{2})+$"
+)
 MAX_ID_LENGTH = 256
 
 
@@ -17,16 +27,33 @@ def entity_id(type_name: str, local_id: str | int) -> str:
 
 
 def type_of_id(entity_id: str) -> str:
-    """The type an NGSI-LD id names (``urn:ngsi-ld:Type:local``), or ``""``."""
+    """The type a canonical id names (``urn:ngsi-ld:Type:local``), or ``""``."""
     parts = entity_id.split(":")
-    return parts[2] if len(parts) > 3 and parts[1] == "ngsi-ld" else ""
+    return parts[2] if len(parts) > 3 and parts[0] == "urn" and parts[1] == "ngsi-ld" else ""
 
 
-def check_entity_id(value: object, field: str = "id", type_name: str | None = None) -> str:
-    """Return ``value`` if it is a valid CityPilot entity URN, else raise BadRequestData.
+def _check_uri(value: object, field: str, what: str) -> str:
+    if not isinstance(value, str):
+        raise BadRequestData(f"{field} must be a string ({what})", field=field)
+    if len(value) > MAX_ID_LENGTH:
+        raise BadRequestData(f"{field} is longer than {MAX_ID_LENGTH} characters", field=field)
+    if _ABSOLUTE_URI.match(value) is None:
+        raise BadRequestData(
+            f"{field} is not {what} (RFC 3986, e.g. urn:ngsi-ld:Building:7 or"
+            f" https://example.org/b/7): {value[:80]!r}",
+            field=field,
+        )
+    return value
 
-    When ``type_name`` is given, the type segment of the URN must equal it.
-    """
+
+def check_entity_id(value: object, field: str = "id") -> str:
+    """Return ``value`` if it is a valid entity id (an absolute URI), else BadRequestData."""
+    return _check_uri(value, field, "an absolute URI")
+
+
+def check_device_id(value: object, field: str, type_name: str) -> str:
+    """Return ``value`` if it is the canonical URN of an entity of ``type_name``
+    (``urn:ngsi-ld:<Type>:<local-id>``, the form device ingest requires)."""
     if not isinstance(value, str):
         raise BadRequestData(f"{field} must be a string URN", field=field)
     if len(value) > MAX_ID_LENGTH:
@@ -38,7 +65,7 @@ def check_entity_id(value: object, field: str = "id", type_name: str | None = No
             f"{value[:80]!r}",
             field=field,
         )
-    if type_name is not None and match.group(1) != type_name:
+    if match.group(1) != type_name:
         raise BadRequestData(
             f"{field} {value!r} names type {match.group(1)!r} but the entity type is {type_name!r}",
             field=field,
@@ -48,6 +75,4 @@ def check_entity_id(value: object, field: str = "id", type_name: str | None = No
 
 def check_uri(value: object, field: str) -> str:
     """Return ``value`` if it is an absolute URI (the object of a Relationship)."""
-    if not isinstance(value, str) or not _ANY_URI.match(value) or len(value) > MAX_ID_LENGTH:
-        raise BadRequestData(f"{field} must be an absolute URI", field=field)
-    return value
+    return _check_uri(value, field, "an absolute URI")

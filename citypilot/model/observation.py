@@ -13,7 +13,7 @@ import orjson
 
 from citypilot.model.errors import BadRequestData
 from citypilot.model.geometry import validate_geometry
-from citypilot.model.ids import check_entity_id
+from citypilot.model.ids import check_device_id
 from citypilot.model.timeutil import MAX_FUTURE_SKEW_S, parse_instant
 from citypilot.model.types import TypeRegistry, ValueRefused
 
@@ -53,7 +53,7 @@ def parse_observation(
     entity_type = registry.get(type_name, f"{where}.type")
     entity_id = raw.get("id")
     if type(entity_id) is not str or not entity_id.startswith(f"urn:ngsi-ld:{type_name}:"):
-        check_entity_id(entity_id, f"{where}.id", entity_type.name)
+        check_device_id(entity_id, f"{where}.id", entity_type.name)
     if len(raw) > 4 or not _KEYS.issuperset(raw):
         extra = sorted(raw.keys() - _KEYS)
         raise BadRequestData(f"{where}: unknown keys {extra}", f"{where}.{extra[0]}")
