@@ -4,7 +4,7 @@ endpoint that chooses entities the same way."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Query
@@ -12,7 +12,7 @@ from fastapi import Depends, Query
 from citypilot.api.deps import CityDep
 from citypilot.api.paging import Offset
 from citypilot.model.errors import BadRequestData
-from citypilot.model.geometry import degrees_box_around, validate_geometry
+from citypilot.model.geometry import Bounds, degrees_box_around, validate_geometry
 from citypilot.model.ids import check_entity_id
 from citypilot.model.patterns import check_pattern
 from citypilot.store.base import EntityQuery, GeoQuery
@@ -43,27 +43,47 @@ def parse_geo(
     if rel == "near":
         if geometry != "Point":
             raise BadRequestData("georel=near needs geometry=Point", "geometry")
-        distance = None
-        for p in params:
-            key, _, value = p.partition("==")
-            if key == "maxDistance":
-                try:
-                    distance = float(value)
-                except ValueError:
-                    distance = -1
-        if distance is None or not 0 <= distance <= 1e7:
-            raise BadRequestData(
-                "georel=near needs maxDistance==<metres> (0..10,000,000)", "georel"
-            )
-        return GeoQuery("near", shape, degrees_box_around(*bounds[:2], distance), distance)
-    if rel in ("within", "intersects"):
-        if rel == "within" and geometry not in ("Polygon", "MultiPolygon"):
-            raise BadRequestData("georel=within needs a Polygon or MultiPolygon", "geometry")
+        return _near(shape, bounds, params)
+    if params:
+        raise BadRequestData(f"georel={rel} takes no distance", "georel")
+    if rel == "within" and geometry not in ("Polygon", "MultiPolygon"):
+        raise BadRequestData("georel=within needs a Polygon or MultiPolygon", "geometry")
+    if rel in ("within", "contains", "intersects", "overlaps", "equals"):
         return GeoQuery(rel, shape, bounds)
-    raise BadRequestData("georel must be near, within or intersects", "georel")
+    if rel == "disjoint":
+        return GeoQuery(rel, shape, None)  # matches lie anywhere outside the shape
+    raise BadRequestData(
+        "georel must be near, within, contains, intersects, disjoint, overlaps or equals",
+        "georel",
+    )
+
+
+def _near(shape: dict[str, Any], bounds: Bounds, params: list[str]) -> GeoQuery:
+    """``near;maxDistance==m`` and/or ``near;minDistance==m`` around a point."""
+    distances: dict[str, float] = {}
+    for p in params:
+        key, _, value = p.partition("==")
+        if key not in ("maxDistance", "minDistance") or key in distances:
+            raise BadRequestData(f"unknown or repeated near modifier {key!r}", "georel")
+        try:
+            distances[key] = float(value)
+        except ValueError:
+            distances[key] = -1.0
+        if not 0 <= distances[key] <= 1e7:
+            raise BadRequestData(f"{key} must be metres in 0..10,000,000", "georel")
+    if not distances:
+        raise BadRequestData(
+            "georel=near needs maxDistance==<metres> or minDistance==<metres>", "georel"
+        )
+    most, least = distances.get("maxDistance"), distances.get("minDistance")
+    if most is not None and least is not None and least > most:
+        raise BadRequestData("minDistance is beyond maxDistance", "georel")
+    box = None if most is None else degrees_box_around(*bounds[:2], most)
+    return GeoQuery("near", shape, box, most, least)
 
 
 def bbox_geo(bbox: str) -> GeoQuery:
+    """The ``bbox=minLon,minLat,maxLon,maxLat`` shortcut as an intersects geo-query."""
     try:
         x0, y0, x1, y1 = (float(v) for v in bbox.split(","))
     except ValueError:

@@ -36,12 +36,24 @@ class EntityRef(NamedTuple):
 
 @dataclass(frozen=True)
 class GeoQuery:
-    """A geo-query: ``near`` (with max distance in metres), ``within`` or ``intersects``."""
+    """A geo-query (ETSI GS CIM 009, clause 4.10): the entity's location compared with
+    ``geometry`` by ``georel``.
 
-    georel: Literal["near", "within", "intersects"]
+    ``near`` keeps locations within ``max_distance`` and beyond ``min_distance`` metres
+    of a point (either bound may be absent, not both); ``within``: the location lies in
+    the geometry; ``contains``: it holds the geometry; ``intersects``, ``disjoint``,
+    ``overlaps`` and ``equals`` as in the OGC simple features.
+    """
+
+    georel: Literal[
+        "near", "within", "contains", "intersects", "disjoint", "overlaps", "equals"
+    ]
     geometry: dict[str, Any]
-    bounds: Bounds  # box that contains every possible match (index pre-filter)
+    #: A box that contains every possible match (the index pre-filter); None when
+    #: matches may lie anywhere (``disjoint``, ``near`` with a minimum distance only).
+    bounds: Bounds | None
     max_distance: float | None = None
+    min_distance: float | None = None
 
 
 @dataclass(frozen=True)

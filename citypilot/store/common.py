@@ -119,6 +119,17 @@ def assemble_entity(
     return Entity(entity_id, type_name, dict(sorted(attrs.items())), created_at, newest)
 
 
+#: The shapely predicate of each georel that compares shapes: (entity shape, query shape).
+_PREDICATES = {
+    "within": shapely.covered_by,
+    "contains": shapely.covers,
+    "intersects": shapely.intersects,
+    "disjoint": shapely.disjoint,
+    "overlaps": shapely.overlaps,
+    "equals": shapely.equals,
+}
+
+
 def geo_mask(
     geo: GeoQuery,
     xs: np.ndarray,
@@ -126,7 +137,8 @@ def geo_mask(
     is_point: np.ndarray,
     geometry_of: Any,  # callable(index) -> GeoJSON dict, for non-point candidates
 ) -> np.ndarray:
-    """Which candidates (already inside ``geo.bounds``) truly match the geo-query.
+    """Which candidates (already inside ``geo.bounds``, where there are bounds) truly
+    match the geo-query.
 
     ``xs``/``ys`` are exact point coordinates where ``is_point`` holds; other
     candidates are tested on their full geometry.
@@ -134,24 +146,35 @@ def geo_mask(
     n = len(xs)
     if n == 0:
         return np.zeros(0, dtype=bool)
-    mask = np.zeros(n, dtype=bool)
     if geo.georel == "near":
-        qlon, qlat = geo.geometry["coordinates"][:2]
-        mask[is_point] = _haversine(qlon, qlat, xs[is_point], ys[is_point]) <= geo.max_distance
-        others = np.flatnonzero(~is_point)
-        if len(others):
-            centre = shapely.Point(qlon, qlat)
-            for i in others:
-                nearest = shapely.ops.nearest_points(shape(geometry_of(i)), centre)[0]
-                mask[i] = _haversine(qlon, qlat, nearest.x, nearest.y) <= geo.max_distance
-        return mask
+        return _near_mask(geo, xs, ys, is_point, geometry_of)
+    shapes = np.empty(n, dtype=object)
+    shapes[is_point] = shapely.points(xs[is_point], ys[is_point])
+    for i in np.flatnonzero(~is_point):
+        shapes[i] = shape(geometry_of(i))
     query_shape = shape(geo.geometry)
     shapely.prepare(query_shape)
-    # for a point, lying within a shape and intersecting it are the same thing
-    mask[is_point] = shapely.intersects_xy(query_shape, xs[is_point], ys[is_point])
-    test = query_shape.covers if geo.georel == "within" else query_shape.intersects
-    for i in np.flatnonzero(~is_point):
-        mask[i] = test(shape(geometry_of(i)))
+    return np.asarray(_PREDICATES[geo.georel](shapes, query_shape), dtype=bool)
+
+
+def _near_mask(
+    geo: GeoQuery, xs: np.ndarray, ys: np.ndarray, is_point: np.ndarray, geometry_of: Any
+) -> np.ndarray:
+    """Candidates whose nearest point lies between the query's min and max distance."""
+    qlon, qlat = geo.geometry["coordinates"][:2]
+    metres = np.zeros(len(xs))
+    metres[is_point] = _haversine(qlon, qlat, xs[is_point], ys[is_point])
+    others = np.flatnonzero(~is_point)
+    if len(others):
+        centre = shapely.Point(qlon, qlat)
+        for i in others:
+            nearest = shapely.ops.nearest_points(shape(geometry_of(i)), centre)[0]
+            metres[i] = _haversine(qlon, qlat, nearest.x, nearest.y)
+    mask = np.ones(len(xs), dtype=bool)
+    if geo.max_distance is not None:
+        mask &= metres <= geo.max_distance
+    if geo.min_distance is not None:
+        mask &= metres >= geo.min_distance
     return mask
 
 

@@ -58,6 +58,7 @@ from citypilot.store.base import (
     EntityRef,
     EntityScope,
     FoundValue,
+    GeoQuery,
     HistoryQuery,
     LayerColumns,
     PendingNotification,
@@ -362,6 +363,45 @@ class _Tx:
                 self.store._refs[entity_id] = ref
 
 
+
+#: The PostGIS test of each georel that compares shapes: (entity geometry, query geometry).
+_GEO_TESTS = {
+    "within": "ST_CoveredBy",
+    "contains": "ST_Covers",
+    "intersects": "ST_Intersects",
+    "disjoint": "ST_Disjoint",
+    "overlaps": "ST_Overlaps",
+    "equals": "ST_Equals",
+}
+
+
+def _geo_conditions(geo: GeoQuery, params: list[Any]) -> list[str]:
+    """The WHERE conditions of a geo-query (their parameters appended to ``params``)."""
+    conditions: list[str] = []  # a NULL geometry (no location) meets none of them
+    if geo.bounds is not None:
+        conditions.append("e.geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326)")
+        params.extend(geo.bounds)
+    if geo.georel == "near":
+        lon, lat = geo.geometry["coordinates"][:2]
+        within = (
+            "ST_DWithin(e.geom::geography,"
+            " ST_SetSRID(ST_MakePoint(%s, %s), 4326)::geography, %s, false)"
+        )
+        if geo.max_distance is not None:
+            conditions.append(within)
+            params.extend((lon, lat, geo.max_distance))
+        if geo.min_distance is not None:
+            conditions.append(f"NOT {within}")
+            params.extend((lon, lat, geo.min_distance))
+        return conditions
+    conditions.append(
+        f"{_GEO_TESTS[geo.georel]}(e.geom,"
+        " ST_Force2D(ST_SetSRID(ST_GeomFromGeoJSON(%s), 4326)))"
+    )
+    params.append(orjson.dumps(geo.geometry).decode())
+    return conditions
+
+
 class PostgresStore:
     """State, history, dead letters and accounts in PostgreSQL + PostGIS."""
 
@@ -591,21 +631,7 @@ class PostgresStore:
             params.extend(scope_params)
         geo = query.geo
         if geo is not None:
-            where.append("e.geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326)")
-            params.extend(geo.bounds)
-            if geo.georel == "near":
-                lon, lat = geo.geometry["coordinates"][:2]
-                where.append(
-                    "ST_DWithin(e.geom::geography,"
-                    " ST_SetSRID(ST_MakePoint(%s, %s), 4326)::geography, %s, false)"
-                )
-                params.extend((lon, lat, geo.max_distance))
-            else:
-                test = "ST_CoveredBy" if geo.georel == "within" else "ST_Intersects"
-                where.append(
-                    f"{test}(e.geom, ST_Force2D(ST_SetSRID(ST_GeomFromGeoJSON(%s), 4326)))"
-                )
-                params.append(orjson.dumps(geo.geometry).decode())
+            where.extend(_geo_conditions(geo, params))
         source = "entities e" + (" JOIN entity_keys k ON k.eid = e.eid" if join_keys else "")
         clause = (" WHERE " + " AND ".join(where)) if where else ""
         page = (

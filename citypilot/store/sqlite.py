@@ -395,13 +395,15 @@ class SQLiteStore:
         geo = query.geo
         source = "entities e"
         if geo is not None:
-            # the R*Tree drives (CROSS JOIN fixes the loop order): a box is selective
-            x0, y0, x1, y1 = geo.bounds
+            # the R*Tree drives (CROSS JOIN fixes the loop order): a box is selective;
+            # without a box, every entity that has a location is a candidate
             source = "entity_bounds b CROSS JOIN entities e ON e.eid = b.eid"
-            where.insert(
-                0, "b.max_lon >= ? AND b.min_lon <= ? AND b.max_lat >= ? AND b.min_lat <= ?"
-            )
-            params[:0] = (x0, x1, y0, y1)
+            if geo.bounds is not None:
+                x0, y0, x1, y1 = geo.bounds
+                where.insert(
+                    0, "b.max_lon >= ? AND b.min_lon <= ? AND b.max_lat >= ? AND b.min_lat <= ?"
+                )
+                params[:0] = (x0, x1, y0, y1)
         clause = (" WHERE " + " AND ".join(where)) if where else ""
         if geo is None:
             total = None

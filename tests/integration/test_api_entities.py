@@ -173,6 +173,16 @@ def test_query_by_type_q_and_geo(server: Server):
             {"georel": "near;maxDistance==10", "geometry": "Point", "coordinates": "[5,"},
             "coordinates",
         ),
+        *(
+            ({"georel": rel, "geometry": "Point", "coordinates": "[5,47]"}, "georel")
+            for rel in (
+                "near;minDistance==-1",
+                "near;maxDistance==10;minDistance==20",
+                "near;maxDistance==10;maxDistance==20",
+                "disjoint;maxDistance==10",
+                "touches",
+            )
+        ),
         ({"bbox": "1,2,3"}, "bbox"),
         ({"limit": "5000"}, "limit"),
     ],

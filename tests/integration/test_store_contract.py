@@ -11,9 +11,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 
+from citypilot.api.selection import parse_geo
 from citypilot.model.builtin_types import BUILTIN_TYPES
 from citypilot.model.entity import Attribute, Entity, parse_attributes, parse_entity
 from citypilot.model.errors import BadRequestData
@@ -326,6 +328,53 @@ async def test_geo_queries_points_and_polygons(store: Store) -> None:
     # a point query geometry inside the square intersects the zone only
     inside = {"type": "Point", "coordinates": [LON - 0.0005, LAT + 0.0005]}
     assert await query(store, geo=shape_query("intersects", inside)) == ["urn:ngsi-ld:Zone:square"]
+
+
+def georel(rel: str, geometry: dict[str, Any]) -> GeoQuery:
+    """A geo-query parsed from its parameters as the API receives them."""
+    query = parse_geo(rel, geometry["type"], orjson.dumps(geometry["coordinates"]).decode(), None)
+    assert query is not None
+    return query
+
+
+async def test_every_georel_and_the_near_distances(store: Store) -> None:
+    # lights 0, 73, 146, 219, 292 and 366 m east of the square's centre
+    lights = [light(n, LON + n * 0.001, LAT) for n in range(6)]
+    zone = make({"id": "urn:ngsi-ld:Zone:square", "type": "Zone", "location": SQUARE})
+    unlocated = make({"id": "urn:ngsi-ld:Zone:nowhere", "type": "Zone"})
+    await store.create_entities([*lights, zone, unlocated], NOW)
+    centre = {"type": "Point", "coordinates": [LON, LAT]}
+    at_light_3 = {"type": "Point", "coordinates": [LON + 0.003, LAT]}
+    east_half = {  # from the square's middle eastward: it cuts the square in two
+        "type": "Polygon",
+        "coordinates": [
+            [
+                [LON, LAT - 0.01],
+                [LON + 0.01, LAT - 0.01],
+                [LON + 0.01, LAT + 0.01],
+                [LON, LAT + 0.01],
+                [LON, LAT - 0.01],
+            ]
+        ],
+    }
+
+    def found(rel: str, geometry: dict[str, Any]) -> Any:
+        return query(store, geo=georel(rel, geometry), limit=100)
+
+    # contains: the location holds the query geometry (the square holds its centre)
+    assert await found("contains", centre) == [lid(0), "urn:ngsi-ld:Zone:square"]
+    assert await found("contains", at_light_3) == [lid(3)]
+    assert await found("contains", east_half) == []
+    assert await found("equals", at_light_3) == [lid(3)]
+    assert await found("equals", SQUARE) == ["urn:ngsi-ld:Zone:square"]
+    # disjoint: everything located that does not touch the square (the unlocated zone
+    # has no location to compare)
+    assert await found("disjoint", SQUARE) == [lid(2), lid(3), lid(4), lid(5)]
+    # overlaps: shapes of one dimension that share part, neither holding the other
+    assert await found("overlaps", east_half) == ["urn:ngsi-ld:Zone:square"]
+    # near with a minimum distance, and with both bounds
+    assert await found("near;minDistance==180", centre) == [lid(3), lid(4), lid(5)]
+    assert await found("near;minDistance==100;maxDistance==250", centre) == [lid(2), lid(3)]
 
 
 # -- readings -----------------------------------------------------------------
