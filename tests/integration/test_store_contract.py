@@ -54,6 +54,18 @@ SQUARE = {  # about 150 m x 220 m around (LON, LAT)
         ]
     ],
 }
+EAST_HALF = {  # from the square's middle eastward: it cuts the square in two
+    "type": "Polygon",
+    "coordinates": [
+        [
+            [LON, LAT - 0.01],
+            [LON + 0.01, LAT - 0.01],
+            [LON + 0.01, LAT + 0.01],
+            [LON, LAT + 0.01],
+            [LON, LAT - 0.01],
+        ]
+    ],
+}
 
 
 def iso(instant: float) -> str:
@@ -303,24 +315,14 @@ async def test_geo_queries_points_and_polygons(store: Store) -> None:
         lid(1),
         "urn:ngsi-ld:Zone:square",
     ]
-    half = {
-        "type": "Polygon",
-        "coordinates": [
-            [
-                [LON, LAT - 0.01],
-                [LON + 0.01, LAT - 0.01],
-                [LON + 0.01, LAT + 0.01],
-                [LON, LAT + 0.01],
-                [LON, LAT - 0.01],
-            ]
-        ],
-    }
-    within_half = await query(store, geo=shape_query("within", half), limit=100)
+    within_half = await query(store, geo=shape_query("within", EAST_HALF), limit=100)
     assert within_half == ids(lights)  # the square straddles the half's edge
-    intersecting = await query(store, geo=shape_query("intersects", half), limit=100, count=True)
+    intersecting = await query(
+        store, geo=shape_query("intersects", EAST_HALF), limit=100, count=True
+    )
     assert intersecting == [*ids(lights), "urn:ngsi-ld:Zone:square"]
     page, total = await store.query_entities(
-        EntityQuery(geo=shape_query("intersects", half), limit=2, offset=2, count=True)
+        EntityQuery(geo=shape_query("intersects", EAST_HALF), limit=2, offset=2, count=True)
     )
     assert (ids(page), total) == ([lid(2), lid(3)], 7)
     far = {"type": "Point", "coordinates": [LON + 1, LAT + 1]}
@@ -345,18 +347,6 @@ async def test_every_georel_and_the_near_distances(store: Store) -> None:
     await store.create_entities([*lights, zone, unlocated], NOW)
     centre = {"type": "Point", "coordinates": [LON, LAT]}
     at_light_3 = {"type": "Point", "coordinates": [LON + 0.003, LAT]}
-    east_half = {  # from the square's middle eastward: it cuts the square in two
-        "type": "Polygon",
-        "coordinates": [
-            [
-                [LON, LAT - 0.01],
-                [LON + 0.01, LAT - 0.01],
-                [LON + 0.01, LAT + 0.01],
-                [LON, LAT + 0.01],
-                [LON, LAT - 0.01],
-            ]
-        ],
-    }
 
     def found(rel: str, geometry: dict[str, Any]) -> Any:
         return query(store, geo=georel(rel, geometry), limit=100)
@@ -364,14 +354,14 @@ async def test_every_georel_and_the_near_distances(store: Store) -> None:
     # contains: the location holds the query geometry (the square holds its centre)
     assert await found("contains", centre) == [lid(0), "urn:ngsi-ld:Zone:square"]
     assert await found("contains", at_light_3) == [lid(3)]
-    assert await found("contains", east_half) == []
+    assert await found("contains", EAST_HALF) == []
     assert await found("equals", at_light_3) == [lid(3)]
     assert await found("equals", SQUARE) == ["urn:ngsi-ld:Zone:square"]
     # disjoint: everything located that does not touch the square (the unlocated zone
     # has no location to compare)
     assert await found("disjoint", SQUARE) == [lid(2), lid(3), lid(4), lid(5)]
     # overlaps: shapes of one dimension that share part, neither holding the other
-    assert await found("overlaps", east_half) == ["urn:ngsi-ld:Zone:square"]
+    assert await found("overlaps", EAST_HALF) == ["urn:ngsi-ld:Zone:square"]
     # near with a minimum distance, and with both bounds
     assert await found("near;minDistance==180", centre) == [lid(3), lid(4), lid(5)]
     assert await found("near;minDistance==100;maxDistance==250", centre) == [lid(2), lid(3)]
