@@ -43,6 +43,22 @@ async def require_entity(
     return found
 
 
+async def require_command_entity(
+    city: City, who: Principal, entity_id: str, type_name: str, needed: str = "viewer"
+) -> None:
+    """A command is the business of whoever may see its entity (``needed``: act on it);
+    a device answers only for entities its key is bound to. ResourceNotFound otherwise,
+    as if there were no such command. Of a deleted entity, as for its history."""
+    found = (await city.broker.store.entity_scopes([entity_id])).get(entity_id)
+    if who.binding is not None:
+        scope = found or (type_name, None, None)
+        allowed = who.binding.refusal(entity_id, scope[0], scope[1]) is None
+    else:
+        allowed = access(city, who, needed).covers(*(found or (type_name, None, None)))
+    if not allowed:
+        raise ResourceNotFound("there is no such command", "id")
+
+
 def may_see_history(city: City, who: Principal, entity_id: str, found: EntityScope | None) -> bool:
     """Whether the caller may read an entity's history; of a deleted entity (no scope
     kept), only grants over every municipality may, by its type's department."""

@@ -14,6 +14,7 @@ from citypilot.api.deps import Admin, CityDep, Viewer
 from citypilot.api.openapi import (
     DEAD_LETTERS_SCHEMA,
     ENTITY_TYPE_SCHEMA,
+    METROPOLE_ONLY,
     TYPE_VERSIONS_SCHEMA,
     answer,
     array_of,
@@ -115,7 +116,11 @@ async def delete_type(name: str, city: CityDep, _: Admin) -> Response:
 @router.get(
     "/dead-letters",
     summary="Refused device messages",
-    responses=answer(200, "A page of dead letters", DEAD_LETTERS_SCHEMA),
+    responses={
+        **answer(200, "A page of dead letters", DEAD_LETTERS_SCHEMA),
+        **problem(403, "The caller holds no grant over the whole metropole"),
+    },
+    openapi_extra=METROPOLE_ONLY,
 )
 async def dead_letters(
     city: CityDep,

@@ -128,12 +128,14 @@ async def list_alarms(
 @router.get("/figures", summary="Alarm-management figures (ISA-18.2)")
 async def figures(
     city: CityDep,
-    _: Viewer,
+    who: Viewer,
     operators: Annotated[int, Query(ge=1, le=1000)] = 1,
     window: Annotated[int, Query(ge=600, le=7 * 86400, description="seconds")] = 86400,
 ) -> Response:
-    """Alarms per operator per 10 min, flood, top 10, chattering, stale, priority split."""
-    return _json(_service(city).figures(operators, float(window)))
+    """Alarms per operator per 10 min, flood, top 10, chattering, stale, priority split,
+    of the alarms the caller may see."""
+    visible = access(city, who, "viewer")
+    return _json(_service(city).figures(operators, float(window), visible))
 
 
 @router.post(
@@ -179,10 +181,10 @@ async def get_alarm(alarm_id: str, city: CityDep, who: Viewer) -> Response:
 )
 async def acknowledge(alarm_id: str, request: Request, city: CityDep, who: Operator) -> Response:
     """Active alarms stay active, acknowledged; cleared ones close. Twice is once."""
+    alarm = await _alarm(city, who, alarm_id, "operator")
     note = ""
     if await request.body():
         note = (await _body(request, city, frozenset({"note"}))).get("note", "")
-    alarm = await _alarm(city, who, alarm_id, "operator")
     return _json((await _service(city).acknowledge(alarm.id, who.name, note)).to_json())
 
 
@@ -194,6 +196,7 @@ async def acknowledge(alarm_id: str, request: Request, city: CityDep, who: Opera
 )
 async def shelve(alarm_id: str, request: Request, city: CityDep, who: Operator) -> Response:
     """Hide the alarm until ``until`` (or for ``duration`` seconds); it returns by itself."""
+    alarm = await _alarm(city, who, alarm_id, "operator")
     doc = await _body(request, city, frozenset(_SHELVE_SCHEMA["properties"]))  # type: ignore[arg-type]
     service = _service(city)
     if ("duration" in doc) == ("until" in doc):
@@ -209,15 +212,14 @@ async def shelve(alarm_id: str, request: Request, city: CityDep, who: Operator) 
     reason = doc.get("reason")
     if not isinstance(reason, str) or not reason.strip():
         raise BadRequestData("reason must say why the alarm is shelved", "reason")
-    alarm = await _alarm(city, who, alarm_id, "operator")
     return _json((await service.shelve(alarm.id, who.name, float(duration), reason)).to_json())
 
 
 @router.post("/{alarm_id}/unshelve", summary="End an alarm's shelving now", openapi_extra=NO_BODY)
 async def unshelve(alarm_id: str, request: Request, city: CityDep, who: Operator) -> Response:
     """The alarm returns to the list at once."""
-    await refuse_body(request, city.settings.max_body_bytes, "an unshelve request")
     alarm = await _alarm(city, who, alarm_id, "operator")
+    await refuse_body(request, city.settings.max_body_bytes, "an unshelve request")
     return _json((await _service(city).unshelve(alarm.id, who.name)).to_json())
 
 
@@ -230,6 +232,6 @@ async def unshelve(alarm_id: str, request: Request, city: CityDep, who: Operator
 )
 async def comment(alarm_id: str, request: Request, city: CityDep, who: Operator) -> Response:
     """Add a comment (who and when are kept)."""
-    doc = await _body(request, city, frozenset({"text"}))
     alarm = await _alarm(city, who, alarm_id, "operator")
+    doc = await _body(request, city, frozenset({"text"}))
     return _json((await _service(city).comment(alarm.id, who.name, doc.get("text"))).to_json(), 201)

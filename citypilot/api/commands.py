@@ -19,8 +19,9 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from citypilot.api.access import require_command_entity, require_entity
 from citypilot.api.body import read_json, read_object
-from citypilot.api.deps import Admin, CityDep, Ingestor, Operator, Viewer
+from citypilot.api.deps import Admin, CityDep, Ingestor, Operator, Viewer, access
 from citypilot.api.openapi import json_body
 from citypilot.engine.commands import CommandService, read_answer
 from citypilot.model.errors import BadRequestData, ResourceNotFound
@@ -73,6 +74,7 @@ def _transition(t: TransitionRow) -> dict[str, Any]:
 )
 async def submit(entity_id: str, request: Request, city: CityDep, who: Operator) -> Response:
     """Check the command against the entity's type and start delivering it."""
+    await require_entity(city, who, check_entity_id(entity_id, "id"), "operator")
     doc = await read_object(
         request, city.settings.max_body_bytes, _SUBMIT_KEYS, "a command request"
     )
@@ -91,22 +93,24 @@ async def submit(entity_id: str, request: Request, city: CityDep, who: Operator)
 
 
 @router.get("/entities/{entity_id}/desired", summary="Desired beside reported state")
-async def desired(entity_id: str, city: CityDep, _: Viewer) -> Response:
+async def desired(entity_id: str, city: CityDep, who: Viewer) -> Response:
     """What was commanded of the entity, what its device reports, and where they differ."""
-    return _json(await _service(city).desired(check_entity_id(entity_id, "id")))
+    await require_entity(city, who, check_entity_id(entity_id, "id"))
+    return _json(await _service(city).desired(entity_id))
 
 
 @router.get("/commands", summary="Commands, newest first")
 async def list_commands(
     city: CityDep,
-    _: Viewer,
+    who: Viewer,
     entity: str | None = None,
     state: str | None = None,
     since: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
-    """A page of commands; ``state`` may list several (``state=sent,acknowledged``)."""
+    """A page of the commands of entities the caller may see; ``state`` may list several
+    (``state=sent,acknowledged``)."""
     states = state.split(",") if state else None
     found, total = await _service(city).list(
         None if entity is None else check_entity_id(entity, "entity"),
@@ -114,6 +118,7 @@ async def list_commands(
         None if since is None else parse_instant(since, "since"),
         limit,
         offset,
+        access(city, who, "viewer"),
     )
     body = {
         "total": total,
@@ -158,10 +163,11 @@ async def delete_endpoint(target: str, city: CityDep, _: Admin) -> Response:
 
 
 @router.get("/commands/{command_id}", summary="One command with its transitions")
-async def get_command(command_id: str, city: CityDep, _: Viewer) -> Response:
+async def get_command(command_id: str, city: CityDep, who: Viewer) -> Response:
     """The command, and every state it went through: when, by whom, what the device said."""
     service = _service(city)
     cmd = await service.get(command_id)
+    await require_command_entity(city, who, cmd.entity_id, cmd.entity_type)
     body = cmd.to_json()
     body["transitions"] = [_transition(t) for t in await service.transitions(command_id)]
     return _json(body)
@@ -174,6 +180,12 @@ async def get_command(command_id: str, city: CityDep, _: Viewer) -> Response:
 )
 async def acknowledge(command_id: str, request: Request, city: CityDep, who: Ingestor) -> Response:
     """Accept or reject a command that was POSTed to an HTTP device."""
+    try:
+        known = await _service(city).get(command_id)
+    except ResourceNotFound:
+        known = None  # the answer to an unknown command is kept as a dead letter below
+    if known is not None:
+        await require_command_entity(city, who, known.entity_id, known.entity_type, "operator")
     raw = await read_json(request, city.settings.max_body_bytes)
     _, answer = read_answer(raw)
     cmd = await _service(city).acknowledge(

@@ -250,13 +250,13 @@ async def get_timeline(incident_id: str, request: Request, city: CityDep, who: V
 )
 async def set_status(incident_id: str, request: Request, city: CityDep, who: Operator) -> Response:
     """reported → dispatched → on_scene → resolved → closed; any other move is a 409."""
+    incident = await _visible_incident(request, city, who, incident_id, "operator")
     body = await read_json(request, city.settings.max_body_bytes)
     if not isinstance(body, dict) or not isinstance(body.get("status"), str):
         raise BadRequestData("body must be an object with status", "status")
     note = body.get("note", "")
     if not isinstance(note, str) or len(note) > 1000:
         raise BadRequestData("note must be a text of at most 1000 characters", "note")
-    incident = await _visible_incident(request, city, who, incident_id, "operator")
     updated = await ops_of(request).incidents.set_status(
         incident.id, body["status"], who.name, note
     )

@@ -253,6 +253,9 @@ SECURITY_SCHEMES: dict[str, Any] = {
     },
 }
 ROLE_EXTENSION = "x-citypilot-role"
+#: ``openapi_extra`` of an operation that needs its role over the whole metropole (a
+#: grant naming no municipality and no department): it answers 403 to scoped people.
+METROPOLE_ONLY = {"x-citypilot-scope": "metropole"}
 _ACCESS_ATTR = "__citypilot_access__"
 D = TypeVar("D", bound=Callable[..., Any])
 

@@ -25,6 +25,9 @@ from citypilot.model.errors import AlreadyExists, ResourceNotFound
 from citypilot.model.ids import check_entity_id
 from citypilot.notify.notifier import Notifier
 from citypilot.notify.subscription import Compiled, merged, new_subscription, owner_of, shown
+from citypilot.security.roles import role_allows
+from citypilot.security.scopes import effective_grants
+from citypilot.security.tokens import Principal
 from citypilot.store.common import scope_of_entity
 
 router = APIRouter(prefix="/ngsi-ld/v1/subscriptions", tags=["NGSI-LD subscriptions"])
@@ -97,10 +100,24 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     )
 
 
-async def _stored(city: City, sub_id: str) -> dict[str, Any]:
+def _concerns(who: Principal, doc: dict[str, Any], needed: str) -> bool:
+    """Whether the caller may see (``viewer``) or change (``operator``) a subscription:
+    their own, or anyone's with a grant of that role over the whole metropole (a
+    subscription of another scope may name what the caller may not see)."""
+    if owner_of(doc).name == who.name:
+        return True
+    return any(
+        g.is_metropole and role_allows(g.role, needed)
+        for g in effective_grants(who.role, who.grants)
+    )
+
+
+async def _stored(
+    city: City, sub_id: str, who: Principal, needed: str = "viewer"
+) -> dict[str, Any]:
     check_entity_id(sub_id, "subscriptionId")
     doc = await city.broker.store.get_subscription(sub_id)
-    if doc is None:
+    if doc is None or not _concerns(who, doc, needed):
         raise ResourceNotFound(f"subscription {sub_id} does not exist", "subscriptionId")
     return doc
 
@@ -130,13 +147,13 @@ async def create_subscription(request: Request, city: CityDep, who: Operator) ->
 )
 async def list_subscriptions(
     city: CityDep,
-    _: Viewer,
+    who: Viewer,
     limit: Annotated[int, Query(ge=0, le=1000)] = 20,
     offset: Offset = 0,
     count: bool = False,
 ) -> Response:
-    """The subscriptions, by id, with their status."""
-    docs = await city.broker.store.list_subscriptions()
+    """The subscriptions the caller may see, by id, with their status."""
+    docs = [d for d in await city.broker.store.list_subscriptions() if _concerns(who, d, "viewer")]
     now = time.time()
     page = [shown(d, now) for d in docs[offset : offset + limit]]
     headers = {"NGSILD-Results-Count": str(len(docs))} if count else None
@@ -148,9 +165,9 @@ async def list_subscriptions(
     summary="Read a subscription",
     responses=answer(200, "The subscription with its status", SUBSCRIPTION_SCHEMA),
 )
-async def get_subscription(subscription_id: str, city: CityDep, _: Viewer) -> Response:
+async def get_subscription(subscription_id: str, city: CityDep, who: Viewer) -> Response:
     """One subscription: what it selects, its status and notification figures."""
-    return _json(shown(await _stored(city, subscription_id), time.time()))
+    return _json(shown(await _stored(city, subscription_id, who), time.time()))
 
 
 @router.patch(
@@ -160,11 +177,12 @@ async def get_subscription(subscription_id: str, city: CityDep, _: Viewer) -> Re
     openapi_extra=json_body({"type": "object", "description": "members to replace"}),
 )
 async def update_subscription(
-    request: Request, subscription_id: str, city: CityDep, _: Operator
+    request: Request, subscription_id: str, city: CityDep, who: Operator
 ) -> Response:
     """Replace members of a subscription (``notification`` member by member)."""
+    stored = await _stored(city, subscription_id, who, "operator")
     fragment = await read_json(request, city.settings.max_body_bytes)
-    doc = merged(await _stored(city, subscription_id), fragment)
+    doc = merged(stored, fragment)
     await city.broker.store.put_subscription(subscription_id, doc, create=False)
     request.app.state.notifier.put(doc)
     return Response(status_code=204)
@@ -172,10 +190,10 @@ async def update_subscription(
 
 @router.delete("/{subscription_id}", status_code=204, summary="Delete a subscription")
 async def delete_subscription(
-    request: Request, subscription_id: str, city: CityDep, _: Operator
+    request: Request, subscription_id: str, city: CityDep, who: Operator
 ) -> Response:
     """Delete a subscription and the notifications still pending for it."""
-    check_entity_id(subscription_id, "subscriptionId")
+    await _stored(city, subscription_id, who, "operator")
     if not await city.broker.store.delete_subscription(subscription_id):
         raise ResourceNotFound(f"subscription {subscription_id} does not exist", "subscriptionId")
     request.app.state.notifier.drop(subscription_id)

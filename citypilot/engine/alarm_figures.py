@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from citypilot.engine.alarm_model import SEVERITIES, Alarm
+from citypilot.store.base import EntityScope
 
 PERIOD_S = 600.0
 FLOOD_ABOVE = 10
@@ -31,12 +32,14 @@ TARGETS = {"perOperatorPer10Min": 1.0, "floodPercent": 1.0, "chattering": 0}
 
 @dataclass(frozen=True)
 class Annunciation:
-    """One alarm raised: when, by which rule, about which entity, how severe."""
+    """One alarm raised: when, by which rule, about which entity, how severe, and the
+    entity's (type, municipality, department), which decides who may count it."""
 
     at: float
     rule: str
     source: str
     severity: str
+    scope: EntityScope = ("", None, None)
 
 
 def _chattering(transitions: Sequence[tuple[float, str]]) -> list[str]:

@@ -47,7 +47,7 @@ from citypilot.model.geometry import validate_geometry
 from citypilot.model.ids import entity_id
 from citypilot.model.timeutil import format_instant, parse_instant
 from citypilot.security.scopes import Visibility
-from citypilot.store.base import EntityQuery
+from citypilot.store.base import EntityQuery, EntityScope
 from citypilot.store.query import And, QueryNode, Term
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,8 @@ class AlarmService:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._suppressions: dict[str, tuple[AlarmScope, str, float]] = {}
         self._annunciations: deque[Annunciation] = deque()
-        self._transitions: deque[tuple[float, str]] = deque()  # (at, alarm id) raise/clear
+        # (at, alarm id, scope of its source): raises and clears
+        self._transitions: deque[tuple[float, str, EntityScope]] = deque()
         self._ticker: asyncio.Task[None] | None = None
 
     # -- life cycle ------------------------------------------------------------------
@@ -226,7 +227,7 @@ class AlarmService:
             alarm.cleared_at = now
             alarm.state = CLEARED if alarm.state == ACTIVE_ACK else CLEARED_UNACK
             alarm.note(now, by or f"rule:{rule}", "cleared")
-            self._transitions.append((now, alarm.id))
+            self._transitions.append((now, alarm.id, _scope(alarm)))
             await self._close_if_done(alarm)
             await self._save(alarm)
             return alarm
@@ -440,15 +441,25 @@ class AlarmService:
         alarms = [alarm_from_entity(e) for e in reversed(page)]
         return [a for a in alarms if _visible(visible, a)], total
 
-    def figures(self, operators: int = 1, window_s: float = FIGURES_WINDOW_S) -> dict[str, Any]:
+    def figures(
+        self,
+        operators: int = 1,
+        window_s: float = FIGURES_WINDOW_S,
+        visible: Visibility | None = None,
+    ) -> dict[str, Any]:
         """The ISA-18.2 alarm-management figures over the last ``window_s`` (see
-        ``engine/alarm_figures.py``)."""
+        ``engine/alarm_figures.py``), of the alarms ``visible`` covers (None: all)."""
         now = self.clock()
         self._forget(now - max(window_s, FIGURES_WINDOW_S))
+        since = now - window_s
+
+        def shown(scope: EntityScope) -> bool:
+            return visible is None or visible.covers(*scope)
+
         return alarm_figures(
-            [a for a in self._annunciations if a.at >= now - window_s],
-            [t for t in self._transitions if t[0] >= now - window_s],
-            [a for a in self._open.values() if a.state in ACTIVE_STATES],
+            [a for a in self._annunciations if a.at >= since and shown(a.scope)],
+            [(at, i) for at, i, scope in self._transitions if at >= since and shown(scope)],
+            [a for a in self._open.values() if a.state in ACTIVE_STATES and _visible(visible, a)],
             now=now,
             window_s=window_s,
             operators=operators,
@@ -516,21 +527,25 @@ class AlarmService:
         return lock
 
     def _annunciate(self, alarm: Alarm, now: float) -> None:
-        self._annunciations.append(Annunciation(now, alarm.rule, alarm.source, alarm.severity))
-        self._transitions.append((now, alarm.id))
+        scope = _scope(alarm)
+        self._annunciations.append(
+            Annunciation(now, alarm.rule, alarm.source, alarm.severity, scope)
+        )
+        self._transitions.append((now, alarm.id, scope))
 
     def _remember_log(self, alarm: Alarm, since: float) -> None:
         """Feed the figures with a stored alarm's raises and clears since ``since``."""
+        scope = _scope(alarm)
         for entry in alarm.log:
             at = parse_instant(entry["at"], "at", bounded=False)
             if at < since:
                 continue
             if entry["action"] in ("raised", "raised again"):
                 self._annunciations.append(
-                    Annunciation(at, alarm.rule, alarm.source, alarm.severity)
+                    Annunciation(at, alarm.rule, alarm.source, alarm.severity, scope)
                 )
             if entry["action"] in ("raised", "raised again", "cleared"):
-                self._transitions.append((at, alarm.id))
+                self._transitions.append((at, alarm.id, scope))
 
     def _forget(self, before: float) -> None:
         while self._annunciations and self._annunciations[0].at < before:
@@ -549,11 +564,14 @@ class AlarmService:
         await self.broker.bus.publish(ALARMS_CHANGED, {"alarms": [alarm.to_json()]})
 
 
+def _scope(alarm: Alarm) -> EntityScope:
+    """What decides who sees an alarm: its source's type, municipality and department."""
+    return (alarm.source_type or ALARM_TYPE, alarm.municipality, alarm.department)
+
+
 def _visible(visible: Visibility | None, alarm: Alarm) -> bool:
-    """Whether the caller may see the alarm: its source's type, municipality, department."""
-    if visible is None:
-        return True
-    return visible.covers(alarm.source_type or ALARM_TYPE, alarm.municipality, alarm.department)
+    """Whether the caller may see the alarm (None: no restriction)."""
+    return visible is None or visible.covers(*_scope(alarm))
 
 
 def _text(value: Any, where: str) -> str:

@@ -52,6 +52,7 @@ from citypilot.engine.timers import start_ticker, stop_ticker
 from citypilot.model.errors import BadRequestData, ResourceNotFound
 from citypilot.model.ids import check_entity_id
 from citypilot.model.timeutil import format_instant, parse_instant
+from citypilot.security.scopes import Visibility
 from citypilot.store.base import DeadLetter, HistoryQuery
 from citypilot.store.commands import CommandLog, CommandRow, TransitionRow
 
@@ -354,14 +355,16 @@ class CommandService:
         since: float | None = None,
         limit: int = 50,
         offset: int = 0,
+        scope: Visibility | None = None,
     ) -> tuple[list[Command], int]:
-        """Commands newest first (changed at or after ``since``), and how many match."""
+        """Commands newest first (changed at or after ``since``), and how many match;
+        with ``scope``, only those of entities it covers."""
         for state in states or ():
             if state not in STATES:
                 raise BadRequestData(
                     f"state {state[:40]!r} is not one of {', '.join(STATES)}", "state"
                 )
-        rows, total = await self.log.query(entity_id, states, since, limit, offset)
+        rows, total = await self.log.query(entity_id, states, since, limit, offset, scope)
         return [self._active.get(r.id) or Command.from_doc(r.doc) for r in rows], total
 
     async def desired(self, entity_id: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from citypilot.security.scopes import Visibility
 from citypilot.store.postgres import PostgresStore
 from citypilot.store.sqlite import SQLiteStore
 
@@ -67,8 +68,10 @@ class CommandLog(Protocol):
         since: float | None,
         limit: int,
         offset: int,
+        scope: Visibility | None = None,
     ) -> tuple[list[CommandRow], int]:
-        """Commands newest first, filtered, and how many match."""
+        """Commands newest first, filtered, and how many match; with ``scope``, only
+        commands of existing entities it covers."""
 
     async def transitions(self, command_id: str) -> list[TransitionRow]:
         """Every transition of a command, oldest first."""
@@ -123,9 +126,14 @@ def _dump(value: Any) -> str:
 
 
 def _filters(
-    entity_id: str | None, states: Collection[str] | None, since: float | None, mark: str
+    entity_id: str | None,
+    states: Collection[str] | None,
+    since: float | None,
+    scope: Visibility | None,
+    mark: str,
 ) -> tuple[str, list[Any]]:
-    where, args = [], []
+    where: list[str] = []
+    args: list[Any] = []
     if entity_id is not None:
         where.append(f"entity_id = {mark}")
         args.append(entity_id)
@@ -135,6 +143,13 @@ def _filters(
     if since is not None:
         where.append(f"updated_at >= {mark}")
         args.append(since)
+    if scope is not None:
+        condition, params = scope.sql(mark)
+        where.append(
+            "EXISTS (SELECT 1 FROM entity_keys k JOIN entities e ON e.eid = k.eid"
+            f" WHERE k.id = commands.entity_id AND {condition})"
+        )
+        args.extend(params)
     return (" WHERE " + " AND ".join(where)) if where else "", args
 
 
@@ -204,9 +219,11 @@ class SQLiteCommandLog:
         since: float | None,
         limit: int,
         offset: int,
+        scope: Visibility | None = None,
     ) -> tuple[list[CommandRow], int]:
-        """Commands newest first, filtered, and how many match."""
-        where, args = _filters(entity_id, states, since, "?")
+        """Commands newest first, filtered, and how many match; with ``scope``, only
+        commands of existing entities it covers."""
+        where, args = _filters(entity_id, states, since, scope, "?")
 
         def run(conn: sqlite3.Connection) -> tuple[list[CommandRow], int]:
             total = conn.execute(f"SELECT count(*) FROM commands{where}", args).fetchone()[0]
@@ -318,9 +335,11 @@ class PostgresCommandLog:
         since: float | None,
         limit: int,
         offset: int,
+        scope: Visibility | None = None,
     ) -> tuple[list[CommandRow], int]:
-        """Commands newest first, filtered, and how many match."""
-        where, args = _filters(entity_id, states, since, "%s")
+        """Commands newest first, filtered, and how many match; with ``scope``, only
+        commands of existing entities it covers."""
+        where, args = _filters(entity_id, states, since, scope, "%s")
         async with self.store.pool.connection() as conn:
             cur = await conn.execute(f"SELECT count(*) FROM commands{where}", args)
             total = (await cur.fetchone())[0]
