@@ -14,6 +14,7 @@ from rich.table import Table
 
 from citypilot.cli_secrets import add_secret_options, read_secret
 from citypilot.config import Settings
+from citypilot.security.mqtt_devices import dynamic_security
 from citypilot.security.roles import ROLES
 
 console = Console(stderr=True)
@@ -115,8 +116,10 @@ def devices_add(args: argparse.Namespace, settings: Settings) -> int:
         {"entities": args.entity or [], "type": args.type, "municipality": args.municipality},
         "--entity/--type/--municipality",
     )
+    mqtt = dynamic_security(settings)
     key = _on_store(
-        settings, lambda store: accounts.add_device(store, _actor(), args.name, binding)
+        settings,
+        lambda store: accounts.add_device(store, _actor(), args.name, binding, mqtt=mqtt),
     )
     if binding.is_open:
         console.print("[yellow]Not bound: this key may write any entity.[/]")
@@ -142,7 +145,10 @@ def devices_rotate(args: argparse.Namespace, settings: Settings) -> int:
     """A new key for a device gateway; the old one stops working at once."""
     from citypilot.security import accounts
 
-    key = _on_store(settings, lambda store: accounts.rotate_device(store, _actor(), args.name))
+    mqtt = dynamic_security(settings)
+    key = _on_store(
+        settings, lambda store: accounts.rotate_device(store, _actor(), args.name, mqtt=mqtt)
+    )
     _print_key(args.name, key)
     return 0
 
@@ -151,8 +157,42 @@ def devices_revoke(args: argparse.Namespace, settings: Settings) -> int:
     """Remove a device gateway; its key stops working at once."""
     from citypilot.security import accounts
 
-    _on_store(settings, lambda store: accounts.revoke_device(store, _actor(), args.name))
+    mqtt = dynamic_security(settings)
+    _on_store(settings, lambda store: accounts.revoke_device(store, _actor(), args.name, mqtt=mqtt))
     console.print(f"Device [bold]{args.name}[/] revoked.")
+    return 0
+
+
+def devices_sync_mqtt(args: argparse.Namespace, settings: Settings) -> int:
+    """Make the MQTT broker's dynamic security agree with the store: every device's ACL
+    as its binding says now, no client of a revoked device, and the ingest client of
+    ``mqtt_url``. A device the broker has no client for is listed: rotate its key."""
+    from urllib.parse import unquote, urlsplit
+
+    mqtt = dynamic_security(settings)
+    if mqtt is None:
+        console.print("[red]mqtt_dynsec_url (CITYPILOT_MQTT_DYNSEC_URL) is not set.[/]")
+        return 2
+    ingest = None
+    if settings.mqtt_url:
+        parts = urlsplit(settings.mqtt_url)
+        if parts.username and parts.password:
+            ingest = (unquote(parts.username), unquote(parts.password))
+
+    async def sync(store: Any) -> Any:
+        scopes = await store.entity_scopes()
+        return await mqtt.sync(await store.list_devices(), scopes, ingest)
+
+    report = _on_store(settings, sync)
+    console.print(
+        f"MQTT broker: {len(report.updated)} roles written, {len(report.removed)} clients "
+        f"and roles removed."
+    )
+    for name in report.missing:
+        console.print(
+            f"[yellow]{name}: no MQTT client (its key is not kept): "
+            f"`citypilot devices rotate {name}` provisions it.[/]"
+        )
     return 0
 
 
@@ -195,6 +235,9 @@ def add_account_commands(sub: Any) -> None:
     devices.add_parser("list", help="every device and what it may write").set_defaults(
         func=devices_list
     )
+    devices.add_parser(
+        "sync-mqtt", help="make the MQTT broker's dynamic security agree with the store"
+    ).set_defaults(func=devices_sync_mqtt)
     for action, func, help_ in (
         ("rotate", devices_rotate, "a new key; the old one stops working at once"),
         ("revoke", devices_revoke, "remove the device; its key stops working at once"),

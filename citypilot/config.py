@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     mqtt_url: str | None = Field(None, description="e.g. mqtt://127.0.0.1:1883; None: no MQTT")
     mqtt_topic_root: str = "citypilot"
+    mqtt_dynsec_url: str | None = Field(
+        None,
+        description="mqtt://admin:password@host:port of Mosquitto's dynamic security "
+        "plugin: each device key becomes an MQTT client bound like its HTTP key; None: not",
+    )
     jwt_secret: str | None = Field(None, description="Token signing key; kept in data_dir if unset")
     token_ttl_s: int = Field(15 * 60, ge=60, le=24 * 3600, description="Access token lifetime")
     refresh_ttl_s: int = Field(

@@ -16,6 +16,7 @@ from citypilot.api.openapi import answer, array_of, json_body, problem
 from citypilot.model.errors import BadRequestData
 from citypilot.security import accounts
 from citypilot.security.devices import Device, binding_from_json
+from citypilot.security.mqtt_devices import dynamic_security
 from citypilot.security.roles import ROLES
 from citypilot.security.scopes import grant_from_json
 from citypilot.store.base import Account
@@ -249,7 +250,12 @@ async def create_device(request: Request, city: CityDep, who: Admin) -> Response
     name = _string(doc, "name") or ""
     binding = binding_from_json(doc.get("binding"))
     key = await accounts.add_device(
-        city.broker.store, who.name, name, binding, client_address(request.scope)
+        city.broker.store,
+        who.name,
+        name,
+        binding,
+        client_address(request.scope),
+        dynamic_security(city.settings),
     )
     return _json({"name": name, "key": key, "binding": binding.to_json()}, 201)
 
@@ -279,7 +285,14 @@ async def rotate_device(name: str, request: Request, city: CityDep, who: Admin) 
         if reason is not None and len(reason) > 500:
             raise BadRequestData("reason has at most 500 characters", "reason")
     store = city.broker.store
-    key = await accounts.rotate_device(store, who.name, name, client_address(request.scope), reason)
+    key = await accounts.rotate_device(
+        store,
+        who.name,
+        name,
+        client_address(request.scope),
+        reason,
+        dynamic_security(city.settings),
+    )
     device = next(d for d in await store.list_devices() if d.name == name)
     return _json({"name": name, "key": key, "binding": device.binding.to_json()})
 
@@ -288,5 +301,11 @@ async def rotate_device(name: str, request: Request, city: CityDep, who: Admin) 
 async def revoke_device(name: str, request: Request, city: CityDep, who: Admin) -> Response:
     """Remove the device; its key is refused from this moment."""
     require_metropole_admin(who, "device management")
-    await accounts.revoke_device(city.broker.store, who.name, name, client_address(request.scope))
+    await accounts.revoke_device(
+        city.broker.store,
+        who.name,
+        name,
+        client_address(request.scope),
+        dynamic_security(city.settings),
+    )
     return Response(status_code=204)

@@ -16,6 +16,7 @@ from dataclasses import replace
 from citypilot.model.errors import AlreadyExists, BadRequestData, ResourceNotFound
 from citypilot.security import audit
 from citypilot.security.devices import UNBOUND, Device, DeviceBinding
+from citypilot.security.mqtt_devices import DynamicSecurity, scopes_for
 from citypilot.security.password_policy import check_password
 from citypilot.security.passwords import hash_password
 from citypilot.security.roles import ROLES
@@ -138,14 +139,19 @@ async def add_device(
     name: str,
     binding: DeviceBinding = UNBOUND,
     client: str | None = None,
+    mqtt: DynamicSecurity | None = None,
 ) -> str:
-    """Register a new device gateway; its key, generated here and returned once."""
+    """Register a new device gateway; its key, generated here and returned once. With
+    ``mqtt``, the key is made an MQTT client of the broker first (nothing is stored if
+    the broker refuses)."""
     _check_name(name, "name")
     if any(d.name == name for d in await store.list_devices()):
         raise AlreadyExists(
             f"the device {name!r} exists already: rotate its key or revoke it first", "name"
         )
     key = new_device_key()
+    if mqtt is not None:
+        await mqtt.put_device(name, key, binding, await scopes_for(store, binding))
     await store.put_device_key(name, hash_device_key(key), binding)
     await audit.record(
         store, actor, "device.add", target=name, client=client, after=binding.to_json()
@@ -154,20 +160,37 @@ async def add_device(
 
 
 async def rotate_device(
-    store: Store, actor: str, name: str, client: str | None = None, reason: str | None = None
+    store: Store,
+    actor: str,
+    name: str,
+    client: str | None = None,
+    reason: str | None = None,
+    mqtt: DynamicSecurity | None = None,
 ) -> str:
-    """A new key for a device gateway (same binding); the old key stops working at once."""
+    """A new key for a device gateway (same binding); the old key stops working at once,
+    on the MQTT broker too with ``mqtt`` (its connection is closed)."""
     device = await _device(store, name)
     key = new_device_key()
+    if mqtt is not None:
+        await mqtt.put_device(name, key, device.binding, await scopes_for(store, device.binding))
     await store.put_device_key(name, hash_device_key(key), device.binding)
     detail = {"reason": reason} if reason else None
     await audit.record(store, actor, "device.rotate", target=name, client=client, detail=detail)
     return key
 
 
-async def revoke_device(store: Store, actor: str, name: str, client: str | None = None) -> None:
-    """Remove a device gateway; its key stops working at once."""
+async def revoke_device(
+    store: Store,
+    actor: str,
+    name: str,
+    client: str | None = None,
+    mqtt: DynamicSecurity | None = None,
+) -> None:
+    """Remove a device gateway; its key stops working at once, on the MQTT broker too
+    with ``mqtt`` (removed there first: nothing changes if the broker cannot be told)."""
     device = await _device(store, name)
+    if mqtt is not None:
+        await mqtt.remove_device(name)
     await store.delete_device(name)
     await audit.record(
         store, actor, "device.revoke", target=name, client=client, before=device.binding.to_json()

@@ -45,9 +45,7 @@ class GeoQuery:
     ``overlaps`` and ``equals`` as in the OGC simple features.
     """
 
-    georel: Literal[
-        "near", "within", "contains", "intersects", "disjoint", "overlaps", "equals"
-    ]
+    georel: Literal["near", "within", "contains", "intersects", "disjoint", "overlaps", "equals"]
     geometry: dict[str, Any]
     #: A box that contains every possible match (the index pre-filter); None when
     #: matches may lie anywhere (``disjoint``, ``near`` with a minimum distance only).

@@ -363,7 +363,6 @@ class _Tx:
                 self.store._refs[entity_id] = ref
 
 
-
 #: The PostGIS test of each georel that compares shapes: (entity geometry, query geometry).
 _GEO_TESTS = {
     "within": "ST_CoveredBy",
@@ -395,8 +394,7 @@ def _geo_conditions(geo: GeoQuery, params: list[Any]) -> list[str]:
             params.extend((lon, lat, geo.min_distance))
         return conditions
     conditions.append(
-        f"{_GEO_TESTS[geo.georel]}(e.geom,"
-        " ST_Force2D(ST_SetSRID(ST_GeomFromGeoJSON(%s), 4326)))"
+        f"{_GEO_TESTS[geo.georel]}(e.geom, ST_Force2D(ST_SetSRID(ST_GeomFromGeoJSON(%s), 4326)))"
     )
     params.append(orjson.dumps(geo.geometry).decode())
     return conditions
