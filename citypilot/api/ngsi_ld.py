@@ -2,33 +2,40 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from citypilot.api.access import holds_personal, masker, require_entity, write_guard
 from citypilot.api.body import read_json
-from citypilot.api.deps import CityDep, Operator, Viewer, access
+from citypilot.api.deps import City, CityDep, Operator, Viewer, access
 from citypilot.api.openapi import (
     ATTRS_RESULT_SCHEMA,
     BATCH_RESULT_SCHEMA,
     ENTITY_OUT_SCHEMA,
     ENTITY_SCHEMA,
     FRAGMENT_SCHEMA,
+    PROJECTED_ENTITY_SCHEMA,
+    QUERY_SCHEMA,
     answer,
     array_of,
     created,
     json_body,
 )
-from citypilot.api.selection import Selection
+from citypilot.api.paging import Offset, page_links
+from citypilot.api.projection import Projection, parse_projection, project_body
+from citypilot.api.query_body import read_query_body
+from citypilot.api.selection import MAX_LIMIT, Selection
 from citypilot.api.uri_paths import uri_segment
 from citypilot.broker import BatchResult
 from citypilot.model.entity import CORE_CONTEXT, Entity
 from citypilot.model.errors import ResourceNotFound
 from citypilot.model.ids import check_entity_id
+from citypilot.security.tokens import Principal
+from citypilot.store.base import EntityQuery
 from citypilot.store.common import scope_of_entity
 
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["NGSI-LD"])
@@ -42,9 +49,9 @@ def _json(
     headers: dict[str, str] | None = None,
     media_type: str = "application/json",
 ) -> Response:
-    return Response(
-        orjson.dumps(body), status, {"Link": LINK, **(headers or {})}, media_type=media_type
-    )
+    extra = dict(headers or {})
+    links = ", ".join(v for v in (LINK, extra.pop("Link", "")) if v)
+    return Response(orjson.dumps(body), status, {"Link": links, **extra}, media_type=media_type)
 
 
 def _options(options: str | None) -> set[str]:
@@ -135,7 +142,7 @@ async def create_entity(request: Request, city: CityDep, who: Operator) -> Respo
 @router.get(
     "/entities",
     summary="Query entities",
-    responses=answer(200, "A page of entities", array_of(ENTITY_OUT_SCHEMA)),
+    responses=answer(200, "A page of entities", array_of(PROJECTED_ENTITY_SCHEMA)),
 )
 async def query_entities(
     request: Request,
@@ -144,24 +151,67 @@ async def query_entities(
     selection: Selection,
     attrs: str | None = None,
     options: str | None = None,
+    pick: str | None = None,
+    omit: str | None = None,
 ) -> Response:
-    """Entities by type, id, attribute query and geo-query, paged with limit and offset."""
-    query = replace(
-        selection,
-        count=selection.count or "count" in _options(options),
-        scope=access(city, who, "viewer"),
+    """Entities by type, id, attribute query and geo-query, paged with limit and offset
+    (``Link`` to the previous and next pages); ``pick``/``omit`` choose their members."""
+    query = replace(selection, count=selection.count or "count" in _options(options))
+    page = await _page(request, city, who, query, options, attrs)
+    return page.answer(parse_projection(pick, omit), link_pages=True)
+
+
+@dataclass(frozen=True)
+class _Page:
+    """A page of a query's entities, rendered, with what its headers need."""
+
+    request: Request
+    query: EntityQuery
+    body: Any
+    media: str
+    returned: int
+    total: int | None
+    more: bool
+
+    def answer(self, projection: Projection | None = None, link_pages: bool = False) -> Response:
+        """The response: the body projected, ``NGSILD-Results-Count`` when counted and
+        (``link_pages``) ``Link`` to the neighbouring pages."""
+        headers = {"NGSILD-Results-Count": str(self.total)} if self.total is not None else {}
+        links = page_links(
+            self.request, self.query.offset, self.query.limit, self.returned, self.total, self.more
+        )
+        if link_pages and links:
+            headers["Link"] = links
+        body = project_body(self.body, projection, self.media == GEOJSON)
+        return _json(body, headers=headers, media_type=self.media)
+
+
+async def _page(
+    request: Request,
+    city: City,
+    who: Principal,
+    query: EntityQuery,
+    options: str | None,
+    attrs: str | None,
+) -> _Page:
+    """The page of entities the query selects within the caller's scopes, rendered."""
+    query = replace(query, scope=access(city, who, "viewer"))
+    # one more than the page, so that a next link is only given where a next page is
+    peek = query.limit > 0 and not query.count
+    entities, total = await city.broker.store.query_entities(
+        replace(query, limit=query.limit + 1) if peek else query
     )
-    entities, total = await city.broker.store.query_entities(query)
+    more = len(entities) > query.limit
+    entities = entities[: query.limit]
     masked = masker(city, who)
     body, media = _render([masked(e) for e in entities], request, options, attrs)
-    headers = {"NGSILD-Results-Count": str(total)} if total is not None else None
-    return _json(body, headers=headers, media_type=media)
+    return _Page(request, query, body, media, len(entities), total, more)
 
 
 @router.get(
     "/entities/{entity_id:uri}",
     summary="Read an entity",
-    responses=answer(200, "The entity", ENTITY_OUT_SCHEMA),
+    responses=answer(200, "The entity", PROJECTED_ENTITY_SCHEMA),
 )
 async def get_entity(
     request: Request,
@@ -170,9 +220,18 @@ async def get_entity(
     who: Viewer,
     attrs: str | None = None,
     options: str | None = None,
+    pick: str | None = None,
+    omit: str | None = None,
 ) -> Response:
-    """One entity, normalised or (``options=keyValues``) concise."""
-    plain = attrs is None and options is None and GEOJSON not in request.headers.get("accept", "")
+    """One entity, normalised or (``options=keyValues``) concise; ``pick``/``omit``
+    choose its members."""
+    projection = parse_projection(pick, omit)
+    plain = (
+        attrs is None
+        and options is None
+        and projection is None
+        and GEOJSON not in request.headers.get("accept", "")
+    )
     cache = request.app.state.entity_cache
     see = access(city, who, "viewer")
     if plain:
@@ -192,7 +251,8 @@ async def get_entity(
         if not holds_personal(city, entity):
             cache.put(entity_id, rendered, scope)
         return Response(rendered, headers={"Link": LINK}, media_type=media)
-    return _json(body["features"][0] if media == GEOJSON else body[0], media_type=media)
+    one = body["features"][0] if media == GEOJSON else body[0]
+    return _json(project_body(one, projection, media == GEOJSON), media_type=media)
 
 
 @router.delete("/entities/{entity_id:uri}", status_code=204, summary="Delete an entity")
@@ -276,6 +336,30 @@ async def delete_attr(entity_id: str, attr: str, city: CityDep, who: Operator) -
     await require_entity(city, who, entity_id, "operator")
     await city.broker.delete_attr(entity_id, attr)
     return Response(status_code=204)
+
+
+@router.post(
+    "/entityOperations/query",
+    summary="Query entities with a Query document",
+    responses=answer(200, "A page of entities", array_of(ENTITY_OUT_SCHEMA)),
+    openapi_extra=json_body(QUERY_SCHEMA),
+)
+async def query_by_document(
+    request: Request,
+    city: CityDep,
+    who: Viewer,
+    limit: Annotated[int, Query(ge=0, le=MAX_LIMIT)] = 20,
+    offset: Offset = 0,
+    count: bool = False,
+    options: str | None = None,
+) -> Response:
+    """The entities a ``Query`` body selects (entities, attrs, q, geoQ), as ``GET /entities``
+    answers them: paged by ``limit``/``offset``, counted with ``count=true``."""
+    doc = await read_json(request, city.settings.max_body_bytes)
+    counted = count or "count" in _options(options)
+    asked = await read_query_body(doc, city, limit, offset, counted)
+    page = await _page(request, city, who, asked.query, options, asked.attrs)
+    return page.answer()
 
 
 @router.post(

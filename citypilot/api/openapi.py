@@ -54,6 +54,45 @@ FRAGMENT_SCHEMA: dict[str, Any] = {
     "additionalProperties": _ATTRIBUTE,
     "example": {"powerState": {"type": "Property", "value": "off"}},
 }
+QUERY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {
+        "type": {"const": "Query"},
+        "entities": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "idPattern": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+                "additionalProperties": False,
+            },
+        },
+        "attrs": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+        "q": {"type": "string"},
+        "geoQ": {
+            "type": "object",
+            "properties": {
+                "geometry": {"type": "string"},
+                "coordinates": {"type": ["array", "string"]},
+                "georel": {"type": "string"},
+                "geoproperty": {"type": "string"},
+            },
+        },
+        "@context": {"description": "optional; the bundled core context is used"},
+    },
+    "additionalProperties": False,
+    "example": {
+        "type": "Query",
+        "entities": [{"type": "Streetlight"}],
+        "q": 'powerState=="on"',
+        "attrs": ["powerState"],
+    },
+}
 OBSERVATION_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["id", "type", "observedAt", "attrs"],
@@ -194,6 +233,12 @@ DEAD_LETTERS_SCHEMA: dict[str, Any] = {
 ENTITY_OUT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["id", "type"],
+    "properties": {"id": _STRING, "type": _STRING},
+}
+#: An entity as ``pick`` and ``omit`` shape it: its id and type only where they kept them.
+PROJECTED_ENTITY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "id and type are there unless pick or omit left them out",
     "properties": {"id": _STRING, "type": _STRING},
 }
 
