@@ -150,6 +150,20 @@ class Settings(BaseSettings):
         default_factory=dict, description='Raw history days per type ("*": the others)'
     )
     retention_interval_s: int = Field(3600, ge=60, description="Pause between retention runs")
+    # -- JSON-LD @contexts of the NGSI-LD API (api/ldcontexts.py) --
+    jsonld_remote_contexts: bool = Field(
+        False, description="Fetch a remote @context a request names (else 503 for an unknown one)"
+    )
+    jsonld_fetch_timeout_s: float = Field(
+        3.0, gt=0, le=60, description="Longest wait for a remote @context"
+    )
+    jsonld_max_context_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest remote @context document"
+    )
+    # -- anonymous reads (api/public.py) --
+    public_read_types: list[str] = Field(
+        default_factory=list, description="Entity types anyone may read without a credential"
+    )
 
     @field_validator("jwt_secret")
     @classmethod

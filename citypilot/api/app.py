@@ -24,6 +24,7 @@ from citypilot.api import (
     history,
     incidents,
     ingest,
+    ldcontexts,
     mapdata,
     modes,
     ngsi_ld,
@@ -39,6 +40,8 @@ from citypilot.api.context import router as context_router
 from citypilot.api.deps import City
 from citypilot.api.entity_cache import EntityCache
 from citypilot.api.explorer import install_explorer
+from citypilot.api.jsonld import JsonLdEdge
+from citypilot.api.ldcontexts import open_contexts
 from citypilot.api.openapi import install_openapi
 from citypilot.api.problems import install_problem_handlers
 from citypilot.api.scope_index import ScopeIndex
@@ -55,6 +58,7 @@ from citypilot.model.types import TypeRegistry
 from citypilot.model.types_file import load_types_file
 from citypilot.ops.closures import ClosureBook
 from citypilot.ops.routing import open_routing
+from citypilot.security.public import check_public_types
 from citypilot.store.factory import open_store
 
 log = logging.getLogger(__name__)
@@ -216,11 +220,13 @@ def create_app(settings: Settings, on_ready: Callable[[City, bool], None] | None
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with running_city(settings) as city:
+            check_public_types(settings.public_read_types, city.broker.registry)
             app.state.city = city
             scopes = ScopeIndex()
             await scopes.load(city.broker.store)
             app.state.hub = stream.StreamHub(city.broker.bus, scopes)
             app.state.entity_cache = EntityCache(city.broker.bus)
+            app.state.ld_contexts = await open_contexts(city.settings, city.broker.store)
             metrics.WEBSOCKET_CLIENTS.set_function(lambda: len(app.state.hub.subscribers))
             app.state.routing = city.routing
             notifier = subscriptions.start_notifier(app, city)
@@ -259,6 +265,8 @@ def create_app(settings: Settings, on_ready: Callable[[City, bool], None] | None
         retry_after_s=settings.overload_retry_after_s,
     )
     app.add_middleware(UriSegments)
+    # outside UriSegments: a name it expands travels as one encoded segment too
+    app.add_middleware(JsonLdEdge)
     app.add_middleware(NgsiTrailingSlash)
     for router in (
         accounts.router,
@@ -276,6 +284,7 @@ def create_app(settings: Settings, on_ready: Callable[[City, bool], None] | None
         admin.router,
         mapdata.router,
         context_router,
+        ldcontexts.router,
         open311.router,
         service_requests.router,
         incidents.router,

@@ -54,7 +54,8 @@ def parse_json(body: bytes, max_depth: int | None = DEFAULT_MAX_DEPTH) -> Any:
 
 async def read_json(request: Request, limit: int) -> Any:
     """Read and parse a JSON or JSON-LD body (415 for any other content type), nesting
-    at most ``max_json_depth`` levels (the setting)."""
+    at most ``max_json_depth`` levels (the setting); an NGSI-LD body is checked against
+    its content type and its terms expanded (``api.jsonld.ld_body``)."""
     kind = media_type(request)
     if kind not in JSON_TYPES:
         raise UnsupportedMediaType(
@@ -62,7 +63,12 @@ async def read_json(request: Request, limit: int) -> Any:
             "Content-Type",
         )
     depth = request.app.state.city.settings.max_json_depth
-    return parse_json(await read_body(request, limit), depth)
+    doc = parse_json(await read_body(request, limit), depth)
+    if request.url.path.startswith("/ngsi-ld/"):
+        from citypilot.api.jsonld import ld_body
+
+        doc = await ld_body(request, doc)
+    return doc
 
 
 async def read_object(request: Request, limit: int, fields: frozenset[str], what: str) -> dict:

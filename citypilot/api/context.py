@@ -1,25 +1,23 @@
 """The bundled NGSI-LD core @context, served locally so nothing is fetched from the internet.
 
-It holds the core terms CityPilot emits (from ETSI GS CIM 009 core context v1.8);
-responses link to it in their ``Link`` header.
+It is the official ``ngsi-ld-core-context-v1.8.jsonld`` as ETSI publishes it at
+``https://uri.etsi.org/ngsi-ld/v1/``; requests naming that URL (or this path) are read
+with the bundled copy (``model.ldcontext``), never with a download.
 """
 
 from __future__ import annotations
-
-from importlib.resources import files
 
 from fastapi import APIRouter
 from starlette.responses import Response
 
 from citypilot.api.openapi import answer
+from citypilot.model.ldcontext import CORE_BYTES, LOCAL_CORE_PATH
 
 router = APIRouter(tags=["NGSI-LD"])
-CONTEXT_FILE = "ngsi-ld-core-context-v1.8.jsonld"
-_BODY = (files("citypilot.model") / "contexts" / CONTEXT_FILE).read_bytes()
 
 
 @router.get(
-    f"/ngsi-ld/v1/contexts/{CONTEXT_FILE}",
+    LOCAL_CORE_PATH,
     summary="The NGSI-LD core @context",
     response_class=Response,
     responses=answer(200, "The @context document", media="application/ld+json"),
@@ -27,5 +25,7 @@ _BODY = (files("citypilot.model") / "contexts" / CONTEXT_FILE).read_bytes()
 async def core_context() -> Response:
     """Public: the bundled core @context document."""
     return Response(
-        _BODY, media_type="application/ld+json", headers={"Cache-Control": "public, max-age=86400"}
+        CORE_BYTES,
+        media_type="application/ld+json",
+        headers={"Cache-Control": "public, max-age=86400"},
     )

@@ -18,6 +18,7 @@ from citypilot.publish.gtfs_static import StaticFeed
 from citypilot.security.login_limits import Limit, LoginLimiter
 from citypilot.security.oidc import OidcVerifier, group_grants, is_external
 from citypilot.security.passwords import HashSlots
+from citypilot.security.public import ANONYMOUS, is_anonymous, public_visibility
 from citypilot.security.roles import role_allows
 from citypilot.security.scopes import (
     TypePolicy,
@@ -201,21 +202,33 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
+async def _person(request: Request, role: str) -> Principal:
+    """The person behind the request's bearer token, if their role allows ``role``."""
+    principal = await principal_from_token(city_of(request), _bearer(request))
+    request.state.principal = principal  # who is calling, for the audit log
+    if not role_allows(principal.role, role):
+        raise Forbidden(f"this needs the role {role!r}; {principal.name!r} is {principal.role!r}")
+    return principal
+
+
 def require_role(role: str):
     """A dependency that admits people whose role allows ``role``."""
 
     @gate(role, BEARER)
     async def dependency(request: Request) -> Principal:
-        city = city_of(request)
-        principal = await principal_from_token(city, _bearer(request))
-        request.state.principal = principal  # who is calling, for the audit log
-        if not role_allows(principal.role, role):
-            raise Forbidden(
-                f"this needs the role {role!r}; {principal.name!r} is {principal.role!r}"
-            )
-        return principal
+        return await _person(request, role)
 
     return Depends(dependency)
+
+
+@gate("viewer", BEARER)
+async def viewer_or_public(request: Request) -> Principal:
+    """Admit a person with the viewer role or, where the city opened reads of some
+    types (``public_read_types``), a caller without any credential, as ANONYMOUS."""
+    if city_of(request).settings.public_read_types and "authorization" not in request.headers:
+        request.state.principal = ANONYMOUS
+        return ANONYMOUS
+    return await _person(request, "viewer")
 
 
 # -- authorization: what the caller's grants cover ------------------------------
@@ -227,8 +240,11 @@ def require_metropole_admin(who: Principal, what: str) -> None:
 
 
 def access(city: City, principal: Principal, needed: str) -> Visibility:
-    """The entities ``principal`` may see (``viewer``) or change (``operator``)."""
+    """The entities ``principal`` may see (``viewer``) or change (``operator``); an
+    anonymous caller sees the public types only (``security.public``)."""
     policy = TypePolicy.of(city.broker.registry)
+    if is_anonymous(principal):
+        return public_visibility(city.settings.public_read_types, policy, needed)
     return visibility(principal.role, principal.grants, needed, policy)
 
 
@@ -267,6 +283,8 @@ async def device_or_operator(request: Request) -> Principal:
 
 
 Viewer = Annotated[Principal, require_role("viewer")]
+#: a viewer, or an anonymous caller where the city made some types public
+Reader = Annotated[Principal, Depends(viewer_or_public)]
 Operator = Annotated[Principal, require_role("operator")]
 Admin = Annotated[Principal, require_role("admin")]
 Ingestor = Annotated[Principal, Depends(device_or_operator)]

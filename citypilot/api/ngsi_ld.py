@@ -11,7 +11,8 @@ from starlette.responses import Response
 
 from citypilot.api.access import holds_personal, masker, require_entity, write_guard
 from citypilot.api.body import read_json
-from citypilot.api.deps import City, CityDep, Operator, Viewer, access
+from citypilot.api.deps import City, CityDep, Operator, Reader, Viewer, access
+from citypilot.api.jsonld import CORE_LINK
 from citypilot.api.openapi import (
     ATTRS_RESULT_SCHEMA,
     BATCH_RESULT_SCHEMA,
@@ -31,7 +32,7 @@ from citypilot.api.query_body import read_query_body
 from citypilot.api.selection import MAX_LIMIT, Selection
 from citypilot.api.uri_paths import uri_segment
 from citypilot.broker import BatchResult
-from citypilot.model.entity import CORE_CONTEXT, Entity
+from citypilot.model.entity import Entity
 from citypilot.model.errors import ResourceNotFound
 from citypilot.model.ids import check_entity_id
 from citypilot.security.tokens import Principal
@@ -40,7 +41,7 @@ from citypilot.store.common import scope_of_entity
 
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["NGSI-LD"])
 GEOJSON = "application/geo+json"
-LINK = f'<{CORE_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+LINK = CORE_LINK
 
 
 def _json(
@@ -147,7 +148,7 @@ async def create_entity(request: Request, city: CityDep, who: Operator) -> Respo
 async def query_entities(
     request: Request,
     city: CityDep,
-    who: Viewer,
+    who: Reader,
     selection: Selection,
     attrs: str | None = None,
     options: str | None = None,
@@ -217,7 +218,7 @@ async def get_entity(
     request: Request,
     entity_id: str,
     city: CityDep,
-    who: Viewer,
+    who: Reader,
     attrs: str | None = None,
     options: str | None = None,
     pick: str | None = None,

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
 
 from citypilot.api.access import mask_values, may_see_history
-from citypilot.api.deps import CityDep, Viewer, access
+from citypilot.api.deps import CityDep, Reader, access
 from citypilot.api.ngsi_ld import LINK
 from citypilot.api.openapi import answer, array_of
 from citypilot.api.selection import Selection
@@ -192,7 +192,7 @@ def _respond(body: Any, renderer: _Renderer, extra: dict[str, str] | None = None
 )
 async def query_temporal(
     city: CityDep,
-    who: Viewer,
+    who: Reader,
     params: Temporal,
     selection: Selection,
     attrs: str | None = None,
@@ -229,7 +229,7 @@ async def query_temporal(
 async def retrieve_temporal(
     entity_id: str,
     city: CityDep,
-    who: Viewer,
+    who: Reader,
     params: Temporal,
     attrs: str | None = None,
 ) -> Response:

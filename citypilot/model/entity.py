@@ -16,7 +16,7 @@ from citypilot.model.ids import check_entity_id, check_uri
 from citypilot.model.timeutil import MAX_FUTURE_SKEW_S, format_instant, parse_instant
 from citypilot.model.types import EntityType, TypeRegistry, check_value
 
-CORE_CONTEXT = "/ngsi-ld/v1/contexts/ngsi-ld-core-context-v1.8.jsonld"
+CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
 _RESERVED = frozenset({"id", "type", "@context", "createdAt", "modifiedAt", "scope"})
 _SUB_ATTRS = frozenset(
     {"type", "value", "object", "observedAt", "unitCode", "createdAt", "modifiedAt"}
