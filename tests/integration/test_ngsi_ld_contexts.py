@@ -422,3 +422,19 @@ def test_a_remote_context_that_fails_or_hangs_is_503_not_a_hang(
     problem(missing, 503, "LdContextNotAvailable", "Link")
     body = problem(slow, 503, "LdContextNotAvailable", "Link")
     assert "Timeout" in body["detail"]
+
+
+def test_the_context_link_joins_the_page_links(city: Server):
+    ctx = hosted(city, LAMP_CONTEXT)
+    with city.client() as c:
+        for _ in range(2):
+            assert c.post(f"{NGSI}/entities", json=lamp(uid()), headers=link(ctx)).is_success
+        plain = c.get(f"{NGSI}/entities", params={"type": "Lamp", "limit": 1}, headers=link(ctx))
+        ld = c.get(
+            f"{NGSI}/entities",
+            params={"type": "Lamp", "limit": 1},
+            headers={**link(ctx), "Accept": LD},
+        )
+    assert plain.headers["link"].startswith(f'<{ctx}>; rel="{REL}"')
+    assert 'rel="next"' in plain.headers["link"]
+    assert REL not in ld.headers["link"] and 'rel="next"' in ld.headers["link"]
