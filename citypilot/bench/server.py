@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -33,9 +33,14 @@ def server_process(
 
 @contextlib.contextmanager
 def server_child(
-    data_dir: Path, extra_env: dict[str, str] | None = None, timeout: float = 60.0
+    data_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+    command: Sequence[str] = ("serve",),
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Like ``server_process``, yielding the child process too (to kill it)."""
+    """Like ``server_process``, yielding the child process too (to kill it); ``command``
+    is the ``citypilot`` command that serves (``("demo", "--scale", "1")`` for the demo
+    city with its live simulator)."""
     port = free_port()
     env = {
         **os.environ,
@@ -46,7 +51,7 @@ def server_child(
     # the server's log goes to a file, not a pipe: a chatty server never blocks on it
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "citypilot.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "citypilot.cli", *command, "--port", str(port)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,

@@ -132,17 +132,9 @@ class Dispatcher:
     ) -> list[Candidate]:
         """Rank ``units`` by travel time to the incident; NoRoute if none can reach it.
         The closed segments in ``passing`` (the incident's own cordon) may be driven."""
-        lon, lat = point_of(incident) or (0.0, 0.0)
-        net = routing.network
-        target, _ = net.nearest_node(lon, lat)
+        target = routing.network.nearest_node(*(point_of(incident) or (0.0, 0.0)))[0]
         times = routing.times_to(target, passing)
-        ix, iy = to_metric(lon, lat)
-        placed = []
-        for unit in units:
-            ulon, ulat = point_of(unit)  # type: ignore[misc]
-            node, _ = net.nearest_node(ulon, ulat)
-            ux, uy = to_metric(ulon, ulat)
-            placed.append((float(times[node]), node, unit, math.hypot(ux - ix, uy - iy)))
+        placed = [(float(times[node]), node, unit) for node, unit in _placed(routing, units)]
         reachable = sorted((p for p in placed if math.isfinite(p[0])), key=lambda p: p[0])
         if placed and not reachable:
             raise NoRoute(
@@ -150,13 +142,19 @@ class Dispatcher:
                 f"incident: road closures ({len(routing.closed_edges)} segments) isolate it",
                 "id",
             )
-        chosen = reachable[:count]
-        routes = routing.routes_to(target, [p[1] for p in chosen], passing)
-        return [
-            Candidate(unit, kind_of(unit), seconds, route, crow)
-            for (seconds, _, unit, crow), route in zip(chosen, routes, strict=True)
-            if route is not None
-        ]
+        chosen = [(node, unit) for _, node, unit in reachable[:count]]
+        return _candidates(routing, incident, target, chosen, passing)
+
+    @staticmethod
+    def routes_for(
+        routing: Routing, incident: Entity, units: list[Entity], passing: frozenset[int]
+    ) -> dict[str, Candidate]:
+        """The route of each of ``units`` to the incident (a unit no open road leads from
+        is left out): the searches stop at the units, where ``rank`` needs every node's
+        time to the incident first."""
+        target = routing.network.nearest_node(*(point_of(incident) or (0.0, 0.0)))[0]
+        chosen = _placed(routing, units)
+        return {c.unit.id: c for c in _candidates(routing, incident, target, chosen, passing)}
 
     async def dispatch(
         self, incident_id: str, unit_ids: Any, by: str
@@ -193,7 +191,7 @@ class Dispatcher:
                 raise UnitNotAvailable(f"{where}: unit {unit.id} has no known position", where)
             units.append(unit)
         cordon = self.closures.cordon_of(incident.id)
-        ranked = {c.unit.id: c for c in self.rank(routing, incident, units, len(units), cordon)}
+        ranked = self.routes_for(routing, incident, units, cordon)
         for k, unit in enumerate(units):
             if unit.id not in ranked:
                 raise NoRoute(
@@ -276,6 +274,33 @@ class Dispatcher:
             "; ".join(parts),
             changes={"assignments": jobs, "prioritySavedSeconds": round(max(0.0, total), 1)},
         )
+
+
+def _placed(routing: Routing, units: list[Entity]) -> list[tuple[int, Entity]]:
+    """Each unit (with a position) and the road-graph node nearest it."""
+    net = routing.network
+    return [(net.nearest_node(*point_of(u))[0], u) for u in units]  # type: ignore[misc]
+
+
+def _candidates(
+    routing: Routing,
+    incident: Entity,
+    target: int,
+    chosen: list[tuple[int, Entity]],
+    passing: frozenset[int],
+) -> list[Candidate]:
+    """The routes from each (node, unit) of ``chosen`` to ``target``, in that order; a unit
+    without one is left out."""
+    ix, iy = to_metric(*(point_of(incident) or (0.0, 0.0)))
+    routes = routing.routes_to(target, [node for node, _ in chosen], passing)
+    out = []
+    for (_, unit), route in zip(chosen, routes, strict=True):
+        if route is None:
+            continue
+        ux, uy = to_metric(*point_of(unit))  # type: ignore[misc]
+        crow = math.hypot(float(ux - ix), float(uy - iy))
+        out.append(Candidate(unit, kind_of(unit), route.seconds, route, crow))
+    return out
 
 
 class UnitNotAvailable(CityPilotError):

@@ -42,6 +42,11 @@ PASS_TIMEOUT_S = 120.0
 #: and still count as driving it.
 POLL_S = 1.0
 ON_ROUTE_M = 60.0
+#: The fastest a followed unit is taken to gain on its route: seconds of the route's own
+#: travel time per second (an emergency vehicle beats the routing's speeds, not threefold),
+#: and the route time it may be ahead at its first reading (parked off its first street).
+MAX_PACE = 3.0
+PACE_SLACK_S = 10.0
 #: How far beyond a junction, in the route's seconds, a unit must be to have passed it.
 PASSED_S = 2.0
 DEFAULT_CYCLE_S = 90.0
@@ -88,20 +93,26 @@ def signals_on_route(
         return []
     nodes = np.asarray(route.nodes)
     nx, ny = network.x[nodes], network.y[nodes]
+    sx, sy = to_metric(
+        np.fromiter((s[1] for s in signals), float, len(signals)),
+        np.fromiter((s[2] for s in signals), float, len(signals)),
+    )
+    # only the signals within the route's bounding box can be near one of its junctions
+    box = np.nonzero(
+        (sx >= nx.min() - radius_m)
+        & (sx <= nx.max() + radius_m)
+        & (sy >= ny.min() - radius_m)
+        & (sy <= ny.max() + radius_m)
+    )[0]
+    # junction × signal: whether the signal controls it (the start is behind the unit)
+    near = (nx[1:, None] - sx[box]) ** 2 + (ny[1:, None] - sy[box]) ** 2 <= radius_m**2
+    found = near.any(axis=0)
+    first = near.argmax(axis=0) + 1  # each signal's first junction on the route
     cumulative = np.concatenate([[0.0], np.cumsum(route.arc_seconds)])
-    stops = []
-    for signal_id, lon, lat, cycle in signals:
-        sx, sy = to_metric(lon, lat)
-        d2 = (nx - sx) ** 2 + (ny - sy) ** 2
-        near = np.nonzero(d2 <= radius_m**2)[0]
-        near = near[near > 0]  # the signal at the start is behind the unit already
-        if len(near) == 0:
-            continue
-        k = int(near[0])
-        stops.append((k, signal_id, float(cycle or DEFAULT_CYCLE_S)))
-    stops.sort()
+    stops = sorted((int(first[j]), signals[box[j]][0], int(box[j])) for j in np.nonzero(found)[0])
     out = []
-    for order, (k, signal_id, cycle) in enumerate(stops):
+    for order, (k, _, j) in enumerate(stops):
+        signal_id, _, _, cycle = signals[j]
         dx = float(nx[k] - nx[k - 1])
         dy = float(ny[k] - ny[k - 1])
         out.append(
@@ -111,7 +122,7 @@ def signals_on_route(
                 int(nodes[k]),
                 float(cumulative[k]),
                 approach_from(dx, dy),
-                cycle,
+                float(cycle or DEFAULT_CYCLE_S),
             )
         )
     return out
@@ -146,10 +157,20 @@ Progress = Callable[[], Awaitable[float | None]]
 Locate = Callable[[], Awaitable[tuple[float, float] | None]]
 
 
-def route_progress(network: RoadNetwork, route: Route, locate: Locate) -> Progress:
+def route_progress(
+    network: RoadNetwork,
+    route: Route,
+    locate: Locate,
+    clock: Callable[[], float] = time.monotonic,
+) -> Progress:
     """Follow a unit along its route from its reported positions: its position projected
     on the route, as the route's travel time to there (never going back; off the route
-    by more than ``ON_ROUTE_M``, no progress)."""
+    by more than ``ON_ROUTE_M``, no progress).
+
+    A route can pass the same place twice (round a block of one-way streets), and a unit
+    parked mid-block may lie nearer a later part of its route than its first street: so
+    only the parts it can have reached count — at most ``MAX_PACE`` seconds of route per
+    second since the first reading, plus ``PACE_SLACK_S`` — and of those the nearest."""
     nodes = np.asarray(route.nodes)
     xs, ys = network.x[nodes], network.y[nodes]
     dx, dy = np.diff(xs), np.diff(ys)
@@ -157,6 +178,7 @@ def route_progress(network: RoadNetwork, route: Route, locate: Locate) -> Progre
     arc_s = np.asarray(route.arc_seconds, dtype=float)
     cumulative = np.concatenate([[0.0], np.cumsum(arc_s)])
     furthest = [0.0]
+    started: list[float] = []
 
     async def progress() -> float | None:
         where = await locate()
@@ -164,12 +186,17 @@ def route_progress(network: RoadNetwork, route: Route, locate: Locate) -> Progre
             return None
         if len(nodes) < 2:
             return math.inf
+        if not started:
+            started.append(clock())
+        reach = PACE_SLACK_S + MAX_PACE * (clock() - started[0])
         x, y = to_metric(*where)
         t = np.clip(((x - xs[:-1]) * dx + (y - ys[:-1]) * dy) / squared, 0.0, 1.0)
         d2 = (xs[:-1] + t * dx - x) ** 2 + (ys[:-1] + t * dy - y) ** 2
+        d2[cumulative[:-1] > reach] = math.inf  # parts of the route it cannot be on yet
         i = int(np.argmin(d2))
         if float(d2[i]) <= ON_ROUTE_M**2:
-            furthest[0] = max(furthest[0], float(cumulative[i] + t[i] * arc_s[i]))
+            at = min(float(cumulative[i] + t[i] * arc_s[i]), reach)
+            furthest[0] = max(furthest[0], at)
         return math.inf if furthest[0] >= cumulative[-1] - 0.5 else furthest[0]
 
     return progress

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
 from citypilot.ops.priority import (
+    PACE_SLACK_S,
     PASS_MARGIN_S,
     PASS_TIMEOUT_S,
     PriorityRun,
@@ -17,7 +19,7 @@ from citypilot.ops.priority import (
     signals_on_route,
 )
 from citypilot.ops.roadgraph import load_network
-from citypilot.ops.routing import Routing
+from citypilot.ops.routing import Route, Routing
 from tests.integration import incident_world as world
 
 
@@ -143,7 +145,7 @@ def _drive(routing: Routing, seconds_per_block: float | None, lead_s: float = 30
         blocks = 0.0 if seconds_per_block is None else min(4.0, clock[0] / seconds_per_block)
         return world.lonlat(blocks, 0)
 
-    follow = route_progress(routing.network, route, locate)
+    follow = route_progress(routing.network, route, locate, lambda: clock[0])
     run = PriorityRun(
         "urn:ngsi-ld:PoliceUnit:PM-1",
         stops,
@@ -189,3 +191,59 @@ def test_a_unit_that_never_comes_has_its_requests_timed_out(routing: Routing):
     for (at, _), stop in zip(cancels, stops, strict=True):
         assert at == pytest.approx(stop.eta_s + PASS_TIMEOUT_S, abs=1.5)
     assert all(detail.endswith("timed out") for a, detail in timeline if a == "priority cancelled")
+
+
+def test_a_unit_parked_beside_a_later_part_of_its_route_has_not_passed_its_first_signals(
+    routing: Routing,
+):
+    # the route goes east along row 0, north, and back west along row 1: a unit parked
+    # just south of row 1 at column 0.5 lies nearer the route's last street (row 1) than
+    # its first one (row 0), 200 m away; at its first reading it has passed nothing yet
+    nodes = [world.node(c, 0) for c in (0, 1, 2)] + [world.node(c, 1) for c in (2, 1, 0)]
+    net = routing.network
+    arcs = [
+        next(a for a in range(len(net.arc_from)) if net.arc_from[a] == u and net.arc_to[a] == v)
+        for u, v in itertools.pairwise(nodes)
+    ]
+    loop = Route(
+        tuple(nodes),
+        tuple(arcs),
+        sum(float(net.arc_seconds[a]) for a in arcs),
+        0.0,
+        (),
+        tuple(float(net.arc_seconds[a]) for a in arcs),
+    )
+    clock = [0.0]
+
+    async def locate():
+        return world.lonlat(0.5, 0.8)  # 160 m north of row 0, 40 m south of row 1
+
+    follow = route_progress(net, loop, locate, lambda: clock[0])
+    assert asyncio.run(follow()) <= PACE_SLACK_S  # not 4 streets along already
+    stops = signals_on_route(net, loop, [_signal(n, c, 0) for n, c in (("a", 1), ("b", 2))])
+    sent: list[str] = []
+
+    async def submit(signal, command, args, reason):
+        sent.append(command)
+        return f"cmd-{len(sent)}"
+
+    async def record(action, detail, command_id):
+        sent.append(action)
+
+    async def no_sleep(seconds: float) -> None:
+        raise asyncio.CancelledError  # the first round is all this test looks at
+
+    run = PriorityRun(
+        "urn:ngsi-ld:PoliceUnit:PM-1",
+        stops,
+        submit,
+        record,
+        600.0,
+        no_sleep,
+        lambda: clock[0],
+        progress=route_progress(net, loop, locate, lambda: clock[0]),
+    )
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(run.run())
+    assert "priority skipped" not in sent
+    assert sent.count("requestPriority") == 2
