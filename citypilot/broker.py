@@ -54,6 +54,8 @@ class BatchResult:
 
     success: list[str] = field(default_factory=list)
     errors: list[ItemError] = field(default_factory=list)
+    #: Of the successes, the entities the batch created (an upsert also updates).
+    created: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -172,6 +174,8 @@ class Broker:
     ) -> list[tuple[int, Entity]]:
         if not isinstance(docs, list):
             raise BadRequestData("body must be a JSON array of entities", "body")
+        if not docs:
+            raise BadRequestData("a batch holds at least one entity", "body")
         parsed, seen = [], set()
         for i, doc in enumerate(docs):
             try:
@@ -202,6 +206,7 @@ class Broker:
             else:
                 created.append(entity)
                 result.success.append(entity.id)
+        result.created = list(result.success)
         await self._publish_entities(created, now)
         return result
 
@@ -213,8 +218,10 @@ class Broker:
         parsed = self._parse_batch(docs, result, guard)
         now = time.time()
         entities = [e for _, e in parsed]
+        existing = await self.store.lookup([e.id for e in entities])
         await self.store.upsert_entities(entities, now, replace)
         result.success.extend(e.id for e in entities)
+        result.created.extend(e.id for e in entities if e.id not in existing)
         await self._publish_entities(entities, now)
         return result
 
@@ -227,10 +234,17 @@ class Broker:
         mode: WriteMode = "noOverwrite" if no_overwrite else "append"
         for i, entity in parsed:
             try:
-                await self.write_attrs(entity.id, entity.attrs, mode)
-                result.success.append(entity.id)
+                outcome = await self.write_attrs(entity.id, entity.attrs, mode)
             except CityPilotError as exc:
                 result.errors.append(ItemError(i, entity.id, exc))
+                continue
+            if outcome.not_updated:  # noOverwrite kept these: the item did not do it all
+                name, reason = next(iter(outcome.not_updated.items()))
+                kept = ", ".join(sorted(outcome.not_updated))
+                err = AlreadyExists(f"not overwritten: {kept} ({reason})", f"[{i}].{name}")
+                result.errors.append(ItemError(i, entity.id, err))
+            else:
+                result.success.append(entity.id)
         return result
 
     async def batch_delete(
@@ -240,6 +254,8 @@ class Broker:
         result = BatchResult()
         if not isinstance(ids, list):
             raise BadRequestData("body must be a JSON array of entity ids", "body")
+        if not ids:
+            raise BadRequestData("a batch holds at least one entity id", "body")
         valid: dict[int, str] = {}
         for i, entity_id in enumerate(ids):
             try:

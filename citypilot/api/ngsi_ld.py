@@ -33,7 +33,7 @@ from citypilot.api.selection import MAX_LIMIT, Selection
 from citypilot.api.uri_paths import uri_segment
 from citypilot.broker import BatchResult
 from citypilot.model.entity import Entity
-from citypilot.model.errors import ResourceNotFound
+from citypilot.model.errors import BadRequestData, ResourceNotFound
 from citypilot.model.ids import check_entity_id
 from citypilot.security.tokens import Principal
 from citypilot.store.base import EntityQuery
@@ -381,17 +381,28 @@ async def batch_create(request: Request, city: CityDep, who: Operator) -> Respon
     "/entityOperations/upsert",
     status_code=201,
     summary="Batch upsert",
-    responses=answer(207, "Some items failed; the others were applied", BATCH_RESULT_SCHEMA),
+    responses={
+        **answer(201, "The ids of the entities created (the others were updated)"),
+        **answer(204, "Every entity existed already and was updated"),
+        **answer(207, "Some items failed; the others were applied", BATCH_RESULT_SCHEMA),
+    },
     openapi_extra=json_body(array_of(ENTITY_SCHEMA)),
 )
 async def batch_upsert(
     request: Request, city: CityDep, who: Operator, options: str | None = None
 ) -> Response:
-    """Create or replace (``options=update``: merge into) many entities."""
+    """Create or replace (``options=update``: merge into) many entities: 201 with the ids
+    of those it created, 204 when every one existed already, 207 when some failed."""
     docs = await read_json(request, city.settings.max_body_bytes)
-    replace = "update" not in _options(options)
+    opts = _options(options)
+    if {"update", "replace"} <= opts:
+        raise BadRequestData("options takes update or replace, not both", "options")
+    replace = "update" not in opts
     guard = await write_guard(city, who, _doc_ids(docs), merge=not replace)
-    return _batch_response(await city.broker.batch_upsert(docs, replace, guard), 201, True)
+    result = await city.broker.batch_upsert(docs, replace, guard)
+    if result.errors:
+        return _batch_response(result, 201, True)  # 207: successes (created or not), errors
+    return _json(result.created, 201) if result.created else Response(status_code=204)
 
 
 @router.post(
