@@ -111,8 +111,12 @@ class Broker:
         store: Store,
         bus: EventBus,
         observations: ObservationSink | None = None,
+        strict_types: bool = False,
     ) -> None:
+        """``strict_types`` refuses entities of unregistered types (else they are
+        open-world NGSI-LD, checked against the data model only)."""
         self.registry = registry
+        self.strict_types = strict_types
         self.store = store
         self.bus = bus
         self.observations = observations
@@ -160,7 +164,7 @@ class Broker:
     # -- entities ------------------------------------------------------------
     async def create_entity(self, doc: Any, guard: Guard | None = None) -> Entity:
         """Create one entity; AlreadyExists if its id is taken. ``guard`` may refuse it."""
-        entity = parse_entity(doc, self.registry)
+        entity = parse_entity(doc, self.registry, strict_types=self.strict_types)
         if guard is not None:
             guard(entity, "body")
         now = time.time()
@@ -179,7 +183,7 @@ class Broker:
         parsed, seen = [], set()
         for i, doc in enumerate(docs):
             try:
-                entity = parse_entity(doc, self.registry, f"[{i}]")
+                entity = parse_entity(doc, self.registry, f"[{i}]", self.strict_types)
                 if entity.id in seen:
                     raise BadRequestData(
                         f"[{i}].id {entity.id} appears twice in the batch", f"[{i}].id"
@@ -293,7 +297,9 @@ class Broker:
             raise ResourceNotFound(f"entity {entity_id} does not exist", "id")
         if not isinstance(fragment, dict):
             raise BadRequestData("body must be a JSON object of attributes", "body")
-        attrs = parse_attributes(self.registry.get(refs[entity_id].type), self.registry, fragment)
+        type_name = refs[entity_id].type
+        entity_type = self.registry.get(type_name) if type_name in self.registry else None
+        attrs = parse_attributes(entity_type, self.registry, fragment)
         if not attrs:
             raise BadRequestData("body names no attribute", "body")
         return attrs

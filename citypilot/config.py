@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     max_batch_items: int = Field(50_000, ge=1)
     types_file: Path | None = Field(None, description="TOML/JSON file of extra entity types")
+    strict_types: bool = Field(
+        False, description="Refuse NGSI-LD entities of unregistered types (else open-world)"
+    )
     open311_services: Path | None = Field(
         None, description="TOML catalogue of the 311 desk's services (default: the shipped one)"
     )

@@ -18,7 +18,8 @@ from typing import Any
 import orjson
 
 from citypilot.model.builtin_types import BUILTIN_TYPES
-from citypilot.model.errors import Conflict, ResourceNotFound
+from citypilot.model.entity import parse_entity
+from citypilot.model.errors import CityPilotError, Conflict, ResourceNotFound
 from citypilot.model.timeutil import format_instant
 from citypilot.model.type_changes import BUILTIN_NAMES, Narrowing, narrowings, same_declaration
 from citypilot.model.types import (
@@ -31,6 +32,8 @@ from citypilot.store.base import EntityQuery, Store
 
 #: How many entity ids a refused change or deletion lists (the counts are exact).
 LISTED = 20
+#: Entities read at a time when a first declaration checks the stored ones.
+_PAGE = 1000
 
 
 def _describe(narrowing: Narrowing, count: int, entities: list[str]) -> dict[str, Any]:
@@ -98,7 +101,17 @@ class TypeAdmin:
     ) -> list[dict[str, Any]]:
         """What the change from ``old`` breaks (when forced); Conflict if it is refused."""
         if old is None:
-            return []
+            breaks = await self._unfit_entities(declared)
+            if breaks and not force:
+                total = sum(b["count"] for b in breaks)
+                raise Conflict(
+                    f"{total} stored {declared.name} entities (open-world until now) do not"
+                    " fit this declaration (see breaks): fix them first, or register with"
+                    " force=true",
+                    "body.attributes",
+                    breaks=breaks,
+                )
+            return breaks
         found = narrowings(old, with_common_attributes(declared))
         builtin = old.name in BUILTIN_NAMES
         if builtin and old.department != declared.department:
@@ -142,6 +155,37 @@ class TypeAdmin:
             if broken:
                 breaks.append(_describe(narrowing, len(broken), broken[:LISTED]))
         return breaks
+
+    async def _unfit_entities(self, declared: EntityType) -> list[dict[str, Any]]:
+        """Per attribute: the stored entities of a type about to be registered for the
+        first time (open-world entities) that its declaration refuses."""
+        registry = TypeRegistry([declared])
+        by_field: dict[str, dict[str, Any]] = {}
+        offset = 0
+        while True:
+            query = EntityQuery(types=(declared.name,), limit=_PAGE, offset=offset)
+            page, _ = await self.store.query_entities(query)
+            for entity in page:
+                try:
+                    parse_entity(entity.to_ngsi(), registry)
+                except CityPilotError as exc:
+                    where = (exc.field or "").split(".")[0].split("[")[0]
+                    found = by_field.setdefault(
+                        where,
+                        {
+                            "attribute": where,
+                            "change": "open-world",
+                            "detail": exc.detail,
+                            "count": 0,
+                            "entities": [],
+                        },
+                    )
+                    found["count"] += 1
+                    if len(found["entities"]) < LISTED:
+                        found["entities"].append(entity.id)
+            if len(page) < _PAGE:
+                return list(by_field.values())
+            offset += _PAGE
 
     async def history(self, name: str) -> list[dict[str, Any]]:
         """Every version of a type, oldest first (a built-in one starts with the code's)."""

@@ -158,7 +158,9 @@ async def running_city(settings: Settings) -> AsyncIterator[City]:
         pressure = StreamPressure(bus, settings.max_stream_lag, settings.max_publish_in_flight)
         pressure.start()
         observations = ObservationQueue(bus, store, pressure)
-    broker = Broker(build_registry(settings), store, bus, observations)
+    broker = Broker(
+        build_registry(settings), store, bus, observations, strict_types=settings.strict_types
+    )
     await broker.load_registered_types()
     city = City(settings, broker, settings.signing_key())
     service = await _command_service(settings, broker)

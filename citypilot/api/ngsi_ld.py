@@ -64,6 +64,7 @@ def _render(
 ) -> tuple[Any, str]:
     opts = _options(options)
     key_values = "keyValues" in opts or request.query_params.get("format") == "simplified"
+    concise = "concise" in opts or request.query_params.get("format") == "concise"
     projection = set(attrs.split(",")) if attrs else None
     if GEOJSON in request.headers.get("accept", ""):
         features = [
@@ -73,13 +74,13 @@ def _render(
                 "geometry": e.attrs["location"].value if "location" in e.attrs else None,
                 "properties": {
                     "type": e.type,
-                    **e.to_ngsi(key_values, "sysAttrs" in opts, projection),
+                    **e.to_ngsi(key_values, "sysAttrs" in opts, projection, concise),
                 },
             }
             for e in entities
         ]
         return {"type": "FeatureCollection", "features": features}, GEOJSON
-    return [e.to_ngsi(key_values, "sysAttrs" in opts, projection) for e in entities], (
+    return [e.to_ngsi(key_values, "sysAttrs" in opts, projection, concise) for e in entities], (
         "application/json"
     )
 

@@ -11,6 +11,7 @@ from fastapi import Depends, Query
 
 from citypilot.api.deps import CityDep
 from citypilot.api.paging import Offset
+from citypilot.model.entity import entity_type_of
 from citypilot.model.errors import BadRequestData
 from citypilot.model.geometry import Bounds, degrees_box_around, validate_geometry
 from citypilot.model.ids import check_entity_id
@@ -114,7 +115,7 @@ async def entity_selection(
     naming the wrong parameter."""
     types = tuple(t for t in type.split(",") if t) if type else None
     for t in types or ():
-        city.broker.registry.get(t, "type")
+        entity_type_of(city.broker.registry, t, "type", city.broker.strict_types)
     ids = tuple(check_entity_id(i, "id") for i in id.split(",")) if id else None
     if idPattern is not None:
         check_pattern(idPattern, "idPattern")

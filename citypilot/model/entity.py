@@ -1,47 +1,82 @@
 """Entities and attributes: reading NGSI-LD JSON into the internal form and writing it back.
 
-Input accepts the NGSI-LD normalised form (``{"type": "Property", "value": ...}``) and
-the concise form (a bare value; a URI for a Relationship; a GeoJSON geometry for a
-GeoProperty). Every attribute is checked against the entity's registered type.
+Input accepts the NGSI-LD normalised and concise forms (see ``model.data_model``). An
+entity of a registered type is checked against that type: its attributes, kinds, units,
+ranges (the city's own assets stay clean). An entity of any other type is open-world
+NGSI-LD, checked against the data model only — unless the city sets ``strict_types``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from citypilot.model.data_model import (
+    KINDS,
+    VALUE_KEYS,
+    check_name,
+    concise,
+    default_instance,
+    is_instance_list,
+    parse_attribute_value,
+    simplified,
+    sub_attributes,
+)
 from citypilot.model.errors import BadRequestData
 from citypilot.model.geometry import Bounds, validate_geometry
-from citypilot.model.ids import check_entity_id, check_uri
-from citypilot.model.timeutil import MAX_FUTURE_SKEW_S, format_instant, parse_instant
-from citypilot.model.types import EntityType, TypeRegistry, check_value
+from citypilot.model.ids import check_entity_id
+from citypilot.model.timeutil import format_instant, parse_instant
+from citypilot.model.types import AttributeSpec, EntityType, TypeRegistry, check_value
 
 CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
 _RESERVED = frozenset({"id", "type", "@context", "createdAt", "modifiedAt", "scope"})
-_SUB_ATTRS = frozenset(
-    {"type", "value", "object", "observedAt", "unitCode", "createdAt", "modifiedAt"}
-)
+#: Members of an instance kept beside its value in ``Attribute.meta`` (sub-attributes
+#: go under ``"sub"``, the other instances of a multi-attribute under ``"instances"``).
+_META_MEMBERS = ("datasetId", "objectType")
 
 
 @dataclass(slots=True)
 class Attribute:
-    """One attribute's current value: its kind, value (or object), time and unit."""
+    """One attribute's current value: its kind, value (or object, languageMap, ...),
+    time and unit of its default instance; ``meta`` holds the rest, when there is any:
+    ``sub`` (its sub-attributes, normalised), ``datasetId``, ``objectType``,
+    ``instances`` (the other instances, normalised) and ``createdAt``/``modifiedAt``."""
 
     kind: str
     value: Any
     observed_at: float | None = None
     unit_code: str | None = None
     num: float | None = None
+    meta: dict[str, Any] | None = None
 
-    def to_ngsi(self) -> dict[str, Any]:
-        """The normalised NGSI-LD form of the attribute."""
-        out: dict[str, Any] = {"type": self.kind}
-        out["object" if self.kind == "Relationship" else "value"] = self.value
+    def to_ngsi(self, sys_attrs: bool = False) -> dict[str, Any] | list[dict[str, Any]]:
+        """The normalised NGSI-LD form (an array of instances for a multi-attribute)."""
+        out: dict[str, Any] = {"type": self.kind, VALUE_KEYS[self.kind]: self.value}
         if self.observed_at is not None:
             out["observedAt"] = format_instant(self.observed_at)
         if self.unit_code is not None:
             out["unitCode"] = self.unit_code
-        return out
+        meta = self.meta
+        if meta is None:
+            return out
+        for key in _META_MEMBERS:
+            if key in meta:
+                out[key] = meta[key]
+        if "sub" in meta:
+            out.update(meta["sub"])
+        if sys_attrs:
+            if "createdAt" in meta:
+                out["createdAt"] = format_instant(meta["createdAt"])
+            modified = max(meta.get("modifiedAt", 0.0), self.observed_at or 0.0)
+            if modified:
+                out["modifiedAt"] = format_instant(modified)
+        return [out, *meta["instances"]] if "instances" in meta else out
+
+    def stored_meta(self) -> dict[str, Any]:
+        """``meta`` without the system times (what a write sends to the store)."""
+        meta = self.meta or {}
+        return {k: v for k, v in meta.items() if k not in ("createdAt", "modifiedAt")}
 
 
 @dataclass(slots=True)
@@ -58,12 +93,16 @@ class Entity:
     def bounds(self) -> Bounds | None:
         """Bounds of the ``location`` geometry, or None for an entity without one."""
         loc = self.attrs.get("location")
-        return None if loc is None else validate_geometry(loc.value)
+        return None if loc is None or loc.kind != "GeoProperty" else validate_geometry(loc.value)
 
     def to_ngsi(
-        self, key_values: bool = False, sys_attrs: bool = False, attrs: set[str] | None = None
+        self,
+        key_values: bool = False,
+        sys_attrs: bool = False,
+        attrs: set[str] | None = None,
+        concise_form: bool = False,
     ) -> dict[str, Any]:
-        """The entity as NGSI-LD JSON (normalised, or concise key-values)."""
+        """The entity as NGSI-LD JSON: normalised, concise or simplified (key-values)."""
         out: dict[str, Any] = {"id": self.id, "type": self.type}
         if sys_attrs:
             if self.created_at is not None:
@@ -73,14 +112,82 @@ class Entity:
         for name, attr in self.attrs.items():
             if attrs is not None and name not in attrs:
                 continue
-            out[name] = attr.value if key_values else attr.to_ngsi()
+            if (
+                key_values
+                and attr.kind in _PLAIN_KINDS
+                and (attr.meta is None or "instances" not in attr.meta)
+            ):
+                out[name] = attr.value  # the common case, without building the whole form
+                continue
+            normalised = attr.to_ngsi(sys_attrs and not key_values)
+            if key_values:
+                out[name] = simplified(normalised)
+            elif concise_form:
+                out[name] = concise(normalised)
+            else:
+                out[name] = normalised
         return out
+
+
+_PLAIN_KINDS = frozenset({"Property", "GeoProperty", "Relationship"})
+
+
+def _number(value: Any) -> float | None:
+    cls = type(value)
+    if cls is int or cls is float:
+        return float(value)
+    if cls is bool:
+        return 1.0 if value else 0.0
+    return None
+
+
+def attribute_from_normalised(
+    normalised: dict[str, Any] | list[dict[str, Any]],
+    num: Callable[[Any], float | None] = _number,
+) -> Attribute:
+    """The internal form of a checked, normalised attribute (one instance or several):
+    the default instance (else the first) in the columns, the rest in ``meta``."""
+    instances = normalised if isinstance(normalised, list) else [normalised]
+    head = default_instance(instances)
+    kind = head["type"]
+    value = head[VALUE_KEYS[kind]]
+    meta: dict[str, Any] = {k: head[k] for k in _META_MEMBERS if k in head}
+    sub = sub_attributes(head)
+    if sub:
+        meta["sub"] = sub
+    others = [i for i in instances if i is not head]
+    if others:
+        meta["instances"] = others
+    observed = head.get("observedAt")
+    return Attribute(
+        kind,
+        value,
+        None if observed is None else parse_instant(observed, "observedAt", bounded=False),
+        head.get("unitCode"),
+        num(value) if kind == "Property" else None,
+        meta or None,
+    )
+
+
+def _as_normalised(spec: AttributeSpec, raw: Any) -> Any:
+    """A registered attribute as given, in a form the data model reads unambiguously: a
+    bare value (the concise form) takes the kind the type declares."""
+    if isinstance(raw, dict):
+        if raw.get("type") in KINDS:
+            return raw
+        key = VALUE_KEYS[spec.kind]
+        if "type" not in raw and key in raw and spec.value != "object":
+            return {"type": spec.kind, **raw}
+    elif spec.value != "array" and is_instance_list(raw):
+        return [_as_normalised(spec, i) for i in raw]
+    return {"type": spec.kind, VALUE_KEYS[spec.kind]: raw}
 
 
 def parse_attribute(
     entity_type: EntityType, registry: TypeRegistry, name: str, raw: Any, where: str
 ) -> Attribute:
-    """Check one attribute of an entity of ``entity_type`` and return its internal form."""
+    """Check one attribute of an entity of a registered ``entity_type``: each instance's
+    kind, unit and value against the type (sub-attributes against the data model)."""
     spec = entity_type.attributes.get(name)
     if spec is None:
         raise BadRequestData(
@@ -88,50 +195,57 @@ def parse_attribute(
             f"(known: {', '.join(sorted(entity_type.attributes))})",
             where,
         )
-    normalised = isinstance(raw, dict) and raw.get("type") in (
-        "Property",
-        "Relationship",
-        "GeoProperty",
+    normalised = parse_attribute_value(_as_normalised(spec, raw), where)
+    instances = normalised if isinstance(normalised, list) else [normalised]
+    checker = registry.checkers(entity_type.name).get(name)
+    given_whole = isinstance(raw, list) or (
+        isinstance(raw, dict) and (raw.get("type") in KINDS or "value" in raw)
     )
-    if normalised:
-        unknown = set(raw) - _SUB_ATTRS
-        if unknown:
-            raise BadRequestData(
-                f"{where}: sub-attributes are not supported: {sorted(unknown)}", where
-            )
-        if raw["type"] != spec.kind:
-            raise BadRequestData(f"{where}.type must be {spec.kind!r}", f"{where}.type")
-        key = "object" if spec.kind == "Relationship" else "value"
-        if key not in raw:
-            raise BadRequestData(f"{where} needs {key!r}", f"{where}.{key}")
-        value = raw[key]
-        observed_at = (
-            parse_instant(raw["observedAt"], f"{where}.observedAt", max_future=MAX_FUTURE_SKEW_S)
-            if "observedAt" in raw
-            else None
-        )
-        unit = raw.get("unitCode")
+    nums: dict[int, float | None] = {}
+    for i, instance in enumerate(instances):
+        at = f"{where}[{i}]" if isinstance(normalised, list) else where
+        if instance["type"] != spec.kind:
+            raise BadRequestData(f"{at}.type must be {spec.kind!r}", f"{at}.type")
+        unit = instance.get("unitCode")
         if unit is not None and unit != spec.unit:
             raise BadRequestData(
-                f"{where}.unitCode must be {spec.unit!r} (the type's unit), not {unit!r}",
-                f"{where}.unitCode",
+                f"{at}.unitCode must be {spec.unit!r} (the type's unit), not {unit!r}",
+                f"{at}.unitCode",
             )
-        vwhere = f"{where}.{key}"
-    else:
-        value, observed_at, vwhere = raw, None, where
-    if spec.kind == "Relationship":
-        return Attribute("Relationship", check_uri(value, vwhere))
-    if spec.kind == "GeoProperty":
-        validate_geometry(value, vwhere)
-        return Attribute("GeoProperty", value, observed_at)
-    checked, num = check_value(registry.checkers(entity_type.name)[name], value, vwhere)
-    return Attribute("Property", checked, observed_at, spec.unit, num)
+        if checker is not None:
+            vwhere = f"{at}.value" if given_whole else at
+            instance["value"], nums[id(instance)] = check_value(checker, instance["value"], vwhere)
+        if spec.unit is not None and spec.kind == "Property":
+            instance["unitCode"] = spec.unit
+    attr = attribute_from_normalised(normalised, lambda _: None)
+    head = default_instance(instances)
+    attr.num = nums.get(id(head))
+    return attr
+
+
+def parse_open_attributes(doc: dict[str, Any], where: str = "") -> dict[str, Attribute]:
+    """Check the attributes of an open-world entity (or fragment) against the data model."""
+    prefix = f"{where}." if where else ""
+    out = {}
+    for name, raw in doc.items():
+        if name in _RESERVED:
+            continue
+        at = f"{prefix}{name}"
+        check_name(name, at)
+        attr = attribute_from_normalised(parse_attribute_value(raw, at))
+        if name == "location" and attr.kind != "GeoProperty":
+            raise BadRequestData(f"{at} must be a GeoProperty (a GeoJSON geometry)", at)
+        out[name] = attr
+    return out
 
 
 def parse_attributes(
-    entity_type: EntityType, registry: TypeRegistry, doc: dict[str, Any], where: str = ""
+    entity_type: EntityType | None, registry: TypeRegistry, doc: dict[str, Any], where: str = ""
 ) -> dict[str, Attribute]:
-    """Check every attribute in an NGSI-LD fragment (reserved keys are skipped)."""
+    """Check every attribute in an NGSI-LD fragment (reserved keys are skipped), against
+    ``entity_type`` when it is registered, else against the data model only."""
+    if entity_type is None:
+        return parse_open_attributes(doc, where)
     prefix = f"{where}." if where else ""
     return {
         name: parse_attribute(entity_type, registry, name, raw, f"{prefix}{name}")
@@ -140,12 +254,27 @@ def parse_attributes(
     }
 
 
-def parse_entity(doc: Any, registry: TypeRegistry, where: str = "") -> Entity:
+def entity_type_of(
+    registry: TypeRegistry, name: object, field: str, strict_types: bool
+) -> EntityType | None:
+    """The registered type called ``name``; None for an unregistered (open-world) type,
+    or BadRequestData naming ``field`` if the city refuses those (``strict_types``)."""
+    if isinstance(name, str) and name in registry:
+        return registry.get(name, field)
+    if strict_types or not isinstance(name, str):
+        return registry.get(name, field)  # the refusal, naming the registered types
+    check_name(name, field)
+    return None
+
+
+def parse_entity(
+    doc: Any, registry: TypeRegistry, where: str = "", strict_types: bool = False
+) -> Entity:
     """Check a whole NGSI-LD entity document and return the internal Entity."""
     prefix = f"{where}." if where else ""
     if not isinstance(doc, dict):
         raise BadRequestData(f"{where or 'body'} must be a JSON object", where or "body")
-    entity_type = registry.get(doc.get("type"), f"{prefix}type")
+    entity_type = entity_type_of(registry, doc.get("type"), f"{prefix}type", strict_types)
     entity_id = check_entity_id(doc.get("id"), f"{prefix}id")
     attrs = parse_attributes(entity_type, registry, doc, where)
-    return Entity(entity_id, entity_type.name, attrs)
+    return Entity(entity_id, doc["type"], attrs)

@@ -29,6 +29,9 @@ class Reading(NamedTuple):
     observed_at: float | None  # None: written without an observation time (API writes)
     unit_code: str | None
     data: Any = None  # the value itself, so publishing need not parse ``value`` again
+    #: JSON text of the attribute's ``meta`` (see ``model.entity.Attribute``); None for
+    #: a device reading, which leaves the stored one as it is.
+    meta: str | None = None
 
 
 _KEYS = frozenset({"id", "type", "observedAt", "attrs"})
@@ -95,6 +98,7 @@ def parse_observation(
                         observed_at,
                         found[1],
                         checked,
+                        None,  # meta: a device reading leaves the stored one
                     ),
                 )
             )

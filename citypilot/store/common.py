@@ -34,8 +34,10 @@ def attribute_readings(entity_id: str, attrs: dict[str, Attribute], now: float) 
 
     An attribute without ``observedAt`` keeps ``observed_at=None``: state stores it
     without an observation time (any later reading may overwrite it) and history
-    stamps it with the time of the write.
+    stamps it with the time of the write. Its ``meta`` goes with it, stamped ``now``
+    (the store keeps the ``createdAt`` of an attribute it has already).
     """
+    stamp = {"createdAt": now, "modifiedAt": now}
     return [
         Reading(
             entity_id,
@@ -46,6 +48,7 @@ def attribute_readings(entity_id: str, attrs: dict[str, Attribute], now: float) 
             attr.observed_at,
             attr.unit_code,
             attr.value,
+            orjson.dumps({**attr.stored_meta(), **stamp}).decode(),
         )
         for name, attr in attrs.items()
     ]
@@ -107,13 +110,21 @@ def assemble_entity(
     type_name: str,
     created_at: float,
     modified_at: float,
-    attr_rows: Iterable[tuple[str, str, str, float | None, float | None, str | None]],
+    attr_rows: Iterable[tuple[str, str, str, float | None, float | None, str | None, str | None]],
 ) -> Entity:
-    """Build an Entity from its row and its (name, kind, value, num, observed_at, unit) rows."""
+    """Build an Entity from its row and its (name, kind, value, num, observed_at, unit,
+    meta) rows."""
     attrs: dict[str, Attribute] = {}
     newest = modified_at
-    for name, kind, value, num, observed_at, unit in attr_rows:
-        attrs[name] = Attribute(kind, orjson.loads(value), observed_at, unit, num)
+    for name, kind, value, num, observed_at, unit, meta in attr_rows:
+        attrs[name] = Attribute(
+            kind,
+            orjson.loads(value),
+            observed_at,
+            unit,
+            num,
+            None if meta is None else orjson.loads(meta),
+        )
         if observed_at is not None and observed_at > newest:
             newest = observed_at
     return Entity(entity_id, type_name, dict(sorted(attrs.items())), created_at, newest)
@@ -257,7 +268,12 @@ def audit_entry(row: Sequence[Any]) -> AuditEntry:
 
 
 #: Where a data subject's identifiers may be kept as text: (table, column).
-ERASABLE = (("attrs", "value"), ("history", "value"), ("dead_letters", "payload"))
+ERASABLE = (
+    ("attrs", "value"),
+    ("attrs", "meta"),
+    ("history", "value"),
+    ("dead_letters", "payload"),
+)
 
 #: The columns of the audit log a query reads, in ``audit_entry`` order.
 AUDIT_COLUMNS = "id, at, actor, action, target, client, outcome, detail"

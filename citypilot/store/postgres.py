@@ -119,6 +119,7 @@ CREATE TABLE IF NOT EXISTS attrs (
     kind text NOT NULL, value text NOT NULL, num double precision,
     observed_at double precision, unit_code text,
     PRIMARY KEY (eid, name)) WITH (fillfactor = 70);
+ALTER TABLE attrs ADD COLUMN IF NOT EXISTS meta text;
 CREATE TABLE IF NOT EXISTS history (
     eid bigint NOT NULL, name text NOT NULL, observed_at double precision NOT NULL,
     num double precision, value text,
@@ -206,7 +207,7 @@ CREATE TEMP TABLE IF NOT EXISTS staged_history (
     ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS staged_readings (
     eid bigint, name text, kind text, value text, num double precision,
-    observed_at double precision, unit_code text) ON COMMIT DELETE ROWS;
+    observed_at double precision, unit_code text, meta text) ON COMMIT DELETE ROWS;
 """
 _COPY_HISTORY = "COPY history (eid, name, observed_at, num, value) FROM STDIN (FORMAT BINARY)"
 _COPY_STAGED_HISTORY = (
@@ -221,20 +222,24 @@ SELECT eid, name, observed_at, num, value FROM h
 ON CONFLICT (eid, name, observed_at) DO UPDATE SET num = excluded.num, value = excluded.value
 """
 _COPY_STAGED_STATE = (
-    "COPY staged_readings (eid, name, kind, value, num, observed_at, unit_code)"
+    "COPY staged_readings (eid, name, kind, value, num, observed_at, unit_code, meta)"
     " FROM STDIN (FORMAT BINARY)"
 )
-_STATE_TYPES = ("int8", "text", "text", "text", "float8", "float8", "text")
+_STATE_TYPES = ("int8", "text", "text", "text", "float8", "float8", "text", "text")
 
 _UPSERT_ATTRS = """
 WITH u AS (DELETE FROM staged_readings RETURNING *)
-INSERT INTO attrs AS a (eid, name, kind, value, num, observed_at, unit_code)
-SELECT u.eid, u.name, u.kind, u.value, u.num, u.observed_at, u.unit_code
+INSERT INTO attrs AS a (eid, name, kind, value, num, observed_at, unit_code, meta)
+SELECT u.eid, u.name, u.kind, u.value, u.num, u.observed_at, u.unit_code, u.meta
 FROM u
 WHERE EXISTS (SELECT 1 FROM entities e WHERE e.eid = u.eid)
 ON CONFLICT (eid, name) DO UPDATE SET
     kind = excluded.kind, value = excluded.value, num = excluded.num,
-    observed_at = excluded.observed_at, unit_code = excluded.unit_code
+    observed_at = excluded.observed_at, unit_code = excluded.unit_code,
+    meta = CASE WHEN excluded.meta IS NULL THEN a.meta
+        ELSE (excluded.meta::jsonb || jsonb_build_object('createdAt', coalesce(
+            a.meta::jsonb -> 'createdAt', excluded.meta::jsonb -> 'createdAt')))::text
+        END
 WHERE a.observed_at IS NULL OR excluded.observed_at IS NULL
    OR excluded.observed_at >= a.observed_at
 RETURNING a.eid, a.name
@@ -254,7 +259,7 @@ RETURNING e.eid, e.type
 
 _LOAD = """
 SELECT e.eid, k.id, e.type, e.created_at, e.modified_at,
-       a.name, a.kind, a.value, a.num, a.observed_at, a.unit_code
+       a.name, a.kind, a.value, a.num, a.observed_at, a.unit_code, a.meta
 FROM {source} JOIN entity_keys k ON k.eid = e.eid LEFT JOIN attrs a ON a.eid = e.eid
 {where} ORDER BY e.eid
 """
@@ -792,7 +797,8 @@ class PostgresStore:
         # sent in key order so that concurrent batches lock rows in the same order
         newest = [(eid, r) for (eid, _), r in latest.items()]
         state = {
-            (eid, r.name): (r.kind, r.value, r.num, r.observed_at, r.unit_code) for eid, r in newest
+            (eid, r.name): (r.kind, r.value, r.num, r.observed_at, r.unit_code, r.meta)
+            for eid, r in newest
         }
         await self._copy_rows(tx, _COPY_STAGED_STATE, _STATE_TYPES, sorted(state), state)
         cur = await tx.conn.execute(_UPSERT_ATTRS)

@@ -135,6 +135,7 @@ _LATER_COLUMNS = (
     ("accounts", "token_version", "INTEGER NOT NULL DEFAULT 0"),
     ("entities", "municipality", "TEXT"),
     ("entities", "department", "TEXT"),
+    ("attrs", "meta", "TEXT"),
 )
 
 #: Fills the scope columns of entities stored before they existed.
@@ -174,12 +175,17 @@ DIALECT = Dialect(
     raw_text="json_extract(a.value, '$')",
 )
 
+# a device reading (meta NULL) leaves the attribute's meta; a write keeps its createdAt
 _UPSERT_ATTR = """
-INSERT INTO attrs (eid, name, kind, value, num, observed_at, unit_code)
-SELECT eid, name, kind, value, num, observed_at, unit_code FROM incoming WHERE true
+INSERT INTO attrs (eid, name, kind, value, num, observed_at, unit_code, meta)
+SELECT eid, name, kind, value, num, observed_at, unit_code, meta FROM incoming WHERE true
 ON CONFLICT (eid, name) DO UPDATE SET
     kind = excluded.kind, value = excluded.value, num = excluded.num,
-    observed_at = excluded.observed_at, unit_code = excluded.unit_code
+    observed_at = excluded.observed_at, unit_code = excluded.unit_code,
+    meta = CASE WHEN excluded.meta IS NULL THEN attrs.meta
+        ELSE json_set(excluded.meta, '$.createdAt', coalesce(
+            json_extract(attrs.meta, '$.createdAt'), json_extract(excluded.meta, '$.createdAt')))
+        END
 WHERE attrs.observed_at IS NULL OR excluded.observed_at IS NULL
    OR excluded.observed_at >= attrs.observed_at
 RETURNING eid, name
@@ -268,7 +274,7 @@ class SQLiteStore:
             _add_missing_columns(conn)
             conn.execute(
                 "CREATE TEMP TABLE incoming (eid INTEGER, name TEXT, kind TEXT, value TEXT,"
-                " num REAL, observed_at REAL, unit_code TEXT)"
+                " num REAL, observed_at REAL, unit_code TEXT, meta TEXT)"
             )
             rows = conn.execute(
                 "SELECT k.id, e.eid, e.type, e.lon, e.lat FROM entities e"
@@ -333,7 +339,7 @@ class SQLiteStore:
         ).fetchall()
         attrs: dict[int, list[tuple]] = {}
         for row in conn.execute(
-            "SELECT eid, name, kind, value, num, observed_at, unit_code FROM attrs"
+            "SELECT eid, name, kind, value, num, observed_at, unit_code, meta FROM attrs"
             f" WHERE eid IN ({marks})",
             eids,
         ):
@@ -361,7 +367,7 @@ class SQLiteStore:
         if head is None:
             return None
         rows = conn.execute(
-            "SELECT name, kind, value, num, observed_at, unit_code FROM attrs WHERE eid = ?",
+            "SELECT name, kind, value, num, observed_at, unit_code, meta FROM attrs WHERE eid = ?",
             (eid,),
         ).fetchall()
         return assemble_entity(entity_id, found[1], head[0], head[1], rows)
@@ -522,9 +528,9 @@ class SQLiteStore:
             history_rows,
         )
         conn.executemany(
-            "INSERT INTO incoming VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO incoming VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (eid, name, r.kind, r.value, r.num, r.observed_at, r.unit_code)
+                (eid, name, r.kind, r.value, r.num, r.observed_at, r.unit_code, r.meta)
                 for (eid, name), r in latest.items()
             ],
         )

@@ -72,7 +72,7 @@ def test_duplicate_create_is_409_already_exists(server: Server):
     ("body", "field"),
     [
         ({"id": "Streetlight-1", "type": "Streetlight"}, "id"),
-        ({"id": "urn:ngsi-ld:Unicorn:1", "type": "Unicorn"}, "type"),
+        ({"id": "urn:ngsi-ld:Unicorn:1", "type": "Uni corn"}, "type"),
         (
             {
                 "id": "urn:ngsi-ld:Streetlight:x",
@@ -159,7 +159,7 @@ def test_query_by_type_q_and_geo(server: Server):
     ("params", "field"),
     [
         ({"q": "powerConsumption>>1"}, "q"),
-        ({"type": "Unicorn"}, "type"),
+        ({"type": "Uni(corn)"}, "type"),
         ({"georel": "near", "geometry": "Point", "coordinates": "[5,47]"}, "georel"),
         (
             {
@@ -286,17 +286,24 @@ def test_register_a_new_type_then_use_it(server: Server):
         "attributes": {"laeq": {"value": "number", "unit": "2N", "minimum": 0, "maximum": 200}},
     }
     with server.client(ADMIN) as admin:
-        problem(
-            admin.post(f"{NGSI}/entities", json={"id": f"urn:ngsi-ld:{name}:1", "type": name}),
-            400,
-            "BadRequestData",
-            "type",
+        # unregistered: open-world NGSI-LD, any attribute
+        loose = {"id": f"urn:ngsi-ld:{name}:0", "type": name, "laeq": 500, "colour": "red"}
+        assert admin.post(f"{NGSI}/entities", json=loose).status_code == 201
+        # a first declaration that stored entities do not fit is refused, naming them
+        body = problem(
+            admin.post("/api/v1/types", json=declaration), 409, "Conflict", "body.attributes"
         )
+        (broken,) = body["breaks"]  # its first misfit: the undeclared colour, or laeq's range
+        assert broken["attribute"] in ("colour", "laeq") and broken["entities"] == [loose["id"]]
+        assert admin.delete(f"{NGSI}/entities/{loose['id']}").status_code == 204
         assert admin.post("/api/v1/types", json=declaration).status_code == 201
         r = admin.post(
             f"{NGSI}/entities", json={"id": f"urn:ngsi-ld:{name}:1", "type": name, "laeq": 61.5}
         )
         assert r.status_code == 201
+        # registered: the type's checks apply
+        loose["id"] = f"urn:ngsi-ld:{name}:2"
+        problem(admin.post(f"{NGSI}/entities", json=loose), 400, "BadRequestData", "laeq")
         assert name in admin.get(f"{NGSI}/types").json()["typeList"]
         problem(
             admin.post("/api/v1/types", json={"name": "lower"}), 400, "BadRequestData", "body.name"

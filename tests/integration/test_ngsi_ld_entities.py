@@ -5,13 +5,15 @@ status codes and bodies; against a server on each store."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import OPERATOR, Server
+from citypilot.bench.server import server_process
+from tests.conftest import OPERATOR, VIEWER, Server, seed_accounts
 from tests.integration.two_stores import server_on_store
 
 NGSI = "/ngsi-ld/v1"
@@ -82,3 +84,120 @@ def test_an_id_that_is_not_an_absolute_uri_is_400_naming_id(city: Server, entity
     with city.client(OPERATOR) as c:
         r = c.post(f"{NGSI}/entities", json={"id": entity_id, "type": "Building"})
     refused(r, 400, "BadRequestData", "id")
+
+
+# -- open world: a type nobody registered is plain NGSI-LD ------------------------
+
+
+def vehicle(local: str) -> dict:
+    """The Vehicle of the specification's examples (clause 4.2, annex C), a type this
+    city never registered: properties and relationships of properties, observedAt."""
+    return {
+        "id": f"urn:ngsi-ld:Vehicle:{local}",
+        "type": "Vehicle",
+        "brandName": {"type": "Property", "value": "Mercedes"},
+        "speed": {
+            "type": "Property",
+            "value": 80,
+            "unitCode": "KMH",
+            "observedAt": "2017-07-29T12:00:04.000Z",
+            "measuredBy": {
+                "type": "Relationship",
+                "object": "urn:ngsi-ld:Radar:R1",
+                "calibrated": {"type": "Property", "value": True},
+            },
+        },
+        "isParked": {
+            "type": "Relationship",
+            "object": "urn:ngsi-ld:OffStreetParking:Downtown1",
+            "observedAt": "2017-07-29T12:00:04.000Z",
+            "providedBy": {"type": "Relationship", "object": "urn:ngsi-ld:Person:Bob"},
+        },
+        "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [5.1, 47.3]}},
+    }
+
+
+def test_an_unregistered_type_is_stored_as_given(city: Server):
+    doc = vehicle(tag())
+    with city.client(OPERATOR) as c:
+        assert c.post(f"{NGSI}/entities", json=doc).status_code == 201
+        got = c.get(path(doc["id"])).json()
+    assert got == doc
+
+
+def test_open_world_entities_answer_queries(city: Server):
+    local = tag()
+    slow, fast = vehicle(f"{local}-slow"), vehicle(f"{local}-fast")
+    slow["speed"]["value"] = 20
+    fast["location"]["value"]["coordinates"] = [5.2, 47.3]
+    with city.client(VIEWER) as viewer, city.client(OPERATOR) as c:
+        assert c.post(f"{NGSI}/entityOperations/create", json=[slow, fast]).status_code == 201
+
+        def ids(**params: str) -> list[str]:
+            r = viewer.get(f"{NGSI}/entities", params={"type": "Vehicle", **params})
+            assert r.status_code == 200, r.text
+            return sorted(e["id"] for e in r.json() if local in e["id"])
+
+        assert ids() == sorted([slow["id"], fast["id"]])
+        assert ids(q="speed>50") == [fast["id"]]
+        assert ids(q='brandName=="Mercedes"') == sorted([slow["id"], fast["id"]])
+        near = {"georel": "near;maxDistance==1000", "geometry": "Point"}
+        assert ids(**near, coordinates="[5.1,47.3]") == [slow["id"]]
+        assert viewer.get(f"{NGSI}/entities", params={"type": "Unicorn"}).json() == []
+
+
+def test_open_world_attributes_are_appended_updated_and_kept_in_history(city: Server):
+    doc = vehicle(tag())
+    with city.client(OPERATOR) as c:
+        c.post(f"{NGSI}/entities", json=doc)
+        r = c.post(f"{path(doc['id'])}/attrs", json={"colour": "red", "doors": {"value": 5}})
+        assert r.status_code == 204, r.text
+        r = c.patch(
+            f"{path(doc['id'])}/attrs",
+            json={"speed": {"value": 95, "observedAt": "2017-07-29T12:05:00.000Z"}},
+        )
+        assert r.status_code == 204, r.text
+        got = c.get(path(doc["id"]), params={"options": "keyValues"}).json()
+        assert (got["colour"], got["doors"], got["speed"]) == ("red", 5, 95)
+        history = c.get(
+            f"{NGSI}/temporal/entities/{quote(doc['id'], safe='')}",
+            params={"attrs": "speed", "options": "temporalValues"},
+        )
+        assert history.status_code == 200, history.text
+        assert [v[0] for v in history.json()["speed"]["values"]] == [80, 95]
+
+
+def test_the_console_map_and_device_ingest_stay_with_registered_types(city: Server):
+    doc = vehicle(tag())
+    with city.client(OPERATOR) as c:
+        c.post(f"{NGSI}/entities", json=doc)
+        refused(c.get("/api/v1/map/entities/Vehicle"), 400, "BadRequestData", "type_name")
+        assert "Vehicle" in c.get(f"{NGSI}/types").json()["typeList"]
+    observation = {"id": doc["id"], "type": "Vehicle", "observedAt": "2024-01-01T00:00:00Z"}
+    with city.device() as device:
+        r = device.post("/api/v1/ingest", json=[{**observation, "attrs": {"speed": 3}}])
+    assert r.status_code in (207, 400), r.text
+    assert "not a registered entity type" in r.text
+
+
+def test_a_registered_type_keeps_its_checks(city: Server):
+    lamp = {"id": f"urn:ngsi-ld:Streetlight:{tag()}", "type": "Streetlight", "wattage": 3}
+    with city.client(OPERATOR) as c:
+        refused(c.post(f"{NGSI}/entities", json=lamp), 400, "BadRequestData", "wattage")
+
+
+def test_strict_types_refuses_unregistered_types(tmp_path_factory: pytest.TempPathFactory):
+
+    data = tmp_path_factory.mktemp("strict-city")
+    asyncio.run(seed_accounts(data))
+    with server_process(data, {"CITYPILOT_STRICT_TYPES": "true"}) as url:
+        server = Server(url, data)
+        with server.client(OPERATOR) as c:
+            r = c.post(f"{NGSI}/entities", json=vehicle(tag()))
+            body = refused(r, 400, "BadRequestData", "type")
+            assert "not a registered entity type" in body["detail"]
+            refused(
+                c.get(f"{NGSI}/entities", params={"type": "Vehicle"}), 400, "BadRequestData", "type"
+            )
+            lamp = {"id": f"urn:ngsi-ld:Streetlight:{tag()}", "type": "Streetlight"}
+            assert c.post(f"{NGSI}/entities", json=lamp).status_code == 201

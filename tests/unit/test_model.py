@@ -130,10 +130,28 @@ def test_bad_attributes_are_refused_naming_the_field(attrs, field):
     assert refusal(parse_entity, light(**attrs), REGISTRY).field == field
 
 
-def test_unregistered_type_is_refused():
-    doc = {"id": "urn:ngsi-ld:Dragon:1", "type": "Dragon"}
-    err = refusal(parse_entity, doc, REGISTRY)
+def test_an_unregistered_type_is_open_world_unless_the_city_is_strict():
+    doc = {"id": "urn:ngsi-ld:Dragon:1", "type": "Dragon", "wings": 2}
+    assert parse_entity(doc, REGISTRY).attrs["wings"].value == 2
+    err = refusal(parse_entity, doc, REGISTRY, "", True)
     assert err.field == "type" and "not a registered" in err.detail
+
+
+def test_a_registered_type_accepts_sub_attributes_but_keeps_its_checks():
+    entity = parse_entity(
+        light(
+            powerConsumption={
+                "type": "Property",
+                "value": 40,
+                "measuredBy": {"type": "Relationship", "object": "urn:ngsi-ld:Meter:1"},
+            }
+        ),
+        REGISTRY,
+    )
+    shown = entity.to_ngsi()["powerConsumption"]
+    assert shown["measuredBy"] == {"type": "Relationship", "object": "urn:ngsi-ld:Meter:1"}
+    bad = light(powerConsumption=[{"value": 4}, {"value": -1, "datasetId": "urn:x:d"}])
+    assert refusal(parse_entity, bad, REGISTRY).field == "powerConsumption[1].value"
 
 
 def test_a_registered_custom_type_is_then_accepted():
