@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["audit"])
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Writes recorded elsewhere: logins by the login route itself.
-_RECORDED_ELSEWHERE = frozenset({"/api/v1/auth/token"})
+_RECORDED_ELSEWHERE = frozenset({"/api/v1/auth/token", "/api/v1/auth/logout"})
 _EXPORT_PAGE = 1000
 CSV_COLUMNS = ("id", "at", "actor", "action", "target", "client", "outcome", "detail")
 
@@ -106,7 +106,7 @@ class AuditMiddleware:
             await audit.record(
                 scope["app"].state.city.broker.store,
                 principal.name if principal is not None else "anonymous",
-                f"{scope['method']} {getattr(route, 'path', scope['path'])}",
+                f"{scope['method']} {getattr(route, 'path_format', scope['path'])}",
                 target=state.get("audit_target") or params.get("entity_id") or params.get("name"),
                 client=client_address(scope),
                 outcome=_outcome(status),

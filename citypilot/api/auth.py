@@ -1,7 +1,9 @@
-"""Logging in: OAuth2 password form in, bearer token out."""
+"""Logging in: OAuth2 password form in, bearer token out; refresh tokens that rotate
+(a reused one revokes its session, ``security.sessions``); logging out."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from math import ceil
 from typing import Annotated
@@ -10,13 +12,14 @@ import orjson
 from fastapi import APIRouter, Form, Request
 from starlette.responses import Response
 
+from citypilot.api.audit import client_address
 from citypilot.api.deps import CityDep, Viewer, checked, token_claims
 from citypilot.api.openapi import answer, problem
 from citypilot.model.errors import TooManyRequests, Unauthorized
-from citypilot.security import audit
+from citypilot.security import audit, sessions
 from citypilot.security.passwords import needs_rehash
 from citypilot.security.tokens import REFRESH, issue_token
-from citypilot.store.base import Account
+from citypilot.store.base import Account, Session
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -73,19 +76,27 @@ async def token(
         new_hash = await city.hashing.hash(password)
         await city.broker.store.put_account(replace(account, password_hash=new_hash))
     await record_login(request, city, username, ok=True)
-    return _tokens(city, account)
+    session = await sessions.start(
+        city.broker.store, account.username, city.settings.refresh_ttl_s, time.time()
+    )
+    return _tokens(city, account, session)
 
 
-def _tokens(city: CityDep, account: Account) -> Response:
-    """A fresh access token and refresh token for the account, as it stands."""
+def _tokens(city: CityDep, account: Account, session: Session) -> Response:
+    """A fresh access token, and the session's newest refresh token, for the account as
+    it stands; the refresh token ends with the session."""
     settings, key = city.settings, city.signing_key
     name, role, version = account.username, account.role, account.token_version
+    left = max(1, round(session.expires_at - time.time()))
+    sid = session.id
     body = {
-        "access_token": issue_token(name, role, key, settings.token_ttl_s, version),
+        "access_token": issue_token(name, role, key, settings.token_ttl_s, version, session=sid),
         "token_type": "bearer",
         "expires_in": settings.token_ttl_s,
-        "refresh_token": issue_token(name, role, key, settings.refresh_ttl_s, version, REFRESH),
-        "refresh_expires_in": settings.refresh_ttl_s,
+        "refresh_token": issue_token(
+            name, role, key, left, version, REFRESH, session=sid, token_id=session.token_id
+        ),
+        "refresh_expires_in": left,
         "role": role,
     }
     return Response(
@@ -98,18 +109,52 @@ def _tokens(city: CityDep, account: Account) -> Response:
     summary="Refresh an access token",
     responses={
         **answer(200, "A new access token and refresh token", TOKEN_SCHEMA),
-        **problem(401, "The refresh token expired or was revoked: log in again"),
+        **problem(
+            401,
+            "The refresh token expired, was revoked, or was used already (which revokes "
+            "its session): log in again",
+        ),
     },
 )
-async def refresh(city: CityDep, refresh_token: Annotated[str, Form(max_length=4096)]) -> Response:
-    """Exchange a refresh token for a new access token (and a new refresh token), as
-    long as the account is enabled and unchanged since the login (OAuth2 refresh grant)."""
+async def refresh(
+    request: Request, city: CityDep, refresh_token: Annotated[str, Form(max_length=4096)]
+) -> Response:
+    """Exchange a refresh token for a new access token and a new refresh token, as long
+    as the account is enabled and unchanged since the login (OAuth2 refresh grant). Each
+    refresh token is good for one exchange: presenting it again revokes the session."""
     claims = token_claims(city, refresh_token, REFRESH)
+    if claims.session is None:
+        raise Unauthorized("this refresh token is from before sessions: log in again")
     city.forget_account(claims.username)  # a refresh reads the account afresh
+    city.forget_session(claims.session)
     await checked(city, claims)
+    try:
+        session = await sessions.rotate(
+            city.broker.store, claims, time.time(), client_address(request.scope)
+        )
+    finally:
+        city.forget_session(claims.session)
     account = await city.broker.store.get_account(claims.username)
     assert account is not None  # checked just now
-    return _tokens(city, account)
+    return _tokens(city, account, session)
+
+
+@router.post(
+    "/logout",
+    status_code=204,
+    summary="Log out",
+    responses=problem(401, "The refresh token is not valid"),
+)
+async def logout(
+    request: Request, city: CityDep, refresh_token: Annotated[str, Form(max_length=4096)]
+) -> Response:
+    """End the session of a refresh token: it and every token of the session (the access
+    tokens too, within ``account_check_s`` in other API processes) are refused from now.
+    Ending an ended session again is no error."""
+    claims = token_claims(city, refresh_token, REFRESH)
+    await sessions.end(city.broker.store, claims, time.time(), client_address(request.scope))
+    city.forget_session(claims.session)
+    return Response(status_code=204)
 
 
 async def record_login(request: Request, city: CityDep, username: str, ok: bool) -> None:

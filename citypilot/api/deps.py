@@ -15,6 +15,7 @@ from citypilot.broker import Broker
 from citypilot.config import Settings
 from citypilot.model.errors import CityPilotError, Forbidden, ServiceUnavailable, Unauthorized
 from citypilot.publish.gtfs_static import StaticFeed
+from citypilot.security import sessions
 from citypilot.security.login_limits import Limit, LoginLimiter
 from citypilot.security.oidc import OidcVerifier, group_grants, is_external
 from citypilot.security.passwords import HashSlots
@@ -58,6 +59,8 @@ class City:
     token_cache: dict[str, TokenClaims] = field(default_factory=dict)
     #: username -> (account or None, monotonic expiry): accounts as last read
     account_cache: dict[str, tuple[Account | None, float]] = field(default_factory=dict)
+    #: session id -> (revoked, monotonic expiry): login sessions as last read
+    session_cache: dict[str, tuple[bool, float]] = field(default_factory=dict)
     #: running parts other than the store and bus, by name ("mqtt"), for health checks
     components: dict[str, Any] = field(default_factory=dict)
     #: failed-login back-off per account and per address (security/login_limits.py)
@@ -70,6 +73,11 @@ class City:
     def forget_account(self, username: str) -> None:
         """Read the account afresh on its next request (it was just changed here)."""
         self.account_cache.pop(username, None)
+
+    def forget_session(self, session_id: str | None) -> None:
+        """Read the session afresh on its next request (it was just revoked here)."""
+        if session_id is not None:
+            self.session_cache.pop(session_id, None)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -168,16 +176,34 @@ async def account_of(city: City, username: str) -> Account | None:
     return cached[0]
 
 
+async def session_revoked(city: City, session_id: str) -> bool:
+    """Whether a login session was revoked (logout, refresh token reuse), read at most
+    every ``account_check_s`` per session (and at once after a revocation here)."""
+    now = time.monotonic()
+    cached = city.session_cache.get(session_id)
+    if cached is None or cached[1] < now:
+        revoked = await _from_store(sessions.is_revoked(city.broker.store, session_id))
+        if len(city.session_cache) >= _TOKEN_CACHE_SIZE:
+            city.session_cache.clear()
+        cached = city.session_cache[session_id] = (revoked, now + city.settings.account_check_s)
+    return cached[0]
+
+
 async def checked(city: City, claims: TokenClaims) -> Principal:
     """The person behind verified claims, as their account stands now: its role and
     grants, not the token's; Unauthorized when the account is gone or disabled, or was
-    changed since the token was issued (role, grants, password: its tokens are revoked)."""
+    changed since the token was issued (role, grants, password: its tokens are revoked),
+    or the token's login session was revoked (signed out, or a refresh token reused)."""
     account = await account_of(city, claims.username)
     if account is None or account.disabled:
         raise Unauthorized(f"the account {claims.username!r} is disabled or no longer exists")
     if account.token_version != claims.version:
         raise Unauthorized(
             "this token was revoked (the account's role, grants or password changed); log in again"
+        )
+    if claims.session is not None and await session_revoked(city, claims.session):
+        raise Unauthorized(
+            "this session has ended (signed out, or a refresh token was reused); log in again"
         )
     return Principal(account.username, account.role, account.grants)
 

@@ -3,7 +3,8 @@
 A person holds a short-lived access token and a longer-lived refresh token; both name
 the account's ``token_version`` at issue, and the account's version moves on when it
 is disabled or its role, grants or password change, which revokes every token made
-before (see ``api.deps.checked``).
+before (see ``api.deps.checked``). Both name the login's session too (``sid``), and a
+refresh token its own id (``jti``): see ``security.sessions``.
 """
 
 from __future__ import annotations
@@ -47,18 +48,32 @@ class TokenClaims:
     role: str
     version: int
     expires: float
+    #: the login session (None: a token from before sessions existed)
+    session: str | None = None
+    #: a refresh token's own id within its session
+    token_id: str | None = None
 
 
 def issue_token(
-    username: str, role: str, key: str, ttl_s: int, version: int = 0, kind: str = ACCESS
+    username: str,
+    role: str,
+    key: str,
+    ttl_s: int,
+    version: int = 0,
+    kind: str = ACCESS,
+    session: str | None = None,
+    token_id: str | None = None,
 ) -> str:
     """A signed bearer token (``kind`` access or refresh) for a person, valid ``ttl_s``
-    seconds and only while the account's ``token_version`` is ``version``."""
+    seconds and only while the account's ``token_version`` is ``version`` (and, naming
+    ``session``, while that session is not revoked)."""
     now = int(time.time())
-    claims = {"sub": username, "role": role, "ver": version, "typ": kind, "iat": now}
-    claims["exp"] = now + ttl_s
+    claims: dict[str, object] = {"sub": username, "role": role, "ver": version, "typ": kind}
+    claims.update(iat=now, exp=now + ttl_s)
+    if session is not None:
+        claims["sid"] = session
     if kind == REFRESH:
-        claims["jti"] = secrets.token_urlsafe(12)  # two refreshes in one second differ
+        claims["jti"] = token_id or secrets.token_urlsafe(12)
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
@@ -75,11 +90,14 @@ def read_token(token: str, key: str, kind: str = ACCESS) -> TokenClaims:
     if claims.get("typ", ACCESS) != kind:
         raise Unauthorized(f"this is not an {kind} token")
     version = claims.get("ver", 0)
+    session, token_id = claims.get("sid"), claims.get("jti")
     return TokenClaims(
         str(claims["sub"]),
         str(claims.get("role", "viewer")),
         version if isinstance(version, int) else -1,
         float(claims["exp"]),
+        session if isinstance(session, str) else None,
+        token_id if isinstance(token_id, str) else None,
     )
 
 

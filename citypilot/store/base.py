@@ -183,6 +183,34 @@ class Account:
     token_version: int = 0
 
 
+@dataclass(frozen=True)
+class Session:
+    """A login's chain of refresh tokens (its *family*): only ``token_id``, the newest
+    refresh token's id, may be exchanged; revoked (logout, reuse of an older token)
+    it ends every token of the family. Times are epoch seconds."""
+
+    id: str
+    username: str
+    token_id: str
+    created_at: float
+    expires_at: float
+    revoked_at: float | None = None
+    revoked_reason: str | None = None
+
+
+#: The columns of the ``sessions`` table, in the order of ``Session``'s fields.
+SESSION_COLUMNS = "id, username, token_id, created_at, expires_at, revoked_at, revoked_reason"
+#: Compare-and-set statements on one session (``{m}``: the driver's placeholder);
+#: parameters (new token, id, old token) and (at, reason, id).
+SESSION_ROTATE = (
+    "UPDATE sessions SET token_id = {m} WHERE id = {m} AND token_id = {m} AND revoked_at IS NULL"
+)
+SESSION_REVOKE = (
+    "UPDATE sessions SET revoked_at = {m}, revoked_reason = {m}"
+    " WHERE id = {m} AND revoked_at IS NULL"
+)
+
+
 @dataclass
 class AttributeWrite:
     """The outcome of writing attributes into one entity."""
@@ -345,6 +373,21 @@ class Store(Protocol):
 
     async def delete_device(self, name: str) -> bool:
         """Remove a device gateway and its key; whether it existed."""
+
+    # -- login sessions (refresh token families, see ``security.sessions``) -------
+    async def put_session(self, session: Session) -> None:
+        """Keep a new session; sessions that expired before ``session.created_at`` go."""
+
+    async def get_session(self, session_id: str) -> Session | None:
+        """One session, or None."""
+
+    async def rotate_session(self, session_id: str, old_token: str, new_token: str) -> bool:
+        """Move an unrevoked session from refresh token ``old_token`` to ``new_token``,
+        in one statement; False when it is revoked or ``old_token`` is not its newest
+        (another exchange came first)."""
+
+    async def revoke_session(self, session_id: str, reason: str, at: float) -> bool:
+        """Revoke a session not revoked yet; whether this call revoked it."""
 
     # -- personal data (see ``security.privacy``) ----------------------------
     async def purge_personal(self, rules: Sequence[PersonalRule]) -> int:

@@ -51,6 +51,9 @@ from citypilot.security.devices import (
 )
 from citypilot.security.scopes import Visibility, entity_scope, grants_to_text
 from citypilot.store.base import (
+    SESSION_COLUMNS,
+    SESSION_REVOKE,
+    SESSION_ROTATE,
     Account,
     AttributeWrite,
     DeadLetter,
@@ -63,6 +66,7 @@ from citypilot.store.base import (
     LayerColumns,
     PendingNotification,
     PersonalRule,
+    Session,
     TemporalQuery,
     TemporalResult,
     WriteMode,
@@ -135,6 +139,11 @@ CREATE TABLE IF NOT EXISTS accounts (
 ALTER TABLE accounts ADD COLUMN IF NOT EXISTS grants jsonb NOT NULL DEFAULT '[]';
 ALTER TABLE accounts ADD COLUMN IF NOT EXISTS token_version integer NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS device_keys (key_hash text PRIMARY KEY, name text NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS sessions (
+    id text PRIMARY KEY, username text NOT NULL, token_id text NOT NULL,
+    created_at double precision NOT NULL, expires_at double precision NOT NULL,
+    revoked_at double precision, revoked_reason text);
+CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
 ALTER TABLE device_keys ADD COLUMN IF NOT EXISTS binding jsonb NOT NULL DEFAULT '{}';
 CREATE TABLE IF NOT EXISTS entity_types (name text PRIMARY KEY, doc jsonb NOT NULL);
 CREATE TABLE IF NOT EXISTS subscriptions (id text PRIMARY KEY, doc text NOT NULL);
@@ -1297,6 +1306,40 @@ class PostgresStore:
         async with self.pool.connection() as conn:
             cur = await conn.execute("SELECT name, binding::text FROM device_keys")
             return [Device(name, binding_from_text(b)) for name, b in await cur.fetchall()]
+
+    async def put_session(self, session: Session) -> None:
+        """Keep a new session; sessions that expired before ``session.created_at`` go."""
+        s = session
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("DELETE FROM sessions WHERE expires_at < %s", (s.created_at,))
+            await conn.execute(
+                "INSERT INTO sessions (id, username, token_id, created_at, expires_at)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (s.id, s.username, s.token_id, s.created_at, s.expires_at),
+            )
+
+    async def get_session(self, session_id: str) -> Session | None:
+        """One session, or None."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = %s", (session_id,)
+            )
+            row = await cur.fetchone()
+        return None if row is None else Session(*row)
+
+    async def rotate_session(self, session_id: str, old_token: str, new_token: str) -> bool:
+        """Move an unrevoked session from ``old_token`` to ``new_token`` (compare and set)."""
+        return await self._one_row(SESSION_ROTATE, (new_token, session_id, old_token))
+
+    async def revoke_session(self, session_id: str, reason: str, at: float) -> bool:
+        """Revoke a session not revoked yet; whether this call revoked it."""
+        return await self._one_row(SESSION_REVOKE, (at, reason, session_id))
+
+    async def _one_row(self, statement: str, params: tuple[Any, ...]) -> bool:
+        """Run a session statement; whether it changed exactly one row."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(statement.format(m="%s"), params)
+            return cur.rowcount == 1
 
     async def delete_device(self, name: str) -> bool:
         """Remove a device gateway and its key; whether it existed."""

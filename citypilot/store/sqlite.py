@@ -34,6 +34,9 @@ from citypilot.security.devices import (
 )
 from citypilot.security.scopes import Visibility, entity_scope, grants_to_text
 from citypilot.store.base import (
+    SESSION_COLUMNS,
+    SESSION_REVOKE,
+    SESSION_ROTATE,
     Account,
     AttributeWrite,
     DeadLetter,
@@ -44,6 +47,7 @@ from citypilot.store.base import (
     HistoryQuery,
     LayerColumns,
     PersonalRule,
+    Session,
     TemporalQuery,
     TemporalResult,
     WriteMode,
@@ -105,6 +109,10 @@ CREATE TABLE IF NOT EXISTS accounts (
     username TEXT PRIMARY KEY, password_hash TEXT NOT NULL, role TEXT NOT NULL,
     disabled INTEGER NOT NULL DEFAULT 0, grants TEXT NOT NULL DEFAULT '[]');
 CREATE TABLE IF NOT EXISTS device_keys (key_hash TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY, username TEXT NOT NULL, token_id TEXT NOT NULL,
+    created_at REAL NOT NULL, expires_at REAL NOT NULL, revoked_at REAL, revoked_reason TEXT);
+CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions(expires_at);
 CREATE TABLE IF NOT EXISTS entity_types (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS entity_type_versions (
     name TEXT NOT NULL, version INTEGER NOT NULL, record TEXT NOT NULL,
@@ -869,6 +877,42 @@ class SQLiteStore:
             lambda conn: conn.execute("SELECT name, binding FROM device_keys").fetchall()
         )
         return [Device(name, binding_from_text(b)) for name, b in rows]
+
+    async def put_session(self, session: Session) -> None:
+        """Keep a new session; sessions that expired before ``session.created_at`` go."""
+        s = session
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM sessions WHERE expires_at < ?", (session.created_at,))
+            conn.execute(
+                "INSERT INTO sessions (id, username, token_id, created_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (s.id, s.username, s.token_id, s.created_at, s.expires_at),
+            )
+
+        await self._write(run)
+
+    async def get_session(self, session_id: str) -> Session | None:
+        """One session, or None."""
+        row = await self._read(
+            lambda conn: conn.execute(
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+        )
+        return None if row is None else Session(*row)
+
+    async def rotate_session(self, session_id: str, old_token: str, new_token: str) -> bool:
+        """Move an unrevoked session from ``old_token`` to ``new_token`` (compare and set)."""
+        return await self._one_row(SESSION_ROTATE, (new_token, session_id, old_token))
+
+    async def revoke_session(self, session_id: str, reason: str, at: float) -> bool:
+        """Revoke a session not revoked yet; whether this call revoked it."""
+        return await self._one_row(SESSION_REVOKE, (at, reason, session_id))
+
+    async def _one_row(self, statement: str, params: tuple[Any, ...]) -> bool:
+        """Run a session statement; whether it changed exactly one row."""
+        sql = statement.format(m="?")
+        return await self._write(lambda conn: conn.execute(sql, params).rowcount == 1)
 
     async def delete_device(self, name: str) -> bool:
         """Remove a device gateway and its key; whether it existed."""

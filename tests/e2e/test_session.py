@@ -1,6 +1,6 @@
 """The console's session in a real browser: it outlives its short access token by
 renewing it (the live stream connects again with the new one), and ends at once when
-the account is disabled."""
+the account is disabled or the person signs out."""
 
 from __future__ import annotations
 
@@ -66,3 +66,22 @@ def test_disabling_the_account_ends_the_console_session(
     with httpx.Client(base_url=console_server.url) as c:
         c.headers["Authorization"] = f"Bearer {console_server.token(ADMIN)}"
         c.patch(f"/api/v1/users/{NAME}", json={"disabled": False})
+
+
+def test_signing_out_ends_the_session_on_the_server(
+    page: Page, console_server: ConsoleServer
+) -> None:
+    login(page, (NAME, PASSWORD))
+    expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live")
+    held = page.evaluate(SESSION)
+    page.get_by_test_id("logout").click()
+    expect(page.get_by_test_id("login-form")).to_be_visible()
+    # whoever kept a copy of the session's tokens can use neither
+    refresh = httpx.post(
+        console_server.url + "/api/v1/auth/refresh", data={"refresh_token": held["refreshToken"]}
+    )
+    assert refresh.status_code == 401
+    me = httpx.get(
+        console_server.url + "/api/v1/auth/me", headers={"Authorization": f"Bearer {held['token']}"}
+    )
+    assert me.status_code == 401

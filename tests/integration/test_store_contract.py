@@ -31,6 +31,7 @@ from citypilot.store.base import (
     EntityQuery,
     GeoQuery,
     HistoryQuery,
+    Session,
     Store,
     TemporalBucket,
     TemporalQuery,
@@ -771,6 +772,22 @@ async def test_accounts_and_device_keys(store: Store) -> None:
     assert sorted(d.name for d in await store.list_devices()) == ["gateway-1", "gateway-2"]
     assert await store.delete_device("gateway-2") and not await store.delete_device("gateway-2")
     assert await store.get_device("k2") is None
+
+
+async def test_login_sessions_rotate_once_and_revoke_once(store: Store) -> None:
+    await store.put_session(Session("s1", "ana", "t1", NOW, NOW + 3600))
+    assert await store.get_session("s1") == Session("s1", "ana", "t1", NOW, NOW + 3600)
+    assert await store.rotate_session("s1", "t1", "t2")
+    assert not await store.rotate_session("s1", "t1", "t3")  # t1 is spent: no second winner
+    assert (await store.get_session("s1")).token_id == "t2"  # type: ignore[union-attr]
+    assert await store.revoke_session("s1", "logout", NOW + 5)
+    assert not await store.revoke_session("s1", "reuse", NOW + 6)  # the first reason stays
+    ended = await store.get_session("s1")
+    assert ended == Session("s1", "ana", "t2", NOW, NOW + 3600, NOW + 5, "logout")
+    assert not await store.rotate_session("s1", "t2", "t4")  # a revoked session never rotates
+    # a new session clears those that had expired before it began
+    await store.put_session(Session("s2", "bob", "u1", NOW + 7200, NOW + 9000))
+    assert await store.get_session("s1") is None and await store.get_session("nope") is None
 
 
 async def test_types_registered_at_run_time(store: Store) -> None:

@@ -113,3 +113,54 @@ def test_a_live_stream_closes_when_its_token_is_revoked(server: Server):
     message, code = asyncio.run(scenario())
     assert message["error"]["status"] == 401 and "disabled" in message["error"]["detail"]
     assert code == 1008
+
+
+LOGOUT = "/api/v1/auth/logout"
+
+
+def _refresh(server: Server, refresh_token: str) -> httpx.Response:
+    return httpx.post(server.url + REFRESH, data={"refresh_token": refresh_token})
+
+
+def _audit(server: Server, **params: str) -> list[dict]:
+    with server.client(ADMIN) as c:
+        return c.get("/api/v1/audit", params=params).json()["items"]
+
+
+def test_a_refresh_token_is_good_once_and_a_reuse_ends_its_session(server: Server):
+    name, answer = person(server)
+    rotated = _refresh(server, answer["refresh_token"])
+    assert rotated.status_code == 200
+    fresh = rotated.json()
+    assert fresh["refresh_token"] != answer["refresh_token"]
+    assert writes(server, fresh["access_token"]) == 201
+    # the spent token once more, as whoever stole it would: the whole session ends
+    reused = _refresh(server, answer["refresh_token"])
+    assert reused.status_code == 401 and "used already" in reused.json()["detail"]
+    assert _refresh(server, fresh["refresh_token"]).status_code == 401
+    assert writes(server, fresh["access_token"]) == 401
+    assert writes(server, answer["access_token"]) == 401
+    [entry] = _audit(server, who=name, action="session.reuse")
+    assert entry["outcome"] == "denied"
+    # a new login is a new session
+    again = httpx.post(server.url + TOKEN, data={"username": name, "password": STRONG})
+    assert writes(server, again.json()["access_token"]) == 201
+
+
+def test_logging_out_ends_the_session_and_its_tokens(server: Server):
+    name, answer = person(server)
+    _, other = person(server)  # someone else's session is not touched
+    assert writes(server, answer["access_token"]) == 201
+    out = httpx.post(server.url + LOGOUT, data={"refresh_token": answer["refresh_token"]})
+    assert out.status_code == 204
+    assert writes(server, answer["access_token"]) == 401
+    assert _refresh(server, answer["refresh_token"]).status_code == 401
+    assert writes(server, other["access_token"]) == 201
+    # twice is once; an access token or a forged one is no refresh token
+    again = httpx.post(server.url + LOGOUT, data={"refresh_token": answer["refresh_token"]})
+    assert again.status_code == 204
+    assert (
+        httpx.post(server.url + LOGOUT, data={"refresh_token": other["access_token"]}).status_code
+        == 401
+    )
+    assert [e["action"] for e in _audit(server, who=name, action="logout")] == ["logout"]

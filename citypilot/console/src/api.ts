@@ -292,6 +292,20 @@ export class Api {
     return (await res.json()) as TokenAnswer;
   }
 
+  /** End the session of the refresh token on the server (its tokens are refused from
+   * now); a failure changes nothing for the caller, who forgets the session anyway. */
+  async logout(refreshToken: string): Promise<void> {
+    try {
+      await fetch("/api/v1/auth/logout", {
+        method: "POST",
+        headers: { Accept: "application/json" },
+        body: new URLSearchParams({ refresh_token: refreshToken }),
+      });
+    } catch {
+      /* offline: the session ends when its refresh token does */
+    }
+  }
+
   me(): Promise<{ username: string; role: string }> {
     return this.request("/api/v1/auth/me");
   }

@@ -66,7 +66,11 @@ async function boot(message = ""): Promise<void> {
     void boot(msg);
   };
   api.onUnauthorized = () => leave("Your session has ended; please sign in again.");
-  current.onLogout = () => leave("");
+  current.onLogout = async () => {
+    clearTimeout(timer); // no renewal while the server ends the session, tokens and all
+    await api.logout(session!.refreshToken);
+    leave("");
+  };
   try {
     await current.start();
   } catch (e) {
