@@ -41,7 +41,7 @@ from citypilot.api.deps import City
 from citypilot.api.entity_cache import EntityCache
 from citypilot.api.explorer import install_explorer
 from citypilot.api.jsonld import JsonLdEdge
-from citypilot.api.ldcontexts import open_contexts
+from citypilot.api.ldcontexts import open_contexts, warm
 from citypilot.api.openapi import install_openapi
 from citypilot.api.problems import install_problem_handlers
 from citypilot.api.scope_index import ScopeIndex
@@ -233,6 +233,7 @@ def create_app(settings: Settings, on_ready: Callable[[City, bool], None] | None
             app.state.routing = city.routing
             notifier = subscriptions.start_notifier(app, city)
             await notifier.start()
+            await warm(app.state.ld_contexts, notifier.contexts())
             if on_ready is not None:
                 on_ready(city, console_built)
             try:

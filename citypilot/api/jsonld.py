@@ -37,18 +37,17 @@ from citypilot.api.ldterms import (
 )
 from citypilot.api.problems import problem_response
 from citypilot.model.errors import BadRequestData, CityPilotError
-from citypilot.model.ldcontext import CORE, CORE_URL, TermMap, is_core_url
+from citypilot.model.ldcontext import (
+    CONTEXT_REL,
+    CORE,
+    CORE_URL,
+    TermMap,
+    is_core_url,
+    link_header,
+)
 
 PREFIX = "/ngsi-ld/v1/"
 LD_JSON = "application/ld+json"
-CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
-
-
-def link_header(url: str) -> str:
-    """The ``Link`` header naming ``url`` as the JSON-LD @context."""
-    return f'<{url}>; rel="{CONTEXT_REL}"; type="{LD_JSON}"'
-
-
 CORE_LINK = link_header(CORE_URL)
 
 
@@ -199,11 +198,21 @@ def _rename_path(scope: Scope, terms: TermMap) -> Scope:
     return {**scope, "raw_path": new_raw, "path": unquote(new_raw.decode("latin-1"))}
 
 
+def _plain(scope: Scope) -> bool:
+    """Whether a request names no context, asks for no JSON-LD and gives no expanded
+    name: one look at the raw headers and query, for the requests most clients send."""
+    for key, value in scope["headers"]:
+        if key == b"link" or (key == b"accept" and b"ld+json" in value):
+            return False
+    return not _needs_renaming(scope, CORE)
+
+
 def _needs_renaming(scope: Scope, terms: TermMap) -> bool:
     if terms is not CORE:
         return True
-    qs = scope.get("query_string", b"")
-    return b":" in qs or b"%3a" in qs.lower() or b"%3a" in (scope.get("raw_path") or b"").lower()
+    qs = scope.get("query_string") or b""
+    # ":" or its escape (%3A; any %3x, to look once): an expanded name may be there
+    return b":" in qs or b"%3" in qs or b"%3" in (scope.get("raw_path") or b"")
 
 
 # -- the answer ------------------------------------------------------------------
@@ -267,6 +276,9 @@ class JsonLdEdge:
         if scope["type"] != "http" or not path.startswith(PREFIX):
             await self.app(scope, receive, send)
             return
+        if scope["method"] in ("GET", "HEAD") and _plain(scope):
+            await self.app(scope, receive, send)  # the fast path: no context, nothing to do
+            return
         headers = Headers(scope=scope)
         try:
             ld = await self._link_context(scope, headers)
@@ -284,7 +296,7 @@ class JsonLdEdge:
                 }
         ld_out = prefers_ld(headers.get("accept", ""))
         if scope["method"] in ("GET", "HEAD") and ld is CORE_REQUEST and not ld_out:
-            await self.app(scope, receive, send)  # the fast path: nothing to compact
+            await self.app(scope, receive, send)  # nothing to compact
             return
         shape = _answer_shape(scope["method"], path[len(PREFIX) :])
         await self.app(scope, receive, _Compactor(scope, send, shape, ld_out).send)
@@ -421,7 +433,10 @@ async def ld_body(request: Request, doc: Any) -> Any:
                 "@context",
             )
         ld = request.scope.get("state", {}).get("ld", CORE_REQUEST)
-        return _rename_body(doc, _body_shape(request.method, rest), lambda _d: ld.terms)
+        shape = _body_shape(request.method, rest)
+        return await _for_notifications(
+            request, _rename_body(doc, shape, lambda _d: ld.terms), shape
+        )
     if _carries_context(doc) is False:
         raise BadRequestData(
             "an application/ld+json body must hold its @context (every entity of a batch)",
@@ -438,7 +453,23 @@ async def ld_body(request: Request, doc: Any) -> Any:
     if first is not None:
         base = str(request.base_url).rstrip("/")
         request.state.ld = await contexts.request_of(first["@context"], maps[id(first)], base)
-    return _rename_body(doc, _body_shape(request.method, rest), lambda d: maps.get(id(d), CORE))
+    shape = _body_shape(request.method, rest)
+    renamed = _rename_body(doc, shape, lambda d: maps.get(id(d), CORE))
+    return await _for_notifications(request, renamed, shape)
+
+
+async def _for_notifications(request: Request, doc: Any, shape: str | None) -> Any:
+    """A subscription notifies in the terms of its ``jsonldContext``: by default the
+    request's context (by URL: an inline one is kept to be named); resolved now, so a
+    context that cannot be had is refused at once."""
+    if shape != "subscription" or not isinstance(doc, dict):
+        return doc
+    ld = request.scope.get("state", {}).get("ld", CORE_REQUEST)
+    if "jsonldContext" not in doc and ld.terms is not CORE and ld.url is not None:
+        doc = {**doc, "jsonldContext": ld.url}
+    if isinstance(doc.get("jsonldContext"), str):
+        await contexts_of(request.app).resolve(doc["jsonldContext"], "jsonldContext")
+    return doc
 
 
 def _rename_body(doc: Any, shape: str | None, terms_of: Any) -> Any:

@@ -15,8 +15,10 @@ context server is), delete or (``reload=true``, Cached only) reload.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 import httpx
@@ -27,9 +29,10 @@ from starlette.responses import Response
 from citypilot.api.body import read_json
 from citypilot.api.deps import CityDep, Operator, Viewer
 from citypilot.api.jsonld import LD_JSON, LdRequest
+from citypilot.api.ldterms import rename_entities
 from citypilot.api.openapi import answer, created, json_body
 from citypilot.config import Settings
-from citypilot.model.errors import BadRequestData, ResourceNotFound
+from citypilot.model.errors import BadRequestData, CityPilotError, ResourceNotFound
 from citypilot.model.ldcontext import (
     CORE,
     CORE_URL,
@@ -41,6 +44,7 @@ from citypilot.model.ldcontext import (
 )
 from citypilot.store.ldcontexts import KINDS, ContextRow, ContextTable
 
+log = logging.getLogger(__name__)
 PATH = "/ngsi-ld/v1/jsonldContexts"
 #: how many documents a context may pull in (each fetched or looked up once)
 MAX_DOCUMENTS = 10
@@ -153,6 +157,29 @@ class LdContexts:
     def forget(self) -> None:
         """Drop processed contexts after one was deleted or reloaded."""
         self.cache.forget()
+
+
+def in_context(
+    contexts: LdContexts, url: str | None, docs: list[Any], key_values: bool
+) -> list[Any]:
+    """Entities compacted with the @context at ``url`` (a subscription's
+    ``jsonldContext``, resolved when the subscription was made or the server started)."""
+    if url is None:
+        return docs
+    terms = contexts.cache.cached(url)
+    if terms is None or terms is CORE:
+        return docs
+    return rename_entities(docs, terms.shown, key_values)
+
+
+async def warm(contexts: LdContexts, urls: Iterable[str | None]) -> None:
+    """Resolve the contexts subscriptions name for their notifications (at start: the
+    notifier compacts with resolved contexts only); one that fails is logged."""
+    for url in {u for u in urls if u}:
+        try:
+            await contexts.resolve(url, "jsonldContext")
+        except CityPilotError as exc:
+            log.warning("the @context %s of a subscription is not available: %s", url, exc)
 
 
 async def open_contexts(settings: Settings, store: Any) -> LdContexts:

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from citypilot.api.access import masker
 from citypilot.api.body import read_json
 from citypilot.api.deps import City, CityDep, Operator, Viewer, access
+from citypilot.api.ldcontexts import in_context
 from citypilot.api.ngsi_ld import LINK
 from citypilot.api.openapi import answer, array_of, created, json_body
 from citypilot.api.paging import Offset
@@ -61,9 +62,10 @@ SUBSCRIPTION_SCHEMA: dict[str, Any] = {
 }
 
 
-def shaper(city: City) -> Any:
+def shaper(city: City, contexts: Any) -> Any:
     """How the notifier renders entities for a subscription: only those its owner may
-    see, masked as the owner would see them, in the subscription's format and attributes."""
+    see, masked as the owner would see them, in the subscription's format and attributes,
+    in the terms of its ``jsonldContext``."""
 
     def shape(sub: Compiled, entities: list[Entity]) -> list[dict[str, Any]]:
         owner = owner_of(sub.doc)
@@ -71,11 +73,12 @@ def shaper(city: City) -> Any:
         mask = masker(city, owner)
         key_values = sub.doc["notification"].get("format", "normalized") != "normalized"
         picked = set(sub.attributes) if sub.attributes is not None else None
-        return [
+        docs = [
             mask(e).to_ngsi(key_values, False, picked)
             for e in entities
             if see.covers(e.type, *scope_of_entity(e))
         ]
+        return in_context(contexts, sub.doc.get("jsonldContext"), docs, key_values)
 
     return shape
 
@@ -86,7 +89,7 @@ def start_notifier(app: FastAPI, city: City) -> Notifier:
     notifier = Notifier(
         city.broker.store,
         city.broker.bus,
-        shaper(city),
+        shaper(city, app.state.ld_contexts),
         retry_min_s=settings.notify_retry_min_s,
         retry_max_s=settings.notify_retry_max_s,
     )

@@ -46,6 +46,14 @@ _CONTEXTS_CACHED = 512
 _TERMS_CACHED = 4096
 
 
+CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
+
+
+def link_header(url: str) -> str:
+    """The ``Link`` header naming ``url`` as the JSON-LD @context."""
+    return f'<{url}>; rel="{CONTEXT_REL}"; type="application/ld+json"'
+
+
 class LdContextNotAvailable(CityPilotError):
     """A remote @context of the request cannot be retrieved (ETSI GS CIM 009 §5.5.2)."""
 

@@ -30,6 +30,7 @@ import orjson
 from citypilot.bus.base import EventBus
 from citypilot.model.entity import CORE_CONTEXT, Entity
 from citypilot.model.ids import type_of_id
+from citypilot.model.ldcontext import link_header
 from citypilot.model.timeutil import format_instant
 from citypilot.notify.matching import meets_geo, meets_q
 from citypilot.notify.subscription import (
@@ -45,7 +46,7 @@ from citypilot.store.base import EntityQuery, PendingNotification, Store
 log = logging.getLogger(__name__)
 CHANGED = "entities.changed"
 DELETED = "entities.deleted"
-LINK = f'<{CORE_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+LINK = link_header(CORE_CONTEXT)
 #: Renders the entities a subscription is notified of (visibility, masking, format).
 Shaper = Callable[[Compiled, list[Entity]], list[dict[str, Any]]]
 
@@ -165,6 +166,10 @@ class Notifier:
             self._unlisten()
             self._unlisten = None
 
+    def contexts(self) -> list[str]:
+        """The @contexts the subscriptions name for their notifications (``jsonldContext``)."""
+        return [s.doc["jsonldContext"] for s in self.subs.values() if "jsonldContext" in s.doc]
+
     def put(self, doc: dict[str, Any]) -> None:
         """A subscription was created or changed."""
         self.subs[doc["id"]] = Compiled.of(doc)
@@ -223,7 +228,7 @@ class Notifier:
             ]
         self._last_notified[sub.doc["id"]] = now
         ld = sub.doc["notification"]["endpoint"].get("accept") == "application/ld+json"
-        return notification_body(sub.doc["id"], data, now, ld)
+        return notification_body(sub.doc["id"], data, now, ld, sub.doc.get("jsonldContext"))
 
     async def _on_event(self, _subject: str, payload: dict[str, Any]) -> None:
         if self.subs:
@@ -332,11 +337,13 @@ class Notifier:
             return None
         endpoint = sub.doc["notification"]["endpoint"]
         uri = endpoint["uri"]
+        context = sub.doc.get("jsonldContext")
+        link = LINK if context is None else link_header(context)
         try:
             if uri.startswith("mqtt://"):
                 parts = urlsplit(uri)
                 metadata = {**receiver_headers(endpoint), "Content-Type": "application/json"}
-                message = {"metadata": {**metadata, "Link": LINK}, "body": orjson.loads(note.body)}
+                message = {"metadata": {**metadata, "Link": link}, "body": orjson.loads(note.body)}
                 await self._mqtt.publish(
                     parts.hostname or "",
                     parts.port or 1883,
@@ -350,7 +357,7 @@ class Notifier:
                 "Content-Type": "application/ld+json" if ld else "application/json",
             }
             if not ld:
-                headers["Link"] = LINK
+                headers["Link"] = link
             r = await self._http.post(uri, content=note.body, headers=headers)
             return 200 <= r.status_code < 300
         except Exception as exc:  # any failure is retried later; never stops the loop

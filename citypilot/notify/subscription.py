@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from citypilot.model.errors import BadRequestData
-from citypilot.model.ids import check_entity_id
+from citypilot.model.ids import check_entity_id, check_uri
 from citypilot.model.patterns import check_pattern, compiled
 from citypilot.model.timeutil import format_instant, parse_instant
 from citypilot.security.scopes import grant_from_json
@@ -42,6 +42,7 @@ _MEMBERS = {
     "isActive",
     "throttling",
     "notificationTrigger",
+    "jsonldContext",
 }
 #: What may trigger a notification (clause 5.2.12, v1.8); the default is the last two.
 TRIGGERS = (
@@ -228,6 +229,8 @@ def check_subscription(doc: Any) -> dict[str, Any]:
         parse_q(doc["q"])
     if "geoQ" in doc:
         parse_geoq(doc["geoQ"])
+    if "jsonldContext" in doc:
+        check_uri(doc["jsonldContext"], "jsonldContext")
     for name in ("subscriptionName", "description"):
         if name in doc and not isinstance(doc[name], str):
             raise BadRequestData(f"{name} must be a string", name)
@@ -373,8 +376,11 @@ class Compiled:
         return False
 
 
-def notification_body(sub_id: str, data: list[dict[str, Any]], now: float, ld: bool) -> str:
-    """The Notification (clause 5.3.1) of ``data``, as JSON text."""
+def notification_body(
+    sub_id: str, data: list[dict[str, Any]], now: float, ld: bool, context: str | None = None
+) -> str:
+    """The Notification (clause 5.3.1) of ``data``, as JSON text; with ``ld``, it carries
+    the subscription's ``context`` (``jsonldContext``) and the core context."""
     body: dict[str, Any] = {
         "id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}",
         "type": "Notification",
@@ -385,5 +391,5 @@ def notification_body(sub_id: str, data: list[dict[str, Any]], now: float, ld: b
     if ld:
         from citypilot.model.entity import CORE_CONTEXT
 
-        body["@context"] = CORE_CONTEXT
+        body["@context"] = [context, CORE_CONTEXT] if context else CORE_CONTEXT
     return orjson.dumps(body).decode()

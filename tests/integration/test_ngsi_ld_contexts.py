@@ -438,3 +438,58 @@ def test_the_context_link_joins_the_page_links(city: Server):
     assert plain.headers["link"].startswith(f'<{ctx}>; rel="{REL}"')
     assert 'rel="next"' in plain.headers["link"]
     assert REL not in ld.headers["link"] and 'rel="next"' in ld.headers["link"]
+
+
+# -- notifications in the subscriber's terms (§5.2.12 jsonldContext) ----------------
+def _subscribe_and_change(
+    city: Server, notification: dict, headers: dict, context: object = None
+) -> None:
+    """Subscribe, in the subscriber's terms (a Link header, or ``context`` in an
+    ld+json body), to a new lamp's light; then turn it off."""
+    local = uid()
+    with city.client() as c:
+        r = c.post(f"{NGSI}/entities", json=lamp(local, "Streetlight", "powerState"))
+        assert r.status_code == 201, r.text
+        sub = {
+            "type": "Subscription",
+            "entities": [{"type": "Lamp", "id": f"urn:ngsi-ld:Streetlight:{local}"}],
+            "watchedAttributes": ["lightOn"],
+            "notification": {"attributes": ["lightOn"], **notification},
+        }
+        if context is not None:
+            sub["@context"] = context
+            headers = {**headers, "Content-Type": LD}
+        r = c.post(f"{NGSI}/subscriptions", content=orjson.dumps(sub), headers=headers)
+        assert r.status_code == 201, r.text
+        entity = f"{NGSI}/entities/urn:ngsi-ld:Streetlight:{local}"
+        r = c.patch(f"{entity}/attrs", json={"powerState": {"type": "Property", "value": "off"}})
+        assert r.status_code == 204, r.text
+
+
+def test_a_subscription_made_with_a_link_context_notifies_in_its_terms(city: Server):
+    from citypilot.bench.receiver import Receiver
+
+    ctx = hosted(city, LAMP_CONTEXT)
+    with Receiver() as receiver:
+        endpoint = {"endpoint": {"uri": receiver.url + "/n"}}
+        _subscribe_and_change(city, endpoint, {**link(ctx), "Content-Type": "application/json"})
+        [got] = receiver.wait_for(1)
+    assert got.headers["link"] == f'<{ctx}>; rel="{REL}"; type="{LD}"'
+    [data] = got.json()["data"]
+    assert data["type"] == "Lamp"
+    assert data["lightOn"] == {"type": "Property", "value": "off"}
+
+
+def test_an_ld_json_subscription_notifies_ld_json_with_its_context(city: Server):
+    from citypilot.bench.receiver import Receiver
+
+    context = {**LAMP_CONTEXT, "n": "https://example.org/" + uid()}
+    with Receiver() as receiver:
+        endpoint = {"endpoint": {"uri": receiver.url + "/n", "accept": LD}, "format": "keyValues"}
+        _subscribe_and_change(city, endpoint, {}, context)
+        [got] = receiver.wait_for(1)
+    assert got.headers["content-type"] == LD
+    body = got.json()
+    kept, core = body["@context"]
+    assert f"{NGSI}/jsonldContexts/" in kept and core == CORE_URL
+    assert body["data"] == [{"id": body["data"][0]["id"], "type": "Lamp", "lightOn": "off"}]
