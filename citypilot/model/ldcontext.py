@@ -127,6 +127,14 @@ class _Lru(OrderedDict):
         return value
 
 
+def _remember(cache: dict[str, str], key: str, value: str) -> str:
+    """Keep a term's translation (the cache starts afresh past ``_TERMS_CACHED``)."""
+    if len(cache) >= _TERMS_CACHED:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 _PROCESSOR = jsonld.JsonLdProcessor()
 
 
@@ -146,8 +154,8 @@ class TermMap:
         self.active = active
         #: the @context as the client gave it (a URL, an object or a list)
         self.value = value
-        self._stored = _Lru(_TERMS_CACHED)
-        self._shown = _Lru(_TERMS_CACHED)
+        self._stored: dict[str, str] = {}
+        self._shown: dict[str, str] = {}
 
     @property
     def is_core(self) -> bool:
@@ -166,18 +174,18 @@ class TermMap:
         """The stored name of a type or attribute name given in this context."""
         if self is CORE and ":" not in term:
             return term
-        name = self._stored.lookup(term)
+        name = self._stored.get(term)
         if name is None:
-            name = self._stored.keep(term, CORE.name_of(self.expand(term)))
+            name = _remember(self._stored, term, CORE.name_of(self.expand(term)))
         return name
 
     def shown(self, name: str) -> str:
         """A stored name as this context's reader knows it."""
         if self is CORE and ":" not in name:
             return name
-        term = self._shown.lookup(name)
+        term = self._shown.get(name)
         if term is None:
-            term = self._shown.keep(name, self.compact(CORE.iri_of(name)))
+            term = _remember(self._shown, name, self.compact(CORE.iri_of(name)))
         return term
 
     # -- the core context's own mapping between stored names and IRIs --------

@@ -49,6 +49,8 @@ QueryNode = Term | And | Or
 
 _OPS = ("!~=", "==", "!=", ">=", "<=", "~=", ">", "<")
 _ATTR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: an attribute named by its full IRI (a name no context compacts, see model.ldcontext)
+_IRI_ATTR = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s;|()<>=!~\"\[\]]+")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
 MAX_Q_LENGTH = 2000
 
@@ -111,7 +113,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
                 out.append(("op", op))
                 pos += len(op)
                 continue
-            m = re.compile(r"[A-Za-z0-9_.\[\]]+").match(text, pos)
+            m = _IRI_ATTR.match(text, pos) or re.compile(r"[A-Za-z0-9_.\[\]]+").match(text, pos)
             if m is None:
                 raise BadRequestData(f"q: cannot read {text[pos : pos + 20]!r} at {pos}", "q")
             out.append(("word", m.group()))
@@ -175,7 +177,7 @@ class _Parser:
         if kind != "word":
             raise BadRequestData("q: expected an attribute name", "q")
         attr = self.take()[1]
-        if not _ATTR.match(attr):
+        if not (_ATTR.match(attr) or _IRI_ATTR.fullmatch(attr)):
             raise BadRequestData(f"q: {attr!r} is not an attribute name", "q")
         if self.peek() != "op":
             return Term(attr)

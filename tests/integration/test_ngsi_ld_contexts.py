@@ -193,6 +193,35 @@ def test_each_client_sees_the_same_entity_in_its_own_terms(city: Server):
     assert theirs.headers["link"] == f'<{other}>; rel="{REL}"; type="{LD}"'
 
 
+def test_names_outside_the_core_context_are_kept_as_iris_each_reader_in_its_terms(city: Server):
+    ex = "https://example.org/"
+    local = uid()
+    doc = {
+        "@context": {"Vehicle": ex + "Vehicle", "speed": ex + "speed"},
+        "id": f"urn:ngsi-ld:Vehicle:{local}",
+        "type": "Vehicle",
+        "speed": {"type": "Property", "value": 80},
+    }
+    theirs = hosted(city, {"Car": ex + "Vehicle", "velocity": ex + "speed"})
+    with city.client() as c:
+        r = c.post(f"{NGSI}/entities", json=doc, headers={"Content-Type": LD})
+        assert r.status_code == 201, r.text
+        core = c.get(f"{NGSI}/entities/urn:ngsi-ld:Vehicle:{local}").json()
+        other = c.get(
+            f"{NGSI}/entities", params={"type": "Car", "q": "velocity>50"}, headers=link(theirs)
+        )
+        expanded = c.get(
+            f"{NGSI}/entities",
+            params={"type": ex + "Vehicle", "attrs": ex + "speed", "q": f"{ex}speed==80"},
+        )
+    assert core["type"] == ex + "Vehicle"
+    assert core[ex + "speed"] == {"type": "Property", "value": 80}
+    assert other.status_code == 200, other.text
+    assert [(e["type"], e["velocity"]["value"]) for e in other.json()] == [("Car", 80)]
+    assert expanded.status_code == 200, expanded.text
+    assert [e[ex + "speed"]["value"] for e in expanded.json()] == [80]
+
+
 def test_the_link_context_expands_query_parameters_and_compacts_the_answer(city: Server):
     ctx = hosted(city, LAMP_CONTEXT)
     local = uid()

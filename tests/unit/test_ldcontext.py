@@ -106,3 +106,10 @@ def test_type_selectors_and_subscriptions_are_renamed(terms):
     assert out["watchedAttributes"] == [EX + "speed"]
     assert out["q"] == f"{EX}speed>1"
     assert out["notification"]["attributes"] == [EX + "speed"]
+
+
+def test_q_names_an_attribute_by_its_full_iri_once_expanded(terms):
+    from citypilot.store.query import And, Term, parse_q
+
+    node = parse_q(rename_q('speed>50;brandName=="x"', terms.stored))
+    assert node == And((Term(EX + "speed", ">", (50.0,)), Term("brandName", "==", ("x",))))
