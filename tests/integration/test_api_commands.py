@@ -210,3 +210,26 @@ def test_an_http_device_may_answer_later_and_a_forged_answer_is_a_dead_letter(
         letters = c.get("/api/v1/dead-letters").json()
     text = orjson.dumps(letters).decode()
     assert "cmd-forged" in text and "never sent" in text
+
+
+def test_a_device_key_answers_only_for_the_entities_it_is_bound_to(server: Server, device: str):
+    lamp, elsewhere = new_light(server), new_light(server)
+    Device.answer = (202, b"")
+    with server.client(ADMIN) as admin:
+        admin.put(f"/api/v1/commands/endpoints/{lamp}", json={"url": device})
+        body = {"name": f"gw-{uid()}", "binding": {"entities": [elsewhere]}}
+        key = admin.post("/api/v1/devices", json=body).json()["key"]
+    with server.client() as c:
+        cmd = c.post(
+            f"/api/v1/entities/{lamp}/commands", json={"command": "switch", "args": {"state": "on"}}
+        ).json()
+    until_state(server, cmd["id"], "sent")
+    with server.client(None) as anonymous:
+        r = anonymous.post(
+            f"/api/v1/commands/{cmd['id']}/ack",
+            json={"status": "accepted"},
+            headers={"X-Device-Key": key},
+        )
+    problem(r, 404, "ResourceNotFound")
+    with server.client() as c:
+        assert c.get(f"/api/v1/commands/{cmd['id']}").json()["state"] == "sent"

@@ -253,3 +253,28 @@ def test_sync_removes_what_the_store_no_longer_has_and_reports_what_it_cannot_pr
     refused = Device(city.port, "acl-stale", stale)
     refused.close()
     assert refused.connack in (134, NOT_AUTHORIZED)
+
+
+def test_the_api_rotates_a_key_on_the_broker_too(city: City):
+    old = city.add_device("acl-api", "--entity", OWN)
+    with city.server.client(ADMIN) as c:
+        r = c.post("/api/v1/devices/acl-api/rotate")
+    assert r.status_code == 200, r.text
+    refused = Device(city.port, "acl-api", old)
+    refused.close()
+    admitted = Device(city.port, "acl-api", r.json()["key"])
+    try:
+        assert refused.connack in (134, NOT_AUTHORIZED) and admitted.connack == 0
+        assert admitted.publish(OTHER, 55.0) == NOT_AUTHORIZED  # the binding came along
+    finally:
+        admitted.close()
+
+
+def test_nothing_changes_when_the_broker_cannot_be_told(city: City):
+    away = {**city.env, "CITYPILOT_MQTT_DYNSEC_URL": f"mqtt://admin:x@127.0.0.1:{free_port()}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "citypilot.cli", "devices", "add", "acl-away", "--entity", OWN],
+        env=away, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0 and "did not answer" in done.stderr
+    assert "acl-away" not in city.cli("devices", "list").stdout
