@@ -251,16 +251,17 @@ def sub_attributes(instance: dict[str, Any]) -> dict[str, Any]:
 # -- rendering -------------------------------------------------------------------
 
 
-def concise(attr: dict[str, Any] | list[dict[str, Any]]) -> Any:
+def concise(attr: dict[str, Any] | list[dict[str, Any]], bare: bool = True) -> Any:
     """The concise form of a normalised attribute (clause 4.5.3): ``type`` left out
-    (the value member names the kind), and a Property or GeoProperty with nothing but
-    a plain value given as that value."""
+    (the value member names the kind), and (``bare``) a Property or GeoProperty with
+    nothing but a plain value given as that value — never an instance of a
+    multi-attribute, which stays an object so that the array reads as instances."""
     if isinstance(attr, list):
-        return [concise(i) for i in attr]
+        return [concise(i, bare=False) for i in attr]
     kind = attr["type"]
     key = VALUE_KEYS[kind]
     out = {k: (v if k in CORE_MEMBERS else concise(v)) for k, v in attr.items() if k != "type"}
-    if kind in ("Property", "GeoProperty") and len(out) == 1:
+    if bare and kind in ("Property", "GeoProperty") and len(out) == 1:
         value = out[key]
         if kind == "GeoProperty" or isinstance(value, str | int | float | bool):
             return value

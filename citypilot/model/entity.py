@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from citypilot.model.data_model import (
     KINDS,
     VALUE_KEYS,
@@ -41,14 +43,16 @@ class Attribute:
     """One attribute's current value: its kind, value (or object, languageMap, ...),
     time and unit of its default instance; ``meta`` holds the rest, when there is any:
     ``sub`` (its sub-attributes, normalised), ``datasetId``, ``objectType``,
-    ``instances`` (the other instances, normalised) and ``createdAt``/``modifiedAt``."""
+    ``instances`` (the other instances, normalised) and ``createdAt``/``modifiedAt``.
+    As read from a store, a ``meta`` of nothing but the two times stays its stored text
+    (see ``decode_meta``): most attributes have no more, and most reads need neither."""
 
     kind: str
     value: Any
     observed_at: float | None = None
     unit_code: str | None = None
     num: float | None = None
-    meta: dict[str, Any] | None = None
+    meta: dict[str, Any] | str | None = None
 
     def to_ngsi(self, sys_attrs: bool = False) -> dict[str, Any] | list[dict[str, Any]]:
         """The normalised NGSI-LD form (an array of instances for a multi-attribute)."""
@@ -58,8 +62,10 @@ class Attribute:
         if self.unit_code is not None:
             out["unitCode"] = self.unit_code
         meta = self.meta
-        if meta is None:
+        if meta is None or (type(meta) is str and not sys_attrs):
             return out
+        if type(meta) is str:
+            meta = decode_meta(meta)
         for key in _META_MEMBERS:
             if key in meta:
                 out[key] = meta[key]
@@ -75,8 +81,27 @@ class Attribute:
 
     def stored_meta(self) -> dict[str, Any]:
         """``meta`` without the system times (what a write sends to the store)."""
-        meta = self.meta or {}
+        meta = self.meta
+        if meta is None or type(meta) is str:
+            return {}
         return {k: v for k, v in meta.items() if k not in ("createdAt", "modifiedAt")}
+
+
+def encode_meta(meta: dict[str, Any], created_at: float, modified_at: float) -> str:
+    """The stored text of an attribute's ``meta``: ``[createdAt, modifiedAt]``, then the
+    rest when there is any (the stores keep an attribute's first ``createdAt``)."""
+    return orjson.dumps(
+        [created_at, modified_at, meta] if meta else [created_at, modified_at]
+    ).decode()
+
+
+def decode_meta(text: str) -> dict[str, Any]:
+    """An attribute's ``meta`` from its stored text (see ``encode_meta``)."""
+    found = orjson.loads(text)
+    if isinstance(found, dict):
+        return found
+    rest = found[2] if len(found) > 2 else {}
+    return {**rest, "createdAt": found[0], "modifiedAt": found[1]}
 
 
 @dataclass(slots=True)

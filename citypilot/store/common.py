@@ -11,7 +11,7 @@ import shapely
 import shapely.ops
 from shapely.geometry import shape
 
-from citypilot.model.entity import Attribute, Entity
+from citypilot.model.entity import Attribute, Entity, decode_meta, encode_meta
 from citypilot.model.geometry import validate_geometry
 from citypilot.model.observation import Reading
 from citypilot.security.audit import AuditEntry, AuditQuery
@@ -37,7 +37,6 @@ def attribute_readings(entity_id: str, attrs: dict[str, Attribute], now: float) 
     stamps it with the time of the write. Its ``meta`` goes with it, stamped ``now``
     (the store keeps the ``createdAt`` of an attribute it has already).
     """
-    stamp = {"createdAt": now, "modifiedAt": now}
     return [
         Reading(
             entity_id,
@@ -48,7 +47,7 @@ def attribute_readings(entity_id: str, attrs: dict[str, Attribute], now: float) 
             attr.observed_at,
             attr.unit_code,
             attr.value,
-            orjson.dumps({**attr.stored_meta(), **stamp}).decode(),
+            encode_meta(attr.stored_meta(), now, now),
         )
         for name, attr in attrs.items()
     ]
@@ -123,7 +122,7 @@ def assemble_entity(
             observed_at,
             unit,
             num,
-            None if meta is None else orjson.loads(meta),
+            meta if meta is None or "{" not in meta else decode_meta(meta),  # see Attribute
         )
         if observed_at is not None and observed_at > newest:
             newest = observed_at

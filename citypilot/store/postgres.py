@@ -246,8 +246,8 @@ ON CONFLICT (eid, name) DO UPDATE SET
     kind = excluded.kind, value = excluded.value, num = excluded.num,
     observed_at = excluded.observed_at, unit_code = excluded.unit_code,
     meta = CASE WHEN excluded.meta IS NULL THEN a.meta
-        ELSE (excluded.meta::jsonb || jsonb_build_object('createdAt', coalesce(
-            a.meta::jsonb -> 'createdAt', excluded.meta::jsonb -> 'createdAt')))::text
+        ELSE jsonb_set(excluded.meta::jsonb, '{0}', coalesce(
+            a.meta::jsonb -> 0, excluded.meta::jsonb -> 0))::text
         END
 WHERE a.observed_at IS NULL OR excluded.observed_at IS NULL
    OR excluded.observed_at >= a.observed_at

@@ -191,8 +191,8 @@ ON CONFLICT (eid, name) DO UPDATE SET
     kind = excluded.kind, value = excluded.value, num = excluded.num,
     observed_at = excluded.observed_at, unit_code = excluded.unit_code,
     meta = CASE WHEN excluded.meta IS NULL THEN attrs.meta
-        ELSE json_set(excluded.meta, '$.createdAt', coalesce(
-            json_extract(attrs.meta, '$.createdAt'), json_extract(excluded.meta, '$.createdAt')))
+        ELSE json_set(excluded.meta, '$[0]', coalesce(
+            json_extract(attrs.meta, '$[0]'), json_extract(excluded.meta, '$[0]')))
         END
 WHERE attrs.observed_at IS NULL OR excluded.observed_at IS NULL
    OR excluded.observed_at >= attrs.observed_at

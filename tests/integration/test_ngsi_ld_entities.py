@@ -201,3 +201,109 @@ def test_strict_types_refuses_unregistered_types(tmp_path_factory: pytest.TempPa
             )
             lamp = {"id": f"urn:ngsi-ld:Streetlight:{tag()}", "type": "Streetlight"}
             assert c.post(f"{NGSI}/entities", json=lamp).status_code == 201
+
+
+# -- 4.5, 4.6: every kind, multi-attributes, the three representations -------------
+
+
+def every_kind(local: str) -> dict:
+    """An entity holding one attribute of each kind of clause 4.5, in concise form."""
+    return {
+        "id": f"urn:ngsi-ld:Place:{local}",
+        "type": "Place",
+        "name": {"languageMap": {"fr": "Gare", "en": "Station", "@none": "Gare"}},
+        "category": {"vocab": "TrainStation"},
+        "timetable": {"json": {"weekdays": ["06:00", "23:00"], "holidays": None}},
+        "platforms": {"valueList": [1, 2, "2a"]},
+        "servedBy": {"objectList": ["urn:ngsi-ld:Line:A", "urn:ngsi-ld:Line:B"]},
+        "operator": {"object": "urn:ngsi-ld:Company:SNCF", "objectType": "Company"},
+        "location": {"type": "Point", "coordinates": [5.05, 47.31]},
+        "capacity": {"value": 1200, "unitCode": "C62"},
+        "open": True,
+        "speed": [
+            {"value": 30, "datasetId": "urn:ngsi-ld:Dataset:gps"},
+            {"value": 28, "datasetId": "urn:ngsi-ld:Dataset:radar"},
+            {"value": 29},
+        ],
+    }
+
+
+def test_every_kind_comes_back_normalised_concise_and_simplified(city: Server):
+    doc = every_kind(tag())
+    with city.client(OPERATOR) as c:
+        r = c.post(f"{NGSI}/entities", json=doc)
+        assert r.status_code == 201, r.text
+        normalised = c.get(path(doc["id"])).json()
+        concise = c.get(path(doc["id"]), params={"options": "concise"}).json()
+        simple = c.get(path(doc["id"]), params={"options": "keyValues"}).json()
+    assert normalised["name"] == {"type": "LanguageProperty", **doc["name"]}
+    assert normalised["category"] == {"type": "VocabProperty", "vocab": "TrainStation"}
+    assert normalised["timetable"] == {"type": "JsonProperty", **doc["timetable"]}
+    assert normalised["platforms"] == {"type": "ListProperty", "valueList": [1, 2, "2a"]}
+    assert normalised["servedBy"] == {"type": "ListRelationship", **doc["servedBy"]}
+    assert normalised["operator"] == {"type": "Relationship", **doc["operator"]}
+    assert normalised["location"] == {"type": "GeoProperty", "value": doc["location"]}
+    assert normalised["capacity"] == {"type": "Property", "value": 1200, "unitCode": "C62"}
+    assert normalised["open"] == {"type": "Property", "value": True}
+    assert sorted(normalised["speed"], key=lambda i: i["value"]) == [
+        {"type": "Property", "value": 28, "datasetId": "urn:ngsi-ld:Dataset:radar"},
+        {"type": "Property", "value": 29},
+        {"type": "Property", "value": 30, "datasetId": "urn:ngsi-ld:Dataset:gps"},
+    ]
+    # concise (4.5.3) is lossless: the document as it was sent
+    assert {k: v for k, v in concise.items() if k != "speed"} == {
+        k: v for k, v in doc.items() if k != "speed"
+    }
+    assert sorted(concise["speed"], key=lambda i: i["value"]) == sorted(
+        doc["speed"], key=lambda i: i["value"]
+    )
+    # simplified (4.5.4)
+    assert simple["name"] == {"languageMap": doc["name"]["languageMap"]}
+    assert simple["operator"] == "urn:ngsi-ld:Company:SNCF"
+    assert simple["capacity"] == 1200 and simple["location"] == doc["location"]
+    assert simple["speed"] == {
+        "dataset": {"@none": 29, "urn:ngsi-ld:Dataset:gps": 30, "urn:ngsi-ld:Dataset:radar": 28}
+    }
+
+
+def test_a_multi_attribute_needs_distinct_dataset_ids(city: Server):
+    doc = {"id": f"urn:ngsi-ld:Place:{tag()}", "type": "Place"}
+    doc["speed"] = [{"value": 1, "datasetId": "urn:ds:1"}, {"value": 2, "datasetId": "urn:ds:1"}]
+    with city.client(OPERATOR) as c:
+        refused(c.post(f"{NGSI}/entities", json=doc), 400, "BadRequestData", "speed[1].datasetId")
+
+
+@pytest.mark.parametrize(
+    ("attribute", "field"),
+    [
+        ({"type": "Relationship", "value": "urn:a:1"}, "a.object"),
+        ({"type": "Relationship", "object": "no uri"}, "a.object"),
+        ({"type": "Property"}, "a.value"),
+        ({"type": "Propertee", "value": 1}, "a.type"),
+        ({"languageMap": {"en": 7}}, "a.languageMap.en"),
+        ({"value": 1, "observedAt": "at noon"}, "a.observedAt"),
+        ({"value": 1, "sub": {"type": "Relationship", "object": 3}}, "a.sub.object"),
+        (None, "a"),
+    ],
+)
+def test_what_breaks_the_data_model_is_400_naming_it(city: Server, attribute, field: str):
+    doc = {"id": f"urn:ngsi-ld:Place:{tag()}", "type": "Place", "a": attribute}
+    with city.client(OPERATOR) as c:
+        refused(c.post(f"{NGSI}/entities", json=doc), 400, "BadRequestData", field)
+
+
+def test_sys_attrs_give_when_the_entity_and_each_attribute_were_created_and_changed(
+    city: Server,
+):
+    doc = vehicle(tag())
+    with city.client(OPERATOR) as c:
+        c.post(f"{NGSI}/entities", json=doc)
+        first = c.get(path(doc["id"]), params={"options": "sysAttrs"}).json()
+        c.patch(f"{path(doc['id'])}/attrs", json={"brandName": "Daimler"})
+        then = c.get(path(doc["id"]), params={"options": "sysAttrs"}).json()
+        plain = c.get(path(doc["id"])).json()
+    assert "createdAt" not in plain and "createdAt" not in plain["brandName"]
+    assert first["createdAt"] == then["createdAt"] <= then["modifiedAt"]
+    assert then["brandName"]["createdAt"] == first["brandName"]["createdAt"]
+    assert then["brandName"]["modifiedAt"] > first["brandName"]["modifiedAt"]
+    assert then["isParked"]["modifiedAt"] == first["isParked"]["modifiedAt"]
