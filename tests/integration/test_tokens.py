@@ -9,6 +9,7 @@ import json
 import uuid
 
 import httpx
+import pytest
 import websockets
 
 from citypilot.bench.processes import wait_until
@@ -17,6 +18,7 @@ from tests.integration.test_accounts import STRONG, cli
 from tests.integration.test_api_entities import NGSI, light
 
 TOKEN, REFRESH = "/api/v1/auth/token", "/api/v1/auth/refresh"
+LOGOUT = "/api/v1/auth/logout"
 
 
 def person(server: Server, role: str = "operator") -> tuple[str, dict]:
@@ -86,7 +88,10 @@ def test_a_change_from_the_cli_reaches_the_running_server(server: Server):
     )
 
 
-def test_a_live_stream_closes_when_its_token_is_revoked(server: Server):
+@pytest.mark.parametrize(
+    ("ending", "said"), [("disable", "disabled"), ("sign out", "session has ended")]
+)
+def test_a_live_stream_closes_when_its_credential_ends(server: Server, ending: str, said: str):
     name, answer = person(server, "viewer")
 
     async def scenario() -> tuple[dict, int | None]:
@@ -97,8 +102,11 @@ def test_a_live_stream_closes_when_its_token_is_revoked(server: Server):
             async with httpx.AsyncClient(
                 base_url=server.url, headers={"Authorization": f"Bearer {server.token(ADMIN)}"}
             ) as admin:
-                r = await admin.patch(f"/api/v1/users/{name}", json={"disabled": True})
-                assert r.status_code == 200
+                if ending == "disable":
+                    r = await admin.patch(f"/api/v1/users/{name}", json={"disabled": True})
+                else:
+                    r = await admin.post(LOGOUT, data={"refresh_token": answer["refresh_token"]})
+                assert r.is_success
             while True:
                 message = json.loads(await asyncio.wait_for(ws.recv(), 30))
                 if message["type"] == "error":
@@ -111,11 +119,8 @@ def test_a_live_stream_closes_when_its_token_is_revoked(server: Server):
             return message, with_code
 
     message, code = asyncio.run(scenario())
-    assert message["error"]["status"] == 401 and "disabled" in message["error"]["detail"]
+    assert message["error"]["status"] == 401 and said in message["error"]["detail"]
     assert code == 1008
-
-
-LOGOUT = "/api/v1/auth/logout"
 
 
 def _refresh(server: Server, refresh_token: str) -> httpx.Response:
