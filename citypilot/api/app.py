@@ -34,6 +34,7 @@ from citypilot.api import (
     stream,
     subscriptions,
     temporal,
+    temporal_provision,
 )
 from citypilot.api.backpressure import InflightLimit
 from citypilot.api.context import router as context_router
@@ -276,6 +277,7 @@ def create_app(settings: Settings, on_ready: Callable[[City, bool], None] | None
         audit.router,
         ngsi_ld.router,
         temporal.router,
+        temporal_provision.router,
         subscriptions.router,
         discovery.router,
         history.router,

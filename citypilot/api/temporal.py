@@ -22,6 +22,7 @@ from citypilot.api.ngsi_ld import LINK
 from citypilot.api.openapi import answer, array_of
 from citypilot.api.selection import Selection
 from citypilot.api.temporal_params import MAX_INSTANCES, TemporalParams, parse_temporal
+from citypilot.api.temporal_provision import instance_id
 from citypilot.model.entity import Entity
 from citypilot.model.errors import ResourceNotFound
 from citypilot.model.ids import check_entity_id, type_of_id
@@ -36,7 +37,8 @@ TEMPORAL_ENTITY_SCHEMA: dict[str, Any] = {
     "required": ["id", "type"],
     "properties": {"id": {"type": "string"}, "type": {"type": "string"}},
     "additionalProperties": {
-        "description": "per attribute: its instances [{type, value|object, observedAt}], "
+        "description": "per attribute: its instances "
+        "[{type, value|object, observedAt, instanceId}], "
         "or (temporalValues) {type, values|objects: [[value, observedAt]]}, or "
         "(aggregatedValues) {type, <method>: [[value, periodStart, periodEnd]]}"
     },
@@ -140,7 +142,13 @@ class _Renderer:
             }
         extra = {"unitCode": unit} if unit is not None else {}
         return [
-            {"type": kind, key: shown(v), "observedAt": format_instant(t), **extra}
+            {
+                "type": kind,
+                key: shown(v),
+                "observedAt": format_instant(t),
+                "instanceId": instance_id(t),
+                **extra,
+            }
             for t, v in series
         ]
 

@@ -286,6 +286,12 @@ class Store(Protocol):
     async def delete_attribute(self, entity_id: str, name: str, now: float) -> bool | None:
         """Remove one attribute; None if the entity is missing, False if the attribute is."""
 
+    async def delete_history(
+        self, entity_id: str, name: str | None = None, observed_at: float | None = None
+    ) -> int:
+        """Remove history instances of an entity (deleted or not): all of them, those of
+        one attribute, or (with ``observed_at``) the one at that instant; how many went."""
+
     async def delete_entities(self, ids: Sequence[str]) -> list[str]:
         """Delete entities (their history stays); return the ids that existed."""
 

@@ -53,6 +53,23 @@ def attribute_readings(entity_id: str, attrs: dict[str, Attribute], now: float) 
     ]
 
 
+def history_instances(
+    entity_id: str, name: str | None, observed_at: float | None, placeholder: str
+) -> tuple[str, list[Any]]:
+    """The WHERE condition on ``history`` for an entity's instances (of one attribute, at
+    one instant), and its parameters, in a backend's placeholder style."""
+    ph = placeholder
+    where = f"eid = (SELECT eid FROM entity_keys WHERE id = {ph})"
+    args: list[Any] = [entity_id]
+    if name is not None:
+        where += f" AND name = {ph}"
+        args.append(name)
+    if observed_at is not None:
+        where += f" AND observed_at = {ph}"
+        args.append(observed_at)
+    return where, args
+
+
 def history_point(num: float | None, value: str | None) -> Any:
     """Turn a stored history row back into the value it recorded."""
     if value is None:

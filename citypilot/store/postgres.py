@@ -82,6 +82,7 @@ from citypilot.store.common import (
     audit_entry,
     audit_row,
     audit_where,
+    history_instances,
     history_point,
     personal_rule_where,
     point_of,
@@ -1020,6 +1021,18 @@ class PostgresStore:
                 )
             await tx.conn.execute("UPDATE entities SET modified_at = %s WHERE eid = %s", (now, eid))
             return gone
+
+        return await self._write(run)
+
+    async def delete_history(
+        self, entity_id: str, name: str | None = None, observed_at: float | None = None
+    ) -> int:
+        """Remove history instances: all of an entity, of one attribute, or one instant."""
+        where, args = history_instances(entity_id, name, observed_at, "%s")
+
+        async def run(tx: _Tx) -> int:
+            cur = await tx.conn.execute(f"DELETE FROM history WHERE {where}", args)
+            return cur.rowcount
 
         return await self._write(run)
 

@@ -64,6 +64,7 @@ from citypilot.store.common import (
     audit_row,
     audit_where,
     geo_mask,
+    history_instances,
     history_point,
     personal_rule_where,
     point_of,
@@ -712,6 +713,17 @@ class SQLiteStore:
                 )
             conn.execute("UPDATE entities SET modified_at = ? WHERE eid = ?", (now, found[0]))
             return bool(gone)
+
+        return await self._guarded_write(run)
+
+    async def delete_history(
+        self, entity_id: str, name: str | None = None, observed_at: float | None = None
+    ) -> int:
+        """Remove history instances: all of an entity, of one attribute, or one instant."""
+        where, args = history_instances(entity_id, name, observed_at, "?")
+
+        def run(conn: sqlite3.Connection) -> int:
+            return conn.execute(f"DELETE FROM history WHERE {where}", args).rowcount
 
         return await self._guarded_write(run)
 

@@ -15,7 +15,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from citypilot.store.base import Store
 from citypilot.store.postgres import PostgresStore
 from citypilot.store.sqlite import SQLiteStore
-from tests.conftest import require_service
+from tests.conftest import Server, require_service
+from tests.integration.two_stores import server_on_store
 
 #: Where the test PostgreSQL server is; the user must be allowed to create databases.
 ADMIN_DSN = os.environ.get(
@@ -72,3 +73,13 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[]
         return lambda: SQLiteStore(tmp_path / "city.db")
     dsn = request.getfixturevalue("postgres_db")
     return lambda: PostgresStore(dsn)
+
+
+@pytest.fixture(name="city", scope="module", params=["sqlite", "postgres"])
+def empty_city(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """An empty city served on each store, one per module (a module that needs a city
+    with things in it defines its own ``city``)."""
+    with server_on_store(request, tmp_path_factory) as server:
+        yield server

@@ -6,26 +6,15 @@ empty batch); against a server on each store."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import OPERATOR, Server
-from tests.integration.two_stores import server_on_store
 
 NGSI = "/ngsi-ld/v1"
 OPS = f"{NGSI}/entityOperations"
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def city(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    """An empty city on each store."""
-    with server_on_store(request, tmp_path_factory) as server:
-        yield server
 
 
 def lamp(local: str, **attrs: Any) -> dict[str, Any]:

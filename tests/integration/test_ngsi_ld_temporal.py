@@ -101,10 +101,12 @@ def test_the_temporal_representation_lists_each_instance_in_time_order(city: Ser
     body = r.json()
     assert (body["id"], body["type"]) == (LAMP, "Streetlight")
     assert set(body) == {"id", "type", "powerConsumption"}
-    assert body["powerConsumption"] == [
+    instances = body["powerConsumption"]
+    assert [{k: v for k, v in i.items() if k != "instanceId"} for i in instances] == [
         {"type": "Property", "value": w, "observedAt": at(15 * i), "unitCode": "WTT"}
         for i, w in enumerate(WATTS)
     ]
+    assert len({i["instanceId"] for i in instances}) == len(WATTS)  # each its own name
 
 
 def test_every_attribute_with_history_is_shown_when_attrs_is_absent(city: Server):

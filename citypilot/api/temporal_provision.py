@@ -1,0 +1,274 @@
+"""Temporal provision (ETSI GS CIM 009 v1.8, clauses 5.6.11-5.6.16): writing an entity's
+past as instances, changing or removing one instance, and removing an attribute's or an
+entity's temporal evolution.
+
+Instances go where device observations go: into history keyed by (entity, attribute,
+``observedAt``), and into current state where one is the newest. So every instance needs
+its ``observedAt``, and an instance is named by it: its ``instanceId`` (shown by the
+temporal API) is ``urn:ngsi-ld:instance:<observedAt in seconds since the epoch>``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from citypilot.api.access import require_entity, write_guard
+from citypilot.api.body import read_json
+from citypilot.api.deps import City, CityDep, Operator
+from citypilot.api.openapi import FRAGMENT_SCHEMA, json_body
+from citypilot.api.uri_paths import uri_segment
+from citypilot.model.entity import Attribute, Entity, entity_type_of, parse_attributes
+from citypilot.model.errors import BadRequestData, ResourceNotFound
+from citypilot.model.ids import check_entity_id
+from citypilot.model.observation import Reading
+from citypilot.model.timeutil import format_instant, parse_instant
+from citypilot.model.types import EntityType
+from citypilot.security.tokens import Principal
+from citypilot.store.base import TemporalQuery
+from citypilot.store.common import attribute_readings
+
+router = APIRouter(prefix="/ngsi-ld/v1/temporal", tags=["NGSI-LD temporal"])
+
+INSTANCE_PREFIX = "urn:ngsi-ld:instance:"
+MAX_INSTANCES_PER_WRITE = 10_000
+_RESERVED = {"id", "type", "@context", "scope"}
+
+TEMPORAL_BODY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "type"],
+    "properties": {"id": {"type": "string"}, "type": {"type": "string"}},
+    "additionalProperties": {
+        "description": "per attribute, its instances: [{type, value|object, observedAt}]"
+    },
+    "example": {
+        "id": "urn:ngsi-ld:Streetlight:42",
+        "type": "Streetlight",
+        "powerConsumption": [
+            {"type": "Property", "value": 41.5, "observedAt": "2026-11-20T10:00:00Z"},
+            {"type": "Property", "value": 0.0, "observedAt": "2026-11-20T11:00:00Z"},
+        ],
+    },
+}
+_ATTRS_BODY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": TEMPORAL_BODY_SCHEMA["additionalProperties"],
+}
+
+
+def instance_id(observed_at: float) -> str:
+    """The ``instanceId`` of the instance observed at ``observed_at`` (exact: the float's
+    shortest round-tripping decimal)."""
+    return f"{INSTANCE_PREFIX}{observed_at!r}"
+
+
+def instant_of(instance: str) -> float:
+    """The ``observedAt`` an ``instanceId`` names; ResourceNotFound if it names none."""
+    if instance.startswith(INSTANCE_PREFIX):
+        try:
+            return float(instance.removeprefix(INSTANCE_PREFIX))
+        except ValueError:
+            pass
+    raise ResourceNotFound(f"no attribute instance {instance!r}", "instanceId")
+
+
+def _instances(
+    city: City, type_name: Any, fragment: dict[str, Any], where: str = ""
+) -> dict[str, list[Attribute]]:
+    """Each attribute's instances, checked as attributes of the type (strictly for a
+    registered one), each with its ``observedAt``; BadRequestData naming the instance."""
+    prefix = f"{where}." if where else ""
+    entity_type = _type_of(city, type_name, f"{prefix}type")
+    out: dict[str, list[Attribute]] = {}
+    count = 0
+    for name, raw in fragment.items():
+        if name in _RESERVED:
+            continue
+        items = raw if isinstance(raw, list) else [raw]
+        if not items:
+            raise BadRequestData(f"{name} has no instances", f"{prefix}{name}")
+        count += len(items)
+        if count > MAX_INSTANCES_PER_WRITE:
+            raise BadRequestData(
+                f"at most {MAX_INSTANCES_PER_WRITE:,} instances per request", f"{prefix}{name}"
+            )
+        for k, item in enumerate(items):
+            field = f"{prefix}{name}[{k}]" if isinstance(raw, list) else f"{prefix}{name}"
+            out.setdefault(name, []).append(_instance(city, entity_type, name, item, field))
+    if not out:
+        raise BadRequestData("no attribute instances given", where or "body")
+    return out
+
+
+def _type_of(city: City, type_name: Any, field: str) -> EntityType | None:
+    """The registered type (None: an open-world one the city accepts)."""
+    return entity_type_of(city.broker.registry, type_name, field, city.broker.strict_types)
+
+
+def _instance(
+    city: City, entity_type: EntityType | None, name: str, item: Any, field: str
+) -> Attribute:
+    """One instance, checked as an attribute of the type; BadRequestData naming it."""
+    if not isinstance(item, dict) or "observedAt" not in item:
+        raise BadRequestData(f"{field} must be an attribute instance with observedAt", field)
+    try:
+        attr = parse_attributes(entity_type, city.broker.registry, {name: item})[name]
+    except BadRequestData as exc:  # name the instance, not only the attribute
+        raise BadRequestData(exc.detail, field + (exc.field or "")[len(name) :]) from None
+    return attr
+
+
+def _readings(entity_id: str, instances: dict[str, list[Attribute]]) -> list[Reading]:
+    now = time.time()
+    return [
+        r
+        for name, attrs in instances.items()
+        for attr in attrs
+        for r in attribute_readings(entity_id, {name: attr}, now)
+    ]
+
+
+def _newest(instances: dict[str, list[Attribute]]) -> dict[str, Attribute]:
+    """Per attribute, its newest instance: the entity's state once they are all written."""
+    return {n: max(attrs, key=lambda a: a.observed_at or 0.0) for n, attrs in instances.items()}
+
+
+@router.post(
+    "/entities",
+    status_code=201,
+    summary="Create or add to an entity's temporal evolution",
+    responses={204: {"description": "The entity existed: its instances were added"}},
+    openapi_extra=json_body(TEMPORAL_BODY_SCHEMA),
+)
+async def provide_temporal(request: Request, city: CityDep, who: Operator) -> Response:
+    """Write the instances of a temporal entity: 201 (and ``Location``) when it creates
+    the entity, 204 when it adds to an existing one."""
+    doc = await read_json(request, city.settings.max_body_bytes)
+    if not isinstance(doc, dict):
+        raise BadRequestData("the body must be a temporal entity object", "body")
+    entity_id = check_entity_id(doc.get("id"), "id")
+    current = await city.broker.store.get_entity(entity_id)
+    if current is not None and current.type != doc.get("type"):
+        raise BadRequestData(f"entity {entity_id} is a {current.type}", "type")
+    instances = _instances(city, doc.get("type"), doc)
+    guard = await write_guard(city, who, [entity_id], merge=True)
+    guard(Entity(entity_id, doc["type"], _newest(instances)), "body")
+    created = current is None
+    if created:
+        await city.broker.create_entity(
+            {"id": entity_id, "type": doc["type"], **_as_docs(_newest(instances))}
+        )
+    await city.broker.apply_observations(_readings(entity_id, instances))
+    if not created:
+        return Response(status_code=204)
+    location = f"/ngsi-ld/v1/temporal/entities/{uri_segment(entity_id)}"
+    return Response(status_code=201, headers={"Location": location})
+
+
+def _as_docs(attrs: dict[str, Attribute]) -> dict[str, Any]:
+    return {name: attr.to_ngsi() for name, attr in attrs.items()}
+
+
+async def _existing(city: City, who: Principal, entity_id: str) -> Entity:
+    check_entity_id(entity_id)
+    await require_entity(city, who, entity_id, "operator")
+    entity = await city.broker.store.get_entity(entity_id)
+    if entity is None:
+        raise ResourceNotFound(f"entity {entity_id} does not exist", "id")
+    return entity
+
+
+@router.post(
+    "/entities/{entity_id:uri}/attrs",
+    status_code=204,
+    summary="Add attribute instances to an entity's temporal evolution",
+    openapi_extra=json_body(_ATTRS_BODY_SCHEMA),
+)
+async def add_instances(request: Request, entity_id: str, city: CityDep, who: Operator) -> Response:
+    """Add instances of the entity's attributes (each with its ``observedAt``)."""
+    entity = await _existing(city, who, entity_id)
+    fragment = await read_json(request, city.settings.max_body_bytes)
+    if not isinstance(fragment, dict):
+        raise BadRequestData("the body must be an object of attribute instances", "body")
+    instances = _instances(city, entity.type, fragment)
+    guard = await write_guard(city, who, [entity_id], merge=True)
+    guard(Entity(entity_id, entity.type, _newest(instances)), "body")
+    await city.broker.apply_observations(_readings(entity_id, instances))
+    return Response(status_code=204)
+
+
+async def _has_instance(city: City, entity_id: str, attr: str, at: float) -> bool:
+    query = TemporalQuery((entity_id,), (attr,), at, math.nextafter(at, math.inf), limit=1)
+    found = await city.broker.store.temporal(query)
+    return bool(found.get(entity_id, {}).get(attr))
+
+
+@router.patch(
+    "/entities/{entity_id:uri}/attrs/{attr:uri}/{instance:uri}",
+    status_code=204,
+    summary="Change one attribute instance",
+    openapi_extra=json_body(FRAGMENT_SCHEMA),
+)
+async def modify_instance(
+    request: Request, entity_id: str, attr: str, instance: str, city: CityDep, who: Operator
+) -> Response:
+    """Replace the value of the instance ``instanceId`` names; its ``observedAt`` stays."""
+    entity = await _existing(city, who, entity_id)
+    at = instant_of(instance)
+    body = await read_json(request, city.settings.max_body_bytes)
+    item = body.get(attr, body) if isinstance(body, dict) else None  # {attr: it}, or it
+    if not isinstance(item, dict):
+        raise BadRequestData("the body must be an attribute instance", "body")
+    if "observedAt" in item and parse_instant(item["observedAt"], "observedAt") != at:
+        raise BadRequestData("an instance keeps its observedAt", "observedAt")
+    entity_type = _type_of(city, entity.type, "type")
+    new = _instance(city, entity_type, attr, {**item, "observedAt": format_instant(at)}, attr)
+    if not await _has_instance(city, entity_id, attr, at):
+        raise ResourceNotFound(f"no instance {instance} of {attr}", "instanceId")
+    await city.broker.apply_observations(_readings(entity_id, {attr: [new]}))
+    return Response(status_code=204)
+
+
+@router.delete(
+    "/entities/{entity_id:uri}/attrs/{attr:uri}/{instance:uri}",
+    status_code=204,
+    summary="Remove one attribute instance",
+)
+async def delete_instance(
+    entity_id: str, attr: str, instance: str, city: CityDep, who: Operator
+) -> Response:
+    """Remove the instance ``instanceId`` names from history (current state stays)."""
+    await _existing(city, who, entity_id)
+    if not await city.broker.store.delete_history(entity_id, attr, instant_of(instance)):
+        raise ResourceNotFound(f"no instance {instance} of {attr}", "instanceId")
+    return Response(status_code=204)
+
+
+@router.delete(
+    "/entities/{entity_id:uri}/attrs/{attr:uri}",
+    status_code=204,
+    summary="Remove an attribute's temporal evolution",
+)
+async def delete_attribute_history(
+    entity_id: str, attr: str, city: CityDep, who: Operator
+) -> Response:
+    """Remove every instance of the attribute from history (current state stays)."""
+    await _existing(city, who, entity_id)
+    if not await city.broker.store.delete_history(entity_id, attr):
+        raise ResourceNotFound(f"{attr} of {entity_id} has no temporal evolution", "attr")
+    return Response(status_code=204)
+
+
+@router.delete(
+    "/entities/{entity_id:uri}", status_code=204, summary="Remove an entity's temporal evolution"
+)
+async def delete_temporal_entity(entity_id: str, city: CityDep, who: Operator) -> Response:
+    """Remove the entity's whole history and the entity itself."""
+    await _existing(city, who, entity_id)
+    await city.broker.store.delete_history(entity_id)
+    await city.broker.delete_entity(entity_id)
+    return Response(status_code=204)
