@@ -334,6 +334,28 @@ BUILTIN_TYPES: tuple[EntityType, ...] = (
         ),
     ),
     EntityType(
+        "OffStreetParking",
+        "parking",
+        "Car park (underground, multi-storey or surface) with barrier-controlled entrances",
+        "Parking/OffStreetParking",
+        _attrs(
+            _choice("status", "open", "closed", "outOfService", doc="Whether cars may enter"),
+            _choice("category", "underground", "multiStorey", "surface"),
+            _num("totalSpotNumber", "C62", 0, 10000, integer=True),
+            _num("availableSpotNumber", "C62", 0, 10000, integer=True),
+            _num("occupancy", "P1", 0, 100, "Share of the spaces taken"),
+        ),
+        _commands(
+            _cmd(
+                "close",
+                "Close the entrances: no car enters, the cars inside may still leave",
+                confirms={"status": _reports("closed")},
+                destructive=True,
+            ),
+            _cmd("open", "Open the entrances again", confirms={"status": _reports("open")}),
+        ),
+    ),
+    EntityType(
         "AirQualityObserved",
         "environment",
         "Air quality monitoring station",

@@ -30,6 +30,7 @@ SPAN_TYPES = (
     "TechnicalVehicle",
     "ParkingSpot",
     "DeliveryArea",
+    "OffStreetParking",
     "Camera",
     "AccessPoint",
     "Building",

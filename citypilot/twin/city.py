@@ -17,6 +17,7 @@ import numpy as np
 
 from citypilot.model.ids import entity_id
 from citypilot.twin import facilities, street_assets
+from citypilot.twin.car_parks import place_car_parks
 from citypilot.twin.entities import (
     DEPARTMENTS,
     DocFactory,
@@ -48,6 +49,7 @@ TYPE_ORDER = (
     "BikeStation",
     "ParkingSpot",
     "DeliveryArea",
+    "OffStreetParking",
     "AirQualityObserved",
     "WaterLevelSensor",
     "WaterQualityObserved",
@@ -146,6 +148,7 @@ def generate_city(seed: int, scale: float = 1.0) -> City:
     water = facilities.place_water_sensors(rng, factory, scale)
     units = facilities.place_units(rng, factory, scale, sites)
     vehicles = _transit_vehicles(rng, factory, transit)
+    car_parks = place_car_parks(seed, factory, scale)  # their own random stream
 
     entities = (
         _municipalities(land)
@@ -159,6 +162,7 @@ def generate_city(seed: int, scale: float = 1.0) -> City:
         + bikes
         + parking
         + delivery
+        + car_parks
         + water_sorted(air, water)
         + units
     )

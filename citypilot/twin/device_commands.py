@@ -15,6 +15,8 @@ in which it cannot obey). The simulator's own clock gives the answer's instant.
   on the approach for the vehicle; a flashing signal refuses.
 * Bus/Tram ``sendMessage(text)``: shown on board (refused at the depot).
 * Camera ``preset(n)``: refused by an offline or faulty camera.
+* OffStreetParking ``close``/``open``: the entrances' barriers; closed, no car comes in
+  (the cars inside still leave); a car park out of service refuses.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 from citypilot.twin.devices.base import DeviceModel
 from citypilot.twin.devices.buildings import AccessPointModel
+from citypilot.twin.devices.car_parks import OffStreetParkingModel
 from citypilot.twin.devices.lighting import StreetlightModel
 from citypilot.twin.devices.traffic import CameraModel, TrafficSignalModel
 from citypilot.twin.devices.vehicles import TransitVehicleModel
@@ -146,11 +149,21 @@ def _camera(dev: DeviceModel, command: str, args: dict[str, Any], t: float) -> N
     _report_next(dev, {"preset": dev.preset})
 
 
+def _car_park(dev: DeviceModel, command: str, args: dict[str, Any], t: float) -> None:
+    assert isinstance(dev, OffStreetParkingModel)
+    if command not in ("close", "open"):
+        raise Refused(f"a car park does not know the command {command!r}")
+    if dev.fault:
+        raise Refused(f"the car park is {dev.fault}")
+    dev.closed = command == "close"
+
+
 _HANDLERS: dict[type, Callable[..., None]] = {
     StreetlightModel: _streetlight,
     AccessPointModel: _access_point,
     TransitVehicleModel: _vehicle,
     CameraModel: _camera,
+    OffStreetParkingModel: _car_park,
 }
 
 

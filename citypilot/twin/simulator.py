@@ -34,6 +34,7 @@ from citypilot.model.timeutil import format_instant
 from citypilot.twin.city import City
 from citypilot.twin.devices.base import DeviceModel, SimContext
 from citypilot.twin.devices.buildings import AccessPointModel, BuildingModel
+from citypilot.twin.devices.car_parks import OffStreetParkingModel
 from citypilot.twin.devices.lighting import Cabinet, StreetlightModel
 from citypilot.twin.devices.parking import BikeStationModel, DeliveryAreaModel, ParkingSpotModel
 from citypilot.twin.devices.sensors import (
@@ -204,6 +205,9 @@ class Simulator:
                 k = int(np.argmin(d))
                 camera = cameras[k].index if d[k] < CAMERA_REACH_M else None
             self._add(DeliveryAreaModel(doc["id"], x, y, doc, camera))
+        for doc in docs_by_type.get("OffStreetParking", []):
+            x, y = _doc_xy(doc)
+            self._add(OffStreetParkingModel(doc["id"], x, y, doc))
         for doc in docs_by_type.get("AirQualityObserved", []):
             x, y = _doc_xy(doc)
             self._add(AirQualityModel(doc["id"], x, y, doc))

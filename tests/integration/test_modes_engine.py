@@ -28,7 +28,7 @@ from citypilot.twin import City, generate_city
 from citypilot.twin.export import write_graph, write_layers
 from tests.integration.command_rig import COMMAND_TYPES, Rig, loaded_store
 
-SIMULATED = ("AccessPoint", "Building", "TrafficSignal", "Bus")
+SIMULATED = ("AccessPoint", "Building", "TrafficSignal", "Bus", "OffStreetParking")
 PUBLIC = {"townHall", "school", "library", "sportsCentre", "museum", "office", "other"}
 
 
@@ -42,7 +42,8 @@ def town() -> City:
 def town_dir(town: City, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The town's store (command types, municipalities, zones) and map layers, made once."""
     folder = tmp_path_factory.mktemp("town")
-    asyncio.run(loaded_store(town, folder, (*COMMAND_TYPES, "Municipality", "Zone")))
+    types = (*COMMAND_TYPES, "OffStreetParking", "Municipality", "Zone")
+    asyncio.run(loaded_store(town, folder, types))
     write_layers(town, folder / "layers")
     write_graph(town, folder / "graph")
     return folder
@@ -241,6 +242,43 @@ async def test_flood_closes_the_flood_zone_roads_and_suppresses_river_alarms_unt
     assert routing.closed_edges == frozenset()
     assert (await alarms.get(river.id)).suppressed is None
     await alarms.stop()
+
+
+async def test_flood_closes_the_underground_car_parks_and_reopens_them_when_it_ends(
+    rig: ModeRig,
+):
+    parks = rig.city.of_type("OffStreetParking")
+    underground = [p["id"] for p in parks if p["category"]["value"] == "underground"]
+    others = [p["id"] for p in parks if p["category"]["value"] != "underground"]
+    assert underground, "the demo city has an underground car park"
+    closed_before = underground[0]  # an operator closed this one before the flood
+    await rig.submit(closed_before, "close")
+    await rig.settle()
+    await rig.later(60.0)  # a minute before the flood
+    await rig.modes.enter("flood", None, "the river rises", "alice")
+    await rig.settle()
+    detail = await rig.modes.last("flood")
+    step = next(s for s in detail["steps"] if s["id"] == "close-underground-car-parks")
+    assert step["targets"] == len(underground)
+    assert step["progress"]["confirmed"] == step["progress"]["total"] == len(underground)
+    for park in underground:  # the simulated car parks say so themselves
+        now = await reported(rig, park)
+        assert now["status"] == "closed", park
+    for park in others:
+        assert (await reported(rig, park))["status"] == "open"
+    await rig.modes.leave("flood", "the river fell", "bob")
+    await rig.settle()
+    detail = await rig.modes.last("flood")
+    restored = {
+        d["entity"]: d["restore"]
+        for d in detail["devices"]
+        if d["step"] == "close-underground-car-parks"
+    }
+    assert restored[closed_before]["outcome"] == "unchanged"  # closed before the mode
+    assert (await reported(rig, closed_before))["status"] == "closed"
+    for park in underground[1:]:
+        assert restored[park]["outcome"] == "restored"
+        assert (await reported(rig, park))["status"] == "open", park
 
 
 async def test_flood_switches_its_rules_on_and_puts_them_back_as_they_were(rig: ModeRig):

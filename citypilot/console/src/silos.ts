@@ -39,7 +39,7 @@ export const SILOS: Silo[] = [
   {
     id: "parking",
     label: "Parking & delivery",
-    types: ["ParkingSpot", "DeliveryArea"],
+    types: ["ParkingSpot", "DeliveryArea", "OffStreetParking"],
     colour: "#2ec4a6",
     visible: true,
   },
@@ -81,6 +81,7 @@ export const DEVICE_TYPES = new Set([
   "BikeStation",
   "ParkingSpot",
   "DeliveryArea",
+  "OffStreetParking",
   "AirQualityObserved",
   "WaterLevelSensor",
   "WaterQualityObserved",
@@ -102,6 +103,7 @@ export const MAP_ATTRS: Record<string, string[]> = {
   BikeStation: ["name", "status"],
   ParkingSpot: ["name", "status"],
   DeliveryArea: ["name", "status", "overstay"],
+  OffStreetParking: ["name", "status", "category", "availableSpotNumber"],
   AirQualityObserved: ["name", "airQualityLevel", "airQualityIndex"],
   WaterLevelSensor: ["name", "status", "waterLevel", "alertLevel"],
   WaterQualityObserved: ["name", "status"],
@@ -158,6 +160,12 @@ const CLASSIFIERS: Record<string, (get: Getter) => StateCode> = {
     const status = get("status");
     if (status === "occupied") return BUSY;
     return status === "closed" || status === "unknown" ? INACTIVE : OK;
+  },
+  OffStreetParking: (get) => {
+    const status = get("status");
+    if (status === "outOfService") return ALERT;
+    if (status === "closed") return INACTIVE;
+    return get("availableSpotNumber") === 0 ? BUSY : OK;
   },
   AirQualityObserved: (get) => {
     const level = get("airQualityLevel");

@@ -64,3 +64,23 @@ def test_buses_show_a_message_and_cameras_move_to_a_preset(small_city):
         carry_out(sim, camera, "explode", {}, "c4")[1]
         == "a camera does not know the command 'explode'"
     )
+
+
+def test_a_closed_car_park_lets_no_car_in_until_it_opens_again(small_city):
+    start = local("2025-11-20 07:00")  # the morning fills the car parks
+    sim = Simulator(small_city, SEED, start, types=("OffStreetParking",))
+    park = small_city.of_type("OffStreetParking")[0]["id"]
+    first = reports(sim, park, 1)[0]
+    assert first["status"] == "open"
+    assert carry_out(sim, park, "close", {}, "c1")[:2] == (True, None)
+    closed = reports(sim, park, 3 * 3600)  # 07:00 to 10:00, closed all along
+    assert closed[0]["status"] == "closed" and all(r["status"] == "closed" for r in closed)
+    free = [r["availableSpotNumber"] for r in closed]
+    assert free == sorted(free) and free[-1] > free[0]  # cars leave, none come in
+    assert carry_out(sim, park, "open", {}, "c2")[0]
+    opened = reports(sim, park, 3600)
+    assert opened[0]["status"] == "open"
+    assert opened[-1]["availableSpotNumber"] < free[-1]  # the late morning fills it again
+    assert (
+        carry_out(sim, park, "flood", {}, "c3")[1] == "a car park does not know the command 'flood'"
+    )
