@@ -20,7 +20,7 @@ from citypilot.model.entity import Attribute, Entity, parse_attributes, parse_en
 from citypilot.model.errors import AlreadyExists, BadRequestData, CityPilotError, ResourceNotFound
 from citypilot.model.ids import check_entity_id, type_of_id
 from citypilot.model.json_limits import dumps_anything
-from citypilot.model.observation import Reading, parse_observation
+from citypilot.model.observation import Reading, parse_batch, parse_observation
 from citypilot.model.timeutil import MAX_FUTURE_SKEW_S, format_instant
 from citypilot.model.types import TypeRegistry, entity_type_from_json
 from citypilot.store.base import AttributeWrite, DeadLetter, EntityRef, Store, WriteMode
@@ -356,8 +356,58 @@ class Broker:
         """
         result = IngestResult()
         latest_allowed = time.time() + MAX_FUTURE_SKEW_S
-        registry = self.registry
         pos = positions if positions is not None else range(len(items))
+        checked = await self._plainly_valid(items, latest_allowed)
+        if checked is not None:
+            result.accepted = len(items)
+        else:
+            checked = await self._item_by_item(items, latest_allowed, result, pos)
+        good, refs = checked
+        result.readings = len(good)
+        if good:
+            if self.observations is not None:
+                await self.observations.put(good, refs)
+            else:
+                applied = await self.store.apply_readings(good, time.time())
+                await self._publish(applied, refs)
+        channel = metrics.channel_of(source)
+        metrics.OBSERVATIONS_RECEIVED.labels(channel).inc(len(items))
+        metrics.OBSERVATIONS_ACCEPTED.labels(channel).inc(result.accepted)
+        metrics.OBSERVATIONS_REFUSED.labels(channel).inc(len(result.errors))
+        if result.errors:
+            await self.dead_letter(items, result.errors, source, raw_items, sources)
+            for err in result.errors:
+                err.index = pos[err.index]
+        result.errors.sort(key=lambda e: e.index)
+        return result
+
+    async def _plainly_valid(
+        self, items: Sequence[Any], latest_allowed: float
+    ) -> tuple[list[Reading], dict[str, EntityRef]] | None:
+        """The readings of a batch whose every observation is valid and of an existing
+        entity, checked as a whole (``parse_batch``), and those entities; None if any
+        observation is not."""
+        try:
+            parsed = parse_batch(items, self.registry, latest_allowed)
+        except Exception:  # whatever it is, the item-by-item path names it
+            return None
+        if parsed is None:
+            return None
+        readings, ids = parsed
+        refs = await self.store.lookup(ids)
+        return (readings, refs) if len(refs) == len(ids) else None
+
+    async def _item_by_item(
+        self,
+        items: Sequence[Any],
+        latest_allowed: float,
+        result: IngestResult,
+        pos: Sequence[int],
+    ) -> tuple[list[Reading], dict[str, EntityRef]]:
+        """Check each observation on its own: the readings of those accepted and their
+        entities; the others become ``result.errors``, each naming its field (``pos``
+        gives each item's index in the request)."""
+        registry = self.registry
         per_item: list[tuple[int, list[Reading]]] = []
         instants: dict[str, float] = {}
         for i, raw in enumerate(items):
@@ -380,23 +430,7 @@ class Broker:
                 where = f"[{pos[i]}].id"
                 err = ResourceNotFound(f"{where}: entity {entity_id} does not exist", where)
                 result.errors.append(ItemError(i, entity_id, err))
-        result.readings = len(good)
-        if good:
-            if self.observations is not None:
-                await self.observations.put(good, refs)
-            else:
-                applied = await self.store.apply_readings(good, time.time())
-                await self._publish(applied, refs)
-        channel = metrics.channel_of(source)
-        metrics.OBSERVATIONS_RECEIVED.labels(channel).inc(len(items))
-        metrics.OBSERVATIONS_ACCEPTED.labels(channel).inc(result.accepted)
-        metrics.OBSERVATIONS_REFUSED.labels(channel).inc(len(result.errors))
-        if result.errors:
-            await self.dead_letter(items, result.errors, source, raw_items, sources)
-            for err in result.errors:
-                err.index = pos[err.index]
-        result.errors.sort(key=lambda e: e.index)
-        return result
+        return good, refs
 
     async def apply_observations(self, readings: Sequence[Reading]) -> int:
         """Write readings taken from the observation stream, publish what became state.

@@ -7,6 +7,9 @@ attribute, which the store writes into current state and history.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from functools import partial
+from itertools import repeat
 from typing import Any, NamedTuple
 
 import orjson
@@ -15,7 +18,7 @@ from citypilot.model.errors import BadRequestData
 from citypilot.model.geometry import validate_geometry
 from citypilot.model.ids import check_device_id
 from citypilot.model.timeutil import MAX_FUTURE_SKEW_S, parse_instant
-from citypilot.model.types import TypeRegistry, ValueRefused
+from citypilot.model.types import IngestCheck, TypeRegistry, ValueRefused
 
 
 class Reading(NamedTuple):
@@ -35,6 +38,7 @@ class Reading(NamedTuple):
 
 
 _KEYS = frozenset({"id", "type", "observedAt", "attrs"})
+_reading = partial(tuple.__new__, Reading)  # C all the way: no Python call per reading
 
 
 def parse_observation(
@@ -126,3 +130,100 @@ def parse_observation(
             )
             raise BadRequestData(f"{path} {reason}", path)
     return readings
+
+
+def parse_batch(
+    items: Sequence[Any], registry: TypeRegistry, latest_allowed: float
+) -> tuple[list[Reading], set[str]] | None:
+    """All the readings of a batch in which every observation is plainly valid, and the
+    entity ids they name; None as soon as one is not (``parse_observation``, item by
+    item, then names what is wrong and where).
+
+    The values are checked column by column, one attribute of one type across the
+    whole batch at a time (see ``model.columns``); the readings come out grouped by
+    attribute, each attribute's in the order of the batch.
+    """
+    by_type: dict[str, tuple[str, dict[str, list[tuple[str, float, Any]]]]] = {}
+    instants: dict[str, float] = {}
+    ids: set[str] = set()
+    add_id = ids.add
+    for raw in items:
+        if type(raw) is not dict or len(raw) != 4:
+            return None
+        type_name, entity_id = raw.get("type"), raw.get("id")
+        stamp, attrs = raw.get("observedAt"), raw.get("attrs")
+        known = by_type.get(type_name) if type(type_name) is str else None
+        if known is None:
+            if type(type_name) is not str or type_name not in registry:
+                return None
+            known = by_type[type_name] = (f"urn:ngsi-ld:{type_name}:", {})
+        prefix, columns = known
+        if type(entity_id) is not str or not entity_id.startswith(prefix):
+            return None
+        observed_at = instants.get(stamp) if type(stamp) is str else None
+        if observed_at is None:
+            try:
+                observed_at = instants[stamp] = parse_instant(stamp, "observedAt")
+            except BadRequestData:
+                return None
+        if type(attrs) is not dict or not attrs:
+            return None
+        add_id(entity_id)
+        for name, value in attrs.items():
+            column = columns.get(name)
+            if column is None:
+                column = columns[name] = []
+            column.append((entity_id, observed_at, value))
+    if not instants or max(instants.values()) > latest_allowed:
+        return None
+    readings: list[Reading] = []
+    for type_name, (_, columns) in by_type.items():
+        checks = registry.ingest_checkers(type_name)
+        for name, column in columns.items():
+            found = checks.get(name)
+            if found is None and name != "location":
+                return None  # not a Property of the type
+            made = _column_readings(name, column, found)
+            if made is None:
+                return None
+            readings.extend(made)
+    return readings, ids
+
+
+def _column_readings(
+    name: str, column: list[tuple[str, float, Any]], found: IngestCheck | None
+) -> Iterator[Reading] | None:
+    """The readings of one attribute's column (None if a value is refused)."""
+    entity_ids, stamps, values = zip(*column, strict=True)
+    dumps = orjson.dumps
+    if found is None:  # location
+        try:
+            for value in values:
+                validate_geometry(value, "location")
+        except BadRequestData:
+            return None
+        kind, unit, nums = "GeoProperty", None, repeat(None)
+        texts = [dumps(v).decode() for v in values]
+    else:
+        checker, unit, column_check = found
+        kind, nums = "Property", column_check(values) if column_check is not None else None
+        if nums is None:  # each value on its own (it may be normalised)
+            try:
+                checked_nums = list(map(checker, values))
+            except ValueRefused:
+                return None
+            values = [c for c, _ in checked_nums]
+            nums = [n for _, n in checked_nums]
+            texts = [dumps(v).decode() for v in values]
+        elif nums[0] is not None:  # numbers and booleans: one encoding for the column
+            texts = dumps(values)[1:-1].decode().split(",")
+        else:
+            distinct = {v: dumps(v).decode() for v in set(values)}
+            texts = list(map(distinct.__getitem__, values))
+    meta = repeat(None)  # a device reading leaves the stored meta
+    return map(
+        _reading,
+        zip(
+            entity_ids, repeat(name), repeat(kind), texts, nums, stamps, repeat(unit), values, meta
+        ),
+    )

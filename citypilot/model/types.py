@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from citypilot.model import columns
+from citypilot.model.columns import ColumnCheck
 from citypilot.model.errors import BadRequestData
 
 ValueKind = Literal["number", "integer", "string", "boolean", "object", "array", "datetime"]
@@ -24,6 +26,9 @@ MAX_STRING = 1024
 #: Validates one attribute value and returns (normalised value, numeric value or None);
 #: raises ValueRefused with the reason (the caller knows where the value sits).
 Checker = Callable[[Any], tuple[Any, float | None]]
+
+#: What ingest checks one Property with: its checker, its unit, its column check.
+IngestCheck = tuple[Checker, "str | None", "ColumnCheck | None"]
 
 
 class ValueRefused(ValueError):
@@ -258,6 +263,21 @@ def compile_checker(spec: AttributeSpec) -> Checker:
     return _CHECKER_BUILDERS[spec.value](spec)
 
 
+def compile_column_check(spec: AttributeSpec) -> ColumnCheck | None:
+    """The check of a whole column of one attribute's values (see ``model.columns``), or
+    None where each value needs its checker (date-times, objects, arrays)."""
+    if spec.value in ("number", "integer"):
+        lo = -math.inf if spec.minimum is None else spec.minimum
+        hi = math.inf if spec.maximum is None else spec.maximum
+        return columns.numbers(lo, hi, spec.value == "integer")
+    if spec.value == "string":
+        choices = frozenset(spec.choices) if spec.choices else None
+        return columns.strings(choices, spec.max_length or MAX_STRING)
+    if spec.value == "boolean":
+        return columns.booleans
+    return None
+
+
 def with_common_attributes(entity_type: EntityType) -> EntityType:
     """The type as the registry holds it: the common attributes merged under its own."""
     from citypilot.model.builtin_types import COMMON_ATTRIBUTES
@@ -278,7 +298,7 @@ class TypeRegistry:
         self._pseudonymise = pseudonymise
         self._types: dict[str, EntityType] = {}
         self._checkers: dict[str, dict[str, Checker]] = {}
-        self._ingest: dict[str, dict[str, tuple[Checker, str | None]]] = {}
+        self._ingest: dict[str, dict[str, IngestCheck]] = {}
         for entity_type in types:
             self.register(entity_type)
 
@@ -292,7 +312,16 @@ class TypeRegistry:
             for name, spec in attrs.items()
             if spec.kind == "Property"
         }
-        self._ingest[merged.name] = {name: (c, attrs[name].unit) for name, c in checkers.items()}
+        self._ingest[merged.name] = {
+            name: (c, attrs[name].unit, self._column_check(attrs[name]))
+            for name, c in checkers.items()
+        }
+
+    def _column_check(self, spec: AttributeSpec) -> ColumnCheck | None:
+        """Personal values are pseudonymised one by one, by their checker."""
+        if spec.personal is not None and self._pseudonymise is not None:
+            return None
+        return compile_column_check(spec)
 
     def _personal_checker(self, spec: AttributeSpec, check: Checker) -> Checker:
         """The checker, pseudonymising what it accepts when the attribute is personal."""
@@ -328,8 +357,9 @@ class TypeRegistry:
         """The compiled Property checkers of a registered type, by attribute name."""
         return self._checkers[name]
 
-    def ingest_checkers(self, name: str) -> dict[str, tuple[Checker, str | None]]:
-        """Per Property of a registered type: its checker and unit (the ingest hot path)."""
+    def ingest_checkers(self, name: str) -> dict[str, IngestCheck]:
+        """Per Property of a registered type: its checker, unit and column check (the
+        ingest hot path)."""
         return self._ingest[name]
 
     def __contains__(self, name: object) -> bool:

@@ -14,6 +14,7 @@ from citypilot import metrics
 from citypilot.broker import Broker
 from citypilot.bus.nats import NatsBus
 from citypilot.config import Settings
+from citypilot.heap import settle_heap
 from citypilot.model.errors import BadRequestData
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ async def worker_broker(settings: Settings, role: str, sink: bool = False) -> As
         build_registry(settings), store, bus, ObservationQueue(bus, store) if sink else None
     )
     await broker.load_registered_types()
+    settle_heap()
     try:
         yield broker
     finally:
