@@ -321,6 +321,11 @@ class JsonLdEdge:
         return LdRequest(terms, url)
 
 
+GEOJSON = "application/geo+json"
+#: the answers whose names are compacted
+_COMPACTED = ("application/json", GEOJSON)
+
+
 class _Compactor:
     """The answer's ``send``: buffers a JSON answer, compacts it and sets its headers."""
 
@@ -345,8 +350,10 @@ class _Compactor:
             media = headers.get("content-type", "").split(";")[0]
             ok = 200 <= message["status"] < 300
             ld = self._ld()
-            if not ok or media != "application/json" or self.shape is None:
-                if ok and media == "application/json" and ld is not CORE_REQUEST:
+            if media == GEOJSON:  # GeoJSON: compacted, with its Link; never ld+json
+                self.ld_out = False
+            if not ok or media not in _COMPACTED or self.shape is None:
+                if ok and media in _COMPACTED and ld is not CORE_REQUEST:
                     _set_link(headers, ld.link())
                     message = {**message, "headers": headers.raw}
                 self.passing = True

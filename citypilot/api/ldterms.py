@@ -68,8 +68,8 @@ def rename_attribute(value: Any, rename: Rename) -> Any:
     a value that is not an attribute (concise data) is kept as it is."""
     if isinstance(value, list):
         return [rename_attribute(v, rename) if _is_attribute(v) else v for v in value]
-    if not _is_attribute(value):
-        return value
+    if not _is_attribute(value) or all(key in ATTRIBUTE_MEMBERS for key in value):
+        return value  # no sub-attribute: nothing to rename, nothing to copy
     out = {}
     for key, member in value.items():
         if key in ATTRIBUTE_MEMBERS:

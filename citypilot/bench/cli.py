@@ -60,6 +60,9 @@ def add_bench_commands(sub: Any) -> None:
     from citypilot.bench.commands import add_commands_bench
 
     add_commands_bench(bench)
+    from citypilot.bench.jsonld import add_jsonld_bench
+
+    add_jsonld_bench(bench)
     from citypilot.bench.modes import add_modes_bench
 
     add_modes_bench(bench)
@@ -278,6 +281,13 @@ def bench_query(args: argparse.Namespace, settings: Settings) -> int:
                 run_requests(host, int(port), auth, id_paths, args.connections)
             )
             el_box, lat_box, fail_box = asyncio.run(run_requests(host, int(port), auth, boxes, 1))
+            # the same, read with a user @context (kept on the server, named by Link)
+            ld = {**auth, **_user_context(url, auth)}
+            lamp_boxes = [b.replace("type=Streetlight", "type=Lamp") for b in boxes]
+            with_ld = (
+                asyncio.run(run_requests(host, int(port), ld, id_paths, args.connections)),
+                asyncio.run(run_requests(host, int(port), ld, lamp_boxes, 1)),
+            )
             ceiling = ["/api/v1/health"] * args.requests
             el_ceil, lat_ceil, _ = asyncio.run(
                 run_requests(host, int(port), auth, ceiling, args.connections)
@@ -307,6 +317,19 @@ def bench_query(args: argparse.Namespace, settings: Settings) -> int:
         f"{_pct(lat_box, 95):.2f}",
         str(fail_box),
     )
+    for label, n, (elapsed, lat, failed) in zip(
+        ("GET by id, user @context (Link header)", "type + bbox, user @context (type=Lamp)"),
+        (args.requests, args.queries),
+        with_ld,
+        strict=True,
+    ):
+        table.add_row(
+            label,
+            f"{n / elapsed:,.0f}",
+            f"{_pct(lat, 50):.2f}",
+            f"{_pct(lat, 95):.2f}",
+            str(failed),
+        )
     table.add_row(
         "baseline: GET /api/v1/health (the HTTP stack alone)",
         f"{args.requests / el_ceil:,.0f}",
@@ -338,8 +361,25 @@ def bench_query(args: argparse.Namespace, settings: Settings) -> int:
         f"ratio GET by id / HTTP stack alone: [bold]{el_ceil / el_id:.2f}[/]; "
         f"GET by id / raw SQLite lookup: {args.requests / el_id / raw:.4f}"
     )
-    failed = fail_id + fail_box + sum(t[2] for t in timed.values())
+    console.print(
+        f"ratio with a user @context / without: GET by id {el_id / with_ld[0][0]:.2f}, "
+        f"type + bbox {el_box / with_ld[1][0]:.2f}"
+    )
+    failed = fail_id + fail_box + sum(t[2] for t in (*timed.values(), *with_ld))
     return 0 if failed == 0 else 1
+
+
+def _user_context(url: str, auth: dict[str, str]) -> dict[str, str]:
+    """Keep a user @context (its own words for streetlights and their power) on the
+    server; the Link header naming it."""
+    import httpx
+
+    from citypilot.model.ldcontext import DEFAULT_VOCAB, link_header
+
+    words = {"Lamp": DEFAULT_VOCAB + "Streetlight", "watts": DEFAULT_VOCAB + "powerConsumption"}
+    r = httpx.post(url + "/ngsi-ld/v1/jsonldContexts", json={"@context": words}, headers=auth)
+    r.raise_for_status()
+    return {"Link": link_header(r.headers["location"])}
 
 
 def _raw_lookup_baseline(path: Path, n: int, entities: int) -> float:

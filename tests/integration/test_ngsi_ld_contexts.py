@@ -244,18 +244,33 @@ def test_the_link_context_expands_query_parameters_and_compacts_the_answer(city:
     ]
 
 
-def test_key_values_answers_are_compacted_too(city: Server):
-    ctx = hosted(city, LAMP_CONTEXT)
+def _new_lamp_read(city: Server, ctx: str, one: bool, params: dict, headers: dict):
+    """Create a lamp in the terms of ``ctx``; read it back (by id, or by query)."""
     local = uid()
+    entity_id = f"urn:ngsi-ld:Streetlight:{local}"
     with city.client() as c:
         assert c.post(f"{NGSI}/entities", json=lamp(local), headers=link(ctx)).status_code == 201
-        r = c.get(
-            f"{NGSI}/entities/urn:ngsi-ld:Streetlight:{local}",
-            params={"options": "keyValues"},
-            headers=link(ctx),
-        )
+        if one:
+            return c.get(f"{NGSI}/entities/{entity_id}", params=params, headers=headers)
+        return c.get(f"{NGSI}/entities", params={"id": entity_id, **params}, headers=headers)
+
+
+def test_key_values_answers_are_compacted_too(city: Server):
+    ctx = hosted(city, LAMP_CONTEXT)
+    r = _new_lamp_read(city, ctx, True, {"options": "keyValues"}, link(ctx))
     assert r.json()["type"] == "Lamp"
     assert r.json()["lightOn"] == "on"
+
+
+def test_geojson_answers_are_compacted_and_link_their_context(city: Server):
+    ctx = hosted(city, LAMP_CONTEXT)
+    r = _new_lamp_read(city, ctx, False, {}, {**link(ctx), "Accept": "application/geo+json"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/geo+json")
+    assert r.headers["link"].startswith(f"<{ctx}>")
+    [feature] = r.json()["features"]
+    assert feature["properties"]["type"] == "Lamp"
+    assert feature["properties"]["lightOn"]["value"] == "on"
 
 
 def test_expanded_names_in_queries_are_accepted(city: Server):
