@@ -4,7 +4,8 @@ Grammar (ETSI GS CIM 009, clause 4.9): terms joined by ``;`` (AND) and ``|``
 (OR), grouped with parentheses; a term is an attribute alone (it exists) or
 ``attr OP value`` with OP one of ``== != > >= < <= ~= !~=``; ``==``/``!=`` also
 take a list ``a,b,c`` or a range ``lo..hi``. Values are numbers, ``"strings"``,
-``true``/``false`` or bare ISO 8601 date-times. AND binds tighter than OR.
+``true``/``false``, bare ISO 8601 date-times or bare URIs (``urn:ngsi-ld:Building:7``).
+AND binds tighter than OR.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ _OPS = ("!~=", "==", "!=", ">=", "<=", "~=", ">", "<")
 _ATTR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: an attribute named by its full IRI (a name no context compacts, see model.ldcontext)
 _IRI_ATTR = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s;|()<>=!~\"\[\]]+")
+#: An absolute URI as a bare value: a scheme, a colon, then no spaces or quotes.
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s\"]+$")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
 MAX_Q_LENGTH = 2000
 
@@ -134,8 +137,11 @@ def _literal(text: str) -> Value:
         return float(text)
     if re.match(r"^\d{4}-\d{2}-\d{2}", text):
         return text  # date-time compared as text, like stored ISO values
+    if _URI.match(text):
+        return text  # a URI needs no quotes (a Relationship's object, say)
     raise BadRequestData(
-        f"q: {text[:40]!r} is not a number, a quoted string, true/false or a date-time", "q"
+        f"q: {text[:40]!r} is not a number, a quoted string, true/false, a date-time or a URI",
+        "q",
     )
 
 

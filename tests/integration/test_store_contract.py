@@ -228,7 +228,14 @@ async def test_q_language(store: Store) -> None:
             3,
             {"status": "ok", "powerConsumption": 120, "dateLastLampChange": "2024-02-01T00:00:00Z"},
         ),
-        (4, {"status": "brokenLantern", "lampTechnology": "LED"}),
+        (
+            4,
+            {
+                "status": "brokenLantern",
+                "lampTechnology": "LED",
+                "refStreetlightControlCabinet": "urn:ngsi-ld:StreetlightControlCabinet:7",
+            },
+        ),
     ]
     await store.create_entities([light(n, **doc) for n, doc in docs], NOW)
     await store.create_entities(
@@ -251,6 +258,13 @@ async def test_q_language(store: Store) -> None:
     assert await q('status!="ok"') == [lid(2), lid(4)]
     assert await q('status=="defectiveLamp","brokenLantern"') == [lid(2), lid(4)]
     assert await q("lampTechnology") == [lid(4)]
+    # a relationship's object, given as a bare URI
+    assert await q("refStreetlightControlCabinet==urn:ngsi-ld:StreetlightControlCabinet:7") == [
+        lid(4)
+    ]
+    assert await q("refStreetlightControlCabinet!=urn:ngsi-ld:StreetlightControlCabinet:8") == [
+        lid(4)
+    ]
     assert await q('status=="ok";powerConsumption>50') == [lid(3)]
     assert await q('status=="defectiveLamp"|powerConsumption<20') == [lid(1), lid(2)]
     assert await q('(status=="ok"|status=="defectiveLamp");powerConsumption>=55.5') == [

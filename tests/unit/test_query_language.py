@@ -36,6 +36,10 @@ def test_parentheses_group():
             "dateInstalled>2020-01-01T00:00:00Z",
             Term("dateInstalled", ">", ("2020-01-01T00:00:00Z",)),
         ),
+        (
+            "refBuilding==urn:ngsi-ld:Building:7,https://example.org/b/8",
+            Term("refBuilding", "==", ("urn:ngsi-ld:Building:7", "https://example.org/b/8")),
+        ),
     ],
 )
 def test_terms(text, term):
