@@ -9,21 +9,35 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import orjson
 
 from citypilot import metrics
 from citypilot.bus.base import EventBus
-from citypilot.model.entity import Attribute, Entity, parse_attributes, parse_entity
+from citypilot.model.entity import (
+    Attribute,
+    Entity,
+    merge_sub_attributes,
+    parse_attributes,
+    parse_entity,
+    split_deletions,
+)
 from citypilot.model.errors import AlreadyExists, BadRequestData, CityPilotError, ResourceNotFound
 from citypilot.model.ids import check_entity_id, type_of_id
 from citypilot.model.json_limits import dumps_anything
 from citypilot.model.observation import Reading, parse_batch, parse_observation
 from citypilot.model.timeutil import MAX_FUTURE_SKEW_S, format_instant
 from citypilot.model.types import TypeRegistry, entity_type_from_json
-from citypilot.store.base import AttributeWrite, DeadLetter, EntityRef, Store, WriteMode
+from citypilot.store.base import (
+    AttributeWrite,
+    DeadLetter,
+    EntityQuery,
+    EntityRef,
+    Store,
+    WriteMode,
+)
 from citypilot.store.common import attribute_readings
 from citypilot.type_admin import TypeAdmin
 
@@ -318,6 +332,85 @@ class Broker:
         )
         return outcome
 
+    async def merge_attrs(self, entity_id: str, attrs: dict[str, Attribute]) -> AttributeWrite:
+        """Merge checked attributes into an entity (clause 5.6.17): each replaces the
+        attribute of its name or is added, keeping the sub-attributes it does not give."""
+        current = await self.get_entity(entity_id)
+        for name, attr in attrs.items():
+            old = current.attrs.get(name)
+            if old is not None:
+                merge_sub_attributes(old, attr)
+        return await self.write_attrs(entity_id, attrs, "append")
+
+    async def replace_entity(self, entity_id: str, doc: Any, guard: Guard | None = None) -> None:
+        """Replace every attribute of an existing entity (clause 5.6.18); the body's
+        ``id`` and ``type``, when given, must be the entity's."""
+        refs = await self.store.lookup([entity_id])
+        if entity_id not in refs:
+            raise ResourceNotFound(f"entity {entity_id} does not exist", "id")
+        if not isinstance(doc, dict):
+            raise BadRequestData("body must be a JSON object (the entity)", "body")
+        for key, own in (("id", entity_id), ("type", refs[entity_id].type)):
+            if doc.get(key, own) != own:
+                raise BadRequestData(f"{key} must be the entity's own, {own!r}", key)
+        entity = parse_entity(
+            {**doc, "id": entity_id, "type": refs[entity_id].type},
+            self.registry,
+            strict_types=self.strict_types,
+        )
+        if guard is not None:
+            guard(entity, "body")
+        before = await self.get_entity(entity_id)
+        now = time.time()
+        await self.store.upsert_entities([entity], now, True)
+        await self._publish_entities([entity], now)
+        removed = sorted(set(before.attrs) - set(entity.attrs))
+        if removed:
+            change = _change_head(entity_id, refs[entity_id], format_instant(now))
+            change["removed"] = removed
+            await self.bus.publish(CHANGED, {"changes": [change]})
+
+    async def batch_merge(self, docs: Any, guard: Guard | None = None) -> BatchResult:
+        """Merge each entity of a batch into the stored one of its id (clause 5.6.20);
+        an attribute given as ``urn:ngsi-ld:null`` is deleted."""
+        result = BatchResult()
+        if not isinstance(docs, list):
+            raise BadRequestData("body must be a JSON array of entities", "body")
+        split = [split_deletions(d) if isinstance(d, dict) else (d, []) for d in docs]
+        parsed = self._parse_batch([doc for doc, _ in split], result, guard)
+        refs = await self.store.lookup([e.id for _, e in parsed])
+        for i, entity in parsed:
+            try:
+                ref = refs.get(entity.id)
+                if ref is None:
+                    raise ResourceNotFound(f"entity {entity.id} does not exist", f"[{i}].id")
+                if ref.type != entity.type:
+                    raise BadRequestData(
+                        f"[{i}].type must be the entity's own, {ref.type!r}", f"[{i}].type"
+                    )
+                if entity.attrs:
+                    await self.merge_attrs(entity.id, entity.attrs)
+                for name in split[i][1]:
+                    await self.delete_attr(entity.id, name, missing_ok=True)
+                result.success.append(entity.id)
+            except CityPilotError as exc:
+                result.errors.append(ItemError(i, entity.id, exc))
+        result.errors.sort(key=lambda e: e.index)
+        return result
+
+    async def purge(self, query: EntityQuery) -> int:
+        """Delete every entity a query matches (its history stays); how many."""
+        total = 0
+        while True:
+            page, _ = await self.store.query_entities(replace(query, limit=1000, offset=0))
+            if not page:
+                return total
+            deleted = await self.store.delete_entities([e.id for e in page])
+            if not deleted:
+                return total
+            total += len(deleted)
+            await self.bus.publish(DELETED, {"ids": sorted(deleted)})
+
     async def delete_entity(self, entity_id: str) -> None:
         """Delete one entity; ResourceNotFound if there is none."""
         check_entity_id(entity_id)
@@ -325,13 +418,15 @@ class Broker:
             raise ResourceNotFound(f"entity {entity_id} does not exist", "id")
         await self.bus.publish(DELETED, {"ids": [entity_id]})
 
-    async def delete_attr(self, entity_id: str, name: str) -> None:
-        """Remove one attribute of an entity."""
+    async def delete_attr(self, entity_id: str, name: str, missing_ok: bool = False) -> None:
+        """Remove one attribute of an entity (``missing_ok``: if it has one)."""
         check_entity_id(entity_id)
         found = await self.store.delete_attribute(entity_id, name, time.time())
         if found is None:
             raise ResourceNotFound(f"entity {entity_id} does not exist", "id")
         if not found:
+            if missing_ok:
+                return
             raise ResourceNotFound(f"entity {entity_id} has no attribute {name!r}", name)
         ref = (await self.store.lookup([entity_id])).get(entity_id)
         change = _change_head(entity_id, ref, format_instant(time.time()))

@@ -279,6 +279,44 @@ def parse_attributes(
     }
 
 
+#: The value that deletes an attribute in a merge (clause 5.6.17, 4.5.10).
+NULL = "urn:ngsi-ld:null"
+
+
+def split_deletions(fragment: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A merge fragment without the attributes it deletes (given as ``urn:ngsi-ld:null``,
+    bare or as the value or object), and their names."""
+    kept, gone = {}, []
+    for name, raw in fragment.items():
+        value = raw.get("value", raw.get("object")) if isinstance(raw, dict) else raw
+        if value == NULL and name not in _RESERVED:
+            gone.append(name)
+        else:
+            kept[name] = raw
+    return kept, gone
+
+
+def merge_sub_attributes(old: Attribute, new: Attribute) -> None:
+    """Keep in ``new`` the sub-attributes of ``old`` it does not give (a merge), for a
+    single-instance attribute; sub-attributes given as ``urn:ngsi-ld:null`` go."""
+    old_meta = old.meta if isinstance(old.meta, dict) else {}
+    new_meta = new.meta if isinstance(new.meta, dict) else {}
+    if "instances" in old_meta or "instances" in new_meta:
+        return
+    if old_meta.get("datasetId") != new_meta.get("datasetId"):
+        return
+    sub = {**old_meta.get("sub", {}), **new_meta.get("sub", {})}
+    sub = {
+        k: v
+        for k, v in sub.items()
+        if not isinstance(v, dict) or v.get("value", v.get("object")) != NULL
+    }
+    merged = {k: v for k, v in new_meta.items() if k != "sub"}
+    if sub:
+        merged["sub"] = sub
+    new.meta = merged or None
+
+
 def entity_type_of(
     registry: TypeRegistry, name: object, field: str, strict_types: bool
 ) -> EntityType | None:

@@ -76,8 +76,8 @@ def test_a_bad_parameter_is_400_not_422(server: Server):
     ("method", "path", "allow"),
     [
         ("GET", f"{NGSI}/entityOperations/create", "POST"),
-        ("PUT", f"{NGSI}/entities/urn:ngsi-ld:Streetlight:1", "DELETE, GET, HEAD"),
-        ("TRACE", f"{NGSI}/entities", "GET, HEAD, POST"),
+        ("POST", f"{NGSI}/entities/urn:ngsi-ld:Streetlight:1", "DELETE, GET, HEAD, PATCH, PUT"),
+        ("TRACE", f"{NGSI}/entities", "DELETE, GET, HEAD, POST"),
         ("DELETE", "/api/v1/health", "GET, HEAD"),
         ("TRACE", "/openapi.json", "GET, HEAD"),
         ("POST", "/docs", "GET, HEAD"),

@@ -307,3 +307,95 @@ def test_sys_attrs_give_when_the_entity_and_each_attribute_were_created_and_chan
     assert then["brandName"]["createdAt"] == first["brandName"]["createdAt"]
     assert then["brandName"]["modifiedAt"] > first["brandName"]["modifiedAt"]
     assert then["isParked"]["modifiedAt"] == first["isParked"]["modifiedAt"]
+
+
+# -- 5.6.17-5.6.21: merge, replace, purge ------------------------------------------
+
+
+def test_merge_entity_keeps_what_it_does_not_name_and_deletes_null(city: Server):
+    doc = vehicle(tag())
+    with city.client(OPERATOR) as c:
+        c.post(f"{NGSI}/entities", json=doc)
+        merge = {
+            "speed": {"value": 60, "reliability": {"value": 0.9}},
+            "colour": "blue",
+            "brandName": "urn:ngsi-ld:null",
+        }
+        assert c.patch(path(doc["id"]), json=merge).status_code == 204
+        got = c.get(path(doc["id"])).json()
+        refused(
+            c.patch(path(f"urn:ngsi-ld:Vehicle:{tag()}"), json=merge), 404, "ResourceNotFound", "id"
+        )
+        refused(
+            c.patch(path(doc["id"]), json={"type": "Bus", "x": 1}), 400, "BadRequestData", "type"
+        )
+    assert got["speed"]["value"] == 60
+    assert got["speed"]["measuredBy"] == doc["speed"]["measuredBy"]  # kept
+    assert got["speed"]["reliability"] == {"type": "Property", "value": 0.9}
+    assert got["colour"] == {"type": "Property", "value": "blue"}
+    assert "brandName" not in got and got["isParked"] == doc["isParked"]
+
+
+def test_replace_entity_and_replace_attribute(city: Server):
+    doc = vehicle(tag())
+    with city.client(OPERATOR) as c:
+        c.post(f"{NGSI}/entities", json=doc)
+        r = c.put(f"{path(doc['id'])}/attrs/speed", json={"value": 10, "unitCode": "KMH"})
+        assert r.status_code == 204, r.text
+        assert c.get(path(doc["id"])).json()["speed"] == {
+            "type": "Property",
+            "value": 10,
+            "unitCode": "KMH",
+        }
+        r = c.put(f"{path(doc['id'])}/attrs/wheels", json={"value": 4})
+        refused(r, 404, "ResourceNotFound", "wheels")
+        assert c.put(path(doc["id"]), json={"type": "Vehicle", "wheels": 4}).status_code == 204
+        got = c.get(path(doc["id"])).json()
+        refused(c.put(path(doc["id"]), json={"type": "Car"}), 400, "BadRequestData", "type")
+        r = c.put(path(f"urn:ngsi-ld:Vehicle:{tag()}"), json={"wheels": 4})
+        refused(r, 404, "ResourceNotFound", "id")
+    assert got == {
+        "id": doc["id"],
+        "type": "Vehicle",
+        "wheels": {"type": "Property", "value": 4},
+    }
+
+
+def test_batch_merge_answers_per_entity(city: Server):
+    one, two = vehicle(tag()), vehicle(tag())
+    missing = f"urn:ngsi-ld:Vehicle:{tag()}"
+    with city.client(OPERATOR) as c:
+        c.post(f"{NGSI}/entityOperations/create", json=[one, two])
+        both = [{"id": e["id"], "type": "Vehicle", "colour": "green"} for e in (one, two)]
+        assert c.post(f"{NGSI}/entityOperations/merge", json=both).status_code == 204
+        r = c.post(
+            f"{NGSI}/entityOperations/merge",
+            json=[
+                {"id": one["id"], "type": "Vehicle", "colour": "red"},
+                {"id": missing, "type": "Vehicle", "colour": "red"},
+            ],
+        )
+        assert r.status_code == 207, r.text
+        body = r.json()
+        assert body["success"] == [one["id"]]
+        assert [(e["entityId"], e["error"]["status"]) for e in body["errors"]] == [(missing, 404)]
+        refused(c.post(f"{NGSI}/entityOperations/merge", json=[]), 400, "BadRequestData", "body")
+        colours = [c.get(path(e["id"])).json()["colour"]["value"] for e in (one, two)]
+    assert colours == ["red", "green"]
+
+
+def test_purge_deletes_the_entities_of_a_type(city: Server):
+    kind = f"Scooter{tag()}"
+    docs = [{"id": f"urn:ngsi-ld:{kind}:{i}", "type": kind, "battery": i} for i in range(5)]
+    with city.client(OPERATOR) as c:
+        assert c.post(f"{NGSI}/entityOperations/create", json=docs).status_code == 201
+        assert (
+            c.delete(f"{NGSI}/entities", params={"type": kind, "q": "battery<2"}).status_code == 204
+        )
+        left = c.get(f"{NGSI}/entities", params={"type": kind}).json()
+        assert sorted(e["battery"]["value"] for e in left) == [2, 3, 4]
+        assert c.delete(f"{NGSI}/entities", params={"type": kind}).status_code == 204
+        assert c.get(f"{NGSI}/entities", params={"type": kind}).json() == []
+        refused(c.delete(f"{NGSI}/entities"), 400, "BadRequestData", "type")
+    with city.client(VIEWER) as viewer:
+        assert viewer.delete(f"{NGSI}/entities", params={"type": kind}).status_code == 403
