@@ -263,7 +263,7 @@ def create_app(settings: Settings, on_ready: Callable[[City, bool], None] | None
     app.add_middleware(audit.AuditMiddleware)
     if settings.http_metrics:
         app.add_middleware(metrics.HttpMetricsMiddleware)
-    install_openapi(app)
+    install_openapi(app, settings.public_read_types)
     install_explorer(app)
     app.add_middleware(
         InflightLimit,

@@ -247,7 +247,7 @@ def require_role(role: str):
     return Depends(dependency)
 
 
-@gate("viewer", BEARER)
+@gate("viewer", BEARER, public=True)
 async def viewer_or_public(request: Request) -> Principal:
     """Admit a person with the viewer role or, where the city opened reads of some
     types (``public_read_types``), a caller without any credential, as ANONYMOUS."""

@@ -13,7 +13,7 @@ Two jobs, both here so that every route gets them the day it is added:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -298,6 +298,8 @@ SECURITY_SCHEMES: dict[str, Any] = {
     },
 }
 ROLE_EXTENSION = "x-citypilot-role"
+#: the entity types an operation answers without a credential (``public_read_types``)
+PUBLIC_EXTENSION = "x-citypilot-public-types"
 #: ``openapi_extra`` of an operation that needs its role over the whole metropole (a
 #: grant naming no municipality and no department): it answers 403 to scoped people.
 METROPOLE_ONLY = {"x-citypilot-scope": "metropole"}
@@ -312,9 +314,12 @@ class Access:
 
     role: str
     schemes: tuple[str, ...]
+    #: also open to callers without a credential for these entity types (the
+    #: ``public_read_types`` setting), where the city set some
+    public: bool = False
 
 
-def gate(role: str, *schemes: str) -> Callable[[D], D]:
+def gate(role: str, *schemes: str, public: bool = False) -> Callable[[D], D]:
     """Declare a FastAPI dependency as the gate of the operations that use it.
 
     Every operation depending on it (directly or through other dependencies) is then
@@ -326,7 +331,7 @@ def gate(role: str, *schemes: str) -> Callable[[D], D]:
         raise ValueError(f"gate({role!r}, {schemes!r}): unknown role or scheme")
 
     def mark(dependency: D) -> D:
-        setattr(dependency, _ACCESS_ATTR, Access(role, schemes))
+        setattr(dependency, _ACCESS_ATTR, Access(role, schemes, public))
         return dependency
 
     return mark
@@ -424,7 +429,9 @@ def error_content(content: dict[str, Any]) -> dict[str, Any]:
     return {ERRORS_EXTENSION: content}
 
 
-def _describe_operation(operation: dict[str, Any], access: Access | None) -> None:
+def _describe_operation(
+    operation: dict[str, Any], access: Access | None, public_types: Sequence[str] = ()
+) -> None:
     responses = operation.setdefault("responses", {})
     responses.pop("422", None)
     for status in _inferred_errors(operation, access):
@@ -442,9 +449,12 @@ def _describe_operation(operation: dict[str, Any], access: Access | None) -> Non
     else:
         operation["security"] = [{scheme: []} for scheme in access.schemes]
         operation[ROLE_EXTENSION] = access.role
+        if access.public and public_types:
+            operation["security"].insert(0, {})  # no credential: the public types only
+            operation[PUBLIC_EXTENSION] = list(public_types)
 
 
-def describe_app(app: FastAPI) -> dict[str, Any]:
+def describe_app(app: FastAPI, public_types: Sequence[str] = ()) -> dict[str, Any]:
     """The app's OpenAPI document: FastAPI's, completed from each route's dependencies."""
     doc = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
@@ -460,16 +470,17 @@ def describe_app(app: FastAPI) -> dict[str, Any]:
         for method in route.methods:
             operation = doc["paths"].get(route.path_format, {}).get(method.lower())
             if operation is not None:
-                _describe_operation(operation, access)
+                _describe_operation(operation, access, public_types)
     return doc
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Serve ``describe_app``'s document at ``/openapi.json`` (built once, on first use)."""
+def install_openapi(app: FastAPI, public_types: Sequence[str] = ()) -> None:
+    """Serve ``describe_app``'s document at ``/openapi.json`` (built once, on first use);
+    ``public_types``: the setting ``public_read_types``."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = describe_app(app)
+            app.openapi_schema = describe_app(app, public_types)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

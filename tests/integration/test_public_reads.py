@@ -120,3 +120,14 @@ def test_a_restricted_type_can_never_be_made_public():
     for restricted in ("Camera", "PoliceUnit"):
         with pytest.raises(ValueError, match=restricted):
             check_public_types([*PUBLIC, restricted], registry)
+
+
+def test_the_description_says_which_reads_are_open_and_for_which_types(city: Server):
+    with city.client(None) as c:
+        paths = c.get("/openapi.json").json()["paths"]
+    entities = paths["/ngsi-ld/v1/entities"]
+    for op in (entities["get"], paths["/ngsi-ld/v1/entities/{entity_id}"]["get"]):
+        assert {} in op["security"] and {"bearerAuth": []} in op["security"]
+        assert op["x-citypilot-public-types"] == PUBLIC
+    assert {} not in entities["post"]["security"]
+    assert {} not in paths["/ngsi-ld/v1/types"]["get"]["security"]
