@@ -23,6 +23,7 @@ from citypilot.model.entity import (
     parse_attributes,
     parse_entity,
     split_deletions,
+    with_instances,
 )
 from citypilot.model.errors import AlreadyExists, BadRequestData, CityPilotError, ResourceNotFound
 from citypilot.model.ids import check_entity_id, type_of_id
@@ -252,7 +253,7 @@ class Broker:
         mode: WriteMode = "noOverwrite" if no_overwrite else "append"
         for i, entity in parsed:
             try:
-                outcome = await self.write_attrs(entity.id, entity.attrs, mode)
+                outcome = await self.write_instances(entity.id, entity.attrs, mode)
             except CityPilotError as exc:
                 result.errors.append(ItemError(i, entity.id, exc))
                 continue
@@ -340,7 +341,20 @@ class Broker:
             old = current.attrs.get(name)
             if old is not None:
                 merge_sub_attributes(old, attr)
+                attrs[name] = with_instances(old, attr)
         return await self.write_attrs(entity_id, attrs, "append")
+
+    async def write_instances(
+        self, entity_id: str, attrs: dict[str, Attribute], mode: WriteMode
+    ) -> AttributeWrite:
+        """``write_attrs`` for NGSI-LD clients: an attribute instance given replaces the
+        stored instance of its ``datasetId`` only (clauses 5.6.2, 5.6.3), the others stay."""
+        current = await self.get_entity(entity_id)
+        for name, attr in attrs.items():
+            old = current.attrs.get(name)
+            if old is not None:
+                attrs[name] = with_instances(old, attr)
+        return await self.write_attrs(entity_id, attrs, mode)
 
     async def replace_entity(self, entity_id: str, doc: Any, guard: Guard | None = None) -> None:
         """Replace every attribute of an existing entity (clause 5.6.18); the body's

@@ -291,7 +291,7 @@ async def update_attrs(request: Request, entity_id: str, city: CityDep, who: Ope
     """Overwrite attributes the entity has; 207 lists those it does not have."""
     fragment = await read_json(request, city.settings.max_body_bytes)
     attrs = await _guarded_fragment(city, who, entity_id, fragment)
-    return _attrs_response(await city.broker.write_attrs(entity_id, attrs, "update"))
+    return _attrs_response(await city.broker.write_instances(entity_id, attrs, "update"))
 
 
 @router.post(
@@ -308,7 +308,7 @@ async def append_attrs(
     fragment = await read_json(request, city.settings.max_body_bytes)
     attrs = await _guarded_fragment(city, who, entity_id, fragment)
     mode = "noOverwrite" if "noOverwrite" in _options(options) else "append"
-    return _attrs_response(await city.broker.write_attrs(entity_id, attrs, mode))
+    return _attrs_response(await city.broker.write_instances(entity_id, attrs, mode))
 
 
 @router.patch(
@@ -323,7 +323,7 @@ async def update_attr(
     """Overwrite one existing attribute."""
     body = await read_json(request, city.settings.max_body_bytes)
     attrs = await _guarded_fragment(city, who, entity_id, {attr: body})
-    outcome = await city.broker.write_attrs(entity_id, attrs, "update")
+    outcome = await city.broker.write_instances(entity_id, attrs, "update")
     if attr in outcome.not_updated:
         raise ResourceNotFound(f"{entity_id}: {outcome.not_updated[attr]}", attr)
     return Response(status_code=204)

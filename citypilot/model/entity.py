@@ -84,7 +84,7 @@ class Attribute:
         meta = self.meta
         if meta is None or type(meta) is str:
             return {}
-        return {k: v for k, v in meta.items() if k not in ("createdAt", "modifiedAt")}
+        return {k: v for k, v in meta.items() if k not in _TIMES}
 
 
 def encode_meta(meta: dict[str, Any], created_at: float, modified_at: float) -> str:
@@ -277,6 +277,35 @@ def parse_attributes(
         for name, raw in doc.items()
         if name not in _RESERVED
     }
+
+
+def with_instances(old: Attribute, new: Attribute) -> Attribute:
+    """``new`` as written over ``old``: each instance given replaces the stored one of
+    its ``datasetId`` (or the default instance), the other stored instances stay."""
+    if not _is_multi(old) and not _is_multi(new) and _dataset(old) == _dataset(new):
+        return new
+    given = _instances(new)
+    ids = {i.get("datasetId") for i in given}
+    kept = [i for i in _instances(old) if i.get("datasetId") not in ids]
+    if not kept:
+        return new
+    return attribute_from_normalised([*given, *kept])
+
+
+_TIMES = ("createdAt", "modifiedAt")
+
+
+def _is_multi(attr: Attribute) -> bool:
+    return isinstance(attr.meta, dict) and "instances" in attr.meta
+
+
+def _dataset(attr: Attribute) -> str | None:
+    return attr.meta.get("datasetId") if isinstance(attr.meta, dict) else None
+
+
+def _instances(attr: Attribute) -> list[dict[str, Any]]:
+    normalised = attr.to_ngsi()
+    return normalised if isinstance(normalised, list) else [normalised]
 
 
 #: The value that deletes an attribute in a merge (clause 5.6.17, 4.5.10).

@@ -399,3 +399,25 @@ def test_purge_deletes_the_entities_of_a_type(city: Server):
         refused(c.delete(f"{NGSI}/entities"), 400, "BadRequestData", "type")
     with city.client(VIEWER) as viewer:
         assert viewer.delete(f"{NGSI}/entities", params={"type": kind}).status_code == 403
+
+
+def test_an_instance_written_replaces_only_the_one_of_its_dataset_id(city: Server):
+    doc = {"id": f"urn:ngsi-ld:Place:{tag()}", "type": "Place"}
+    doc["speed"] = [{"value": 29}, {"value": 30, "datasetId": "urn:ngsi-ld:Dataset:gps"}]
+    with city.client(OPERATOR) as c:
+        c.post(f"{NGSI}/entities", json=doc)
+        gps = {"speed": {"value": 31, "datasetId": "urn:ngsi-ld:Dataset:gps"}}
+        assert c.patch(f"{path(doc['id'])}/attrs", json=gps).status_code == 204
+        radar = {"speed": {"value": 27, "datasetId": "urn:ngsi-ld:Dataset:radar"}}
+        assert c.post(f"{path(doc['id'])}/attrs", json=radar).status_code == 204
+        assert c.patch(f"{path(doc['id'])}/attrs/speed", json={"value": 28}).status_code == 204
+        got = c.get(path(doc["id"]), params={"options": "keyValues"}).json()
+        history = c.get(
+            f"{NGSI}/temporal/entities/{quote(doc['id'], safe='')}",
+            params={"attrs": "speed", "options": "temporalValues"},
+        ).json()
+    assert got["speed"] == {
+        "dataset": {"@none": 28, "urn:ngsi-ld:Dataset:gps": 31, "urn:ngsi-ld:Dataset:radar": 27}
+    }
+    # history follows the default instance
+    assert [v[0] for v in history["speed"]["values"]][-1] == 28
