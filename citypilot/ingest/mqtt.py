@@ -368,15 +368,27 @@ class MqttIngest:
         """Ingest messages one at a time, so that one poison message cannot block the rest.
 
         A message that still fails on its own becomes a dead letter with the reason and
-        is acknowledged. Only when even its dead letter cannot be written (the store is
-        down) does this stop: that message and the ones after it stay unacknowledged,
-        for the broker to deliver again after a reconnect. Returns whether all were kept.
+        is acknowledged. When the failure is not the message's (a 503: the observation
+        stream cannot take it now, NATS being away), or when even its dead letter cannot
+        be written (the store is down), this stops: that message and the ones after it
+        stay unacknowledged, for the broker to deliver again after a reconnect. Returns
+        whether all were kept.
         """
         for n, (message, ack) in enumerate(zip(batch, acks, strict=True)):
             try:
                 await self._ingest([message])
             except Exception as exc:
                 topic, payload = message
+                if isinstance(exc, CityPilotError) and exc.status == 503:
+                    # not the message: where it goes cannot take it now (NATS away)
+                    self.failed += len(batch) - n
+                    log.warning(
+                        "MQTT ingest cannot store %d messages now (%s); they stay"
+                        " unacknowledged and the broker delivers them again after a reconnect",
+                        len(batch) - n,
+                        exc,
+                    )
+                    return False
                 try:
                     await self._dead_letter([(topic, payload, unusable(exc, "payload"))])
                 except Exception:

@@ -25,6 +25,7 @@ from citypilot.model.ids import entity_id
 from citypilot.model.observation import Reading
 from citypilot.store.base import HistoryQuery
 from citypilot.store.sqlite import SQLiteStore
+from citypilot.workers.queue import QueueUnavailable
 from tests.conftest import require_service, seed_accounts
 from tests.integration.test_bad_input import YEAR_ZERO, nested
 from tests.integration.test_mqtt_ingest import (
@@ -179,6 +180,63 @@ async def test_a_message_failing_in_the_store_is_a_dead_letter(tmp_path: Path) -
         letters_, _ = await store.list_dead_letters(100, 0)
         assert len(letters_) == 1
         assert 1 <= adapter.received <= 2
+    finally:
+        await drop_session(root)
+        await bus.stop()
+        await store.close()
+
+
+class AwayQueue:
+    """An observation stream that cannot take anything while ``away`` (NATS restarting)."""
+
+    def __init__(self) -> None:
+        self.away = True
+        self.kept: list[Reading] = []
+
+    async def put(self, readings: Sequence[Reading], refs: dict[str, Any]) -> None:
+        if self.away:
+            raise QueueUnavailable("the observation stream is unavailable: NATS is away")
+        self.kept.extend(readings)
+
+
+async def test_messages_the_stream_cannot_take_now_are_not_dead_letters(tmp_path: Path) -> None:
+    """A 503 from the observation stream is not the message's fault: it is neither
+    dead-lettered nor acknowledged, and is stored once the stream is back."""
+    require_service("MQTT broker", MQTT_HOST, MQTT_PORT)
+    root = f"citypilot-test-{uuid.uuid4().hex[:12]}"
+    store = SQLiteStore(tmp_path / "city.db")
+    await store.open()
+    bus = MemoryBus()
+    await bus.start()
+    queue = AwayQueue()
+    broker = Broker(build_registry(Settings(data_dir=tmp_path)), store, bus)
+    await broker.create_entity({"id": entity_id("Streetlight", "s-1"), "type": "Streetlight"})
+    broker.observations = queue
+    url = f"mqtt://{MQTT_HOST}:{MQTT_PORT}"
+    try:
+        adapter = MqttIngest(url, root, broker, flush_delay=0.05)
+        await adapter.start()
+        await publish(
+            (f"{root}/Streetlight/s-1/attrs", reading(0, 1)),
+            (f"{root}/Streetlight/s-1/attrs", reading(1, 2)),
+        )
+
+        async def failed() -> int | None:
+            return adapter.failed or None
+
+        await poll(failed, "the batch the stream refused")
+        letters_, _ = await store.list_dead_letters(100, 0)
+        assert letters_ == [] and queue.kept == []
+        queue.away = False
+
+        async def kept() -> list[Any] | None:
+            values = sorted({r.num for r in queue.kept})
+            return values if len(values) == 2 else None
+
+        assert await poll(kept, "both readings once the stream is back") == [1.0, 2.0]
+        letters_, _ = await store.list_dead_letters(100, 0)
+        assert letters_ == []
+        await adapter.stop()
     finally:
         await drop_session(root)
         await bus.stop()
