@@ -537,3 +537,22 @@ def test_an_ld_json_subscription_notifies_ld_json_with_its_context(city: Server)
     kept, core = body["@context"]
     assert f"{NGSI}/jsonldContexts/" in kept and core == CORE_URL
     assert body["data"] == [{"id": body["data"][0]["id"], "type": "Lamp", "lightOn": "off"}]
+
+
+def test_temporal_answers_are_compacted_too(city: Server):
+    ctx = hosted(city, LAMP_CONTEXT)
+    local = uid()
+    entity = f"urn:ngsi-ld:Streetlight:{local}"
+    with city.client() as c:
+        assert c.post(f"{NGSI}/entities", json=lamp(local), headers=link(ctx)).status_code == 201
+        one = c.get(f"{NGSI}/temporal/entities/{entity}", headers=link(ctx))
+        many = c.get(
+            f"{NGSI}/temporal/entities",
+            params={"type": "Lamp", "attrs": "lightOn", "id": entity},
+            headers=link(ctx),
+        )
+    assert one.status_code == 200, one.text
+    assert one.json()["type"] == "Lamp"
+    assert "lightOn" in one.json() and "powerState" not in one.json()
+    assert many.status_code == 200, many.text
+    assert [(e["id"], e["type"]) for e in many.json()] == [(entity, "Lamp")]
