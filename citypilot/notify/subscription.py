@@ -242,8 +242,19 @@ def check_subscription(doc: Any) -> dict[str, Any]:
     return doc
 
 
+def current_names(doc: Any) -> Any:
+    """The document with ``name``, the subscription's name in NGSI-LD before v1.3 (many
+    clients still send it), spelled ``subscriptionName``; both at once is BadRequestData."""
+    if not isinstance(doc, dict) or "name" not in doc:
+        return doc
+    if "subscriptionName" in doc:
+        raise BadRequestData("give subscriptionName or its old spelling name, not both", "name")
+    return {("subscriptionName" if k == "name" else k): v for k, v in doc.items()}
+
+
 def new_subscription(doc: Any, owner: Principal, now: float) -> dict[str, Any]:
     """A subscription to create: checked, its id given if absent, its owner kept."""
+    doc = current_names(doc)
     if isinstance(doc, dict) and "id" not in doc:
         doc = {"id": f"urn:ngsi-ld:Subscription:{uuid.uuid4()}", **doc}
     checked = check_subscription(doc)
@@ -269,7 +280,7 @@ def merged(stored: dict[str, Any], fragment: Any) -> dict[str, Any]:
     public = {k: v for k, v in stored.items() if k != OWNER}
     status = {k: v for k, v in stored["notification"].items() if k in _STATUS}
     notification = {k: v for k, v in stored["notification"].items() if k not in _STATUS}
-    update = {k: v for k, v in fragment.items() if k != "@context"}
+    update = {k: v for k, v in current_names(fragment).items() if k != "@context"}
     if isinstance(update.get("notification"), dict):
         update["notification"] = {**notification, **update["notification"]}
     checked = check_subscription({**public, "notification": notification, **update})
