@@ -45,7 +45,14 @@ def bench_console(args: argparse.Namespace, settings: Settings) -> int:
             )
         url = stack.enter_context(server_process(data, timeout=300))
         result = run_console_bench(
-            url, USER, PASSWORD, args.rate, args.seconds, KEY, screenshot_dir=args.screenshots
+            url,
+            USER,
+            PASSWORD,
+            args.rate,
+            args.seconds,
+            KEY,
+            screenshot_dir=args.screenshots,
+            profile_dir=args.profile,
         )
     print(json.dumps(result, indent=2))
     lag = result.get("lag_ms", {})
@@ -64,4 +71,9 @@ def add_console_bench(bench: Any) -> None:
     p.add_argument("--seconds", type=int, default=30)
     p.add_argument("--data-dir", type=Path, help="build the city here, or reuse it")
     p.add_argument("--screenshots", type=Path, help="save screenshots into this folder")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        help="profile the page's main thread (live phase, panning) into this folder",
+    )
     p.set_defaults(func=bench_console)

@@ -22,13 +22,15 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from citypilot.console.profile import cpu_profile, save, summary, trace_summary, tracing
 
 CHROMIUM = os.environ.get("CITYPILOT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -210,10 +212,12 @@ def run_console_bench(
     chromium: str = CHROMIUM,
     screenshot_dir: Path | None = None,
     interaction: bool = True,
+    profile_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Measure the console against a running, seeded server (streetlights and vehicles).
 
-    Returns a dict: ``entities``; ``first_render_ms`` (Sign in pressed → first complete
+    Returns a dict: ``entities``; ``map_pixel_ratio`` (what the map draws at);
+    ``first_render_ms`` (Sign in pressed → first complete
     map render, measured in the page) and ``login_to_ready_ms`` (the same from Python);
     ``timings`` (the page's milestones); ``lag_ms`` {p50, p95, max, mean, first_half_p95,
     second_half_p95} and ``lag_p95_per_5s_ms`` (update sent → on screen);
@@ -221,7 +225,11 @@ def run_console_bench(
     ``fps``, ``map_renders_per_s``, ``stream_frames_per_s``; ``heap_mb`` {start, end,
     max} (used JS heap; start and end after a forced GC); with ``interaction``,
     ``interaction`` {street_zoom, zoom_in_settle_ms, zoom_in_wheel_ms, pan_fps,
-    zoom_out_settle_ms} measured under the same live load.
+    zoom_out_settle_ms} measured under the same live load. With ``profile_dir``, the
+    main thread is profiled (Chromium's sampling profiler) during the live phase and the
+    browser traced (every process) during the panning: ``profile`` {live, pan} holds each
+    one's summary (``console.profile``), saved there as ``live.cpuprofile`` and
+    ``pan.json``.
     """
     with httpx.Client(base_url=url, timeout=120) as client:
         token = client.post(
@@ -246,6 +254,8 @@ def run_console_bench(
         out["first_render_ms"] = round(page.evaluate("() => window.__citypilot.firstRenderMs"))
         out["timings"] = page.evaluate("() => window.__citypilot.timings")
         out["entities"] = sum(page.evaluate("() => window.__citypilot.layerCounts()").values())
+        # below 1 where WebGL is software-rendered (docs/console.md#speed)
+        out["map_pixel_ratio"] = page.evaluate("() => window.__citypilot.mapView().pixelRatio")
         if screenshot_dir is not None:
             screenshot_dir.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot_dir / "console-map.png"))
@@ -255,16 +265,31 @@ def run_console_bench(
             " requestAnimationFrame(f); }; requestAnimationFrame(f); }"
         )
         heap = [_heap(cdp, collect=True)]
-        out.update(
-            _live_phase(
-                page, cdp, url, device_key, updates_per_second, seconds, lights, vehicles, heap
+        profiles: dict[str, dict[str, Any]] = {"live": {}, "pan": {}}
+        with _profiled(cdp, profile_dir, profiles["live"]):
+            out.update(
+                _live_phase(
+                    page, cdp, url, device_key, updates_per_second, seconds, lights, vehicles, heap
+                )
             )
-        )
         heap.append(_heap(cdp, collect=True))
         if interaction:
             out["interaction"] = _interaction(
-                page, updates_per_second, url, device_key, lights, vehicles
+                page,
+                updates_per_second,
+                url,
+                device_key,
+                lights,
+                vehicles,
+                lambda: _traced(browser, page, profile_dir, profiles["pan"]),
             )
+        if profile_dir is not None:
+            out["profile"] = {}
+            for name, profile in profiles.items():
+                if profile:
+                    save(profile, profile_dir, name)
+                    sums = trace_summary if "traceEvents" in profile else summary
+                    out["profile"][name] = sums(profile)
         out["heap_mb"] = {
             "start": round(heap[0], 1),
             "end": round(heap[-1], 1),
@@ -274,6 +299,16 @@ def run_console_bench(
             page.screenshot(path=str(screenshot_dir / "console-live.png"))
         context.close()
     return out
+
+
+def _profiled(cdp: Any, folder: Path | None, into: dict[str, Any]) -> Any:
+    """The main thread profiled into ``into`` when profiles are asked for (``folder``)."""
+    return cpu_profile(cdp, into) if folder is not None else contextlib.nullcontext()
+
+
+def _traced(browser: Any, page: Any, folder: Path | None, into: dict[str, Any]) -> Any:
+    """The browser traced into ``into`` when profiles are asked for (``folder``)."""
+    return tracing(browser, page, into) if folder is not None else contextlib.nullcontext()
 
 
 def _settle(page: Any, timeout_s: float = 60.0) -> float:
@@ -294,8 +329,10 @@ def _interaction(
     device_key: str,
     lights: list[str],
     vehicles: list[tuple[str, str, float, float]],
+    profiled: Callable[[], Any] = contextlib.nullcontext,
 ) -> dict[str, Any]:
-    """Zoom from the whole city to street level and pan there, with the live load on."""
+    """Zoom from the whole city to street level and pan there, with the live load on
+    (the panning inside ``profiled()``)."""
     sent = _Sent()
     stop = threading.Event()
     driver = threading.Thread(
@@ -315,16 +352,17 @@ def _interaction(
         wheel_in_ms = (time.perf_counter() - t) * 1000
         zoom_in_ms = wheel_in_ms + _settle(page)
         zoom = page.evaluate("() => window.__citypilot.mapView().zoom")
-        frames0 = page.evaluate("() => window.__benchFrames")
-        t = time.perf_counter()
-        for k in range(6):  # drag the map around at street level
-            page.mouse.move(cx, cy)
-            page.mouse.down()
-            dx = 300 if k % 2 == 0 else -300
-            page.mouse.move(cx + dx, cy + dx / 3, steps=20)
-            page.mouse.up()
-        pan_s = time.perf_counter() - t
-        pan_fps = (page.evaluate("() => window.__benchFrames") - frames0) / pan_s
+        with profiled():
+            frames0 = page.evaluate("() => window.__benchFrames")
+            t = time.perf_counter()
+            for k in range(6):  # drag the map around at street level
+                page.mouse.move(cx, cy)
+                page.mouse.down()
+                dx = 300 if k % 2 == 0 else -300
+                page.mouse.move(cx + dx, cy + dx / 3, steps=20)
+                page.mouse.up()
+            pan_s = time.perf_counter() - t
+            pan_fps = (page.evaluate("() => window.__benchFrames") - frames0) / pan_s
         t = time.perf_counter()
         for _ in range(15):
             page.mouse.wheel(0, 240)

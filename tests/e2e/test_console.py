@@ -43,6 +43,30 @@ def test_shows_nothing_before_login(page: Page) -> None:
     assert page.get_by_test_id("console").count() == 0
 
 
+def _canvas_ratio(page: Page) -> float:
+    """Canvas pixels per CSS pixel of the map's canvas."""
+    return page.evaluate(
+        "() => { const c = document.querySelector('[data-testid=map] canvas');"
+        " return c.width / c.getBoundingClientRect().width; }"
+    )
+
+
+def test_a_software_rendered_map_draws_half_the_pixels_unless_asked_for_all(
+    page: Page, console_server: ConsoleServer
+) -> None:
+    login(page, VIEWER)  # headless Chromium renders WebGL with SwiftShader: no GPU
+    assert page.evaluate("() => window.__citypilot.mapView().pixelRatio") == 0.5
+    assert _canvas_ratio(page) == pytest.approx(0.5, abs=0.01)
+    page.goto(console_server.url + "/?mapQuality=full")
+    page.wait_for_selector("[data-testid=login-form], [data-testid=console]")
+    if page.get_by_test_id("login-form").count():
+        login(page, VIEWER)
+    else:
+        page.wait_for_function("() => window.__citypilot && window.__citypilot.ready")
+    assert page.evaluate("() => window.__citypilot.mapView().pixelRatio") == 1
+    assert _canvas_ratio(page) == pytest.approx(1.0, abs=0.01)
+
+
 def test_each_layer_draws_its_assets(page: Page) -> None:
     login(page, OPERATOR)
     expect(page.get_by_test_id("user-role")).to_have_text("operator")

@@ -32,7 +32,14 @@ export interface DebugHook {
   connection(): { state: string; reconnects: number };
   /** The map's zoom, whether it is moving, and whether every tile in view is loaded (the
    * moving vehicles' source aside: under live load it reloads several times a second). */
-  mapView(): { zoom: number; center: [number, number]; moving: boolean; tilesLoaded: boolean };
+  mapView(): {
+    zoom: number;
+    center: [number, number];
+    moving: boolean;
+    tilesLoaded: boolean;
+    /** The ratio of canvas pixels to CSS pixels the map draws at. */
+    pixelRatio: number;
+  };
   /** The distinct texts a label layer (e.g. "labels:roads") draws now, sorted. */
   renderedLabels(layer: string): string[];
   figures(): Record<string, unknown>;
@@ -103,6 +110,7 @@ export function installDebugHook(app: ConsoleApp): void {
       center: app.map.getCenter().toArray() as [number, number],
       moving: app.map.isMoving(),
       tilesLoaded: [...app.baseSources, ...app.assets.staticSources()].every((id) => app.map.isSourceLoaded(id)),
+      pixelRatio: app.map.getPixelRatio(),
     }),
     renderedLabels(layer) {
       if (!app.map.getLayer(layer)) return [];

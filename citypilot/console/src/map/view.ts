@@ -9,10 +9,35 @@ import { addCityLayers, baseStyle } from "./style";
 
 maplibregl.setWorkerUrl(workerUrl);
 
+/** Pixel ratio the map draws at where WebGL is software-rendered (no GPU: a headless
+ * browser, a thin client): a quarter of the pixels to fill at each repaint, which is where
+ * such a renderer spends its time; the browser scales the canvas up. ``?mapQuality=full``
+ * in the console's URL draws every pixel anyway. */
+export const SOFTWARE_PIXEL_RATIO = 0.5;
+const SOFTWARE_RENDERERS = /swiftshader|llvmpipe|softpipe|software|basic render/i;
+
+/** The WebGL renderer's name, and whether it runs on the CPU. */
+export function webglRenderer(): { name: string; software: boolean } {
+  const gl = document.createElement("canvas").getContext("webgl2");
+  if (!gl) return { name: "none", software: true };
+  const info = gl.getExtension("WEBGL_debug_renderer_info");
+  const name = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+  gl.getExtension("WEBGL_lose_context")?.loseContext();
+  return { name, software: SOFTWARE_RENDERERS.test(name) };
+}
+
+/** The pixel ratio to draw the map at on this machine (see SOFTWARE_PIXEL_RATIO). */
+export function mapPixelRatio(): number {
+  const full = window.devicePixelRatio || 1;
+  if (new URLSearchParams(location.search).get("mapQuality") === "full") return full;
+  return webglRenderer().software ? Math.min(full, SOFTWARE_PIXEL_RATIO) : full;
+}
+
 /** Create the map in ``container``; resolves once its (empty) style is loaded. */
 export function createMap(container: HTMLElement, token: () => string | null): Promise<MapLibreMap> {
   const map = new maplibregl.Map({
     container,
+    pixelRatio: mapPixelRatio(),
     style: baseStyle(),
     center: [0, 0],
     zoom: 1,
