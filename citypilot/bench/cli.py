@@ -70,6 +70,9 @@ def add_bench_commands(sub: Any) -> None:
     from citypilot.bench.scale import add_scale_bench
 
     add_scale_bench(bench)
+    from citypilot.bench.soak import add_soak_bench
+
+    add_soak_bench(bench)
 
     from citypilot.bench.notify import add_notify_bench
 

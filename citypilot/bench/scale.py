@@ -84,7 +84,8 @@ async def _publish_all(bus: Any, messages: list[tuple[str, bytes]]) -> float:
     return time.perf_counter() - started
 
 
-async def _seed(dsn: str, n_entities: int) -> None:
+async def seed_sensors(dsn: str, n_entities: int) -> None:
+    """Create ``n_entities`` sensors of the bench's type in the PostgreSQL store at ``dsn``."""
     from citypilot.model.builtin_types import BUILTIN_TYPES
     from citypilot.model.entity import parse_entity
     from citypilot.model.types import TypeRegistry
@@ -139,13 +140,11 @@ def _raw_copy(dsn: str, messages: list[tuple[str, bytes]]) -> float:
         return time.perf_counter() - started
 
 
-async def _round(
-    settings: Settings, prefix: str, dsn: str, workers: int, messages: list, log_dir: Path
-) -> float:
-    """Seconds from the first publish until ``workers`` writers acknowledged everything."""
-    from citypilot.bus.nats import NatsBus
-    from citypilot.workers.pressure import WRITER_CONSUMER
-
+def start_writers(
+    settings: Settings, prefix: str, dsn: str, workers: int, log_dir: Path
+) -> list[Proc]:
+    """Start ``workers`` writer processes on the bus ``prefix`` and the database ``dsn``,
+    their logs in ``log_dir``."""
     env = {
         **os.environ,
         "CITYPILOT_BUS": "nats",
@@ -156,7 +155,7 @@ async def _round(
         "CITYPILOT_LOG_LEVEL": "info",
         "CITYPILOT_DATA_DIR": str(log_dir),
     }
-    procs = [
+    return [
         Proc(
             f"writer-{prefix}-{n}",
             citypilot_argv("worker", "writer", "--id", f"b{n}", "--metrics-port", "0"),
@@ -165,6 +164,16 @@ async def _round(
         ).start()
         for n in range(workers)
     ]
+
+
+async def _round(
+    settings: Settings, prefix: str, dsn: str, workers: int, messages: list, log_dir: Path
+) -> float:
+    """Seconds from the first publish until ``workers`` writers acknowledged everything."""
+    from citypilot.bus.nats import NatsBus
+    from citypilot.workers.pressure import WRITER_CONSUMER
+
+    procs = start_writers(settings, prefix, dsn, workers, log_dir)
     bus = NatsBus(settings.nats_url, prefix)
     try:
         for proc in procs:
@@ -176,13 +185,14 @@ async def _round(
             await asyncio.sleep(0.05)
         return time.perf_counter() - started
     finally:
-        await _drop_streams(bus)
+        await drop_streams(bus)
         await bus.stop()
         for proc in procs:
             proc.stop()
 
 
-async def _drop_streams(bus: Any) -> None:
+async def drop_streams(bus: Any) -> None:
+    """Delete the JetStream streams of the bus's subject prefix."""
     with contextlib.suppress(Exception):
         for info in await bus.js.streams_info():
             if info.config.name.startswith(bus.prefix.upper() + "_"):
@@ -197,7 +207,7 @@ async def _raw_publish(settings: Settings, messages: list) -> float:
     try:
         return await _publish_all(bus, messages)
     finally:
-        await _drop_streams(bus)
+        await drop_streams(bus)
         await bus.stop()
 
 
@@ -213,7 +223,7 @@ def bench_scale(args: argparse.Namespace, settings: Settings) -> int:
     )
     rows: list[tuple[str, float, str]] = []
     try:
-        asyncio.run(_seed(dsn, args.entities))
+        asyncio.run(seed_sensors(dsn, args.entities))
         t0 = time.time() - 7 * 86400
         raw_pub = asyncio.run(_raw_publish(settings, _messages(args.entities, n, t0)))
         raw_copy = _raw_copy(dsn, _messages(args.entities, n, t0))
