@@ -111,8 +111,10 @@ def trace_summary(trace: dict[str, Any], threads: int = 6, top: int = 6) -> dict
             procs[key[0]] = e["args"]["name"]
         elif e.get("ph") == "X" and "dur" in e and e.get("name") not in WRAPPERS:
             spans[key].append((float(e["ts"]), float(e["dur"]), e["name"]))
-    stamps = [float(e["ts"]) for e in events if "ts" in e and e.get("ph") != "M"]
-    wall_us = (max(stamps) - min(stamps)) if stamps else 0.0
+    timed = [e for e in events if "ts" in e and e.get("ph") != "M"]
+    first = min((float(e["ts"]) for e in timed), default=0.0)
+    last = max((float(e["ts"]) + float(e.get("dur", 0)) for e in timed), default=0.0)
+    wall_us = last - first
     busy: dict[tuple[int, int], collections.Counter[str]] = {}
     for key, items in spans.items():
         items.sort()
