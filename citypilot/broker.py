@@ -19,6 +19,8 @@ from citypilot.bus.base import EventBus
 from citypilot.model.entity import (
     Attribute,
     Entity,
+    attribute_from_normalised,
+    instances_of,
     merge_sub_attributes,
     parse_attributes,
     parse_entity,
@@ -432,8 +434,28 @@ class Broker:
             raise ResourceNotFound(f"entity {entity_id} does not exist", "id")
         await self.bus.publish(DELETED, {"ids": [entity_id]})
 
+    async def delete_instance(
+        self, entity_id: str, name: str, dataset_id: str | None, delete_all: bool
+    ) -> None:
+        """Delete one instance of an attribute (clause 5.6.5): the one of ``dataset_id``,
+        or the default instance; every instance with ``delete_all``."""
+        current = await self.get_entity(entity_id)
+        old = current.attrs.get(name)
+        if old is None:
+            raise ResourceNotFound(f"entity {entity_id} has no attribute {name!r}", name)
+        instances = instances_of(old)
+        left = [i for i in instances if i.get("datasetId") != dataset_id]
+        if delete_all or not left:
+            await self.delete_attr(entity_id, name)
+        elif len(left) == len(instances):
+            what = "default instance" if dataset_id is None else f"instance {dataset_id}"
+            raise ResourceNotFound(f"{name} of {entity_id} has no {what}", "datasetId")
+        else:
+            rest = {name: attribute_from_normalised(left if len(left) > 1 else left[0])}
+            await self.write_attrs(entity_id, rest, "update")
+
     async def delete_attr(self, entity_id: str, name: str, missing_ok: bool = False) -> None:
-        """Remove one attribute of an entity (``missing_ok``: if it has one)."""
+        """Remove one attribute of an entity, every instance (``missing_ok``: if it has one)."""
         check_entity_id(entity_id)
         found = await self.store.delete_attribute(entity_id, name, time.time())
         if found is None:

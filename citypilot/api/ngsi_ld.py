@@ -332,11 +332,19 @@ async def update_attr(
 @router.delete(
     "/entities/{entity_id:uri}/attrs/{attr:uri}", status_code=204, summary="Delete one attribute"
 )
-async def delete_attr(entity_id: str, attr: str, city: CityDep, who: Operator) -> Response:
-    """Remove one attribute from the entity."""
+async def delete_attr(
+    entity_id: str,
+    attr: str,
+    city: CityDep,
+    who: Operator,
+    datasetId: str | None = None,
+    deleteAll: bool = False,
+) -> Response:
+    """Remove the default instance of an attribute (or the one of ``datasetId``; every
+    instance with ``deleteAll=true``)."""
     check_entity_id(entity_id)
     await require_entity(city, who, entity_id, "operator")
-    await city.broker.delete_attr(entity_id, attr)
+    await city.broker.delete_instance(entity_id, attr, datasetId, deleteAll)
     return Response(status_code=204)
 
 

@@ -284,9 +284,9 @@ def with_instances(old: Attribute, new: Attribute) -> Attribute:
     its ``datasetId`` (or the default instance), the other stored instances stay."""
     if not _is_multi(old) and not _is_multi(new) and _dataset(old) == _dataset(new):
         return new
-    given = _instances(new)
+    given = instances_of(new)
     ids = {i.get("datasetId") for i in given}
-    kept = [i for i in _instances(old) if i.get("datasetId") not in ids]
+    kept = [i for i in instances_of(old) if i.get("datasetId") not in ids]
     if not kept:
         return new
     return attribute_from_normalised([*given, *kept])
@@ -303,7 +303,8 @@ def _dataset(attr: Attribute) -> str | None:
     return attr.meta.get("datasetId") if isinstance(attr.meta, dict) else None
 
 
-def _instances(attr: Attribute) -> list[dict[str, Any]]:
+def instances_of(attr: Attribute) -> list[dict[str, Any]]:
+    """The instances of an attribute, normalised (one, or those of a multi-attribute)."""
     normalised = attr.to_ngsi()
     return normalised if isinstance(normalised, list) else [normalised]
 

@@ -421,3 +421,28 @@ def test_an_instance_written_replaces_only_the_one_of_its_dataset_id(city: Serve
     }
     # history follows the default instance
     assert [v[0] for v in history["speed"]["values"]][-1] == 28
+
+
+def test_deleting_an_attribute_takes_its_default_instance_or_the_one_named(city: Server):
+    doc = {"id": f"urn:ngsi-ld:Place:{tag()}", "type": "Place"}
+    doc["speed"] = [
+        {"value": 29},
+        {"value": 30, "datasetId": "urn:ngsi-ld:Dataset:gps"},
+        {"value": 27, "datasetId": "urn:ngsi-ld:Dataset:radar"},
+    ]
+    attr = f"{path(doc['id'])}/attrs/speed"
+    with city.client(OPERATOR) as c:
+        c.post(f"{NGSI}/entities", json=doc)
+
+        def speed() -> object:
+            return c.get(path(doc["id"]), params={"options": "keyValues"}).json().get("speed")
+
+        assert c.delete(attr, params={"datasetId": "urn:ngsi-ld:Dataset:gps"}).status_code == 204
+        assert speed() == {"dataset": {"@none": 29, "urn:ngsi-ld:Dataset:radar": 27}}
+        r = c.delete(attr, params={"datasetId": "urn:ngsi-ld:Dataset:none"})
+        refused(r, 404, "ResourceNotFound", "datasetId")
+        assert c.delete(attr).status_code == 204  # the default instance
+        assert speed() == 27
+        c.post(f"{path(doc['id'])}/attrs", json={"speed": {"value": 5}})
+        assert c.delete(attr, params={"deleteAll": "true"}).status_code == 204
+        assert speed() is None
