@@ -9,7 +9,9 @@ A mode (``engine/modes/<name>.toml``) lists:
   map layer's lines, ``inZones`` zones of some categories), or ``action =
   "closeRoads"`` (close the streets inside zones of some categories). Each command
   step says how to restore (``[steps.restore]``: the command and arguments that bring
-  the device back to what it reported before the mode);
+  the device back to what it reported before the mode), and may be sent again every
+  ``renewEvery`` seconds while the mode is on (a command whose effect lapses by itself,
+  such as a signal priority request);
 * ``[rules]`` ``enable``/``disable`` — rule ids switched while the mode is on;
 * ``[[suppress]]`` — alarms suppressed by design while the mode is on (by rule id).
 
@@ -118,6 +120,8 @@ class Step:
     args: Mapping[str, Any] = field(default_factory=dict)
     restore: Restore | None = None
     zones: tuple[str, ...] = ()
+    #: Seconds between sending the command again while the mode is on (None: once).
+    renew_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The step as the catalogue shows it."""
@@ -133,6 +137,8 @@ class Step:
             out["args"] = dict(self.args)
         if self.restore is not None:
             out["restore"] = {"command": self.restore.command, "args": dict(self.restore.args)}
+        if self.renew_s is not None:
+            out["renewEvery"] = self.renew_s
         if self.zones:
             out["zones"] = list(self.zones)
         return out
@@ -322,7 +328,16 @@ def _step(doc: Any, registry: TypeRegistry, where: str) -> Step:
         if not zones:
             raise _err(f"{where}.zones", "names the zone categories whose roads close")
         return Step(step_id, action, description, zones=zones)
-    _only(doc, {"id", "action", "description", "select", "command", "args", "restore"}, where)
+    _only(
+        doc,
+        {"id", "action", "description", "select", "command", "args", "restore", "renewEvery"},
+        where,
+    )
+    renew = doc.get("renewEvery")
+    if renew is not None and (
+        isinstance(renew, bool) or not isinstance(renew, int | float) or not 10 <= renew <= 86400
+    ):
+        raise _err(f"{where}.renewEvery", "must be seconds, 10 to 86,400")
     select = _selection(doc.get("select"), registry, f"{where}.select")
     entity_type = registry.get(select.type)
     args = _command(entity_type, doc.get("command"), doc.get("args", {}), where)
@@ -336,7 +351,8 @@ def _step(doc: Any, registry: TypeRegistry, where: str) -> Step:
     if not isinstance(unknown, dict) or set(unknown) - set(r_args):
         raise _err(f"{rw}.whenUnknown", "gives fallback values for restore arguments only")
     restore = Restore(r["command"], r_args, unknown)
-    return Step(step_id, action, description, select, doc["command"], args, restore)
+    renew_s = None if renew is None else float(renew)
+    return Step(step_id, action, description, select, doc["command"], args, restore, (), renew_s)
 
 
 def parse_mode(doc: Mapping[str, Any], registry: TypeRegistry, where: str) -> ModeDefinition:

@@ -7,7 +7,9 @@ then keeps the activation (state ``entering``), sends every command through the
 command service (one idempotency key per device, so a restart resumes without
 doubles), closes roads, switches rules and alarm suppression, and moves to
 ``active``. Each command's ``before`` (what the device reported when it was made)
-is kept beside it.
+is kept beside it. While the mode is active, a step with ``renewEvery`` sends its
+command again that often (:meth:`ModeService.renew`): a signal priority request lapses
+by itself, the mode must not. The newest request is the one leaving cancels.
 
 Leaving (:meth:`ModeService.leave`) restores each device to its state before the
 mode, device by device:
@@ -48,6 +50,7 @@ from citypilot.engine.command_model import (
 from citypilot.engine.commands import COMMANDS_CHANGED, CommandService
 from citypilot.engine.mode_model import LEVELS, ModeDefinition, Step
 from citypilot.engine.mode_select import Scope, Selector, Target, edges_in, parse_scope
+from citypilot.engine.timers import start_ticker, stop_ticker
 from citypilot.model.errors import BadRequestData, CityPilotError, Conflict, ResourceNotFound
 from citypilot.model.timeutil import format_instant
 from citypilot.security import audit
@@ -58,6 +61,8 @@ log = logging.getLogger(__name__)
 
 MODES_CHANGED = "modes.changed"
 SUBMIT_BATCH = 500
+#: Seconds between looks for mode commands due to be sent again (``renewEvery``).
+RENEW_TICK_S = 10.0
 CLOSURE_DAYS = 7  # a mode's road closures end by themselves after this, if it never leaves
 MAX_REASON = 500
 FAILED_STATES = ("rejected", "failed", "timed_out", "expired", "superseded")
@@ -108,6 +113,7 @@ class ModeService:
         self._states: dict[str, str] = {}  # command id -> state, for every mode command
         self._lock = asyncio.Lock()
         self._unlisten: Callable[[], None] | None = None
+        self._ticker: asyncio.Task | None = None
 
     # -- life cycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -137,11 +143,58 @@ class ModeService:
                 await self._apply(doc)
             elif doc["state"] == "leaving":
                 await self._restore(doc)
+        self._ticker = start_ticker(RENEW_TICK_S, self.renew, "mode-renewals")
 
     async def stop(self) -> None:
-        """Stop following commands."""
+        """Stop following commands and renewing them."""
         if self._unlisten is not None:
             self._unlisten()
+        await stop_ticker(self._ticker)
+        self._ticker = None
+
+    async def renew(self) -> int:
+        """Send again the commands of active modes' steps whose ``renewEvery`` has passed
+        since they were last sent (a signal priority request lapses by itself, the mode
+        does not); how many were sent. A background task calls it every few seconds."""
+        now = self.clock()
+        sent = 0
+        async with self._lock:
+            for doc in list(self._open.values()):
+                if doc["state"] == "active":
+                    sent += await self._renew_due(doc, now)
+        return sent
+
+    async def _renew_due(self, doc: dict[str, Any], now: float) -> int:
+        steps = {s.id: s for s in self.definition(doc["name"]).steps}
+
+        def due(d: dict[str, Any]) -> bool:
+            every = steps[d["step"]].renew_s
+            last = d.get("renewedEpoch", doc["enteredEpoch"])
+            return every is not None and "command" in d and now - last >= every
+
+        todo = [d for d in doc["devices"] if "restore" not in d and due(d)]
+        reason = f"mode {doc['name']}: {doc['reason']} (renewed)"
+        sent = 0
+        for k in range(0, len(todo), SUBMIT_BATCH):
+            batch = todo[k : k + SUBMIT_BATCH]
+            done = await asyncio.gather(
+                *(
+                    self._submit(doc, d, d["args"], reason, f"mode:{doc['name']}", _renewal(d))
+                    for d in batch
+                ),
+                return_exceptions=True,
+            )
+            for d, result in zip(batch, done, strict=True):
+                d["renewedEpoch"] = now
+                if isinstance(result, BaseException):
+                    d["renewError"] = _error_text(result)
+                else:
+                    d["command"] = result.id  # the one to cancel on leaving
+                    d["renewals"] = d.get("renewals", 0) + 1
+                    sent += 1
+        if todo:
+            await self._save(doc)
+        return sent
 
     def _on_commands(self, subject: str, payload: dict[str, Any]) -> None:
         states = self._states
@@ -368,7 +421,7 @@ class ModeService:
         phase: str,
     ) -> Any:
         step = next(s for s in self.definition(doc["name"]).steps if s.id == device["step"])
-        command = step.command if phase == "enter" else step.restore.command  # type: ignore[union-attr]
+        command = step.restore.command if phase == "leave" else step.command  # type: ignore[union-attr]
         cmd = await self.commands.submit(
             device["entity"],
             command,  # type: ignore[arg-type]
@@ -657,6 +710,11 @@ def _fill(
         else:
             return None
     return out
+
+
+def _renewal(device: dict[str, Any]) -> str:
+    """The phase of a device's next renewal, for its command's idempotency key."""
+    return f"renew-{device.get('renewals', 0) + 1}"
 
 
 def _reason(reason: Any) -> str:

@@ -133,6 +133,37 @@ async def test_health_emergency_commands_every_public_reader_and_the_readers_obe
     assert (await reported(rig, signal["entity"]))["priorityApproach"] == signal["refs"]["approach"]
 
 
+async def test_bus_priority_is_renewed_while_the_mode_lasts_and_cancelled_on_leaving(
+    rig: ModeRig,
+):
+    await rig.modes.enter("health-emergency", None, "epidemic", "alice")
+    await rig.settle()
+    first = {
+        d["entity"]: d["command"]
+        for d in (await rig.modes.last("health-emergency"))["devices"]
+        if d["step"] == "bus-priority"
+    }
+    assert await rig.modes.renew() == 0  # not due yet
+    await rig.report(240)  # the signals' time: the 300 s requests have not lapsed yet
+    rig.clock.advance(250)  # the mode's time: past renewEvery (240 s)
+    assert await rig.modes.renew() == len(first)
+    await rig.settle()
+    await rig.report(160)  # over 400 s since entry: the first requests alone have lapsed
+    devices = [
+        d
+        for d in (await rig.modes.last("health-emergency"))["devices"]
+        if d["step"] == "bus-priority"
+    ]
+    for d in devices:
+        assert d["renewals"] == 1 and d["command"] != first[d["entity"]]
+        assert (await reported(rig, d["entity"]))["priorityApproach"] == d["refs"]["approach"]
+    assert rig.modes.active()[0]["progress"]["underWay"] == 0
+    await rig.modes.leave("health-emergency", "over", "bob")
+    await rig.settle()
+    for d in devices:  # the renewed request is the one cancelled
+        assert (await reported(rig, d["entity"]))["priorityApproach"] == "none"
+
+
 async def test_leaving_restores_each_device_but_keeps_what_an_operator_changed(rig: ModeRig):
     readers = public_readers(rig.city)
     closed_before, changed_during = readers[0], readers[1]
