@@ -19,6 +19,7 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+import citypilot.api.uri_paths  # noqa: F401  (registers the uri path convertor)
 from citypilot.api.access import require_command_entity, require_entity
 from citypilot.api.body import read_json, read_object
 from citypilot.api.deps import Admin, CityDep, Ingestor, Operator, Viewer, access
@@ -67,7 +68,7 @@ def _transition(t: TransitionRow) -> dict[str, Any]:
 
 
 @router.post(
-    "/entities/{entity_id}/commands",
+    "/entities/{entity_id:uri}/commands",
     status_code=202,
     summary="Send a command to an entity's device",
     openapi_extra=json_body(_SUBMIT_SCHEMA),
@@ -92,7 +93,7 @@ async def submit(entity_id: str, request: Request, city: CityDep, who: Operator)
     return _json(cmd.to_json(), 202, {"Location": location})
 
 
-@router.get("/entities/{entity_id}/desired", summary="Desired beside reported state")
+@router.get("/entities/{entity_id:uri}/desired", summary="Desired beside reported state")
 async def desired(entity_id: str, city: CityDep, who: Viewer) -> Response:
     """What was commanded of the entity, what its device reports, and where they differ."""
     await require_entity(city, who, check_entity_id(entity_id, "id"))

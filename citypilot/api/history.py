@@ -9,6 +9,7 @@ import orjson
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
+import citypilot.api.uri_paths  # noqa: F401  (registers the uri path convertor)
 from citypilot.api.access import mask_values, may_see_history
 from citypilot.api.deps import CityDep, Viewer
 from citypilot.model.errors import BadRequestData, ResourceNotFound
@@ -34,7 +35,7 @@ def parse_bucket(text: str) -> int:
     return width
 
 
-@router.get("/{entity_id}", summary="Attribute history of an entity")
+@router.get("/{entity_id:uri}", summary="Attribute history of an entity")
 async def history(
     entity_id: str,
     city: CityDep,

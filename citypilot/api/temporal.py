@@ -16,6 +16,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
 
+import citypilot.api.uri_paths  # noqa: F401  (registers the uri path convertor)
 from citypilot.api.access import mask_values, may_see_history
 from citypilot.api.deps import CityDep, Reader, access
 from citypilot.api.ngsi_ld import LINK

@@ -16,7 +16,12 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 #: The paths whose segments may be URIs (every path parameter there uses ``:uri``).
-URI_PREFIXES = ("/ngsi-ld/v1/entities/", "/ngsi-ld/v1/temporal/entities/")
+URI_PREFIXES = (
+    "/ngsi-ld/v1/entities/",
+    "/ngsi-ld/v1/temporal/entities/",
+    "/api/v1/history/",
+    "/api/v1/entities/",
+)
 
 
 class UriConvertor(Convertor[str]):

@@ -73,6 +73,10 @@ def test_any_absolute_uri_names_an_entity(city: Server, entity_id: str):
         assert c.patch(f"{path(eid)}/attrs", json={"name": "City hall"}).status_code == 204
         found = c.get(f"{NGSI}/entities", params={"id": eid, "type": "Building"}).json()
         assert [e["id"] for e in found] == [eid]
+        segment = quote(eid, safe="")
+        history = c.get(f"/api/v1/history/{segment}", params={"attrs": "name"})
+        assert history.status_code == 200 and history.json()["entityId"] == eid, history.text
+        assert c.get(f"/api/v1/entities/{segment}/desired").status_code == 200
         assert c.delete(path(eid)).status_code == 204
         assert c.get(path(eid)).status_code == 404
 
