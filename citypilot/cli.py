@@ -32,7 +32,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     where = settings.postgres_dsn if settings.store == "postgres" else settings.data_path
     console.print(f"CityPilot {settings.store} store: [bold]{where}[/]")
     uvicorn.run(
-        create_app(settings, on_ready=lambda city, built: _announce(settings, city, built)),
+        create_app(settings, on_ready=lambda city, built: _started(settings, city, built)),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -41,6 +41,15 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         ws_max_size=1 << 20,
     )
     return 0
+
+
+def _started(settings: Settings, city: City, console_built: bool) -> None:
+    """Once the city runs: settle the heap (``citypilot.heap``), then say where it is (the
+    announcement is the last thing before the API listens)."""
+    from citypilot.heap import settle_heap
+
+    settle_heap()
+    _announce(settings, city, console_built)
 
 
 def _announce(settings: Settings, city: City, console_built: bool) -> None:

@@ -55,7 +55,6 @@ from citypilot.config import Settings
 from citypilot.engine.alarms import AlarmService
 from citypilot.engine.commands import CommandService
 from citypilot.engine.rules import RuleEngine, mode_hook_for
-from citypilot.heap import settle_heap
 from citypilot.model.builtin_types import BUILTIN_TYPES
 from citypilot.model.types import TypeRegistry
 from citypilot.model.types_file import load_types_file
@@ -239,7 +238,6 @@ def create_app(settings: Settings, on_ready: Callable[[City, bool], None] | None
             await warm(app.state.ld_contexts, notifier.contexts())
             if on_ready is not None:
                 on_ready(city, console_built)
-            settle_heap()
             try:
                 yield
             finally:
