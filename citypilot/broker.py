@@ -286,6 +286,7 @@ class Broker:
                 valid[i] = checked
             except CityPilotError as exc:
                 result.errors.append(ItemError(i, None, exc))
+        refs = await self.store.lookup(valid.values())
         deleted = set(await self.store.delete_entities(list(dict.fromkeys(valid.values()))))
         for i, entity_id in valid.items():
             if entity_id in deleted:
@@ -295,7 +296,7 @@ class Broker:
                 result.errors.append(ItemError(i, entity_id, err))
         result.errors.sort(key=lambda e: e.index)
         if deleted:
-            await self.bus.publish(DELETED, {"ids": sorted(deleted)})
+            await self._publish_deleted(sorted(deleted), refs)
         return result
 
     async def get_entity(self, entity_id: str) -> Entity:
@@ -421,18 +422,25 @@ class Broker:
             page, _ = await self.store.query_entities(replace(query, limit=1000, offset=0))
             if not page:
                 return total
+            refs = await self.store.lookup([e.id for e in page])
             deleted = await self.store.delete_entities([e.id for e in page])
             if not deleted:
                 return total
             total += len(deleted)
-            await self.bus.publish(DELETED, {"ids": sorted(deleted)})
+            await self._publish_deleted(deleted, refs)
 
     async def delete_entity(self, entity_id: str) -> None:
         """Delete one entity; ResourceNotFound if there is none."""
         check_entity_id(entity_id)
+        refs = await self.store.lookup([entity_id])
         if not await self.store.delete_entities([entity_id]):
             raise ResourceNotFound(f"entity {entity_id} does not exist", "id")
-        await self.bus.publish(DELETED, {"ids": [entity_id]})
+        await self._publish_deleted([entity_id], refs)
+
+    async def _publish_deleted(self, ids: Sequence[str], refs: dict[str, EntityRef]) -> None:
+        """Say which entities went, with their types (an id need not name its type)."""
+        types = {i: refs[i].type for i in ids if i in refs}
+        await self.bus.publish(DELETED, {"ids": sorted(ids), "types": types})
 
     async def delete_instance(
         self, entity_id: str, name: str, dataset_id: str | None, delete_all: bool

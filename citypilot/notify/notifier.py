@@ -263,9 +263,11 @@ class Notifier:
                 for sub in live:
                     if sub.selects(change):
                         per_sub.setdefault(sub.doc["id"], []).append(change["id"])
+            types = payload.get("types", {})  # an id need not name its type
             for entity_id in payload.get("ids", ()):  # entities deleted
                 for sub in live:
-                    if sub.on_deletion and sub.names(entity_id, type_of_id(entity_id)):
+                    type_name = types.get(entity_id) or type_of_id(entity_id)
+                    if sub.on_deletion and sub.names(entity_id, type_name):
                         per_sub.setdefault(sub.doc["id"], []).append(entity_id)
             wanted.append(per_sub)
         changed = {c["id"] for p in events for c in p.get("changes", ())}
@@ -281,7 +283,8 @@ class Notifier:
                 if sub is None or self._throttled(sub, now):
                     continue
                 if deleted:  # the entity as it was named: id, type, when it went
-                    chosen = [Entity(i, type_of_id(i)) for i in found]
+                    types = payload.get("types", {})
+                    chosen = [Entity(i, types.get(i) or type_of_id(i)) for i in found]
                     body = self._notification(sub, chosen, now, deleted_at=now)
                 else:
                     chosen = [entities[i] for i in found if i in entities]

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiomqtt
 import httpx
@@ -259,6 +260,27 @@ def test_a_deletion_is_notified_when_it_is_a_trigger(city: Server, receiver: Rec
     [gone] = body["data"]
     assert (gone["id"], gone["type"]) == (entity_id, "Streetlight")
     assert gone["deletedAt"].endswith("Z") and set(gone) == {"id", "type", "deletedAt"}
+
+
+def test_the_deletion_of_an_entity_whose_id_names_no_type_is_notified(
+    city: Server, receiver: Receiver
+):
+    entity_id = f"https://example.org/vehicles/{uuid.uuid4().hex[:10]}"
+    with city.client(OPERATOR) as c:
+        r = c.post("/ngsi-ld/v1/entities", json={"id": entity_id, "type": "Vehicle", "speed": 3})
+        assert r.status_code == 201, r.text
+        doc = {
+            "type": "Subscription",
+            "entities": [{"type": "Vehicle", "id": entity_id}],
+            "notificationTrigger": ["entityDeleted"],
+            "notification": {"endpoint": {"uri": receiver.url}},
+        }
+        assert c.post(S, json=doc).status_code == 201
+        path = f"/ngsi-ld/v1/entities/{quote(entity_id, safe='')}"
+        assert c.delete(path).status_code == 204
+    [first] = receiver.wait_for(1)
+    [gone] = first.json()["data"]
+    assert (gone["id"], gone["type"]) == (entity_id, "Vehicle")
 
 
 def test_an_attribute_deletion_is_notified_when_it_is_a_trigger(city: Server, receiver: Receiver):
