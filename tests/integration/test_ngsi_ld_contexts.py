@@ -60,15 +60,6 @@ def uid() -> str:
     return "ctx" + uuid.uuid4().hex[:10]
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def city(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    """A server on each store, fetching no remote context (the default)."""
-    with server_on_store(request, tmp_path_factory) as server:
-        yield server
-
-
 def hosted(city: Server, context: dict) -> str:
     """Add a @context to ``/jsonldContexts``; its URL."""
     with city.client(OPERATOR) as c:

@@ -7,26 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
 
 from citypilot.bench.server import server_process
 from tests.conftest import OPERATOR, VIEWER, Server, seed_accounts
-from tests.integration.two_stores import server_on_store
 
 NGSI = "/ngsi-ld/v1"
 ERRORS = "https://uri.etsi.org/ngsi-ld/errors/"
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def city(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    """A server on each store."""
-    with server_on_store(request, tmp_path_factory) as server:
-        yield server
 
 
 def tag() -> str:
