@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Annotated, Any
 
 import orjson
@@ -159,33 +159,8 @@ async def query_entities(
     """Entities by type, id, attribute query and geo-query, paged with limit and offset
     (``Link`` to the previous and next pages); ``pick``/``omit`` choose their members."""
     query = replace(selection, count=selection.count or "count" in _options(options))
-    page = await _page(request, city, who, query, options, attrs)
-    return page.answer(parse_projection(pick, omit), link_pages=True)
-
-
-@dataclass(frozen=True)
-class _Page:
-    """A page of a query's entities, rendered, with what its headers need."""
-
-    request: Request
-    query: EntityQuery
-    body: Any
-    media: str
-    returned: int
-    total: int | None
-    more: bool
-
-    def answer(self, projection: Projection | None = None, link_pages: bool = False) -> Response:
-        """The response: the body projected, ``NGSILD-Results-Count`` when counted and
-        (``link_pages``) ``Link`` to the neighbouring pages."""
-        headers = {"NGSILD-Results-Count": str(self.total)} if self.total is not None else {}
-        links = page_links(
-            self.request, self.query.offset, self.query.limit, self.returned, self.total, self.more
-        )
-        if link_pages and links:
-            headers["Link"] = links
-        body = project_body(self.body, projection, self.media == GEOJSON)
-        return _json(body, headers=headers, media_type=self.media)
+    projection = parse_projection(pick, omit)
+    return await _page(request, city, who, query, options, attrs, projection, link_pages=True)
 
 
 async def _page(
@@ -195,8 +170,12 @@ async def _page(
     query: EntityQuery,
     options: str | None,
     attrs: str | None,
-) -> _Page:
-    """The page of entities the query selects within the caller's scopes, rendered."""
+    projection: Projection | None = None,
+    link_pages: bool = False,
+) -> Response:
+    """The page of entities the query selects within the caller's scopes: rendered,
+    projected, ``NGSILD-Results-Count`` when counted and (``link_pages``) ``Link`` to
+    the neighbouring pages."""
     query = replace(query, scope=access(city, who, "viewer"))
     # one more than the page, so that a next link is only given where a next page is
     peek = query.limit > 0 and not query.count
@@ -207,7 +186,13 @@ async def _page(
     entities = entities[: query.limit]
     masked = masker(city, who)
     body, media = _render([masked(e) for e in entities], request, options, attrs)
-    return _Page(request, query, body, media, len(entities), total, more)
+    headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
+    if link_pages:
+        links = page_links(request, query.offset, query.limit, len(entities), total, more)
+        if links:
+            headers["Link"] = links
+    body = project_body(body, projection, media == GEOJSON)
+    return _json(body, headers=headers, media_type=media)
 
 
 @router.get(
@@ -368,8 +353,7 @@ async def query_by_document(
     doc = await read_json(request, city.settings.max_body_bytes)
     counted = count or "count" in _options(options)
     asked = await read_query_body(doc, city, limit, offset, counted)
-    page = await _page(request, city, who, asked.query, options, asked.attrs)
-    return page.answer()
+    return await _page(request, city, who, asked.query, options, asked.attrs)
 
 
 @router.post(

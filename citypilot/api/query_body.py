@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from citypilot.api.deps import City
 from citypilot.api.selection import entity_selection
 from citypilot.model.errors import BadRequestData
 from citypilot.notify.subscription import parse_geoq
@@ -61,7 +62,7 @@ def _selectors(value: Any) -> dict[str, str | None]:
     )
 
 
-async def read_query_body(doc: Any, city: Any, limit: int, offset: int, count: bool) -> QueryBody:
+async def read_query_body(doc: Any, city: City, limit: int, offset: int, count: bool) -> QueryBody:
     """The entity query a Query document asks for; BadRequestData naming its member."""
     if not isinstance(doc, dict):
         raise BadRequestData("the body must be a Query object", "body")

@@ -173,13 +173,11 @@ def _as_docs(attrs: dict[str, Attribute]) -> dict[str, Any]:
     return {name: attr.to_ngsi() for name, attr in attrs.items()}
 
 
-async def _existing(city: City, who: Principal, entity_id: str) -> Entity:
+async def _existing_type(city: City, who: Principal, entity_id: str) -> str:
+    """The type of an entity the caller may change (404 if there is none, 403 if theirs
+    to see only): its scope, read once, holds it."""
     check_entity_id(entity_id)
-    await require_entity(city, who, entity_id, "operator")
-    entity = await city.broker.store.get_entity(entity_id)
-    if entity is None:
-        raise ResourceNotFound(f"entity {entity_id} does not exist", "id")
-    return entity
+    return (await require_entity(city, who, entity_id, "operator"))[0]
 
 
 @router.post(
@@ -190,13 +188,13 @@ async def _existing(city: City, who: Principal, entity_id: str) -> Entity:
 )
 async def add_instances(request: Request, entity_id: str, city: CityDep, who: Operator) -> Response:
     """Add instances of the entity's attributes (each with its ``observedAt``)."""
-    entity = await _existing(city, who, entity_id)
+    type_name = await _existing_type(city, who, entity_id)
     fragment = await read_json(request, city.settings.max_body_bytes)
     if not isinstance(fragment, dict):
         raise BadRequestData("the body must be an object of attribute instances", "body")
-    instances = _instances(city, entity.type, fragment)
+    instances = _instances(city, type_name, fragment)
     guard = await write_guard(city, who, [entity_id], merge=True)
-    guard(Entity(entity_id, entity.type, _newest(instances)), "body")
+    guard(Entity(entity_id, type_name, _newest(instances)), "body")
     await city.broker.apply_observations(_readings(entity_id, instances))
     return Response(status_code=204)
 
@@ -217,7 +215,7 @@ async def modify_instance(
     request: Request, entity_id: str, attr: str, instance: str, city: CityDep, who: Operator
 ) -> Response:
     """Replace the value of the instance ``instanceId`` names; its ``observedAt`` stays."""
-    entity = await _existing(city, who, entity_id)
+    type_name = await _existing_type(city, who, entity_id)
     at = instant_of(instance)
     body = await read_json(request, city.settings.max_body_bytes)
     item = body.get(attr, body) if isinstance(body, dict) else None  # {attr: it}, or it
@@ -225,7 +223,7 @@ async def modify_instance(
         raise BadRequestData("the body must be an attribute instance", "body")
     if "observedAt" in item and parse_instant(item["observedAt"], "observedAt") != at:
         raise BadRequestData("an instance keeps its observedAt", "observedAt")
-    entity_type = _type_of(city, entity.type, "type")
+    entity_type = _type_of(city, type_name, "type")
     new = _instance(city, entity_type, attr, {**item, "observedAt": format_instant(at)}, attr)
     if not await _has_instance(city, entity_id, attr, at):
         raise ResourceNotFound(f"no instance {instance} of {attr}", "instanceId")
@@ -242,7 +240,7 @@ async def delete_instance(
     entity_id: str, attr: str, instance: str, city: CityDep, who: Operator
 ) -> Response:
     """Remove the instance ``instanceId`` names from history (current state stays)."""
-    await _existing(city, who, entity_id)
+    await _existing_type(city, who, entity_id)
     if not await city.broker.store.delete_history(entity_id, attr, instant_of(instance)):
         raise ResourceNotFound(f"no instance {instance} of {attr}", "instanceId")
     return Response(status_code=204)
@@ -257,7 +255,7 @@ async def delete_attribute_history(
     entity_id: str, attr: str, city: CityDep, who: Operator
 ) -> Response:
     """Remove every instance of the attribute from history (current state stays)."""
-    await _existing(city, who, entity_id)
+    await _existing_type(city, who, entity_id)
     if not await city.broker.store.delete_history(entity_id, attr):
         raise ResourceNotFound(f"{attr} of {entity_id} has no temporal evolution", "attr")
     return Response(status_code=204)
@@ -268,7 +266,7 @@ async def delete_attribute_history(
 )
 async def delete_temporal_entity(entity_id: str, city: CityDep, who: Operator) -> Response:
     """Remove the entity's whole history and the entity itself."""
-    await _existing(city, who, entity_id)
+    await _existing_type(city, who, entity_id)
     await city.broker.store.delete_history(entity_id)
     await city.broker.delete_entity(entity_id)
     return Response(status_code=204)

@@ -147,9 +147,12 @@ def assemble_entity(
 
 
 #: The shapely predicate of each georel that compares shapes: (entity shape, query shape).
+#: Each georel that compares shapes, as a shapely predicate taking the query's shape
+#: first (so that its prepared form speeds the test): "the location lies within the
+#: query shape" is "the query shape covers the location", and so on.
 _PREDICATES = {
-    "within": shapely.covered_by,
-    "contains": shapely.covers,
+    "within": shapely.covers,
+    "contains": shapely.covered_by,
     "intersects": shapely.intersects,
     "disjoint": shapely.disjoint,
     "overlaps": shapely.overlaps,
@@ -175,13 +178,22 @@ def geo_mask(
         return np.zeros(0, dtype=bool)
     if geo.georel == "near":
         return _near_mask(geo, xs, ys, is_point, geometry_of)
-    shapes = np.empty(n, dtype=object)
-    shapes[is_point] = shapely.points(xs[is_point], ys[is_point])
-    for i in np.flatnonzero(~is_point):
-        shapes[i] = shape(geometry_of(i))
     query_shape = shape(geo.geometry)
     shapely.prepare(query_shape)
-    return np.asarray(_PREDICATES[geo.georel](shapes, query_shape), dtype=bool)
+    predicate = _PREDICATES[geo.georel]
+    mask = np.zeros(n, dtype=bool)
+    if geo.georel in ("within", "intersects", "disjoint"):
+        # points straight from their coordinates (the map's bbox queries: many points);
+        # for a point, lying within a shape and intersecting it are the same thing
+        inside = shapely.intersects_xy(query_shape, xs[is_point], ys[is_point])
+        mask[is_point] = ~inside if geo.georel == "disjoint" else inside
+    else:
+        mask[is_point] = predicate(query_shape, shapely.points(xs[is_point], ys[is_point]))
+    others = np.flatnonzero(~is_point)
+    if len(others):
+        shapes = [shape(geometry_of(i)) for i in others]
+        mask[others] = predicate(query_shape, shapes)
+    return mask
 
 
 def _near_mask(
