@@ -31,7 +31,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
     where = settings.postgres_dsn if settings.store == "postgres" else settings.data_path
     console.print(f"CityPilot {settings.store} store: [bold]{where}[/]")
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings, on_ready=lambda city, built: _started(settings, city, built)),
         host=settings.host,
         port=settings.port,
@@ -40,6 +40,12 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,
         ws_max_size=1 << 20,
     )
+    # The socket is bound before the city opens: a port in use fails at once, before
+    # the store is touched, and a client that connects as soon as the console URL is
+    # announced waits in the listen backlog instead of being refused. (uvicorn logs a
+    # bind error and exits with its startup-failure status.)
+    listening = config.bind_socket()
+    uvicorn.Server(config).run(sockets=[listening])
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -120,3 +121,14 @@ def test_a_broken_types_file_stops_the_server_with_the_reason(tmp_path):
         timeout=60,
     )
     assert result.returncode != 0 and "types.toml[0].name" in result.stderr
+
+
+def test_serve_on_a_port_in_use_stops_at_once_without_opening_the_city(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        served = citypilot(tmp_path, "serve", "--host", "127.0.0.1", "--port", str(port))
+    assert served.returncode != 0
+    assert "address already in use" in served.stderr.lower()
+    assert not (tmp_path / "city.db").exists()  # the socket is bound before the store opens
