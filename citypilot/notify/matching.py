@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from citypilot.model.entity import Entity
+from citypilot.model.entity import Attribute, Entity, decode_meta
 from citypilot.model.patterns import regexp
 from citypilot.store.base import GeoQuery
 from citypilot.store.common import geo_mask
@@ -38,13 +38,37 @@ def _holds(op: str, value: Any, wanted: Value) -> bool:
     return pair is not None and _COMPARE[op](*pair)
 
 
+_MISSING = object()
+
+
+def _at_path(term: Term, attr: Attribute) -> Any:
+    """What the term's path leads to in the attribute (``_MISSING`` if nowhere): a
+    sub-attribute's value or object, then the keys inside it."""
+    value: Any = attr.value
+    if term.sub:
+        meta = decode_meta(attr.meta) if isinstance(attr.meta, str) else attr.meta or {}
+        node: Any = meta.get("sub", {})
+        for name in term.sub:
+            node = node.get(name) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                return _MISSING
+        value = node.get("value", node.get("object", _MISSING))
+    for key in term.keys:
+        if not isinstance(value, dict) or key not in value:
+            return _MISSING
+        value = value[key]
+    return value
+
+
 def _term(term: Term, entity: Entity) -> bool:
     attr = entity.attrs.get(term.attr)
     if attr is None:
         return False
+    value = _at_path(term, attr) if term.sub or term.keys else attr.value
+    if value is _MISSING:
+        return False
     if term.op is None:
         return True
-    value = attr.value
     if term.op in ("~=", "!~="):
         found = isinstance(value, str) and regexp(str(term.values[0]), value)
         return found if term.op == "~=" else not found

@@ -207,6 +207,13 @@ DIALECT = Dialect(
     # byte order, as SQLite compares text, whatever the database's collation
     json_text='a.value COLLATE "C"',
     raw_text="(CASE WHEN left(a.value, 1) = '\"' THEN a.value::jsonb #>> '{}' ELSE a.value END)",
+    path_exists="({doc})::jsonb #> {path}::text[] IS NOT NULL",
+    path_num="(CASE jsonb_typeof(({doc})::jsonb #> {path}::text[])"
+    " WHEN 'number' THEN (({doc})::jsonb #>> {path}::text[])::float8"
+    " WHEN 'boolean' THEN (({doc})::jsonb #>> {path}::text[])::boolean::int END)",
+    path_text="(CASE WHEN jsonb_typeof(({doc})::jsonb #> {path}::text[]) = 'string'"
+    ' THEN ({doc})::jsonb #>> {path}::text[] END) COLLATE "C"',
+    path_param=lambda path: [str(p) for p in path],
 )
 
 # each pooled connection stages a batch here (both emptied at commit, and consumed

@@ -182,6 +182,13 @@ DIALECT = Dialect(
     regex="regexp({pattern}, {subject})",
     json_text="a.value",
     raw_text="json_extract(a.value, '$')",
+    path_exists="json_type({doc}, {path}) IS NOT NULL",
+    path_num="(CASE WHEN json_type({doc}, {path}) IN ('integer', 'real', 'true', 'false')"
+    " THEN json_extract({doc}, {path}) END)",
+    path_text="(CASE WHEN json_type({doc}, {path}) = 'text' THEN json_extract({doc}, {path}) END)",
+    path_param=lambda path: (
+        "$" + "".join(f"[{p}]" if isinstance(p, int) else f'."{p}"' for p in path)
+    ),
 )
 
 # a device reading (meta NULL) leaves the attribute's meta; a write keeps its createdAt
