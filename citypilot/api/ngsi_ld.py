@@ -13,6 +13,7 @@ from citypilot.api.access import holds_personal, masker, require_entity, write_g
 from citypilot.api.body import read_json
 from citypilot.api.deps import City, CityDep, Operator, Reader, Viewer, access
 from citypilot.api.jsonld import CORE_LINK
+from citypilot.api.lang import in_language, parse_lang
 from citypilot.api.openapi import (
     ATTRS_RESULT_SCHEMA,
     BATCH_RESULT_SCHEMA,
@@ -66,23 +67,24 @@ def _render(
     key_values = "keyValues" in opts or request.query_params.get("format") == "simplified"
     concise = "concise" in opts or request.query_params.get("format") == "concise"
     projection = set(attrs.split(",")) if attrs else None
+    wanted = parse_lang(request.query_params.get("lang"))
+
+    def doc(e: Entity) -> dict[str, Any]:
+        out = e.to_ngsi(key_values, "sysAttrs" in opts, projection, concise)
+        return out if wanted is None else in_language(out, wanted, key_values)
+
     if GEOJSON in request.headers.get("accept", ""):
         features = [
             {
                 "id": e.id,
                 "type": "Feature",
                 "geometry": e.attrs["location"].value if "location" in e.attrs else None,
-                "properties": {
-                    "type": e.type,
-                    **e.to_ngsi(key_values, "sysAttrs" in opts, projection, concise),
-                },
+                "properties": {"type": e.type, **doc(e)},
             }
             for e in entities
         ]
         return {"type": "FeatureCollection", "features": features}, GEOJSON
-    return [e.to_ngsi(key_values, "sysAttrs" in opts, projection, concise) for e in entities], (
-        "application/json"
-    )
+    return [doc(e) for e in entities], "application/json"
 
 
 def _doc_ids(docs: Any) -> list[str]:
@@ -217,6 +219,7 @@ async def get_entity(
         attrs is None
         and options is None
         and projection is None
+        and "lang" not in request.query_params
         and GEOJSON not in request.headers.get("accept", "")
     )
     cache = request.app.state.entity_cache
