@@ -348,14 +348,22 @@ class Broker:
         return await self.write_attrs(entity_id, attrs, "append")
 
     async def write_instances(
-        self, entity_id: str, attrs: dict[str, Attribute], mode: WriteMode
+        self,
+        entity_id: str,
+        attrs: dict[str, Attribute],
+        mode: WriteMode,
+        keep_sub: bool = False,
     ) -> AttributeWrite:
         """``write_attrs`` for NGSI-LD clients: an attribute instance given replaces the
-        stored instance of its ``datasetId`` only (clauses 5.6.2, 5.6.3), the others stay."""
+        stored instance of its ``datasetId`` only (clauses 5.6.2, 5.6.3), the others stay;
+        ``keep_sub`` (a partial update, clause 5.6.4): keeping the sub-attributes of a
+        single-instance attribute that it does not give."""
         current = await self.get_entity(entity_id)
         for name, attr in attrs.items():
             old = current.attrs.get(name)
             if old is not None:
+                if keep_sub:
+                    merge_sub_attributes(old, attr)
                 attrs[name] = with_instances(old, attr)
         return await self.write_attrs(entity_id, attrs, mode)
 

@@ -308,10 +308,14 @@ async def append_attrs(
 async def update_attr(
     request: Request, entity_id: str, attr: str, city: CityDep, who: Operator
 ) -> Response:
-    """Overwrite one existing attribute."""
+    """Update one existing attribute (clause 5.6.4): the instance of the ``datasetId``
+    given (else the default one) takes the members given; its sub-attributes not given
+    are kept (``urn:ngsi-ld:null`` deletes one). As ``PUT`` (clause 5.6.19), the
+    instance is replaced whole."""
     body = await read_json(request, city.settings.max_body_bytes)
     attrs = await _guarded_fragment(city, who, entity_id, {attr: body})
-    outcome = await city.broker.write_instances(entity_id, attrs, "update")
+    partial = request.method == "PATCH"
+    outcome = await city.broker.write_instances(entity_id, attrs, "update", keep_sub=partial)
     if attr in outcome.not_updated:
         raise ResourceNotFound(f"{entity_id}: {outcome.not_updated[attr]}", attr)
     return Response(status_code=204)
