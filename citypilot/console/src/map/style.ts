@@ -30,6 +30,7 @@ const LINE: ExpressionSpecification = [
   true,
   false,
 ];
+const MAJOR: ExpressionSpecification = ["match", ["get", "class"], ["ring", "arterial"], true, false];
 const POINT: ExpressionSpecification = ["match", ["geometry-type"], ["Point", "MultiPoint"], true, false];
 
 /** Known layers, drawn bottom to top; others are drawn after them with a neutral style. */
@@ -98,36 +99,28 @@ function styleLayers(name: string, source: string): AddLayerObject[] {
         },
       ];
     case "roads":
-      // Local streets from zoom 12 on; ring roads and arterials at every scale.
+      // One layer for every street: ring roads and arterials at every scale, local streets
+      // from zoom 12 on (each layer costs draw calls on every tile of every frame, which a
+      // software-rendered map pays in full).
       return [
         {
-          id: id("local"),
+          id: id("line"),
           type: "line",
           source,
-          minzoom: 12,
-          filter: ["all", LINE, ["match", ["get", "class"], ["ring", "arterial"], false, true]],
+          filter: ["all", LINE, ["any", MAJOR, [">=", ["zoom"], 12]]],
           layout: { "line-cap": "round", "line-join": "round" },
           paint: {
-            "line-color": "#273241",
-            "line-width": ["interpolate", ["exponential", 1.5], ["zoom"], 12, 0.6, 16, 4],
-          },
-        },
-        {
-          id: id("major"),
-          type: "line",
-          source,
-          filter: ["all", LINE, ["match", ["get", "class"], ["ring", "arterial"], true, false]],
-          layout: { "line-cap": "round", "line-join": "round" },
-          paint: {
-            "line-color": ["match", ["get", "class"], "ring", "#5b6b80", "#3f4d60"],
+            "line-color": ["match", ["get", "class"], "ring", "#5b6b80", "arterial", "#3f4d60", "#273241"],
             "line-width": [
               "interpolate",
               ["exponential", 1.5],
               ["zoom"],
               10,
-              ["match", ["get", "class"], "ring", 2, 1.2],
+              ["match", ["get", "class"], "ring", 2, "arterial", 1.2, 0.3],
+              12,
+              ["match", ["get", "class"], "ring", 3.2, "arterial", 2, 0.6],
               16,
-              ["match", ["get", "class"], "ring", 12, 8],
+              ["match", ["get", "class"], "ring", 12, "arterial", 8, 4],
             ],
           },
         },
@@ -160,11 +153,14 @@ function styleLayers(name: string, source: string): AddLayerObject[] {
         },
       ];
     case "buildings":
+      // From the district scale on: at city scale a building is a pixel or two, and every
+      // frame would fill (and outline) all of them.
       return [
         {
           id: id("fill"),
           type: "fill",
           source,
+          minzoom: 13,
           filter: POLY,
           paint: { "fill-color": "#2b3140", "fill-outline-color": "#465066" },
         },
