@@ -47,6 +47,22 @@ class Clock:
         self.now += seconds
 
 
+DAY = 86400.0
+WEDNESDAY_10H_UTC = 6 * DAY + 10 * 3600  # the first Wednesday after the epoch, 11:00 in the town
+
+
+def weekday_morning(now: float) -> float:
+    """Five days after the last Wednesday 10:00 UTC that is at least five days before ``now``.
+
+    A rig's devices start at that Wednesday morning whatever the hour of the run: the
+    simulated town behaves by the hour (signals flash amber at night and refuse priority,
+    buses sleep at the depot), so a test must not depend on when it runs.
+    """
+    week = 7 * DAY
+    start = WEDNESDAY_10H_UTC + (now - 5 * DAY - WEDNESDAY_10H_UTC) // week * week
+    return start + 5 * DAY
+
+
 class Rig:
     """Store, broker, command service and simulator of one test."""
 
@@ -55,7 +71,7 @@ class Rig:
         self.store = SQLiteStore(data / "city.db")
         self.bus = MemoryBus()
         self.broker = Broker(TypeRegistry(BUILTIN_TYPES), self.store, self.bus)
-        self.clock = Clock(time.time())
+        self.clock = Clock(weekday_morning(time.time()))
         # the devices live a few days back, so that tests can let days pass in the past
         self.sim = Simulator(city, city.seed, self.clock.now - 5 * 86400, types=simulated)
         self.service = self.new_service()
