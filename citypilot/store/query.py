@@ -359,7 +359,9 @@ def _term_condition(d: Dialect, term: Term, params: list[Any], scalar: Any) -> s
         cond = scalar(d, op, term.values[0], params)
     if not negate:
         return cond
-    return f"NOT {cond}" if plain else _where_present(d, scalar, cond, params)
+    # a value of another type than the query's (text for a number) is not equal to it:
+    # its comparison is NULL, which NOT alone would leave out
+    return f"NOT coalesce({cond}, FALSE)" if plain else _where_present(d, scalar, cond, params)
 
 
 def _where_present(d: Dialect, scalar: _PathScalar, cond: str, params: list[Any]) -> str:
