@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from citypilot.store.query import _read_value
+from citypilot.store.query import _read_value, name_end
 
 Rename = Callable[[str], str]
 
@@ -144,14 +144,10 @@ def _path_end(text: str, pos: int) -> int:
 
 
 def _split_name(path: str) -> tuple[str, str]:
-    """The first name of an attribute path and what follows it (``.sub``, ``[key]``).
-    A name that is an IRI keeps its dots up to its last ``/``."""
-    start = path.rfind("/") + 1 if "://" in path else 0
-    cut = len(path)
-    for mark in ".[":
-        at = path.find(mark, start)
-        if at != -1:
-            cut = min(cut, at)
+    """The first name of an attribute path and what follows it (``.sub``, ``[key]``);
+    a name that is an IRI keeps its dots (``store.query.name_end``)."""
+    end = name_end(path, 0)
+    cut = len(path) if end is None else end
     return path[:cut], path[cut:]
 
 

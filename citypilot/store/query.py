@@ -58,8 +58,9 @@ QueryNode = Term | And | Or
 
 _OPS = ("!~=", "==", "!=", ">=", "<=", "~=", ">", "<")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-#: an attribute named by its full IRI (a name no context compacts, see model.ldcontext)
-_IRI_ATTR = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s;|()<>=!~\"\[\]]+")
+#: an attribute path as one word, up to an operator, a space or ``;|()`` (its names may
+#: be full IRIs, names no context compacts: see model.ldcontext); parse_path reads it
+_PATH_WORD = re.compile(r"[^\s;|()<>=!~\"]+")
 #: An absolute URI as a bare value: a scheme, a colon, then no spaces or quotes.
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s\"]+$")
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
@@ -124,7 +125,7 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
                 out.append(("op", op, pos))
                 pos += len(op)
                 continue
-            m = _IRI_ATTR.match(text, pos) or re.compile(r"[A-Za-z0-9_.\[\]]+").match(text, pos)
+            m = _PATH_WORD.match(text, pos)
             if m is None:
                 raise BadRequestData(f"q: cannot read {text[pos : pos + 20]!r} at {pos}", "q")
             out.append(("word", m.group(), pos))
@@ -192,8 +193,7 @@ class _Parser:
             raise BadRequestData("q: expected an attribute name", "q")
         _, attr, at = self.take()
         path: dict[str, Any] = {}
-        if not _IRI_ATTR.fullmatch(attr):
-            attr, path["sub"], path["keys"] = parse_path(attr, at)
+        attr, path["sub"], path["keys"] = parse_path(attr, at)
         if self.peek() != "op":
             return Term(attr, **path)
         op = self.take()[1]
@@ -218,6 +218,29 @@ class _Parser:
         return Term(attr, op, tuple(_literal(v) for v in items), **path)
 
 
+#: the start of a name that is an IRI: a scheme (no dots: ``speed.https://`` is two
+#: names), a colon, then ``//`` or a letter (``https://...``, ``urn:...``; not a port)
+_IRI_START = re.compile(r"[A-Za-z][A-Za-z0-9+\-]*:(?://|[A-Za-z])")
+
+
+def name_end(text: str, i: int) -> int | None:
+    """Where the attribute or sub-attribute name starting at ``i`` of a path ends (None:
+    no name there). A name is a plain term (``speed``) or an IRI, which keeps its dots
+    up to its last ``/`` (``https://smartdatamodels.org/dataModel.Transportation/speed``):
+    in ``<iri>.<name>``, a ``.`` after the IRI's last segment starts the next name."""
+    iri = _IRI_START.match(text, i)
+    if iri is None:
+        m = _NAME.match(text, i)
+        return None if m is None else m.end()
+    stop = next((j for j in range(i, len(text)) if text[j].isspace()), len(text))
+    next_iri = text.find("://", iri.end(), stop)  # a sub-attribute named by its IRI
+    own_end = stop if next_iri == -1 else max(text.rfind(".", i, next_iri), iri.end())
+    j = max(text.rfind("/", i, own_end) + 1, iri.end())
+    while j < stop and text[j] not in ".[]":
+        j += 1
+    return j
+
+
 def _path_error(text: str, at: int, i: int, what: str) -> BadRequestData:
     return BadRequestData(f"q: attribute path {text!r}: {what} at position {at + i}", "q")
 
@@ -230,11 +253,11 @@ def parse_path(text: str, at: int = 0) -> tuple[str, tuple[str, ...], tuple[str,
     keys: list[str] = []
     i = 0
     while True:
-        m = _NAME.match(text, i)
-        if m is None:
+        end = name_end(text, i)
+        if end is None:
             raise _path_error(text, at, i, "expected an attribute name")
-        names.append(m.group())
-        i = m.end()
+        names.append(text[i:end])
+        i = end
         if i >= len(text) or text[i] != ".":
             break
         i += 1

@@ -213,6 +213,49 @@ def test_names_outside_the_core_context_are_kept_as_iris_each_reader_in_its_term
     assert [e[ex + "speed"]["value"] for e in expanded.json()] == [80]
 
 
+def test_a_sub_attribute_path_in_a_clients_terms_or_as_full_iris_finds_the_entity(city: Server):
+    ex = "https://smartdatamodels.org/dataModel.Transportation/"
+    local = uid()
+    doc = {
+        "@context": {"Vehicle": ex + "Vehicle", "speed": ex + "speed", "radar": ex + "radar"},
+        "id": f"urn:ngsi-ld:Vehicle:{local}",
+        "type": "Vehicle",
+        "speed": {
+            "type": "Property",
+            "value": 80,
+            "radar": {
+                "type": "Property",
+                "value": "north",
+                "precision": {"type": "Property", "value": 2},
+            },
+        },
+    }
+    theirs = hosted(city, {"Car": ex + "Vehicle", "velocity": ex + "speed", "sensor": ex + "radar"})
+    with city.client() as c:
+        r = c.post(f"{NGSI}/entities", json=doc, headers={"Content-Type": LD})
+        assert r.status_code == 201, r.text
+        found = {
+            q: c.get(f"{NGSI}/entities", params={"type": "Car", "q": q}, headers=link(theirs))
+            for q in (
+                'velocity.sensor=="north"',
+                'velocity.sensor=="south"',
+                "velocity.sensor.precision<3",
+            )
+        }
+        by_iri = c.get(
+            f"{NGSI}/entities",
+            params={"type": ex + "Vehicle", "q": f'{ex}speed.{ex}radar=="north"'},
+        )
+    ids = {q: [e["id"] for e in r.json()] for q, r in found.items() if r.status_code == 200}
+    assert ids == {
+        'velocity.sensor=="north"': [doc["id"]],
+        'velocity.sensor=="south"': [],
+        "velocity.sensor.precision<3": [doc["id"]],
+    }
+    assert by_iri.status_code == 200, by_iri.text
+    assert [e["id"] for e in by_iri.json()] == [doc["id"]]
+
+
 def test_the_link_context_expands_query_parameters_and_compacts_the_answer(city: Server):
     ctx = hosted(city, LAMP_CONTEXT)
     local = uid()

@@ -113,3 +113,19 @@ def test_q_names_an_attribute_by_its_full_iri_once_expanded(terms):
 
     node = parse_q(rename_q('speed>50;brandName=="x"', terms.stored))
     assert node == And((Term(EX + "speed", ">", (50.0,)), Term("brandName", "==", ("x",))))
+
+
+def test_a_path_of_full_iris_is_renamed_name_by_name_and_then_read_as_a_path(terms):
+    path = f"{EX}speed.{EX}measuredBy[city]"
+    assert (
+        rename_q(f"{path}==1", lambda n: n.upper())
+        == f"{EX.upper()}SPEED.{EX.upper()}MEASUREDBY[city]==1"
+    )
+    from citypilot.store.query import Term, parse_q
+
+    dotted = "https://smartdatamodels.org/dataModel.Transportation/speed"
+    assert parse_q(rename_q("speed.ex:measuredBy>1", terms.stored)) == Term(
+        EX + "speed", ">", (1.0,), sub=(EX + "measuredBy",)
+    )
+    assert parse_q(f"{dotted}.unit>1") == Term(dotted, ">", (1.0,), sub=("unit",))
+    assert parse_q("http://x.org:8080/speed.q") == Term("http://x.org:8080/speed", sub=("q",))
