@@ -9,7 +9,7 @@ demo: setup
 
 test: setup
 	.venv/bin/ruff check citypilot tests
-	.venv/bin/python -m pytest -q -p no:cacheprovider
+	.venv/bin/python -m pytest -q -p no:cacheprovider -n auto --dist loadfile
 
 lint:
 	.venv/bin/ruff check citypilot tests
