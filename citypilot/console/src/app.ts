@@ -91,6 +91,8 @@ export class ConsoleApp {
   private reloadAgain = false;
   private timer: number | undefined;
   private fitted = false;
+  /** Whether the map was framed on the municipalities before the assets arrived. */
+  private framedEarly: Promise<boolean> = Promise.resolve(false);
   private stopped = false;
   private keyHandler = (ev: KeyboardEvent) => this.onKey(ev);
   private opsTimer: number | undefined;
@@ -120,6 +122,9 @@ export class ConsoleApp {
       this.assets = new AssetLayers(map, (t) => this.data.layers.get(t));
       this.incidentLayers = new IncidentLayers(map, "z:vehicles");
       addLabelLayers(map, layerNames, "z:alerts");
+      // Framed at once, so that the base map's tiles are made and drawn while the
+      // assets download, not after them (software WebGL pays for every frame).
+      this.framedEarly = this.frameMunicipalities();
       map.on("click", (e) => this.onMapClick(e.point));
       map.on("mousemove", (e) => this.onHover(e.point));
     });
@@ -283,7 +288,7 @@ export class ConsoleApp {
     background(this.reloadOps(), "incidents");
     if (!this.fitted) {
       this.fitted = true;
-      this.fitCity(false);
+      if (!(await this.framedEarly)) this.fitAssets(false);
       await idle(this.map);
       this.timings.firstIdleAt = performance.now();
       this.ready = true;
@@ -303,8 +308,16 @@ export class ConsoleApp {
     return out;
   }
 
-  /** Frame the whole metropole. */
+  /** Frame the whole metropole: its municipalities, or where its assets are. */
   fitCity(animate = true): void {
+    background(
+      this.frameMunicipalities(animate).then((done) => done || this.fitAssets(animate)),
+      "frame",
+    );
+  }
+
+  /** Frame every asset on the map. */
+  private fitAssets(animate: boolean): void {
     let x0 = Infinity;
     let y0 = Infinity;
     let x1 = -Infinity;
@@ -321,16 +334,7 @@ export class ConsoleApp {
         if (y > y1) y1 = y;
       }
     }
-    if (!Number.isFinite(x0)) {
-      // No asset yet: frame the municipalities instead.
-      const source = this.map.getSource("base:municipalities") as GeoJSONSource | undefined;
-      background(
-        source?.getBounds().then((b) => {
-          if (!b.isEmpty()) this.map.fitBounds(b, { padding: 40, animate });
-        }),
-      );
-      return;
-    }
+    if (!Number.isFinite(x0)) return; // no asset yet
     this.map.fitBounds(
       [
         [x0, y0],
@@ -338,6 +342,15 @@ export class ConsoleApp {
       ],
       { padding: 40, animate, maxZoom: 16 },
     );
+  }
+
+  /** Frame the municipalities' outlines, once their layer is loaded; whether it could. */
+  private async frameMunicipalities(animate = false): Promise<boolean> {
+    const source = this.map.getSource("base:municipalities") as GeoJSONSource | undefined;
+    const bounds = await source?.getBounds().catch(() => undefined);
+    if (!bounds || bounds.isEmpty() || this.stopped) return false;
+    this.map.fitBounds(bounds, { padding: 40, animate });
+    return true;
   }
 
   private onFrame(frame: Frame): void {
