@@ -25,6 +25,7 @@ from citypilot.model.data_model import (
     simplified,
     sub_attributes,
 )
+from citypilot.model.entity_scope import SCOPE, parse_scopes, scope_member
 from citypilot.model.errors import BadRequestData
 from citypilot.model.geometry import Bounds, validate_geometry
 from citypilot.model.ids import check_entity_id
@@ -135,6 +136,9 @@ class Entity:
             if self.modified_at is not None:
                 out["modifiedAt"] = format_instant(self.modified_at)
         for name, attr in self.attrs.items():
+            if name == SCOPE:
+                out[name] = scope_member(attr.value)  # a member of the entity, always shown
+                continue
             if attrs is not None and name not in attrs:
                 continue
             if (
@@ -268,15 +272,20 @@ def parse_attributes(
     entity_type: EntityType | None, registry: TypeRegistry, doc: dict[str, Any], where: str = ""
 ) -> dict[str, Attribute]:
     """Check every attribute in an NGSI-LD fragment (reserved keys are skipped), against
-    ``entity_type`` when it is registered, else against the data model only."""
-    if entity_type is None:
-        return parse_open_attributes(doc, where)
+    ``entity_type`` when it is registered, else against the data model only. The
+    entity's ``scope`` is kept beside them, as an attribute of that reserved name."""
     prefix = f"{where}." if where else ""
-    return {
-        name: parse_attribute(entity_type, registry, name, raw, f"{prefix}{name}")
-        for name, raw in doc.items()
-        if name not in _RESERVED
-    }
+    if entity_type is None:
+        out = parse_open_attributes(doc, where)
+    else:
+        out = {
+            name: parse_attribute(entity_type, registry, name, raw, f"{prefix}{name}")
+            for name, raw in doc.items()
+            if name not in _RESERVED
+        }
+    if SCOPE in doc:
+        out[SCOPE] = Attribute("Property", parse_scopes(doc[SCOPE], f"{prefix}{SCOPE}"))
+    return out
 
 
 def with_instances(old: Attribute, new: Attribute) -> Attribute:
@@ -319,7 +328,7 @@ def split_deletions(fragment: dict[str, Any]) -> tuple[dict[str, Any], list[str]
     kept, gone = {}, []
     for name, raw in fragment.items():
         value = raw.get("value", raw.get("object")) if isinstance(raw, dict) else raw
-        if value == NULL and name not in _RESERVED:
+        if value == NULL and (name not in _RESERVED or name == SCOPE):
             gone.append(name)
         else:
             kept[name] = raw
