@@ -103,10 +103,10 @@ async def fetch_linked(
             chunk = tuple(wanted[start : start + _CHUNK])
             query = EntityQuery(ids=chunk, limit=len(chunk), scope=scope)
             found, _ = await store.query_entities(query)
-            frontier.extend(found)
+            frontier.extend(shown(e) for e in found)  # links followed as the caller sees them
         for entity in frontier:
             linked.level_of[entity.id] = level
-            linked.known[entity.id] = shown(entity)
+            linked.known[entity.id] = entity
     return linked
 
 
