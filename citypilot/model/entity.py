@@ -33,7 +33,8 @@ from citypilot.model.timeutil import format_instant, parse_instant
 from citypilot.model.types import AttributeSpec, EntityType, TypeRegistry, check_value
 
 CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
-_RESERVED = frozenset({"id", "type", "@context", "createdAt", "modifiedAt", "scope"})
+#: Members of an entity that are not attributes (no attribute may take their names).
+RESERVED = frozenset({"id", "type", "@context", "createdAt", "modifiedAt", "scope"})
 #: Members of an instance kept beside its value in ``Attribute.meta`` (sub-attributes
 #: go under ``"sub"``, the other instances of a multi-attribute under ``"instances"``).
 _META_MEMBERS = ("datasetId", "objectType")
@@ -257,7 +258,7 @@ def parse_open_attributes(doc: dict[str, Any], where: str = "") -> dict[str, Att
     prefix = f"{where}." if where else ""
     out = {}
     for name, raw in doc.items():
-        if name in _RESERVED:
+        if name in RESERVED:
             continue
         at = f"{prefix}{name}"
         check_name(name, at)
@@ -281,7 +282,7 @@ def parse_attributes(
         out = {
             name: parse_attribute(entity_type, registry, name, raw, f"{prefix}{name}")
             for name, raw in doc.items()
-            if name not in _RESERVED
+            if name not in RESERVED
         }
     if SCOPE in doc:
         out[SCOPE] = Attribute("Property", parse_scopes(doc[SCOPE], f"{prefix}{SCOPE}"))
@@ -328,7 +329,7 @@ def split_deletions(fragment: dict[str, Any]) -> tuple[dict[str, Any], list[str]
     kept, gone = {}, []
     for name, raw in fragment.items():
         value = raw.get("value", raw.get("object")) if isinstance(raw, dict) else raw
-        if value == NULL and (name not in _RESERVED or name == SCOPE):
+        if value == NULL and (name not in RESERVED or name == SCOPE):
             gone.append(name)
         else:
             kept[name] = raw
