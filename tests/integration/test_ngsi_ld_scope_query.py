@@ -190,3 +190,21 @@ def test_the_temporal_api_chooses_by_scope_and_shows_it(gardens: Server):
         assert [i["value"] for i in retiro["area"]] == [1.5]
         one = c.get(f"{NGSI}/temporal/entities/{quote(urn('south'), safe='')}").json()
         assert one["scope"] == SCOPES["south"] and set(one) == {"id", "type", "scope", "area"}
+
+
+def test_a_city_type_takes_a_scope_and_replace_and_upsert_set_it(city: Server):
+    light = "urn:ngsi-ld:Streetlight:scoped-1"
+    path = f"{NGSI}/entities/{quote(light, safe='')}"
+    with city.client(OPERATOR) as c:
+        doc = {"id": light, "type": "Streetlight", "scope": "/Dijon/Centre"}
+        assert c.post(f"{NGSI}/entities", json=doc).status_code == 201
+        assert c.get(path).json()["scope"] == "/Dijon/Centre"
+        assert c.put(path, json={"type": "Streetlight", "powerState": "on"}).status_code == 204
+        assert "scope" not in c.get(path).json()  # replaced whole
+        upsert = [{**doc, "scope": ["/Dijon/Nord", "/Lighting"]}]
+        r = c.post(f"{NGSI}/entityOperations/upsert", json=upsert, params={"options": "update"})
+        assert r.status_code == 204, r.text
+        assert c.get(path).json()["scope"] == ["/Dijon/Nord", "/Lighting"]
+    with city.client(VIEWER) as c:
+        r = c.get(f"{NGSI}/entities", params={"type": "Streetlight", "scopeQ": "/Lighting"})
+    assert [e["id"] for e in r.json()] == [light]
