@@ -122,9 +122,12 @@ def _with_flat(
     return [*body, *flat_docs(links[1], whole)]
 
 
-def _join(request: Request) -> Join | None:
-    """What ``join`` and ``joinLevel`` ask for (BadRequestData naming the wrong one)."""
-    return parse_join(request.query_params.get("join"), request.query_params.get("joinLevel"))
+JoinParam = Annotated[
+    str | None, Query(description="inline or flat: add the linked entities (clause 4.5.23)")
+]
+JoinLevelParam = Annotated[
+    str | None, Query(description="how many links deep join follows (1 to 5, default 1)")
+]
 
 
 async def _links(
@@ -208,13 +211,18 @@ async def query_entities(
     options: str | None = None,
     pick: str | None = None,
     omit: str | None = None,
+    join: JoinParam = None,
+    joinLevel: JoinLevelParam = None,
 ) -> Response:
     """Entities by type, id, attribute query, scope query and geo-query, paged with limit
     and offset (``Link`` to the previous and next pages); ``pick``/``omit`` choose their
     members, ``join``/``joinLevel`` add their linked entities."""
     query = replace(selection, count=selection.count or "count" in _options(options))
     projection = parse_projection(pick, omit)
-    return await _page(request, city, who, query, options, attrs, projection, link_pages=True)
+    linked = parse_join(join, joinLevel)
+    return await _page(
+        request, city, who, query, options, attrs, projection, link_pages=True, join=linked
+    )
 
 
 async def _page(
@@ -226,13 +234,13 @@ async def _page(
     attrs: str | None,
     projection: Projection | None = None,
     link_pages: bool = False,
+    join: Join | None = None,
 ) -> Response:
     """The page of entities the query selects within the caller's scopes: rendered,
     projected, with their linked entities (``join``), ``NGSILD-Results-Count`` when
     counted and (``link_pages``) ``Link`` to the neighbouring pages."""
     see = access(city, who, "viewer")
     query = replace(query, scope=see)
-    join = _join(request)
     # one more than the page, so that a next link is only given where a next page is
     peek = query.limit > 0 and not query.count
     entities, total = await city.broker.store.query_entities(
@@ -268,18 +276,20 @@ async def get_entity(
     options: str | None = None,
     pick: str | None = None,
     omit: str | None = None,
+    join: JoinParam = None,
+    joinLevel: JoinLevelParam = None,
 ) -> Response:
     """One entity, normalised or (``options=keyValues``) concise; ``pick``/``omit``
     choose its members; ``join=inline`` puts its linked entities under their
     relationships, ``join=flat`` answers an array of it and them."""
     projection = parse_projection(pick, omit)
-    join = _join(request)
+    linked = parse_join(join, joinLevel)
     plain = (
         attrs is None
         and options is None
         and projection is None
         and "lang" not in request.query_params
-        and join is None
+        and linked is None
         and GEOJSON not in request.headers.get("accept", "")
     )
     cache = request.app.state.entity_cache
@@ -295,7 +305,7 @@ async def get_entity(
     if not see.covers(*scope):
         raise ResourceNotFound(f"entity {entity_id} does not exist", "id")
     shown = masker(city, who)(entity)
-    links = await _links(city, who, join, [shown], see)
+    links = await _links(city, who, linked, [shown], see)
     body, media = _render([shown], request, options, attrs, links)
     if plain:
         rendered = orjson.dumps(body[0])
@@ -420,13 +430,16 @@ async def query_by_document(
     offset: Offset = 0,
     count: bool = False,
     options: str | None = None,
+    join: JoinParam = None,
+    joinLevel: JoinLevelParam = None,
 ) -> Response:
     """The entities a ``Query`` body selects (entities, attrs, q, geoQ), as ``GET /entities``
     answers them: paged by ``limit``/``offset``, counted with ``count=true``."""
     doc = await read_json(request, city.settings.max_body_bytes)
     counted = count or "count" in _options(options)
     asked = await read_query_body(doc, city, limit, offset, counted)
-    return await _page(request, city, who, asked.query, options, asked.attrs)
+    linked = parse_join(join, joinLevel)
+    return await _page(request, city, who, asked.query, options, asked.attrs, join=linked)
 
 
 @router.post(
