@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 
 from citypilot.model.builtin_types import BUILTIN_TYPES
-from citypilot.model.entity import parse_entity
-from citypilot.model.errors import CityPilotError, Conflict, ResourceNotFound
+from citypilot.model.entity import RESERVED, parse_entity
+from citypilot.model.errors import BadRequestData, CityPilotError, Conflict, ResourceNotFound
 from citypilot.model.timeutil import format_instant
 from citypilot.model.type_changes import BUILTIN_NAMES, Narrowing, narrowings, same_declaration
 from citypilot.model.types import (
@@ -74,6 +74,12 @@ class TypeAdmin:
         is refused (Conflict, naming them) unless ``force``.
         """
         declared = entity_type_from_json(doc)
+        taken = sorted(RESERVED & set(declared.attributes))
+        if taken:
+            raise BadRequestData(
+                f"{taken[0]!r} is a member of every NGSI-LD entity, not an attribute name",
+                f"body.attributes.{taken[0]}",
+            )
         async with self._lock:
             old = self.registry.get(declared.name) if declared.name in self.registry else None
             if old is not None:

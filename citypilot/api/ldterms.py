@@ -30,7 +30,7 @@ ATTRIBUTE_MEMBERS = frozenset(
         "valueList", "objectList", "objectType", "lang", "previousValue",
         "previousObject", "previousLanguageMap", "previousVocab", "previousJson",
         "previousValueList", "previousObjectList", "values", "objects", "languageMaps",
-        "vocabs", "jsons", "valueLists", "objectsLists", "entity", "@context",
+        "vocabs", "jsons", "valueLists", "objectsLists", "entity", "entityList", "@context",
         # temporal aggregations (§4.5.19)
         "totalCount", "distinctCount", "sum", "sumsq", "avg", "min", "max", "stddev",
     }
@@ -41,6 +41,8 @@ _ATTRIBUTE_KINDS = frozenset(
         "JsonProperty", "ListProperty", "ListRelationship",
     }
 )  # fmt: skip
+#: members of a relationship holding its linked entities (``join=inline``)
+_LINKED = frozenset({"entity", "entityList"})
 #: members whose presence makes an object an attribute in the concise form
 _CONCISE_MARKS = ("value", "object", "languageMap", "vocab", "json", "valueList", "objectList")
 
@@ -68,11 +70,15 @@ def rename_attribute(value: Any, rename: Rename) -> Any:
     a value that is not an attribute (concise data) is kept as it is."""
     if isinstance(value, list):
         return [rename_attribute(v, rename) if _is_attribute(v) else v for v in value]
-    if not _is_attribute(value) or all(key in ATTRIBUTE_MEMBERS for key in value):
+    if not _is_attribute(value) or all(
+        key in ATTRIBUTE_MEMBERS and key not in _LINKED for key in value
+    ):
         return value  # no sub-attribute: nothing to rename, nothing to copy
     out = {}
     for key, member in value.items():
-        if key in ATTRIBUTE_MEMBERS:
+        if key in _LINKED:
+            out[key] = rename_entities(member, rename)
+        elif key in ATTRIBUTE_MEMBERS:
             out[key] = member
         else:
             out[rename(key)] = rename_attribute(member, rename)

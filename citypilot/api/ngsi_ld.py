@@ -14,6 +14,7 @@ from citypilot.api.body import read_json
 from citypilot.api.deps import City, CityDep, Operator, Reader, Viewer, access
 from citypilot.api.jsonld import CORE_LINK
 from citypilot.api.lang import in_language, parse_lang
+from citypilot.api.linked import Join, Linked, Render, fetch_linked, flat_docs, inline, parse_join
 from citypilot.api.openapi import (
     ATTRS_RESULT_SCHEMA,
     BATCH_RESULT_SCHEMA,
@@ -36,6 +37,7 @@ from citypilot.broker import BatchResult
 from citypilot.model.entity import Entity
 from citypilot.model.errors import BadRequestData, ResourceNotFound
 from citypilot.model.ids import check_entity_id
+from citypilot.security.scopes import Visibility
 from citypilot.security.tokens import Principal
 from citypilot.store.base import EntityQuery
 from citypilot.store.common import scope_of_entity
@@ -60,11 +62,15 @@ def _options(options: str | None) -> set[str]:
     return {o.strip() for o in (options or "").split(",") if o.strip()}
 
 
-def _render(
-    entities: list[Entity], request: Request, options: str | None, attrs: str | None
-) -> tuple[Any, str]:
+def _key_values(request: Request, options: str | None) -> bool:
+    return "keyValues" in _options(options) or request.query_params.get("format") == "simplified"
+
+
+def _renderer(request: Request, options: str | None, attrs: str | None) -> Render:
+    """How each entity of an answer is rendered: the representation and ``lang`` asked,
+    with the attributes ``attrs`` names."""
     opts = _options(options)
-    key_values = "keyValues" in opts or request.query_params.get("format") == "simplified"
+    key_values = _key_values(request, options)
     concise = "concise" in opts or request.query_params.get("format") == "concise"
     projection = set(attrs.split(",")) if attrs else None
     wanted = parse_lang(request.query_params.get("lang"))
@@ -73,18 +79,66 @@ def _render(
         out = e.to_ngsi(key_values, "sysAttrs" in opts, projection, concise)
         return out if wanted is None else in_language(out, wanted, key_values)
 
+    return doc
+
+
+def _feature(e: Entity, properties: dict[str, Any]) -> dict[str, Any]:
+    geometry = e.attrs["location"].value if "location" in e.attrs else None
+    return {"id": e.id, "type": "Feature", "geometry": geometry, "properties": properties}
+
+
+def _render(
+    entities: list[Entity],
+    request: Request,
+    options: str | None,
+    attrs: str | None,
+    links: tuple[Join, Linked] | None = None,
+) -> tuple[Any, str]:
+    doc = _renderer(request, options, attrs)
+    if links is not None and links[0].mode == "inline":
+        join, linked = links
+        whole, key_values = _renderer(request, options, None), _key_values(request, options)
+        shallow = doc
+
+        def doc(e: Entity) -> dict[str, Any]:
+            return inline(shallow(e), e, linked, whole, key_values, join.level)
+
     if GEOJSON in request.headers.get("accept", ""):
-        features = [
-            {
-                "id": e.id,
-                "type": "Feature",
-                "geometry": e.attrs["location"].value if "location" in e.attrs else None,
-                "properties": {"type": e.type, **doc(e)},
-            }
-            for e in entities
-        ]
+        features = [_feature(e, {"type": e.type, **doc(e)}) for e in entities]
         return {"type": "FeatureCollection", "features": features}, GEOJSON
     return [doc(e) for e in entities], "application/json"
+
+
+def _with_flat(
+    body: Any, media: str, links: tuple[Join, Linked] | None, request: Request, options: str | None
+) -> Any:
+    """The answer with the linked entities after its own (``join=flat``)."""
+    if links is None or links[0].mode != "flat":
+        return body
+    whole = _renderer(request, options, None)
+    if media == GEOJSON:
+        extra = [_feature(e, {"type": e.type, **whole(e)}) for e in links[1].linked()]
+        return {**body, "features": [*body["features"], *extra]}
+    return [*body, *flat_docs(links[1], whole)]
+
+
+JoinParam = Annotated[
+    str | None, Query(description="inline or flat: add the linked entities (clause 4.5.23)")
+]
+JoinLevelParam = Annotated[
+    str | None, Query(description="how many links deep join follows (1 to 5, default 1)")
+]
+
+
+async def _links(
+    city: City, who: Principal, join: Join | None, entities: list[Entity], scope: Visibility
+) -> tuple[Join, Linked] | None:
+    """The linked entities of ``entities`` that ``join`` asks for and the caller may see
+    (as they may see them)."""
+    if join is None or not entities:
+        return None
+    linked = await fetch_linked(city.broker.store, entities, join, scope, masker(city, who))
+    return join, linked
 
 
 def _doc_ids(docs: Any) -> list[str]:
@@ -157,12 +211,18 @@ async def query_entities(
     options: str | None = None,
     pick: str | None = None,
     omit: str | None = None,
+    join: JoinParam = None,
+    joinLevel: JoinLevelParam = None,
 ) -> Response:
-    """Entities by type, id, attribute query and geo-query, paged with limit and offset
-    (``Link`` to the previous and next pages); ``pick``/``omit`` choose their members."""
+    """Entities by type, id, attribute query, scope query and geo-query, paged with limit
+    and offset (``Link`` to the previous and next pages); ``pick``/``omit`` choose their
+    members, ``join``/``joinLevel`` add their linked entities."""
     query = replace(selection, count=selection.count or "count" in _options(options))
     projection = parse_projection(pick, omit)
-    return await _page(request, city, who, query, options, attrs, projection, link_pages=True)
+    linked = parse_join(join, joinLevel)
+    return await _page(
+        request, city, who, query, options, attrs, projection, link_pages=True, join=linked
+    )
 
 
 async def _page(
@@ -174,11 +234,13 @@ async def _page(
     attrs: str | None,
     projection: Projection | None = None,
     link_pages: bool = False,
+    join: Join | None = None,
 ) -> Response:
     """The page of entities the query selects within the caller's scopes: rendered,
-    projected, ``NGSILD-Results-Count`` when counted and (``link_pages``) ``Link`` to
-    the neighbouring pages."""
-    query = replace(query, scope=access(city, who, "viewer"))
+    projected, with their linked entities (``join``), ``NGSILD-Results-Count`` when
+    counted and (``link_pages``) ``Link`` to the neighbouring pages."""
+    see = access(city, who, "viewer")
+    query = replace(query, scope=see)
     # one more than the page, so that a next link is only given where a next page is
     peek = query.limit > 0 and not query.count
     entities, total = await city.broker.store.query_entities(
@@ -187,13 +249,16 @@ async def _page(
     more = len(entities) > query.limit
     entities = entities[: query.limit]
     masked = masker(city, who)
-    body, media = _render([masked(e) for e in entities], request, options, attrs)
+    shown = [masked(e) for e in entities]
+    joined = await _links(city, who, join, shown, see)
+    body, media = _render(shown, request, options, attrs, joined)
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else {}
     if link_pages:
         links = page_links(request, query.offset, query.limit, len(entities), total, more)
         if links:
             headers["Link"] = links
     body = project_body(body, projection, media == GEOJSON)
+    body = _with_flat(body, media, joined, request, options)
     return _json(body, headers=headers, media_type=media)
 
 
@@ -211,15 +276,20 @@ async def get_entity(
     options: str | None = None,
     pick: str | None = None,
     omit: str | None = None,
+    join: JoinParam = None,
+    joinLevel: JoinLevelParam = None,
 ) -> Response:
     """One entity, normalised or (``options=keyValues``) concise; ``pick``/``omit``
-    choose its members."""
+    choose its members; ``join=inline`` puts its linked entities under their
+    relationships, ``join=flat`` answers an array of it and them."""
     projection = parse_projection(pick, omit)
+    linked = parse_join(join, joinLevel)
     plain = (
         attrs is None
         and options is None
         and projection is None
         and "lang" not in request.query_params
+        and linked is None
         and GEOJSON not in request.headers.get("accept", "")
     )
     cache = request.app.state.entity_cache
@@ -235,14 +305,20 @@ async def get_entity(
     if not see.covers(*scope):
         raise ResourceNotFound(f"entity {entity_id} does not exist", "id")
     shown = masker(city, who)(entity)
-    body, media = _render([shown], request, options, attrs)
+    links = await _links(city, who, linked, [shown], see)
+    body, media = _render([shown], request, options, attrs, links)
     if plain:
         rendered = orjson.dumps(body[0])
         if not holds_personal(city, entity):
             cache.put(entity_id, rendered, scope)
         return Response(rendered, headers={"Link": LINK}, media_type=media)
-    one = body["features"][0] if media == GEOJSON else body[0]
-    return _json(project_body(one, projection, media == GEOJSON), media_type=media)
+    geojson = media == GEOJSON
+    one = project_body(body["features"][0] if geojson else body[0], projection, geojson)
+    if links is not None and links[0].mode == "flat":
+        # the entity and its linked entities, as an array (a FeatureCollection)
+        whole = {"type": "FeatureCollection", "features": [one]} if geojson else [one]
+        return _json(_with_flat(whole, media, links, request, options), media_type=media)
+    return _json(one, media_type=media)
 
 
 @router.delete("/entities/{entity_id:uri}", status_code=204, summary="Delete an entity")
@@ -354,13 +430,16 @@ async def query_by_document(
     offset: Offset = 0,
     count: bool = False,
     options: str | None = None,
+    join: JoinParam = None,
+    joinLevel: JoinLevelParam = None,
 ) -> Response:
     """The entities a ``Query`` body selects (entities, attrs, q, geoQ), as ``GET /entities``
     answers them: paged by ``limit``/``offset``, counted with ``count=true``."""
     doc = await read_json(request, city.settings.max_body_bytes)
     counted = count or "count" in _options(options)
     asked = await read_query_body(doc, city, limit, offset, counted)
-    return await _page(request, city, who, asked.query, options, asked.attrs)
+    linked = parse_join(join, joinLevel)
+    return await _page(request, city, who, asked.query, options, asked.attrs, join=linked)
 
 
 @router.post(

@@ -36,6 +36,13 @@ ENTITY_SCHEMA: dict[str, Any] = {
     "properties": {
         "id": {"type": "string", "example": "urn:ngsi-ld:Streetlight:42"},
         "type": {"type": "string", "example": "Streetlight"},
+        "scope": {
+            "description": "the entity's scopes (clause 4.18), e.g. /Madrid/Gardens",
+            "oneOf": [
+                {"type": "string"},
+                {"type": "array", "minItems": 1, "items": {"type": "string"}},
+            ],
+        },
         "@context": {"description": "optional; the bundled core context is used"},
     },
     "additionalProperties": _ATTRIBUTE,
@@ -74,6 +81,7 @@ QUERY_SCHEMA: dict[str, Any] = {
         },
         "attrs": {"type": "array", "minItems": 1, "items": {"type": "string"}},
         "q": {"type": "string"},
+        "scopeQ": {"type": "string"},
         "geoQ": {
             "type": "object",
             "properties": {

@@ -1,5 +1,5 @@
 """The body of ``POST /entityOperations/query`` (ETSI GS CIM 009 v1.8, the ``Query`` data
-type): entity selectors, ``attrs``, ``q`` and ``geoQ``, read into the same entity query
+type): entity selectors, ``attrs``, ``q``, ``scopeQ`` and ``geoQ``, read into the same entity query
 as the parameters of ``GET /entities``."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from citypilot.model.errors import BadRequestData
 from citypilot.notify.subscription import parse_geoq
 from citypilot.store.base import EntityQuery
 
-_MEMBERS = {"type", "entities", "attrs", "q", "geoQ", "@context"}
+_MEMBERS = {"type", "entities", "attrs", "q", "scopeQ", "geoQ", "@context"}
 _SELECTOR = {"id", "idPattern", "type"}
 
 
@@ -71,8 +71,8 @@ async def read_query_body(doc: Any, city: City, limit: int, offset: int, count: 
     unknown = set(doc) - _MEMBERS
     if unknown:
         raise BadRequestData(f"unknown member {sorted(unknown)[0]!r}", sorted(unknown)[0])
-    if not {"entities", "attrs", "q", "geoQ"} & set(doc):
-        raise BadRequestData("a Query needs entities, attrs, q or geoQ", "entities")
+    if not {"entities", "attrs", "q", "scopeQ", "geoQ"} & set(doc):
+        raise BadRequestData("a Query needs entities, attrs, q, scopeQ or geoQ", "entities")
     attrs = doc.get("attrs")
     if attrs is not None and (
         not isinstance(attrs, list) or not attrs or not all(isinstance(a, str) for a in attrs)
@@ -82,6 +82,7 @@ async def read_query_body(doc: Any, city: City, limit: int, offset: int, count: 
         city,
         **_selectors(doc.get("entities")),
         q=_text(doc, "q", "q"),
+        scopeQ=_text(doc, "scopeQ", "scopeQ"),
         limit=limit,
         offset=offset,
         count=count,

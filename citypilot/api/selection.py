@@ -1,5 +1,5 @@
 """Which entities a query names: the NGSI-LD selection parameters of ``GET /entities``
-(type, id, idPattern, q, geo-query or bbox, count, limit, offset), read once for every
+(type, id, idPattern, q, scopeQ, geo-query or bbox, count, limit, offset), read once for every
 endpoint that chooses entities the same way."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from citypilot.model.ids import check_entity_id
 from citypilot.model.patterns import check_pattern
 from citypilot.store.base import EntityQuery, GeoQuery
 from citypilot.store.query import parse_q
+from citypilot.store.scope_query import parse_scope_q
 
 MAX_LIMIT = 1000
 
@@ -102,6 +103,7 @@ async def entity_selection(
     id: str | None = None,
     idPattern: str | None = None,
     q: str | None = None,
+    scopeQ: str | None = None,
     georel: str | None = None,
     geometry: str | None = None,
     coordinates: str | None = None,
@@ -129,6 +131,7 @@ async def entity_selection(
         ids=ids,
         id_pattern=idPattern,
         q=parse_q(q) if q else None,
+        scope_q=parse_scope_q(scopeQ) if scopeQ is not None else None,
         geo=geo,
         limit=limit,
         offset=offset,

@@ -42,6 +42,7 @@ SUBSCRIPTION_SCHEMA: dict[str, Any] = {
         "entities": {"type": "array", "items": {"type": "object"}},
         "watchedAttributes": {"type": "array", "items": {"type": "string"}},
         "q": {"type": "string"},
+        "scopeQ": {"type": "string"},
         "geoQ": {"type": "object"},
         "timeInterval": {"type": "number"},
         "throttling": {"type": "number"},

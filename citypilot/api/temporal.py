@@ -25,6 +25,7 @@ from citypilot.api.selection import Selection
 from citypilot.api.temporal_params import MAX_INSTANCES, TemporalParams, parse_temporal
 from citypilot.api.temporal_provision import instance_id
 from citypilot.model.entity import Entity
+from citypilot.model.entity_scope import SCOPE, scope_member
 from citypilot.model.errors import ResourceNotFound
 from citypilot.model.ids import check_entity_id, type_of_id
 from citypilot.model.timeutil import format_instant
@@ -163,7 +164,11 @@ class _Renderer:
     ) -> dict[str, Any]:
         """One temporal entity; attribute kinds and units as the entity has them now."""
         out: dict[str, Any] = {"id": entity_id, "type": type_name}
+        if current is not None and SCOPE in current.attrs:
+            out[SCOPE] = scope_member(current.attrs[SCOPE].value)
         for name, points in series.items():
+            if name == SCOPE:
+                continue  # a member of the entity, not one of its attributes
             now = current.attrs.get(name) if current is not None else None
             kind = now.kind if now is not None else "Property"
             unit = now.unit_code if now is not None else None

@@ -25,6 +25,7 @@ from citypilot.model.data_model import (
     simplified,
     sub_attributes,
 )
+from citypilot.model.entity_scope import SCOPE, parse_scopes, scope_member
 from citypilot.model.errors import BadRequestData
 from citypilot.model.geometry import Bounds, validate_geometry
 from citypilot.model.ids import check_entity_id
@@ -32,7 +33,8 @@ from citypilot.model.timeutil import format_instant, parse_instant
 from citypilot.model.types import AttributeSpec, EntityType, TypeRegistry, check_value
 
 CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
-_RESERVED = frozenset({"id", "type", "@context", "createdAt", "modifiedAt", "scope"})
+#: Members of an entity that are not attributes (no attribute may take their names).
+RESERVED = frozenset({"id", "type", "@context", "createdAt", "modifiedAt", "scope"})
 #: Members of an instance kept beside its value in ``Attribute.meta`` (sub-attributes
 #: go under ``"sub"``, the other instances of a multi-attribute under ``"instances"``).
 _META_MEMBERS = ("datasetId", "objectType")
@@ -135,6 +137,9 @@ class Entity:
             if self.modified_at is not None:
                 out["modifiedAt"] = format_instant(self.modified_at)
         for name, attr in self.attrs.items():
+            if name == SCOPE:
+                out[name] = scope_member(attr.value)  # a member of the entity, always shown
+                continue
             if attrs is not None and name not in attrs:
                 continue
             if (
@@ -253,7 +258,7 @@ def parse_open_attributes(doc: dict[str, Any], where: str = "") -> dict[str, Att
     prefix = f"{where}." if where else ""
     out = {}
     for name, raw in doc.items():
-        if name in _RESERVED:
+        if name in RESERVED:
             continue
         at = f"{prefix}{name}"
         check_name(name, at)
@@ -268,15 +273,20 @@ def parse_attributes(
     entity_type: EntityType | None, registry: TypeRegistry, doc: dict[str, Any], where: str = ""
 ) -> dict[str, Attribute]:
     """Check every attribute in an NGSI-LD fragment (reserved keys are skipped), against
-    ``entity_type`` when it is registered, else against the data model only."""
-    if entity_type is None:
-        return parse_open_attributes(doc, where)
+    ``entity_type`` when it is registered, else against the data model only. The
+    entity's ``scope`` is kept beside them, as an attribute of that reserved name."""
     prefix = f"{where}." if where else ""
-    return {
-        name: parse_attribute(entity_type, registry, name, raw, f"{prefix}{name}")
-        for name, raw in doc.items()
-        if name not in _RESERVED
-    }
+    if entity_type is None:
+        out = parse_open_attributes(doc, where)
+    else:
+        out = {
+            name: parse_attribute(entity_type, registry, name, raw, f"{prefix}{name}")
+            for name, raw in doc.items()
+            if name not in RESERVED
+        }
+    if SCOPE in doc:
+        out[SCOPE] = Attribute("Property", parse_scopes(doc[SCOPE], f"{prefix}{SCOPE}"))
+    return out
 
 
 def with_instances(old: Attribute, new: Attribute) -> Attribute:
@@ -319,7 +329,7 @@ def split_deletions(fragment: dict[str, Any]) -> tuple[dict[str, Any], list[str]
     kept, gone = {}, []
     for name, raw in fragment.items():
         value = raw.get("value", raw.get("object")) if isinstance(raw, dict) else raw
-        if value == NULL and name not in _RESERVED:
+        if value == NULL and (name not in RESERVED or name == SCOPE):
             gone.append(name)
         else:
             kept[name] = raw

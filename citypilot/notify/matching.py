@@ -1,6 +1,6 @@
-"""Whether an entity, as it is now, meets a subscription's ``q`` and ``geoQ``: the query
-language of ``store.query`` evaluated on the entity itself, with the stores' meaning
-(numbers and booleans compared as numbers, strings and date-times as text)."""
+"""Whether an entity, as it is now, meets a subscription's ``q``, ``scopeQ`` and ``geoQ``:
+the query language of ``store.query`` evaluated on the entity itself, with the stores'
+meaning (numbers and booleans compared as numbers, strings and date-times as text)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from citypilot.model.entity import Attribute, Entity, decode_meta
+from citypilot.model.entity_scope import SCOPE
 from citypilot.model.patterns import regexp
 from citypilot.store.base import GeoQuery
 from citypilot.store.common import geo_mask
@@ -88,6 +89,12 @@ def meets_q(node: QueryNode, entity: Entity) -> bool:
     if isinstance(node, Or):
         return any(meets_q(i, entity) for i in node.items)
     raise TypeError(node)
+
+
+def scopes_of(entity: Entity) -> list[str]:
+    """The entity's scopes (none if it has no ``scope``), for ``meets_scope_q``."""
+    held = entity.attrs.get(SCOPE)
+    return list(held.value) if held is not None else []
 
 
 def meets_geo(geo: GeoQuery, entity: Entity) -> bool:

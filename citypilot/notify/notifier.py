@@ -32,7 +32,7 @@ from citypilot.model.entity import CORE_CONTEXT, Entity
 from citypilot.model.ids import type_of_id
 from citypilot.model.ldcontext import link_header
 from citypilot.model.timeutil import format_instant
-from citypilot.notify.matching import meets_geo, meets_q
+from citypilot.notify.matching import meets_geo, meets_q, scopes_of
 from citypilot.notify.subscription import (
     Compiled,
     definition,
@@ -42,6 +42,7 @@ from citypilot.notify.subscription import (
     with_status_of,
 )
 from citypilot.store.base import EntityQuery, PendingNotification, Store
+from citypilot.store.scope_query import meets_scope_q
 
 log = logging.getLogger(__name__)
 CHANGED = "entities.changed"
@@ -217,6 +218,7 @@ class Notifier:
                 e
                 for e in entities
                 if (sub.q is None or meets_q(sub.q, e))
+                and (sub.scope_q is None or meets_scope_q(sub.scope_q, scopes_of(e)))
                 and (sub.geo is None or meets_geo(sub.geo, e))
             ]
         data = self.shape(sub, entities) if entities else []
@@ -321,6 +323,7 @@ class Notifier:
                 ids=(sel_id,) if sel_id else None,
                 id_pattern=pattern if sel_id is None else None,
                 q=sub.q,
+                scope_q=sub.scope_q,
                 geo=sub.geo,
                 limit=1000,
             )

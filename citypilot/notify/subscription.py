@@ -24,6 +24,7 @@ from citypilot.security.scopes import grant_from_json
 from citypilot.security.tokens import Principal
 from citypilot.store.base import GeoQuery
 from citypilot.store.query import QueryNode, parse_q
+from citypilot.store.scope_query import ScopeNode, parse_scope_q
 
 FORMATS = ("normalized", "keyValues", "concise")
 _MEMBERS = {
@@ -36,6 +37,7 @@ _MEMBERS = {
     "watchedAttributes",
     "timeInterval",
     "q",
+    "scopeQ",
     "geoQ",
     "notification",
     "expiresAt",
@@ -227,6 +229,10 @@ def check_subscription(doc: Any) -> dict[str, Any]:
         if not isinstance(doc["q"], str):
             raise BadRequestData("q must be a string", "q")
         parse_q(doc["q"])
+    if "scopeQ" in doc:
+        if not isinstance(doc["scopeQ"], str):
+            raise BadRequestData("scopeQ must be a string", "scopeQ")
+        parse_scope_q(doc["scopeQ"])
     if "geoQ" in doc:
         parse_geoq(doc["geoQ"])
     if "jsonldContext" in doc:
@@ -331,6 +337,7 @@ class Compiled:
     selectors: tuple[tuple[str, str | None, Any], ...]  # (type, id, compiled idPattern)
     watched: frozenset[str] | None
     q: QueryNode | None
+    scope_q: ScopeNode | None
     geo: GeoQuery | None
     attributes: frozenset[str] | None
     expires: float | None
@@ -352,6 +359,7 @@ class Compiled:
             selectors,
             frozenset(doc["watchedAttributes"]) if "watchedAttributes" in doc else None,
             parse_q(doc["q"]) if "q" in doc else None,
+            parse_scope_q(doc["scopeQ"]) if "scopeQ" in doc else None,
             parse_geoq(doc["geoQ"]) if "geoQ" in doc else None,
             frozenset(note["attributes"]) if "attributes" in note else None,
             parse_instant(doc["expiresAt"], "expiresAt") if "expiresAt" in doc else None,

@@ -19,6 +19,7 @@ from citypilot.security.devices import UNBOUND, Device, DeviceBinding
 from citypilot.security.scopes import Grant, Visibility
 from citypilot.store.census import Census
 from citypilot.store.query import QueryNode
+from citypilot.store.scope_query import ScopeNode
 
 WriteMode = Literal["append", "noOverwrite", "update"]
 Aggregate = Literal["avg", "min", "max", "count", "sum"]
@@ -62,6 +63,8 @@ class EntityQuery:
     ids: tuple[str, ...] | None = None
     id_pattern: str | None = None
     q: QueryNode | None = None
+    #: ``scopeQ``: which of the entities' own scopes (their ``scope`` member) match
+    scope_q: ScopeNode | None = None
     geo: GeoQuery | None = None
     limit: int = 20
     offset: int = 0

@@ -24,7 +24,7 @@ def census_sql(scope: Visibility | None, placeholder: str) -> tuple[str, str, li
     types = f"SELECT e.type, count(*) FROM entities e WHERE {condition} GROUP BY e.type"
     attrs = (
         "SELECT e.type, a.name, a.kind, count(*) FROM entities e JOIN attrs a ON a.eid = e.eid"
-        f" WHERE {condition} GROUP BY e.type, a.name, a.kind"
+        f" WHERE {condition} AND a.name <> 'scope' GROUP BY e.type, a.name, a.kind"
     )
     return types, attrs, params
 

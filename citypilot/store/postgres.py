@@ -91,6 +91,7 @@ from citypilot.store.common import (
     split_readings,
 )
 from citypilot.store.query import Dialect, compile_q, uses_pattern
+from citypilot.store.scope_query import compile_scope_q
 from citypilot.store.temporal import TemporalDialect, temporal_rows, temporal_sql
 
 _TEMPORAL = TemporalDialect(
@@ -214,6 +215,12 @@ DIALECT = Dialect(
     path_text="(CASE WHEN jsonb_typeof(({doc})::jsonb #> {path}::text[]) = 'string'"
     ' THEN ({doc})::jsonb #>> {path}::text[] END) COLLATE "C"',
     path_param=lambda path: [str(p) for p in path],
+)
+
+#: One of the entity's scopes (its ``scope`` row, an array) matches a regular expression.
+SCOPE_MATCH = (
+    "EXISTS (SELECT 1 FROM attrs s, jsonb_array_elements_text(s.value::jsonb) j(v)"
+    " WHERE s.eid = e.eid AND s.name = 'scope' AND j.v ~ %s)"
 )
 
 # each pooled connection stages a batch here (both emptied at commit, and consumed
@@ -645,6 +652,8 @@ class PostgresStore:
             params.append(query.id_pattern)
         if query.q is not None:
             where.append(compile_q(query.q, DIALECT, params))
+        if query.scope_q is not None:
+            where.append(compile_scope_q(query.scope_q, SCOPE_MATCH, params))
         if query.scope is not None and not query.scope.everything:
             condition, scope_params = query.scope.sql("%s")
             where.append(condition)

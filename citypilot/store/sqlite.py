@@ -74,6 +74,7 @@ from citypilot.store.common import (
 )
 from citypilot.store.files import keep_private, private_file
 from citypilot.store.query import Dialect, compile_q
+from citypilot.store.scope_query import compile_scope_q
 from citypilot.store.sqlite_notify import NotifyFile, in_transaction
 from citypilot.store.temporal import TemporalDialect, temporal_rows, temporal_sql
 
@@ -189,6 +190,12 @@ DIALECT = Dialect(
     path_param=lambda path: (
         "$" + "".join(f"[{p}]" if isinstance(p, int) else f'."{p}"' for p in path)
     ),
+)
+
+#: One of the entity's scopes (its ``scope`` row, an array) matches a regular expression.
+SCOPE_MATCH = (
+    "EXISTS (SELECT 1 FROM attrs s, json_each(s.value) j"
+    " WHERE s.eid = e.eid AND s.name = 'scope' AND regexp(?, j.value))"
 )
 
 # a device reading (meta NULL) leaves the attribute's meta; a write keeps its createdAt
@@ -410,6 +417,8 @@ class SQLiteStore:
             params.append(query.id_pattern)
         if query.q is not None:
             where.append(compile_q(query.q, DIALECT, params))
+        if query.scope_q is not None:
+            where.append(compile_scope_q(query.scope_q, SCOPE_MATCH, params))
         if query.scope is not None and not query.scope.everything:
             condition, scope_params = query.scope.sql("?")
             where.append(condition)

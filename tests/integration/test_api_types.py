@@ -83,3 +83,15 @@ def test_a_run_time_type_has_versions_and_can_be_deleted(server: Server):
         assert admin.delete("/api/v1/types/Streetlight").status_code == 409
         # the history outlives the type
         assert len(admin.get(f"/api/v1/types/{name}/versions").json()["versions"]) == 2
+
+
+def test_a_type_may_not_name_an_attribute_after_an_entity_member(server: Server):
+    name = "Booth" + uuid.uuid4().hex[:6].upper()
+    with server.client(ADMIN) as admin:
+        for member in ("scope", "createdAt"):
+            attributes = {member: {"value": "string"}, "label": {"value": "string"}}
+            declaration = {"name": name, "department": "economy", "attributes": attributes}
+            r = admin.post("/api/v1/types", json=declaration)
+            assert r.status_code == 400, r.text
+            assert r.json()["field"] == f"body.attributes.{member}"
+        assert admin.get(f"/api/v1/types/{name}").status_code == 404

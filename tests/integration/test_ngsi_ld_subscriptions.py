@@ -155,6 +155,8 @@ _GOOD = {"type": "Subscription", "entities": [{"type": "Streetlight"}], "notific
         ({"entities": [{"type": "Streetlight", "idPattern": "(a"}]}, "entities[0].idPattern"),
         ({"watchedAttributes": []}, "watchedAttributes"),
         ({"q": "powerConsumption>"}, "q"),
+        ({"scopeQ": "/Dijon/#/Centre"}, "scopeQ"),
+        ({"scopeQ": ["/Dijon"]}, "scopeQ"),
         ({"geoQ": {"georel": "near", "geometry": "Point", "coordinates": [5, 47]}}, "geoQ.georel"),
         ({"timeInterval": 10, "watchedAttributes": ["powerState"]}, "watchedAttributes"),
         ({"timeInterval": 10, "throttling": 5}, "throttling"),
@@ -358,6 +360,17 @@ def test_q_filters_what_is_notified(city: Server, receiver: Receiver):
     change(city, entity_id, powerConsumption=150.0)
     [first] = receiver.wait_for(1)
     assert first.json()["data"][0]["powerConsumption"]["value"] == 150.0
+
+
+def test_scope_q_filters_what_is_notified(city: Server, receiver: Receiver):
+    entity_id = lamp(city)
+    subscribe(city, receiver.url, entity_id, scopeQ="/Dijon/#")
+    change(city, entity_id, powerConsumption=50.0)  # the lamp has no scope yet
+    with city.client(OPERATOR) as c:
+        path = f"/ngsi-ld/v1/entities/{quote(entity_id, safe='')}"
+        assert c.patch(path, json={"scope": "/Dijon/Centre"}).status_code == 204
+    [first] = receiver.wait_for(1)
+    assert first.json()["data"][0]["scope"] == "/Dijon/Centre"
 
 
 def test_geoq_filters_what_is_notified(city: Server, receiver: Receiver):

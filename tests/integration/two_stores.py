@@ -15,6 +15,7 @@ from tests.conftest import DEVICE_KEY, OPERATOR, VIEWER, Server, seed_accounts
 
 async def _seed_postgres_accounts(dsn: str) -> None:
     from citypilot.security.provision import add_logins
+    from citypilot.security.scopes import Grant
     from citypilot.store.postgres import PostgresStore
 
     store = PostgresStore(dsn)
@@ -22,6 +23,10 @@ async def _seed_postgres_accounts(dsn: str) -> None:
     await add_logins(
         store, [(*OPERATOR, "operator"), (*VIEWER, "viewer")], [("test-gateway", DEVICE_KEY)]
     )
+    # as on SQLite (seed_accounts): the operator works for the whole metropole, police included
+    account = await store.get_account(OPERATOR[0])
+    account.grants = (Grant("operator"), Grant("operator", department="police"))
+    await store.put_account(account)
     await store.close()
 
 
