@@ -145,6 +145,13 @@ class NatsBus:
         return self._js
 
     @property
+    def client(self) -> Client:
+        """The NATS connection, for core request/reply (the bus must be started)."""
+        if self._nc is None:
+            raise RuntimeError("the NATS bus is not started")
+        return self._nc
+
+    @property
     def connected(self) -> bool:
         """Whether the connection to NATS is up now."""
         return self._nc is not None and self._nc.is_connected
