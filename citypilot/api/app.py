@@ -85,20 +85,27 @@ async def _engine_of(settings: Settings, broker: Broker, city: City) -> Engine |
         city.alarms, city.rules, city.modes = engine.alarms, engine.rules, engine.modes
         return engine
     from citypilot.bus.nats import NatsBus
-    from citypilot.engine.remote import NotServedHere, RemoteCallbacks, RemoteCommands
+    from citypilot.engine.remote import (
+        RemoteAlarms,
+        RemoteCallbacks,
+        RemoteCommands,
+        RemoteModes,
+        RemoteRules,
+    )
     from citypilot.engine.rpc import RpcClient
     from citypilot.store.commands import command_log_for
 
     if not isinstance(broker.bus, NatsBus):
         raise BadRequestData('engine = "worker" needs bus = "nats" (docs/deploy.md)', "engine")
     rpc = RpcClient(broker.bus)
+    city.components["engine"] = rpc
     log_ = command_log_for(broker.store)
     await log_.open()
     city.commands = RemoteCommands(broker, log_, rpc)
     city.command_callbacks = RemoteCallbacks(rpc)
-    city.alarms = NotServedHere("alarms")
-    city.rules = NotServedHere("rules")
-    city.modes = NotServedHere("city modes")
+    city.alarms = RemoteAlarms(rpc)
+    city.rules = RemoteRules(rpc, broker.registry)
+    city.modes = RemoteModes(rpc, broker.registry)
     return None
 
 

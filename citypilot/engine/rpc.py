@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: How long an API process waits for the engine's answer (seconds).
 CALL_TIMEOUT_S = 5.0
+#: ...and for entering or leaving a city mode, which sends every command of the mode.
+MODE_CALL_TIMEOUT_S = 60.0
 #: What a 503 tells the client to wait before trying again (seconds).
 RETRY_AFTER_S = 5
 QUEUE_GROUP = "engine"
@@ -94,18 +96,20 @@ class RpcClient:
         self.bus = bus
         self.timeout_s = timeout_s
 
-    async def call(self, method: str, **kwargs: Any) -> Any:
-        """The method's result; its refusal raised again; 503 when no engine answers."""
+    async def call(self, method: str, /, *, timeout_s: float | None = None, **kwargs: Any) -> Any:
+        """The method's result; its refusal raised again; 503 when no engine answers
+        within ``timeout_s`` (default: the client's)."""
         if not self.bus.connected:
             raise engine_unreachable("cannot be reached: NATS is away")
+        wait = self.timeout_s if timeout_s is None else timeout_s
         try:
             reply = await self.bus.client.request(
-                rpc_subject(self.bus, method), orjson.dumps(kwargs), timeout=self.timeout_s
+                rpc_subject(self.bus, method), orjson.dumps(kwargs), timeout=wait
             )
         except NoRespondersError:
             raise engine_unreachable("is not running (no engine worker leads)") from None
         except (NatsTimeout, TimeoutError):
-            raise engine_unreachable(f"did not answer within {self.timeout_s:g} s") from None
+            raise engine_unreachable(f"did not answer within {wait:g} s") from None
         except NatsError as exc:
             raise engine_unreachable(f"cannot be reached: {exc}") from None
         doc = orjson.loads(reply.data)
@@ -114,6 +118,18 @@ class RpcClient:
         if "failure" in doc:
             raise RuntimeError(f"the engine failed on {method}: {doc['failure']}")
         return doc["result"]
+
+    async def reachable(self, timeout_s: float) -> bool:
+        """Whether an engine worker leads and answers (for the health check)."""
+        try:
+            await self.call("ping", timeout_s=timeout_s)
+        except ServiceUnavailable:
+            return False
+        return True
+
+
+async def _pong() -> bool:
+    return True
 
 
 class RpcServer:
@@ -149,7 +165,7 @@ class RpcServer:
     async def _serve(self, msg: Msg) -> None:
         method = msg.subject.rsplit(".", 1)[1]
         try:
-            handler = self.methods.get(method)
+            handler = self.methods.get(method) if method != "ping" else _pong
             if handler is None:
                 raise CityPilotError(f"the engine has no method {method!r}", "method")
             reply: dict[str, Any] = {"result": await handler(**orjson.loads(msg.data))}

@@ -23,7 +23,7 @@ from citypilot.broker import Broker
 from citypilot.bus.nats import NatsBus
 from citypilot.config import Settings
 from citypilot.engine.assembly import Engine
-from citypilot.engine.remote import engine_methods
+from citypilot.engine.engine_calls import engine_methods
 from citypilot.engine.rpc import RpcServer
 from citypilot.ops.closures import ClosureBook
 from citypilot.ops.routing import open_routing

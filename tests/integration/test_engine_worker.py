@@ -4,7 +4,8 @@ two engine workers over a private NATS server and a fresh PostgreSQL database.
 The API runs no engine: commands submitted to it are handled by the engine worker
 holding the lease, which delivers them to an HTTP device; kill -9 that worker and
 the standby takes the lease and handles the next command, once; with no engine
-worker left the API answers 503 naming the engine, at once.
+worker left the API answers 503 naming the engine, at once. (The command, alarm,
+rule and mode API tests run against such an API in test_engine_worker_api.py.)
 """
 
 from __future__ import annotations
@@ -136,6 +137,8 @@ def _received(command_id: str) -> int:
 def test_a_command_submitted_to_the_api_is_delivered_and_confirmed_by_the_engine_worker(
     city: dict,
 ) -> None:
+    health = httpx.get(city["url"] + "/api/v1/health").json()
+    assert health["dependencies"]["engine"] == {"backend": "worker", "up": True}
     cmd = _submit(city, 40)
     assert cmd["state"] == "pending" and cmd["requestedBy"] == "operator"
     acked = _until_state(city, cmd["id"], "acknowledged")
@@ -154,14 +157,6 @@ def test_a_refusal_of_the_engine_is_the_same_problem_as_an_embedded_one(city: di
         )
     assert r.status_code == 400, r.text
     assert r.json()["type"].endswith("BadRequestData") and r.json()["field"] == "args.level"
-
-
-def test_alarms_rules_and_modes_say_they_are_not_served_here(city: dict) -> None:
-    with _client(city["url"]) as c:
-        for path in ("/api/v1/alarms", "/api/v1/rules", "/api/v1/modes"):
-            r = c.get(path)
-            assert r.status_code == 503, (path, r.text)
-            assert r.json()["field"] == "engine" and "engine worker" in r.json()["detail"]
 
 
 def test_the_standby_takes_over_when_the_leader_is_killed(city: dict) -> None:
@@ -191,8 +186,13 @@ def test_with_no_engine_worker_the_api_answers_503_naming_the_engine(city: dict)
         assert r.status_code == 503, r.text
         assert r.json()["field"] == "engine" and "citypilot worker engine" in r.json()["detail"]
         assert "retry-after" in r.headers
-        # reads do not need the engine
+        for path in ("/api/v1/alarms", "/api/v1/modes", "/api/v1/rules"):
+            r = c.get(path)
+            assert r.status_code == 503 and r.json()["field"] == "engine", (path, r.text)
+        # reads of the command log do not need the engine
         assert c.get("/api/v1/commands", params={"entity": city["lamp"]}).status_code == 200
+    health = httpx.get(city["url"] + "/api/v1/health").json()
+    assert health["status"] == "degraded" and health["down"] == ["engine"]
 
 
 def test_a_killed_leader_restarted_waits_as_a_standby(city: dict) -> None:
