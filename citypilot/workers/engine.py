@@ -75,15 +75,15 @@ async def run_engine(settings: Settings) -> None:
             while True:
                 await lease.acquire()
                 log.info("engine lease taken: engine worker %s leads", holder)
-                reason = await _lead(settings, broker, lease)
-                log.error("engine lease lost (%s): the engine is stopped", reason)
+                await _lead(settings, broker, lease)
+                log.info("the engine is stopped; waiting for the lease again")
         finally:
             await lease.release()
 
 
-async def _lead(settings: Settings, broker: Broker, lease: EngineLease) -> str:
-    """Run the engine and the plugins until the lease is lost (its reason) or cancelled;
-    stop them at once either way."""
+async def _lead(settings: Settings, broker: Broker, lease: EngineLease) -> None:
+    """Run the engine and the plugins until the lease is lost or the worker is
+    cancelled; stop them at once either way."""
     assert isinstance(broker.bus, NatsBus)
     closures = ClosureBook(broker, open_routing(settings.data_path / "graph"))
     started: list[tuple[str, EngineComponent]] = []
@@ -99,7 +99,8 @@ async def _lead(settings: Settings, broker: Broker, lease: EngineLease) -> str:
             await component.start()
             started.append((name, component))
         log.info("engine running: %s", ", ".join(name for name, _ in started))
-        return await lease.lost()
+        reason = await lease.lost()
+        log.error("engine lease lost (%s): stopping the engine at once", reason)
     finally:
         async with asyncio.timeout(STOP_TIMEOUT_S):
             for name, component in reversed(started):

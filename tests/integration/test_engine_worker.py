@@ -18,6 +18,7 @@ from http.server import HTTPServer
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from citypilot.bench.processes import NatsServer, Proc, citypilot_argv, wait_until
@@ -204,5 +205,29 @@ def test_a_killed_leader_restarted_waits_as_a_standby(city: dict) -> None:
     e1.start()
     wait_until(lambda: e1.log().count(STANDBY) > seen, "e1 to wait as a standby", BOUND_S)
     cmd = _submit(city, 30)
+    _until_state(city, cmd["id"], "acknowledged")
+    assert _received(cmd["id"]) == 1
+
+
+def test_a_leader_that_loses_its_lease_stops_and_another_leads(
+    city: dict, postgres_dsn: str
+) -> None:
+    e1: Proc = city["engines"]["e1"]
+    e2: Proc = city["engines"]["e2"]
+    runs = e1.log().count(LEADS) + e2.log().count(LEADS)
+    # e2 leads (the test before): its lease session ends, as when PostgreSQL drops it
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'citypilot-engine-lease e2'"
+        )
+    e2.wait_for_log("engine lease lost")
+    e2.wait_for_log("the engine is stopped; waiting for the lease again")
+    wait_until(
+        lambda: e1.log().count(LEADS) + e2.log().count(LEADS) > runs,
+        "an engine worker to lead again",
+        BOUND_S,
+    )
+    cmd = _submit(city, 70)
     _until_state(city, cmd["id"], "acknowledged")
     assert _received(cmd["id"]) == 1
