@@ -147,8 +147,9 @@ class Settings(BaseSettings):
     )
     engine: Literal["embedded", "worker"] = Field(
         "embedded",
-        description="Where commands, alarms, rules and modes run: in each API process, or "
-        "in `citypilot worker engine` (one active at a time, through a lease; bus = nats)",
+        description="Where commands, alarms, rules, modes and the subscription notifier run: "
+        "in each API process, or in `citypilot worker engine` (one active at a time, "
+        "through a lease; bus = nats)",
     )
     worker_id: str | None = Field(None, description="Stable name of this worker (MQTT session)")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Workers' /metrics port")

@@ -1,5 +1,6 @@
-"""The engine worker: the engine (commands, alarms, rules, modes) and plugins' engine
-components, run by whichever engine worker holds the engine lease (``workers/lease.py``).
+"""The engine worker: the engine (commands, alarms, rules, modes), the subscription
+notifier and plugins' engine components, run by whichever engine worker holds the
+engine lease (``workers/lease.py``).
 
 Start any number of ``citypilot worker engine``: one leads, the others wait as
 standbys and one of them takes over when the leader dies. API processes with
@@ -19,6 +20,8 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Protocol
 
+from citypilot.api.deps import City
+from citypilot.api.subscriptions import engine_notifier
 from citypilot.broker import Broker
 from citypilot.bus.nats import NatsBus
 from citypilot.config import Settings
@@ -91,7 +94,10 @@ async def _lead(settings: Settings, broker: Broker, lease: EngineLease) -> None:
         engine = await Engine.build(settings, broker, closures)
         await engine.start()
         started.append(("engine", engine))
-        calls = RpcServer(broker.bus, engine_methods(engine))
+        notifier = await engine_notifier(City(settings, broker, settings.signing_key()))
+        started.append(("subscription notifier", notifier))
+        methods = {**engine_methods(engine), "subscriptions_refresh": notifier.refresh}
+        calls = RpcServer(broker.bus, methods)
         await calls.start()
         started.append(("calls from the API", calls))
         for name, factory in engine_factories().items():
