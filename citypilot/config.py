@@ -145,6 +145,12 @@ class Settings(BaseSettings):
     mqtt_max_in_flight: int = Field(
         20_000, ge=1, description="MQTT messages received and not yet acknowledged, at most"
     )
+    engine: Literal["embedded", "worker"] = Field(
+        "embedded",
+        description="Where commands, alarms, rules, modes and the subscription notifier run: "
+        "in each API process, or in `citypilot worker engine` (one active at a time, "
+        "through a lease; bus = nats)",
+    )
     worker_id: str | None = Field(None, description="Stable name of this worker (MQTT session)")
     metrics_port: int = Field(9464, ge=0, le=65535, description="Workers' /metrics port")
     writer_batch: int = Field(64, ge=1, description="Observation messages per writer batch")

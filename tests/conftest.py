@@ -8,6 +8,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -47,12 +48,19 @@ def require_service(name: str, host: str, port: int) -> None:
 
 async def seed_accounts(data_dir: Path) -> None:
     """Create the test people and device key in a fresh embedded store."""
-    from citypilot.security.provision import add_logins
-    from citypilot.security.scopes import Grant
     from citypilot.store.sqlite import SQLiteStore
 
     store = SQLiteStore(data_dir / "city.db")
     await store.open()
+    await seed_logins(store)
+    await store.close()
+
+
+async def seed_logins(store: Any) -> None:
+    """Create the test people and device key in an open store."""
+    from citypilot.security.provision import add_logins
+    from citypilot.security.scopes import Grant
+
     people = [(*ADMIN, "admin"), (*OPERATOR, "operator"), (*VIEWER, "viewer")]
     await add_logins(store, people, [("test-gateway", DEVICE_KEY)])
     # the admin and the operator work for the whole metropole, police included
@@ -60,7 +68,6 @@ async def seed_accounts(data_dir: Path) -> None:
         account = await store.get_account(name)
         account.grants = (Grant(role), Grant(role, department="police"))
         await store.put_account(account)
-    await store.close()
 
 
 class Server:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from citypilot.api.body import read_object, refuse_body
-from citypilot.api.deps import CityDep, Operator, Viewer, access
+from citypilot.api.deps import CityDep, Operator, Viewer, access, resolved
 from citypilot.api.openapi import NO_BODY, json_body, problem
 from citypilot.engine.alarm_model import OPEN_STATES, SEVERITIES, Alarm
 from citypilot.engine.alarms import AlarmService
@@ -135,7 +135,7 @@ async def figures(
     """Alarms per operator per 10 min, flood, top 10, chattering, stale, priority split,
     of the alarms the caller may see."""
     visible = access(city, who, "viewer")
-    return _json(_service(city).figures(operators, float(window), visible))
+    return _json(await resolved(_service(city).figures(operators, float(window), visible)))
 
 
 @router.post(

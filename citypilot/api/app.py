@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -52,10 +51,9 @@ from citypilot.api.uri_paths import UriSegments
 from citypilot.broker import Broker
 from citypilot.bus.factory import open_bus
 from citypilot.config import Settings
-from citypilot.engine.alarms import AlarmService
-from citypilot.engine.commands import CommandService
-from citypilot.engine.rules import RuleEngine, mode_hook_for
+from citypilot.engine.assembly import Engine
 from citypilot.model.builtin_types import BUILTIN_TYPES
+from citypilot.model.errors import BadRequestData
 from citypilot.model.types import TypeRegistry
 from citypilot.model.types_file import load_types_file
 from citypilot.ops.closures import ClosureBook
@@ -78,68 +76,37 @@ def build_registry(settings: Settings) -> TypeRegistry:
     return registry
 
 
-async def _command_service(settings: Settings, broker: Broker) -> CommandService:
-    """The command service with its first channel, the HTTP callbacks (tables created)."""
-    from citypilot.ingest.http_commands import HttpCallbackChannel
+async def _engine_of(settings: Settings, broker: Broker, city: City) -> Engine | None:
+    """The engine of this process, not yet started (``engine = "embedded"``), or None
+    when it runs in the engine worker: the city then calls it (``engine/remote.py``)."""
+    if settings.engine == "embedded":
+        engine = await Engine.build(settings, broker, city.closures)
+        city.commands, city.command_callbacks = engine.commands, engine.callbacks
+        city.alarms, city.rules, city.modes = engine.alarms, engine.rules, engine.modes
+        return engine
+    from citypilot.bus.nats import NatsBus
+    from citypilot.engine.remote import (
+        RemoteAlarms,
+        RemoteCallbacks,
+        RemoteCommands,
+        RemoteModes,
+        RemoteRules,
+    )
+    from citypilot.engine.rpc import RpcClient
     from citypilot.store.commands import command_log_for
 
+    if not isinstance(broker.bus, NatsBus):
+        raise BadRequestData('engine = "worker" needs bus = "nats" (docs/deploy.md)', "engine")
+    rpc = RpcClient(broker.bus)
+    city.components["engine"] = rpc
     log_ = command_log_for(broker.store)
-    service = CommandService(
-        broker,
-        log_,
-        retry_s=settings.command_retry_s,
-        max_attempts=settings.command_max_attempts,
-    )
     await log_.open()
-    callbacks = HttpCallbackChannel(log_)
-    await callbacks.load()
-    service.channels.append(callbacks)
-    return service
-
-
-async def _mode_service(
-    settings: Settings,
-    broker: Broker,
-    commands: CommandService,
-    alarms: Any,
-    rules: Any,
-    closures: Any,
-) -> Any:
-    """The mode service with the built-in modes, the alarms it suppresses, the rules it
-    switches and the road closures it makes; its open activations taken up."""
-    from citypilot.engine.mode_model import load_modes
-    from citypilot.engine.modes import ModeService
-    from citypilot.store.modes import mode_log_for
-
-    modes = ModeService(
-        broker,
-        commands,
-        mode_log_for(broker.store),
-        load_modes(broker.registry),
-        layers=settings.data_path / "layers",
-    )
-    modes.alarms = alarms
-    modes.rules = rules
-    modes.closures = closures
-    await modes.start()
-    return modes
-
-
-def _rule_engine(settings: Settings, broker: Broker, city: City) -> RuleEngine:
-    """The rules engine, acting through the city's alarm, command and incident services."""
-    from citypilot.engine.rule_pack import RULE_PACK_DIR
-    from citypilot.ops.incidents import IncidentBook
-
-    dirs = [RULE_PACK_DIR] if settings.rule_pack else []
-    if settings.rules_dir is not None:
-        dirs.append(settings.rules_dir)
-    return RuleEngine(
-        broker,
-        alarms=city.alarms,
-        commands=city.commands,
-        incidents=IncidentBook(broker),
-        rule_dirs=dirs,
-    )
+    city.commands = RemoteCommands(broker, log_, rpc)
+    city.command_callbacks = RemoteCallbacks(rpc)
+    city.alarms = RemoteAlarms(rpc)
+    city.rules = RemoteRules(rpc, broker.registry)
+    city.modes = RemoteModes(rpc, broker.registry)
+    return None
 
 
 @contextlib.asynccontextmanager
@@ -165,12 +132,12 @@ async def running_city(settings: Settings) -> AsyncIterator[City]:
     )
     await broker.load_registered_types()
     city = City(settings, broker, settings.signing_key())
-    service = await _command_service(settings, broker)
-    city.commands, city.command_callbacks = service, service.channels[0]
-    city.alarms = AlarmService(broker)
-    city.rules = _rule_engine(settings, broker, city)
+    # incident response and the flood mode: the road graph the demo wrote, when there is one
+    city.routing = open_routing(settings.data_path / "graph")
+    city.closures = ClosureBook(broker, city.routing)
+    engine = await _engine_of(settings, broker, city)
     adapters = []
-    if settings.mqtt_url and settings.bus == "memory":
+    if settings.mqtt_url and engine is not None and settings.bus == "memory":
         from citypilot.ingest.mqtt import MqttIngest
         from citypilot.ingest.mqtt_commands import MqttCommandChannel
 
@@ -180,32 +147,20 @@ async def running_city(settings: Settings) -> AsyncIterator[City]:
             broker,
             max_json_depth=settings.max_json_depth,
         )
-        service.channels.append(MqttCommandChannel(adapter, service))
+        engine.commands.channels.append(MqttCommandChannel(adapter, engine.commands))
         await adapter.start()
         adapters.append(adapter)
         city.components["mqtt"] = adapter
     from citypilot.security.retention import retention_loop
 
     purger = asyncio.create_task(retention_loop(store, broker.registry, settings))
-    await service.start()
-    await city.alarms.start()
-    await city.rules.start()
-    # incident response and the flood mode: the road graph the demo wrote, when there is one
-    city.routing = open_routing(settings.data_path / "graph")
-    city.closures = ClosureBook(broker, city.routing)
-    city.modes = await _mode_service(
-        settings, broker, service, city.alarms, city.rules, city.closures
-    )
-    city.rules.set_mode_hook(mode_hook_for(city.modes))
+    if engine is not None:
+        await engine.start()
     try:
         yield city
     finally:
-        await city.rules.stop()
-        await city.modes.stop()
-        await city.alarms.stop()
-        await service.stop()
-        for channel in service.channels:
-            await channel.close()
+        if engine is not None:
+            await engine.stop()
         purger.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await purger

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Awaitable
@@ -97,6 +98,12 @@ class City:
                 s.oidc_username_claim,
                 jwks_cache_s=s.oidc_jwks_cache_s,
             )
+
+
+async def resolved(value: T | Awaitable[T]) -> T:
+    """The result of an engine service's read: synchronous when the engine runs in this
+    process, a call to the engine worker otherwise (``engine/remote.py``)."""
+    return await value if inspect.isawaitable(value) else value  # type: ignore[return-value]
 
 
 def static_feed(app: Any) -> StaticFeed:

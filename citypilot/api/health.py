@@ -53,6 +53,9 @@ async def _check(city: City) -> dict[str, dict[str, Any]]:
     mqtt = city.components.get("mqtt")
     if mqtt is not None:
         deps["mqtt"] = {"up": bool(mqtt.connected)}
+    engine = city.components.get("engine")
+    if engine is not None:  # engine = "worker": does one lead and answer?
+        deps["engine"] = {"backend": "worker", "up": await engine.reachable(CHECK_TIMEOUT_S)}
     for name, dep in deps.items():
         metrics.DEPENDENCY_UP.labels(name).set(1 if dep["up"] else 0)
     return deps
@@ -62,7 +65,8 @@ async def _check(city: City) -> dict[str, dict[str, Any]]:
 async def health(city: CityDep) -> Response:
     """Public: which dependencies are down; 503 when the store is (nothing can be served).
 
-    With the bus or MQTT down the server still answers reads: 200, ``degraded``.
+    With the bus, MQTT or the engine worker down the server still answers reads: 200,
+    ``degraded``.
     """
     deps = await dependencies(city)
     down = sorted(name for name, dep in deps.items() if not dep["up"])

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from citypilot.api.body import read_json
-from citypilot.api.deps import CityDep, Operator, Viewer
+from citypilot.api.deps import CityDep, Operator, Viewer, resolved
 from citypilot.api.openapi import json_body, problem
 from citypilot.engine.mode_model import LEVELS
 from citypilot.engine.modes import ModeService
@@ -88,8 +88,8 @@ def _check_scope(who: Principal, scope: Any) -> None:
 async def list_modes(city: CityDep, _: Viewer) -> Response:
     """What holds the city now, and what it could switch to."""
     service = _service(city)
-    level = service.level()
-    active = service.active()
+    level = await resolved(service.level())
+    active = await resolved(service.active())
     on = {a["name"] for a in active}
     body = {
         "level": level,
@@ -141,7 +141,7 @@ async def leave(name: str, request: Request, city: CityDep, who: Operator) -> Re
     """Restore each device to its state before the mode (an operator's change wins)."""
     doc = await _body(request, city, {"reason"})
     _service(city).definition(name)
-    scope = _service(city).scope_of(name)
+    scope = await resolved(_service(city).scope_of(name))
     if scope is not None:  # a mode that is not on is answered 409 by the service
         _check_scope(who, scope)
     client = request.client.host if request.client else None

@@ -26,7 +26,7 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from citypilot.api.body import read_json, read_object, refuse_body
-from citypilot.api.deps import Admin, CityDep, Viewer
+from citypilot.api.deps import Admin, CityDep, Viewer, resolved
 from citypilot.api.openapi import NO_BODY, json_body, problem
 from citypilot.engine.rule_dryrun import dry_run
 from citypilot.engine.rule_model import compile_rule
@@ -83,13 +83,7 @@ def engine_of(city: Any) -> RuleEngine:
 @router.get("", summary="Every rule, with what it did and its errors")
 async def list_rules(city: CityDep, _: Viewer) -> Response:
     """Rules by id, and ``loadErrors``: rule files or stored rules that did not compile."""
-    engine = engine_of(city)
-    return _json(
-        {
-            "rules": [engine.view(r) for _, r in sorted(engine.rules.items())],
-            "loadErrors": engine.load_errors,
-        }
-    )
+    return _json(await resolved(engine_of(city).listing()))
 
 
 @router.post(
@@ -104,7 +98,7 @@ async def create_rule(request: Request, city: CityDep, who: Admin) -> Response:
     doc = await read_json(request, city.settings.max_body_bytes)
     engine = engine_of(city)
     rule = await engine.create(doc, who.name)
-    return _json(engine.view(rule), 201, {"Location": f"/api/v1/rules/{rule.id}"})
+    return _json(await resolved(engine.view(rule)), 201, {"Location": f"/api/v1/rules/{rule.id}"})
 
 
 _DRY_RUN_SCHEMA = {
@@ -137,7 +131,7 @@ async def test_rule(request: Request, city: CityDep, _: Admin) -> Response:
     if "id" in doc:
         if not isinstance(doc["id"], str):
             raise BadRequestData("id must name a saved rule", "id")
-        rule = engine.get(doc["id"])
+        rule = await resolved(engine.get(doc["id"]))
     else:
         given = doc["rule"]
         if isinstance(given, dict) and "id" not in given:
@@ -162,7 +156,7 @@ async def test_rule(request: Request, city: CityDep, _: Admin) -> Response:
 async def get_rule(rule_id: str, city: CityDep, _: Viewer) -> Response:
     """Definition, version, owner, enabled, and the counts and last errors."""
     engine = engine_of(city)
-    return _json(engine.view(engine.get(rule_id)))
+    return _json(await resolved(engine.view(await resolved(engine.get(rule_id)))))
 
 
 @router.put(
@@ -174,7 +168,7 @@ async def replace_rule(rule_id: str, request: Request, city: CityDep, who: Admin
     """The new definition replaces the old one; the trigger's state starts anew."""
     doc = await read_json(request, city.settings.max_body_bytes)
     engine = engine_of(city)
-    return _json(engine.view(await engine.replace(rule_id, doc, who.name)))
+    return _json(await resolved(engine.view(await engine.replace(rule_id, doc, who.name))))
 
 
 @router.delete("/{rule_id}", status_code=204, summary="Remove a rule")
@@ -191,7 +185,7 @@ async def enable_rule(rule_id: str, request: Request, city: CityDep, who: Admin)
     """The rule is evaluated again."""
     await refuse_body(request, city.settings.max_body_bytes, "an enable request")
     engine = engine_of(city)
-    return _json(engine.view(await engine.enable(rule_id, who.name)))
+    return _json(await resolved(engine.view(await engine.enable(rule_id, who.name))))
 
 
 @router.post("/{rule_id}/disable", summary="Disable a rule", openapi_extra=NO_BODY)
@@ -199,4 +193,4 @@ async def disable_rule(rule_id: str, request: Request, city: CityDep, who: Admin
     """The rule is no longer evaluated."""
     await refuse_body(request, city.settings.max_body_bytes, "a disable request")
     engine = engine_of(city)
-    return _json(engine.view(await engine.disable(rule_id, who.name)))
+    return _json(await resolved(engine.view(await engine.disable(rule_id, who.name))))

@@ -7,6 +7,7 @@ notification carries only what its creator may see (masked as they would see it)
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Annotated, Any
 
@@ -16,13 +17,14 @@ from starlette.responses import Response
 
 from citypilot.api.access import masker
 from citypilot.api.body import read_json
-from citypilot.api.deps import City, CityDep, Operator, Viewer, access
-from citypilot.api.ldcontexts import in_context
+from citypilot.api.deps import City, CityDep, Operator, Viewer, access, resolved
+from citypilot.api.ldcontexts import in_context, open_contexts, warm
 from citypilot.api.ngsi_ld import LINK
 from citypilot.api.openapi import answer, array_of, created, json_body
 from citypilot.api.paging import Offset
+from citypilot.engine.rpc import RpcClient
 from citypilot.model.entity import Entity
-from citypilot.model.errors import AlreadyExists, ResourceNotFound
+from citypilot.model.errors import AlreadyExists, ResourceNotFound, ServiceUnavailable
 from citypilot.model.ids import check_entity_id
 from citypilot.notify.notifier import Notifier
 from citypilot.notify.subscription import Compiled, merged, new_subscription, owner_of, shown
@@ -31,6 +33,7 @@ from citypilot.security.scopes import effective_grants
 from citypilot.security.tokens import Principal
 from citypilot.store.common import scope_of_entity
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/ngsi-ld/v1/subscriptions", tags=["NGSI-LD subscriptions"])
 
 SUBSCRIPTION_SCHEMA: dict[str, Any] = {
@@ -84,17 +87,71 @@ def shaper(city: City, contexts: Any) -> Any:
     return shape
 
 
-def start_notifier(app: FastAPI, city: City) -> Notifier:
-    """The app's notifier (started by the caller), for these routes to tell of changes."""
+def notifier_of(city: City, contexts: Any) -> Notifier:
+    """The notifier of a city (not yet started), rendering with these @contexts."""
     settings = city.settings
-    notifier = Notifier(
+    return Notifier(
         city.broker.store,
         city.broker.bus,
-        shaper(city, app.state.ld_contexts),
+        shaper(city, contexts),
         retry_min_s=settings.notify_retry_min_s,
         retry_max_s=settings.notify_retry_max_s,
     )
+
+
+class NotifierElsewhere:
+    """The notifier of an API process whose engine runs in the engine worker
+    (``engine = "worker"``): a subscription stored by these routes is handed to the
+    worker's notifier before the route answers (else its sweep, every half a second,
+    takes it up: at its start, when no engine worker leads now)."""
+
+    def __init__(self, rpc: RpcClient) -> None:
+        self.rpc = rpc
+
+    async def start(self) -> None:
+        """Nothing runs here."""
+
+    async def stop(self) -> None:
+        """Nothing runs here."""
+
+    def contexts(self) -> list[str]:
+        """No @context to resolve here."""
+        return []
+
+    async def put(self, doc: dict[str, Any]) -> None:
+        """A subscription was created or changed (and stored): the engine takes it up."""
+        await self._refresh()
+
+    async def drop(self, sub_id: str) -> None:
+        """A subscription was deleted: the engine lets it go."""
+        await self._refresh()
+
+    async def _refresh(self) -> None:
+        try:
+            await self.rpc.call("subscriptions_refresh")
+        except ServiceUnavailable as exc:
+            log.warning("subscription stored; the engine takes it up when it runs: %s", exc)
+
+
+def start_notifier(app: FastAPI, city: City) -> Notifier | NotifierElsewhere:
+    """The app's notifier (started by the caller), for these routes to tell of changes;
+    with ``engine = "worker"`` it runs in the engine worker instead."""
+    notifier: Notifier | NotifierElsewhere
+    if city.settings.engine == "worker":
+        notifier = NotifierElsewhere(city.components["engine"])
+    else:
+        notifier = notifier_of(city, app.state.ld_contexts)
     app.state.notifier = notifier
+    return notifier
+
+
+async def engine_notifier(city: City) -> Notifier:
+    """The notifier of the leading engine worker, started, its subscriptions' @contexts
+    resolved."""
+    contexts = await open_contexts(city.settings, city.broker.store)
+    notifier = notifier_of(city, contexts)
+    await notifier.start()
+    await warm(contexts, notifier.contexts())
     return notifier
 
 
@@ -140,7 +197,7 @@ async def create_subscription(request: Request, city: CityDep, who: Operator) ->
     doc = new_subscription(body, who, time.time())
     if not await city.broker.store.put_subscription(doc["id"], doc, create=True):
         raise AlreadyExists(f"subscription {doc['id']} exists already", "id")
-    request.app.state.notifier.put(doc)
+    await resolved(request.app.state.notifier.put(doc))
     return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/subscriptions/{doc['id']}"})
 
 
@@ -188,7 +245,7 @@ async def update_subscription(
     fragment = await read_json(request, city.settings.max_body_bytes)
     doc = merged(stored, fragment)
     await city.broker.store.put_subscription(subscription_id, doc, create=False)
-    request.app.state.notifier.put(doc)
+    await resolved(request.app.state.notifier.put(doc))
     return Response(status_code=204)
 
 
@@ -200,5 +257,5 @@ async def delete_subscription(
     await _stored(city, subscription_id, who, "operator")
     if not await city.broker.store.delete_subscription(subscription_id):
         raise ResourceNotFound(f"subscription {subscription_id} does not exist", "subscriptionId")
-    request.app.state.notifier.drop(subscription_id)
+    await resolved(request.app.state.notifier.drop(subscription_id))
     return Response(status_code=204)

@@ -20,8 +20,9 @@ anything else ``S``       ``<prefix>.events.S``                        ``<P>_EVE
 may acknowledge its own sender after it. ``listen`` without a group gives every
 process every event from the moment it listened (an ordered, ephemeral consumer);
 ``listen`` with a ``group`` shares the events among the group's listeners in every
-process (a durable pull consumer with explicit ack: an event whose handler failed,
-or whose process died, is delivered again). Observations are consumed in batches
+process (a durable pull consumer per subject and group, from the group's first
+listen on, with explicit ack: an event whose handler failed, or whose process
+died, is delivered again). Observations are consumed in batches
 with :meth:`NatsBus.consume`.
 """
 
@@ -145,6 +146,13 @@ class NatsBus:
         return self._js
 
     @property
+    def client(self) -> Client:
+        """The NATS connection, for core request/reply (the bus must be started)."""
+        if self._nc is None:
+            raise RuntimeError("the NATS bus is not started")
+        return self._nc
+
+    @property
     def connected(self) -> bool:
         """Whether the connection to NATS is up now."""
         return self._nc is not None and self._nc.is_connected
@@ -261,7 +269,7 @@ class NatsBus:
                         await result
                     await msg.ack()
 
-            task = self._spawn(self.consume(subject, group, on_batch, batch=64))
+            task = self._spawn(self.consume(subject, group, on_batch, batch=64, from_now=True))
 
         def unsubscribe() -> None:
             task.cancel()
@@ -318,8 +326,13 @@ class NatsBus:
         *,
         batch: int = 256,
         max_ack_pending: int = 20_000,
+        from_now: bool = False,
     ) -> None:
         """Feed batches of a durable pull consumer to ``on_batch`` until cancelled.
+
+        A consumer made here starts at the first event of the stream, or with
+        ``from_now`` at the next one (a group of listeners hears what happens from when
+        it first listened, not the stream's past days); one that exists goes on.
 
         ``on_batch`` acknowledges the messages it handled; those it did not are
         delivered again after the ack wait (to this process or another). Transient
@@ -333,6 +346,7 @@ class NatsBus:
             max_ack_pending=max_ack_pending,
             filter_subject=filter_subject,
             max_deliver=-1,
+            deliver_policy=DeliverPolicy.NEW if from_now else DeliverPolicy.ALL,
         )
         sub = None
         while True:

@@ -371,6 +371,14 @@ class RuleEngine:
         available"). Stable: the modes module calls it at start-up."""
         self.actions.mode_hook = hook or modes_not_available
 
+    def listing(self) -> dict[str, Any]:
+        """Every rule as :meth:`view` shows it, by id, and ``loadErrors``: the rule files
+        or stored rules that did not compile."""
+        return {
+            "rules": [self.view(r) for _, r in sorted(self.rules.items())],
+            "loadErrors": self.load_errors,
+        }
+
     def view(self, rule: Rule) -> dict[str, Any]:
         """A rule as the API shows it: definition, version, what it did, its errors."""
         stats = self.stats.get(rule.id, RuleStats())

@@ -150,12 +150,16 @@ class Notifier:
         await self._mqtt.close()
 
     def _listen_while_needed(self) -> None:
-        """Hear of changes only while there are subscriptions: a city without any pays
-        nothing for notifications (no bus consumer)."""
+        """Hear of changes from the first subscription on: a city without any pays
+        nothing for notifications (no bus consumer). Once listening, go on when the
+        last subscription goes (events are then dropped at once): a shared, durable
+        consumer paused would hand the next subscription the changes made meanwhile."""
         if self.subs and self._unlisten is None:
             stops = [
                 self.bus.listen(CHANGED, self._on_event, group="notifier"),
-                self.bus.listen(DELETED, self._on_event, group="notifier"),
+                # one durable consumer per subject: NATS binds a second subject given
+                # the same group to the first one's consumer, whose filter misses it
+                self.bus.listen(DELETED, self._on_event, group="notifier-deleted"),
             ]
 
             def unlisten() -> None:
@@ -163,9 +167,6 @@ class Notifier:
                     stop()
 
             self._unlisten = unlisten
-        elif not self.subs and self._unlisten is not None:
-            self._unlisten()
-            self._unlisten = None
 
     def contexts(self) -> list[str]:
         """The @contexts the subscriptions name for their notifications (``jsonldContext``)."""

@@ -4,5 +4,6 @@ Each runs with ``bus = "nats"`` and ``store = "postgres"``, any number of each:
 
 * ``citypilot worker ingest``: MQTT (shared subscription) → validate → JetStream;
 * ``citypilot worker writer``: JetStream → PostgreSQL in batches, then change events;
-* ``citypilot worker engine``: the registered engine components (rules, alarms, commands).
+* ``citypilot worker engine``: commands, alarms, rules and modes, in the one worker
+  holding the engine lease (the others stand by).
 """

@@ -34,7 +34,7 @@ def add_worker_commands(sub: Any) -> None:
     for role, text in (
         ("ingest", "MQTT (shared subscription) → validate → JetStream"),
         ("writer", "JetStream → PostgreSQL in batches, then change events"),
-        ("engine", "rules, alarms, commands and other engine components"),
+        ("engine", "commands, alarms, rules, modes: one leads (lease), the others stand by"),
     ):
         p = kinds.add_parser(role, help=text)
         p.add_argument("--id", help="stable worker name (default: worker_id, else host name)")
