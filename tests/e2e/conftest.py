@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from citypilot.bench.server import free_port
 from citypilot.console.bench import CHROMIUM, CHROMIUM_ARGS
@@ -30,6 +31,9 @@ DIST = Path(__file__).resolve().parents[2] / "citypilot" / "console" / "dist"
 VIEWPORT = {"width": 1600, "height": 900}
 #: Longest wait for anything the console should do (ms).
 TIMEOUT_MS = 15_000
+# assertions too wait that long (Playwright's own default is 5 s, which the parallel
+# suite's load can exceed): a passing assertion returns as soon as it holds
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 def _need(ok: bool, message: str) -> None:
