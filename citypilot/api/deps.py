@@ -55,6 +55,11 @@ class City:
     # -- the road graph (ops/routing.py) and its closures (ops/closures.py), when present --
     routing: Any = None
     closures: Any = None
+    # -- the NGSI-LD data space (api/tenants.py): its tenant (None: the default one),
+    # its rendered entities (api/entity_cache.py, None: not cached) and its notifier --
+    tenant: str | None = None
+    entity_cache: Any = None
+    notifier: Any = None
     #: token -> its verified claims (until it expires): one signature check per token
     token_cache: dict[str, TokenClaims] = field(default_factory=dict)
     #: username -> (account or None, monotonic expiry): accounts as last read

@@ -1,0 +1,212 @@
+"""Conformance of multi-tenancy (ETSI GS CIM 009 v1.8, clauses 4.14, 5.5.10, 6.3.14):
+the ``NGSILD-Tenant`` header names a data space of its own, on each store, over real
+HTTP. Notifications are received by a real local HTTP endpoint.
+
+Where a test shows that something is *not* notified, it makes a later change that is,
+and checks what arrived first: notifications of one subscription leave in order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from citypilot.bench.receiver import Receiver
+from tests.conftest import OPERATOR, VIEWER, Server
+from tests.integration.conftest import ADMIN_DSN
+from tests.integration.two_stores import server_on_store
+
+E = "/ngsi-ld/v1/entities"
+NONEXISTENT_TENANT = "https://uri.etsi.org/ngsi-ld/errors/NonexistentTenant"
+BAD_REQUEST = "https://uri.etsi.org/ngsi-ld/errors/BadRequestData"
+
+
+def _drop_tenant_databases(dsn: str) -> None:
+    """Drop the databases the server made for its tenants (``<database>_t_<name>``)."""
+    prefix = conninfo_to_dict(dsn)["dbname"] + "_t_"
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (prefix,)
+        ).fetchall()
+        for (name,) in rows:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def city(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A server on each store; on PostgreSQL its tenants' databases are dropped after."""
+    try:
+        with server_on_store(request, tmp_path_factory) as server:
+            yield server
+    finally:
+        if request.param == "postgres":
+            _drop_tenant_databases(request.getfixturevalue("postgres_dsn"))
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real HTTP endpoint on a free local port."""
+    with Receiver() as r:
+        yield r
+
+
+def _tenant() -> str:
+    """A tenant name no other test uses."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+def client(city: Server, tenant: str | None, who: tuple[str, str] = OPERATOR) -> httpx.Client:
+    """A client of ``who`` whose requests name ``tenant`` (None: the default tenant)."""
+    c = city.client(who)
+    if tenant is not None:
+        c.headers["NGSILD-Tenant"] = tenant
+    return c
+
+
+def lamp(entity_id: str, watts: float) -> dict[str, Any]:
+    """A streetlight document (a type the city registered: checked strictly)."""
+    return {
+        "id": entity_id,
+        "type": "Streetlight",
+        "powerState": {"type": "Property", "value": "off"},
+        "powerConsumption": {"type": "Property", "value": watts, "observedAt": _AT},
+    }
+
+
+_AT = "2026-03-01T10:00:00Z"
+
+
+def create(city: Server, tenant: str | None, doc: dict[str, Any]) -> None:
+    """An operator creates the entity in ``tenant``."""
+    with client(city, tenant) as c:
+        r = c.post(E, json=doc)
+    assert r.status_code == 201, r.text
+
+
+def new_lamp_id() -> str:
+    return f"urn:ngsi-ld:Streetlight:tenant-{uuid.uuid4().hex[:10]}"
+
+
+def test_an_entity_is_seen_in_its_tenant_only(city: Server):
+    a, b = _tenant(), _tenant()
+    entity_id = new_lamp_id()
+    create(city, a, lamp(entity_id, 10.0))
+    create(city, b, lamp(new_lamp_id(), 20.0))  # b exists too, without that entity
+    with client(city, a) as c:
+        r = c.get(f"{E}/{entity_id}")
+        assert r.status_code == 200, r.text
+        assert r.json()["powerConsumption"]["value"] == 10.0
+        assert r.headers["NGSILD-Tenant"] == a
+        assert [e["id"] for e in c.get(E, params={"type": "Streetlight"}).json()] == [entity_id]
+        assert c.get("/ngsi-ld/v1/types").json()["typeList"] == ["Streetlight"]
+        assert c.get(f"/ngsi-ld/v1/temporal/entities/{entity_id}").status_code == 200
+    for other in (None, b):
+        with client(city, other) as c:
+            assert c.get(f"{E}/{entity_id}").status_code == 404
+            found = c.get(E, params={"type": "Streetlight", "limit": 1000}).json()
+            assert entity_id not in {e["id"] for e in found}
+            r = c.get(f"/ngsi-ld/v1/temporal/entities/{entity_id}")
+            assert r.status_code == 404, r.text
+
+
+def test_the_same_id_holds_different_data_in_two_tenants(city: Server):
+    a, b = _tenant(), _tenant()
+    entity_id = new_lamp_id()
+    create(city, a, lamp(entity_id, 10.0))
+    create(city, b, lamp(entity_id, 20.0))
+    with client(city, b) as c:
+        update = {"powerState": {"type": "Property", "value": "on"}}
+        assert c.patch(f"{E}/{entity_id}/attrs", json=update).status_code == 204
+    with client(city, a) as c:
+        got = c.get(f"{E}/{entity_id}", params={"options": "keyValues"}).json()
+    assert (got["powerState"], got["powerConsumption"]) == ("off", 10.0)
+    with client(city, b) as c:
+        got = c.get(f"{E}/{entity_id}", params={"options": "keyValues"}).json()
+    assert (got["powerState"], got["powerConsumption"]) == ("on", 20.0)
+    with client(city, a) as c:
+        assert c.delete(f"{E}/{entity_id}").status_code == 204
+    with client(city, b) as c:
+        assert c.get(f"{E}/{entity_id}").status_code == 200
+
+
+def test_a_tenant_never_created_is_nonexistent_tenant(city: Server):
+    missing = _tenant()
+    entity_id = new_lamp_id()
+    with client(city, missing) as c:
+        for r in (
+            c.get(E, params={"type": "Streetlight"}),
+            c.get(f"{E}/{entity_id}"),
+            c.get("/ngsi-ld/v1/types"),
+            c.get("/ngsi-ld/v1/subscriptions"),
+            c.get("/ngsi-ld/v1/temporal/entities", params={"type": "Streetlight"}),
+            c.patch(f"{E}/{entity_id}/attrs", json={"powerState": "on"}),
+            c.delete(f"{E}/{entity_id}"),
+        ):
+            assert r.status_code == 404, r.text
+            assert r.json()["type"] == NONEXISTENT_TENANT
+            assert r.headers["NGSILD-Tenant"] == missing
+    # a viewer may not create one: it stays nonexistent
+    with client(city, missing, VIEWER) as c:
+        assert c.post(E, json=lamp(entity_id, 5.0)).status_code == 403
+        assert c.get(E, params={"type": "Streetlight"}).json()["type"] == NONEXISTENT_TENANT
+    # an operator's create makes it; the same query then answers
+    create(city, missing, lamp(entity_id, 5.0))
+    with client(city, missing, VIEWER) as c:
+        r = c.get(E, params={"type": "Streetlight"})
+    assert r.status_code == 200 and [e["id"] for e in r.json()] == [entity_id]
+
+
+@pytest.mark.parametrize("name", ["Nord", "1nord", "nord/sud", "nord sud", "x" * 41, ""])
+def test_a_bad_tenant_name_is_400_naming_the_header(city: Server, name: str):
+    with client(city, name) as c:
+        r = c.get(E, params={"type": "Streetlight"})
+    assert r.status_code == 400, r.text
+    assert (r.json()["type"], r.json()["field"]) == (BAD_REQUEST, "NGSILD-Tenant")
+
+
+def test_no_header_is_the_default_tenant_and_is_not_echoed(city: Server):
+    entity_id = new_lamp_id()
+    create(city, None, lamp(entity_id, 1.0))
+    with client(city, None) as c:
+        r = c.get(f"{E}/{entity_id}")
+    assert r.status_code == 200 and "NGSILD-Tenant" not in r.headers
+
+
+def test_a_subscription_hears_of_its_tenant_only(city: Server, receiver: Receiver):
+    a, b = _tenant(), _tenant()
+    entity_id = new_lamp_id()
+    for tenant in (None, a, b):
+        create(city, tenant, lamp(entity_id, 10.0))
+    sub = {
+        "type": "Subscription",
+        "entities": [{"type": "Streetlight", "id": entity_id}],
+        "watchedAttributes": ["powerState"],
+        "notification": {"format": "keyValues", "endpoint": {"uri": receiver.url + "/n"}},
+    }
+    with client(city, a) as c:
+        r = c.post("/ngsi-ld/v1/subscriptions", json=sub)
+        assert r.status_code == 201, r.text
+        location = r.headers["Location"]
+        assert c.get(location).status_code == 200
+    with client(city, None) as c:
+        assert c.get(location).status_code == 404
+    with client(city, b) as c:
+        assert c.get(location).status_code == 404
+    for tenant, state in ((None, "low"), (b, "bootingUp"), (a, "on")):
+        with client(city, tenant) as c:
+            r = c.patch(f"{E}/{entity_id}/attrs", json={"powerState": state})
+            assert r.status_code == 204, r.text
+    [first] = receiver.wait_for(1)
+    assert first.headers["ngsild-tenant"] == a
+    assert [(d["id"], d["powerState"]) for d in first.json()["data"]] == [(entity_id, "on")]
