@@ -8,20 +8,23 @@ and checks what arrived first: notifications of one subscription leave in order.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from citypilot.bench.receiver import Receiver
-from tests.conftest import OPERATOR, VIEWER, Server
+from citypilot.bench.server import server_process
+from tests.conftest import OPERATOR, VIEWER, Server, require_service, seed_accounts
 from tests.integration.conftest import ADMIN_DSN
-from tests.integration.two_stores import server_on_store
+from tests.integration.two_stores import seed_postgres_accounts, server_on_store
 
 E = "/ngsi-ld/v1/entities"
 NONEXISTENT_TENANT = "https://uri.etsi.org/ngsi-ld/errors/NonexistentTenant"
@@ -210,3 +213,45 @@ def test_a_subscription_hears_of_its_tenant_only(city: Server, receiver: Receive
     [first] = receiver.wait_for(1)
     assert first.headers["ngsild-tenant"] == a
     assert [(d["id"], d["powerState"]) for d in first.json()["data"]] == [(entity_id, "on")]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def restartable(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of a city of its own on each store, for servers started one
+    after the other; its databases (the city's, its tenants') are dropped after."""
+    data = tmp_path / "city"
+    env = {"CITYPILOT_DATA_DIR": str(data)}
+    if request.param == "sqlite":
+        asyncio.run(seed_accounts(data))
+        yield env
+        return
+    params = conninfo_to_dict(ADMIN_DSN)
+    require_service("PostgreSQL", params.get("host", "127.0.0.1"), int(params.get("port", 5432)))
+    dsn = make_conninfo(ADMIN_DSN, dbname=f"citypilot_test_{uuid.uuid4().hex[:12]}")
+    asyncio.run(seed_postgres_accounts(dsn))
+    config = tmp_path / "city.toml"
+    config.write_text(f'store = "postgres"\npostgres_dsn = "{dsn}"\n')
+    try:
+        yield {**env, "CITYPILOT_CONFIG": str(config)}
+    finally:
+        _drop_tenant_databases(dsn)
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+            name = conninfo_to_dict(dsn)["dbname"]
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_a_tenant_outlives_a_restart(restartable: dict[str, str]):
+    data = Path(restartable["CITYPILOT_DATA_DIR"])
+    entity_id = new_lamp_id()
+    with server_process(data, restartable) as url:
+        create(Server(url, data), "nord", lamp(entity_id, 3.0))
+    with server_process(data, restartable) as url:
+        city = Server(url, data)
+        with client(city, "nord") as c:  # known from its database, not from memory
+            r = c.get(f"{E}/{entity_id}", params={"options": "keyValues"})
+            assert r.status_code == 200, r.text
+            assert r.json()["powerConsumption"] == 3.0
+        with client(city, "sud") as c:
+            assert c.get(f"{E}/{entity_id}").json()["type"] == NONEXISTENT_TENANT
+        with client(city, None) as c:
+            assert c.get(f"{E}/{entity_id}").status_code == 404
