@@ -233,7 +233,7 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
-async def _person(request: Request, role: str) -> Principal:
+async def person_in_role(request: Request, role: str) -> Principal:
     """The person behind the request's bearer token, if their role allows ``role``."""
     principal = await principal_from_token(city_of(request), _bearer(request))
     request.state.principal = principal  # who is calling, for the audit log
@@ -247,7 +247,7 @@ def require_role(role: str):
 
     @gate(role, BEARER)
     async def dependency(request: Request) -> Principal:
-        return await _person(request, role)
+        return await person_in_role(request, role)
 
     return Depends(dependency)
 
@@ -259,7 +259,7 @@ async def viewer_or_public(request: Request) -> Principal:
     if city_of(request).settings.public_read_types and "authorization" not in request.headers:
         request.state.principal = ANONYMOUS
         return ANONYMOUS
-    return await _person(request, "viewer")
+    return await person_in_role(request, "viewer")
 
 
 # -- authorization: what the caller's grants cover ------------------------------

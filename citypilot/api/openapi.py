@@ -351,18 +351,12 @@ def api_routes(app: FastAPI) -> Iterator[RouteContext]:
 
 
 def access_of(route: APIRoute | RouteContext) -> Access | None:
-    """The access the route's gates declare; None for a public route. Where it passes
-    several (its own, and one a dependency takes, e.g. ``api.tenants``), every one
-    must admit the caller: the one of the highest role (not public, if one is not)
-    says what it takes."""
-    gates = [
-        access
-        for dependency in _dependencies(route.dependant)
-        if (access := getattr(dependency.call, _ACCESS_ATTR, None)) is not None
-    ]
-    if not gates:
-        return None
-    return max(gates, key=lambda access: (ROLES.index(access.role), not access.public))
+    """The access the route's gate declares; None for a public route."""
+    for dependency in _dependencies(route.dependant):
+        access = getattr(dependency.call, _ACCESS_ATTR, None)
+        if access is not None:
+            return access
+    return None
 
 
 # -- errors -----------------------------------------------------------------------

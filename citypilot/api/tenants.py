@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from citypilot.api.deps import City, Operator, Reader
+from citypilot.api.deps import City, person_in_role, viewer_or_public
 from citypilot.api.entity_cache import EntityCache
 from citypilot.api.ldcontexts import warm
 from citypilot.broker import Broker
@@ -103,22 +103,25 @@ def _requested(request: Request) -> str | None:
     return None if value is None else check_tenant_name(value)
 
 
-async def tenant_city(request: Request, _who: Reader) -> City:
+async def tenant_city(request: Request) -> City:
     """The data space of the request's tenant (the city's own without the header);
-    NonexistentTenant for one never created. The caller is known first, so nobody
-    learns which tenants exist without a credential the route would take."""
+    NonexistentTenant for one never created. The caller is checked first (viewer, or
+    anonymous where the city opened reads), so nobody learns which tenants exist
+    without a credential the route would take."""
     name = _requested(request)
     if name is None:
         return request.app.state.city
+    await viewer_or_public(request)
     return await request.app.state.tenants.get(name, create=False)
 
 
-async def new_tenant_city(request: Request, _who: Operator) -> City:
+async def new_tenant_city(request: Request) -> City:
     """As ``tenant_city``, for operations that create: a tenant not yet there is
-    created, by a caller with the operator role."""
+    created, for a caller with the operator role."""
     name = _requested(request)
     if name is None:
         return request.app.state.city
+    await person_in_role(request, "operator")
     return await request.app.state.tenants.get(name, create=True)
 
 

@@ -69,8 +69,11 @@ def _tenant() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
-def client(city: Server, tenant: str | None, who: tuple[str, str] = OPERATOR) -> httpx.Client:
-    """A client of ``who`` whose requests name ``tenant`` (None: the default tenant)."""
+def client(
+    city: Server, tenant: str | None, who: tuple[str, str] | None = OPERATOR
+) -> httpx.Client:
+    """A client of ``who`` (None: anonymous) whose requests name ``tenant`` (None: the
+    default tenant)."""
     c = city.client(who)
     if tenant is not None:
         c.headers["NGSILD-Tenant"] = tenant
@@ -159,6 +162,9 @@ def test_a_tenant_never_created_is_nonexistent_tenant(city: Server):
             assert r.status_code == 404, r.text
             assert r.json()["type"] == NONEXISTENT_TENANT
             assert r.headers["NGSILD-Tenant"] == missing
+    # without a credential, nothing tells whether the tenant exists
+    with client(city, missing, None) as c:
+        assert c.get(E, params={"type": "Streetlight"}).status_code == 401
     # a viewer may not create one: it stays nonexistent
     with client(city, missing, VIEWER) as c:
         assert c.post(E, json=lamp(entity_id, 5.0)).status_code == 403
