@@ -28,6 +28,9 @@ TENANT_HEADER = "NGSILD-Tenant"
 TENANT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 #: PostgreSQL keeps the first 63 bytes of a name: longer ones would collide.
 _PG_NAME_BYTES = 63
+#: Connections of a tenant's pool at most (the city's own has 10): a metropole of
+#: tens of municipalities stays within a server's ``max_connections``.
+TENANT_POOL_SIZE = 4
 
 
 def check_tenant_name(name: str) -> str:
@@ -70,7 +73,7 @@ def open_tenant_store(settings: Settings, name: str) -> Store:
         from citypilot.store.postgres import PostgresStore
 
         dsn = make_conninfo(settings.postgres_dsn, dbname=tenant_database(settings, name))
-        return PostgresStore(dsn)
+        return PostgresStore(dsn, max_size=TENANT_POOL_SIZE)
     from citypilot.store.sqlite import SQLiteStore
 
     return SQLiteStore(tenant_dir(settings, name) / "city.db")

@@ -14,7 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import httpx
+import orjson
 import psycopg
 import pytest
 from psycopg import sql
@@ -219,6 +221,36 @@ def test_a_subscription_hears_of_its_tenant_only(city: Server, receiver: Receive
     [first] = receiver.wait_for(1)
     assert first.headers["ngsild-tenant"] == a
     assert [(d["id"], d["powerState"]) for d in first.json()["data"]] == [(entity_id, "on")]
+
+
+def test_a_tenant_notification_through_mqtt_names_its_tenant(city: Server):
+    require_service("Mosquitto", "127.0.0.1", 1883)
+    tenant, entity_id = _tenant(), new_lamp_id()
+    topic = f"citypilot-test/tenant/{uuid.uuid4().hex}"
+    create(city, tenant, lamp(entity_id, 10.0))
+    sub = {
+        "type": "Subscription",
+        "entities": [{"type": "Streetlight", "id": entity_id}],
+        "notification": {"endpoint": {"uri": f"mqtt://127.0.0.1:1883/{topic}"}},
+    }
+
+    def subscribe_and_change() -> None:
+        with client(city, tenant) as c:
+            assert c.post("/ngsi-ld/v1/subscriptions", json=sub).status_code == 201
+            r = c.patch(f"{E}/{entity_id}/attrs", json={"powerState": "on"})
+            assert r.status_code == 204, r.text
+
+    async def notified() -> bytes:
+        async with aiomqtt.Client("127.0.0.1", 1883) as mqtt:
+            await mqtt.subscribe(topic, qos=1)
+            await asyncio.to_thread(subscribe_and_change)
+            async for message in mqtt.messages:
+                return bytes(message.payload)
+        raise AssertionError("the broker closed the subscription")
+
+    message = orjson.loads(asyncio.run(asyncio.wait_for(notified(), 30)))
+    assert message["metadata"]["NGSILD-Tenant"] == tenant
+    assert message["body"]["data"][0]["powerState"]["value"] == "on"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
