@@ -238,6 +238,7 @@ def create_app(settings: Settings, on_ready: Callable[[City, bool], None] | None
             await notifier.start()
             await warm(app.state.ld_contexts, notifier.contexts())
             app.state.tenants = Tenants(city, app.state.ld_contexts, subscriptions.start_notifier)
+            await app.state.tenants.open_existing()
             if on_ready is not None:
                 on_ready(city, console_built)
             try:

@@ -1,8 +1,9 @@
 """NGSI-LD tenants (ETSI GS CIM 009 v1.8, clauses 4.14, 5.5.10, 6.3.14): the
 ``NGSILD-Tenant`` header names a city data space of its own.
 
-A tenant has its own store (``store.tenants``), in-process bus, broker, entity cache
-and notifier, opened on its first request and kept until shutdown. What is one for the
+A tenant has its own store (``store.tenants``), in-process bus, broker, entity cache,
+notifier and retention purge, opened at start (the tenants there are) or on its first
+request, and kept until shutdown. What is one for the
 whole platform stays with the city: accounts and tokens (one identity), the type
 registry, stored @contexts, the console and ingest (``/api/v1``, always the default
 tenant). An operation that creates (entity, batch create or upsert, temporal entity,
@@ -28,9 +29,11 @@ from citypilot.api.ldcontexts import warm
 from citypilot.broker import Broker
 from citypilot.bus.memory import MemoryBus
 from citypilot.model.errors import NonexistentTenant
+from citypilot.security.retention import retention_loop
 from citypilot.store.tenants import (
     TENANT_HEADER,
     check_tenant_name,
+    existing_tenants,
     open_tenant_store,
     tenant_exists,
 )
@@ -49,6 +52,7 @@ class Tenants:
         self.contexts = contexts
         self._notifier_for = notifier_for
         self._open: dict[str, City] = {}
+        self._purgers: dict[str, asyncio.Task[None]] = {}
         self._lock = asyncio.Lock()
 
     async def get(self, name: str, create: bool) -> City:
@@ -68,6 +72,13 @@ class Tenants:
             log.info("tenant %r opened", name)
             return found
 
+    async def open_existing(self) -> None:
+        """Open every tenant created so far, so that their notifications still pending
+        are sent, their periodic subscriptions notify and their personal values are
+        purged on time, whether or not a request names them."""
+        for name in await existing_tenants(self.city.settings, self.city.broker.store):
+            await self.get(name, create=False)
+
     async def _opened(self, name: str) -> City:
         settings = self.city.settings
         store = open_tenant_store(settings, name)
@@ -83,10 +94,16 @@ class Tenants:
         notifier = self._notifier_for(space, self.contexts)
         await notifier.start()
         await warm(self.contexts, notifier.contexts())
+        purge = retention_loop(store, broker.registry, settings, (name, self.city.broker.store))
+        self._purgers[name] = asyncio.create_task(purge)
         return space
 
     async def close(self) -> None:
         """Stop every tenant's notifier and close its bus and store."""
+        for purger in self._purgers.values():
+            purger.cancel()
+        await asyncio.gather(*self._purgers.values(), return_exceptions=True)
+        self._purgers.clear()
         for name, space in self._open.items():
             if space.entity_cache is not None:
                 space.entity_cache.close()

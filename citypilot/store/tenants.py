@@ -90,3 +90,21 @@ async def tenant_exists(settings: Settings, city_store: Store, name: str) -> boo
     async with city_store.pool.connection() as conn:
         cur = await conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
         return await cur.fetchone() is not None
+
+
+async def existing_tenants(settings: Settings, city_store: Store) -> list[str]:
+    """The names of the tenants created so far (by any process), sorted."""
+    if settings.store != "postgres":
+        root = settings.data_path / "tenants"
+        found = (p.parent.name for p in root.glob("*/city.db")) if root.is_dir() else ()
+        return sorted(n for n in found if TENANT_NAME.fullmatch(n))
+    from citypilot.store.postgres import PostgresStore
+
+    assert isinstance(city_store, PostgresStore)
+    prefix = f"{_city_database(settings)}_t_"
+    async with city_store.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (prefix,)
+        )
+        names = [row[0][len(prefix) :] for row in await cur.fetchall()]
+    return sorted(n for n in names if TENANT_NAME.fullmatch(n))

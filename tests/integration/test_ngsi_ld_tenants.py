@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from citypilot.bench.receiver import Receiver
-from citypilot.bench.server import server_process
+from citypilot.bench.server import free_port, server_process
 from tests.conftest import OPERATOR, VIEWER, Server, require_service, seed_accounts
 from tests.integration.conftest import ADMIN_DSN
 from tests.integration.two_stores import seed_postgres_accounts, server_on_store
@@ -258,7 +258,12 @@ def restartable(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict
     """The environment of a city of its own on each store, for servers started one
     after the other; its databases (the city's, its tenants') are dropped after."""
     data = tmp_path / "city"
-    env = {"CITYPILOT_DATA_DIR": str(data)}
+    # failed notifications are tried again within 0.5 s
+    env = {
+        "CITYPILOT_DATA_DIR": str(data),
+        "CITYPILOT_NOTIFY_RETRY_MIN_S": "0.1",
+        "CITYPILOT_NOTIFY_RETRY_MAX_S": "0.5",
+    }
     if request.param == "sqlite":
         asyncio.run(seed_accounts(data))
         yield env
@@ -278,12 +283,33 @@ def restartable(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def test_a_tenant_outlives_a_restart(restartable: dict[str, str]):
+def test_a_tenant_outlives_a_restart_and_its_pending_notification_is_sent(
+    restartable: dict[str, str],
+):
     data = Path(restartable["CITYPILOT_DATA_DIR"])
-    entity_id = new_lamp_id()
+    entity_id, port = new_lamp_id(), free_port()  # the endpoint's: nobody listens yet
+    sub = {
+        "type": "Subscription",
+        "entities": [{"type": "Streetlight", "id": entity_id}],
+        "notification": {"endpoint": {"uri": f"http://127.0.0.1:{port}/late"}},
+    }
     with server_process(data, restartable) as url:
-        create(Server(url, data), "nord", lamp(entity_id, 3.0))
-    with server_process(data, restartable) as url:
+        city = Server(url, data)
+        create(city, "nord", lamp(entity_id, 3.0))
+        with client(city, "nord") as c:
+            location = c.post("/ngsi-ld/v1/subscriptions", json=sub).headers["Location"]
+            assert c.patch(f"{E}/{entity_id}/attrs", json={"powerState": "on"}).status_code == 204
+            status: dict[str, Any] = {}
+            for _ in range(600):  # tried, and failed: it waits in the tenant's outbox
+                status = c.get(location).json()["notification"]
+                if status.get("status") == "failed":
+                    break
+            assert status["status"] == "failed"
+    with Receiver(port=port) as late, server_process(data, restartable) as url:
+        # sent by the new server before any request names the tenant
+        [got] = late.wait_for(1)
+        assert got.headers["ngsild-tenant"] == "nord"
+        assert got.json()["data"][0]["powerState"]["value"] == "on"
         city = Server(url, data)
         with client(city, "nord") as c:  # known from its database, not from memory
             r = c.get(f"{E}/{entity_id}", params={"options": "keyValues"})
@@ -293,3 +319,41 @@ def test_a_tenant_outlives_a_restart(restartable: dict[str, str]):
             assert c.get(f"{E}/{entity_id}").json()["type"] == NONEXISTENT_TENANT
         with client(city, None) as c:
             assert c.get(f"{E}/{entity_id}").status_code == 404
+
+
+async def test_a_tenants_personal_values_are_purged_and_audited_in_the_city(tmp_path: Path):
+    from citypilot.config import Settings
+    from citypilot.model.builtin_types import BUILTIN_TYPES
+    from citypilot.model.types import TypeRegistry
+    from citypilot.security.audit import AuditQuery
+    from citypilot.security.retention import purge_expired
+    from citypilot.store.sqlite import SQLiteStore
+    from tests.integration.test_privacy import _reader_with_history
+    from tests.integration.test_store_contract import T0
+
+    city_store = SQLiteStore(tmp_path / "city.db")
+    tenant_store = SQLiteStore(tmp_path / "tenants" / "nord" / "city.db")
+    await city_store.open()
+    await tenant_store.open()
+    try:
+        await _reader_with_history(tenant_store)  # badges seen at T0 and 20 days later
+        settings = Settings(data_dir=tmp_path, personal_retention_days=30)
+        removed = await purge_expired(
+            tenant_store,
+            TypeRegistry(BUILTIN_TYPES),
+            settings,
+            "system:retention",
+            now=T0 + 86_400 * 40,
+            tenant=("nord", city_store),
+        )
+        assert removed == {"personalValues": 1}
+        assert [f.observed_at for f in await tenant_store.find_values(["ps:k1:"])] == [
+            None,
+            T0 + 86_400 * 20,
+        ]
+        entries, _ = await city_store.query_audit(AuditQuery(action="retention"))
+        assert [e.detail for e in entries] == [{"personalValues": 1, "tenant": "nord"}]
+        assert (await tenant_store.query_audit(AuditQuery()))[0] == []
+    finally:
+        await tenant_store.close()
+        await city_store.close()
