@@ -9,6 +9,10 @@ and checks what arrived first: notifications of one subscription leave in order.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -357,3 +361,39 @@ async def test_a_tenants_personal_values_are_purged_and_audited_in_the_city(tmp_
     finally:
         await tenant_store.close()
         await city_store.close()
+
+
+def _privacy(city: Server, *args: str) -> str:
+    """``citypilot privacy ARGS`` on the city's data (its store, its tenants')."""
+    env = {**os.environ, "CITYPILOT_DATA_DIR": str(city.data_dir)}
+    if (city.data_dir / "city.toml").exists():  # the PostgreSQL store
+        env["CITYPILOT_CONFIG"] = str(city.data_dir / "city.toml")
+    done = subprocess.run(
+        [sys.executable, "-m", "citypilot.cli", "privacy", *args],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout
+
+
+def test_a_data_subject_is_found_and_erased_in_every_tenant(city: Server):
+    tenant, badge = _tenant(), f"badge-{uuid.uuid4().hex[:8]}"
+    reader = f"urn:ngsi-ld:AccessPoint:tenant-{uuid.uuid4().hex[:8]}"
+    access = {"badge": badge, "result": "denied", "at": "2026-11-20T08:00:00Z"}
+    doc = {
+        "id": reader,
+        "type": "AccessPoint",
+        "lastAccess": {"type": "Property", "value": access},
+    }
+    create(city, tenant, doc)
+    found = json.loads(_privacy(city, "export", badge))
+    held = found["tenants"][tenant]
+    assert [(s["entityId"], s["value"]["result"]) for s in held["state"]] == [(reader, "denied")]
+    assert found["state"] == []  # the default tenant holds nothing of the subject
+    _privacy(city, "erase", badge)
+    assert "tenants" not in json.loads(_privacy(city, "export", badge))
+    with client(city, tenant) as c:  # the fact stays
+        kept = c.get(f"{E}/{reader}", params={"options": "keyValues"}).json()["lastAccess"]
+    assert kept["result"] == "denied"
