@@ -27,8 +27,31 @@ async def _with_store(settings: Settings, work: Any) -> Any:
         return await work(store)
 
 
+async def _in_tenants(settings: Settings, city_store: Any, work: Any) -> dict[str, Any]:
+    """``work(name, store)`` on the store of every NGSI-LD tenant there is, by name."""
+    from citypilot.store.tenants import existing_tenants, open_tenant_store
+
+    done = {}
+    for name in await existing_tenants(settings, city_store):
+        store = open_tenant_store(settings, name)
+        await store.open()
+        try:
+            done[name] = await work(name, store)
+        finally:
+            await store.close()
+    return done
+
+
+async def _kept_in_tenant(store: Any, keys: Any, subject: str) -> dict[str, Any]:
+    from citypilot.security.privacy import export_subject
+
+    found = await export_subject(store, keys, subject)
+    return {"state": found["state"], "history": found["history"]}
+
+
 def privacy_export(args: argparse.Namespace, settings: Settings) -> int:
-    """Print (as JSON) everything kept about a data subject."""
+    """Print (as JSON) everything kept about a data subject (what NGSI-LD tenants keep
+    about them under ``tenants``, by tenant, where any does)."""
     from citypilot.security import audit
     from citypilot.security.privacy import export_subject, load_keys
 
@@ -37,6 +60,14 @@ def privacy_export(args: argparse.Namespace, settings: Settings) -> int:
     async def work(store: Any) -> dict[str, Any]:
         found = await export_subject(store, keys, args.subject)
         count = sum(len(found[k]) for k in ("state", "history", "deadLetters", "audit"))
+        # a tenant keeps entities and history; the audit log is the city's
+        tenants = await _in_tenants(
+            settings, store, lambda _name, s: _kept_in_tenant(s, keys, args.subject)
+        )
+        held = {n: t for n, t in tenants.items() if t["state"] or t["history"]}
+        if held:
+            found["tenants"] = held
+            count += sum(len(t["state"]) + len(t["history"]) for t in held.values())
         await audit.record(store, _actor(), "privacy.export", detail={"values": count})
         return found
 
@@ -46,7 +77,8 @@ def privacy_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def privacy_erase(args: argparse.Namespace, settings: Settings) -> int:
-    """Erase a data subject's identifiers from state and history."""
+    """Erase a data subject's identifiers from state and history, the city's and every
+    NGSI-LD tenant's."""
     from citypilot.security import audit
     from citypilot.security.privacy import erase_subject, load_keys
 
@@ -54,8 +86,14 @@ def privacy_erase(args: argparse.Namespace, settings: Settings) -> int:
 
     async def work(store: Any) -> int:
         erased = await erase_subject(store, keys, args.subject)
-        await audit.record(store, _actor(), "privacy.erase", detail={"values": erased})
-        return erased
+        tenants = await _in_tenants(
+            settings, store, lambda _name, s: erase_subject(s, keys, args.subject)
+        )
+        detail: dict[str, Any] = {"values": erased + sum(tenants.values())}
+        if any(tenants.values()):
+            detail["tenants"] = {n: count for n, count in tenants.items() if count}
+        await audit.record(store, _actor(), "privacy.erase", detail=detail)
+        return detail["values"]
 
     erased = asyncio.run(_with_store(settings, work))
     console.print(f"{erased} stored values no longer hold the subject's identifier.")
@@ -74,7 +112,14 @@ def privacy_purge(args: argparse.Namespace, settings: Settings) -> int:
 
         for doc in await store.list_types():
             registry.register(entity_type_from_json(doc))
-        return await purge_expired(store, registry, settings, _actor())
+        removed = await purge_expired(store, registry, settings, _actor())
+        tenants = await _in_tenants(
+            settings,
+            store,
+            lambda name, s: purge_expired(s, registry, settings, _actor(), tenant=(name, store)),
+        )
+        removed["personalValues"] += sum(t["personalValues"] for t in tenants.values())
+        return removed
 
     removed = asyncio.run(_with_store(settings, work))
     console.print(

@@ -46,6 +46,7 @@ from citypilot.api.ldcontexts import open_contexts, warm
 from citypilot.api.openapi import install_openapi
 from citypilot.api.problems import install_problem_handlers
 from citypilot.api.scope_index import ScopeIndex
+from citypilot.api.tenants import TenantEcho, Tenants
 from citypilot.api.trailing_slash import NgsiTrailingSlash
 from citypilot.api.uri_paths import UriSegments
 from citypilot.broker import Broker
@@ -184,21 +185,24 @@ def create_app(settings: Settings, on_ready: Callable[[City, bool], None] | None
             scopes = ScopeIndex()
             await scopes.load(city.broker.store)
             app.state.hub = stream.StreamHub(city.broker.bus, scopes)
-            app.state.entity_cache = EntityCache(city.broker.bus)
+            city.entity_cache = EntityCache(city.broker.bus)
             app.state.ld_contexts = await open_contexts(city.settings, city.broker.store)
             metrics.WEBSOCKET_CLIENTS.set_function(lambda: len(app.state.hub.subscribers))
             app.state.routing = city.routing
-            notifier = subscriptions.start_notifier(app, city)
+            notifier = subscriptions.start_notifier(city, app.state.ld_contexts)
             await notifier.start()
             await warm(app.state.ld_contexts, notifier.contexts())
+            app.state.tenants = Tenants(city, app.state.ld_contexts, subscriptions.start_notifier)
+            await app.state.tenants.open_existing()
             if on_ready is not None:
                 on_ready(city, console_built)
             try:
                 yield
             finally:
+                await app.state.tenants.close()
                 await notifier.stop()
                 app.state.hub.close()
-                app.state.entity_cache.close()
+                city.entity_cache.close()
 
     app = FastAPI(
         title="CityPilot",
@@ -228,6 +232,7 @@ def create_app(settings: Settings, on_ready: Callable[[City, bool], None] | None
     # outside UriSegments: a name it expands travels as one encoded segment too
     app.add_middleware(JsonLdEdge)
     app.add_middleware(NgsiTrailingSlash)
+    app.add_middleware(TenantEcho)
     for router in (
         accounts.router,
         audit.router,

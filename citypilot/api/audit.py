@@ -31,6 +31,7 @@ from citypilot.model.timeutil import parse_instant
 from citypilot.security import audit
 from citypilot.security.audit import AuditEntry, AuditQuery
 from citypilot.security.tokens import Principal
+from citypilot.store.tenants import TENANT_HEADER
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["audit"])
@@ -58,6 +59,15 @@ def _outcome(status: int) -> str:
     if status < 400:
         return "ok"
     return "denied" if status in (401, 403) else "failed"
+
+
+def _tenant_of(scope: Scope) -> str | None:
+    """The NGSI-LD tenant a request named (``NGSILD-Tenant``, under ``/ngsi-ld/`` only)."""
+    if not scope["path"].startswith("/ngsi-ld/"):
+        return None
+    key = TENANT_HEADER.lower().encode()
+    value = next((v for k, v in scope["headers"] if k == key), None)
+    return None if value is None else value.decode("latin-1")
 
 
 class AuditMiddleware:
@@ -101,6 +111,9 @@ class AuditMiddleware:
         detail: dict[str, Any] = {"status": status}
         if scope.get("query_string"):
             detail["query"] = scope["query_string"].decode("latin-1")
+        tenant = _tenant_of(scope)
+        if tenant is not None:  # the same entity id may name another entity elsewhere
+            detail["tenant"] = tenant
         detail.update(state.get("audit_change") or {})
         try:
             await audit.record(

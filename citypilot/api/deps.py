@@ -56,6 +56,11 @@ class City:
     # -- the road graph (ops/routing.py) and its closures (ops/closures.py), when present --
     routing: Any = None
     closures: Any = None
+    # -- the NGSI-LD data space (api/tenants.py): its tenant (None: the default one),
+    # its rendered entities (api/entity_cache.py, None: not cached) and its notifier --
+    tenant: str | None = None
+    entity_cache: Any = None
+    notifier: Any = None
     #: token -> its verified claims (until it expires): one signature check per token
     token_cache: dict[str, TokenClaims] = field(default_factory=dict)
     #: username -> (account or None, monotonic expiry): accounts as last read
@@ -235,7 +240,7 @@ def _bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
-async def _person(request: Request, role: str) -> Principal:
+async def person_in_role(request: Request, role: str) -> Principal:
     """The person behind the request's bearer token, if their role allows ``role``."""
     principal = await principal_from_token(city_of(request), _bearer(request))
     request.state.principal = principal  # who is calling, for the audit log
@@ -249,7 +254,7 @@ def require_role(role: str):
 
     @gate(role, BEARER)
     async def dependency(request: Request) -> Principal:
-        return await _person(request, role)
+        return await person_in_role(request, role)
 
     return Depends(dependency)
 
@@ -261,7 +266,7 @@ async def viewer_or_public(request: Request) -> Principal:
     if city_of(request).settings.public_read_types and "authorization" not in request.headers:
         request.state.principal = ANONYMOUS
         return ANONYMOUS
-    return await _person(request, "viewer")
+    return await person_in_role(request, "viewer")
 
 
 # -- authorization: what the caller's grants cover ------------------------------

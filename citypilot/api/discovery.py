@@ -10,9 +10,10 @@ import orjson
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from citypilot.api.deps import CityDep, Viewer, access
+from citypilot.api.deps import Viewer, access
 from citypilot.api.ngsi_ld import LINK
 from citypilot.api.openapi import answer
+from citypilot.api.tenants import TenantCity
 from citypilot.model.errors import ResourceNotFound
 from citypilot.store.census import Census
 
@@ -53,7 +54,7 @@ def _attribute(census: Census, name: str) -> dict[str, Any] | None:
     summary="Entity types",
     responses=answer(200, "EntityTypeList, or (details=true) EntityType items", _LIST_OR_ITEMS),
 )
-async def list_types(city: CityDep, who: Viewer, details: bool = False) -> Response:
+async def list_types(city: TenantCity, who: Viewer, details: bool = False) -> Response:
     """The types of the entities there are (``EntityTypeList``); with ``details=true``,
     each with its attribute names."""
     census = await city.broker.store.census(access(city, who, "viewer"))
@@ -78,7 +79,7 @@ async def list_types(city: CityDep, who: Viewer, details: bool = False) -> Respo
     summary="One entity type",
     responses=answer(200, "EntityTypeInfo", _OBJECT),
 )
-async def get_type(type_name: str, city: CityDep, who: Viewer) -> Response:
+async def get_type(type_name: str, city: TenantCity, who: Viewer) -> Response:
     """How many entities of the type there are, and their attributes with their kinds."""
     census = await city.broker.store.census(access(city, who, "viewer"))
     if type_name not in census.types:
@@ -110,7 +111,7 @@ async def get_type(type_name: str, city: CityDep, who: Viewer) -> Response:
     summary="Attributes",
     responses=answer(200, "AttributeList, or (details=true) Attribute items", _LIST_OR_ITEMS),
 )
-async def list_attributes(city: CityDep, who: Viewer, details: bool = False) -> Response:
+async def list_attributes(city: TenantCity, who: Viewer, details: bool = False) -> Response:
     """The attributes the entities hold (``AttributeList``); with ``details=true``, each
     with its count, kinds and the types holding it."""
     census = await city.broker.store.census(access(city, who, "viewer"))
@@ -125,7 +126,7 @@ async def list_attributes(city: CityDep, who: Viewer, details: bool = False) -> 
     summary="One attribute",
     responses=answer(200, "Attribute", _OBJECT),
 )
-async def get_attribute(attr_name: str, city: CityDep, who: Viewer) -> Response:
+async def get_attribute(attr_name: str, city: TenantCity, who: Viewer) -> Response:
     """How many entities hold the attribute, of which kinds and types."""
     census = await city.broker.store.census(access(city, who, "viewer"))
     found = _attribute(census, attr_name)

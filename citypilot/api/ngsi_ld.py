@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from citypilot.api.access import holds_personal, masker, require_entity, write_guard
 from citypilot.api.body import read_json
-from citypilot.api.deps import City, CityDep, Operator, Reader, Viewer, access
+from citypilot.api.deps import City, Operator, Reader, Viewer, access
 from citypilot.api.jsonld import CORE_LINK
 from citypilot.api.lang import in_language, parse_lang
 from citypilot.api.linked import Join, Linked, Render, fetch_linked, flat_docs, inline, parse_join
@@ -32,6 +32,7 @@ from citypilot.api.paging import Offset, page_links
 from citypilot.api.projection import Projection, parse_projection, project_body
 from citypilot.api.query_body import read_query_body
 from citypilot.api.selection import MAX_LIMIT, Selection
+from citypilot.api.tenants import NewTenantCity, TenantCity
 from citypilot.api.uri_paths import uri_segment
 from citypilot.broker import BatchResult
 from citypilot.model.entity import Entity
@@ -148,9 +149,7 @@ def _doc_ids(docs: Any) -> list[str]:
     return [d["id"] for d in docs if isinstance(d, dict) and isinstance(d.get("id"), str)]
 
 
-async def _guarded_fragment(
-    city: CityDep, who: Any, entity_id: str, fragment: Any
-) -> dict[str, Any]:
+async def _guarded_fragment(city: City, who: Any, entity_id: str, fragment: Any) -> dict[str, Any]:
     """A fragment's attributes, for an entity the caller may change (and keep changing)."""
     check_entity_id(entity_id)
     scope = await require_entity(city, who, entity_id, "operator")
@@ -187,7 +186,7 @@ def _batch_response(result: BatchResult, ok_status: int, ok_body: bool) -> Respo
     responses=created("An entity with this id exists already"),
     openapi_extra=json_body(ENTITY_SCHEMA),
 )
-async def create_entity(request: Request, city: CityDep, who: Operator) -> Response:
+async def create_entity(request: Request, city: NewTenantCity, who: Operator) -> Response:
     """Create one entity; 201 with its Location, 409 AlreadyExists if the id is taken."""
     doc = await read_json(request, city.settings.max_body_bytes)
     guard = await write_guard(city, who, _doc_ids([doc]))
@@ -204,7 +203,7 @@ async def create_entity(request: Request, city: CityDep, who: Operator) -> Respo
 )
 async def query_entities(
     request: Request,
-    city: CityDep,
+    city: TenantCity,
     who: Reader,
     selection: Selection,
     attrs: str | None = None,
@@ -270,7 +269,7 @@ async def _page(
 async def get_entity(
     request: Request,
     entity_id: str,
-    city: CityDep,
+    city: TenantCity,
     who: Reader,
     attrs: str | None = None,
     options: str | None = None,
@@ -292,7 +291,8 @@ async def get_entity(
         and linked is None
         and GEOJSON not in request.headers.get("accept", "")
     )
-    cache = request.app.state.entity_cache
+    cache = city.entity_cache
+    plain = plain and cache is not None
     see = access(city, who, "viewer")
     if plain:
         cached = cache.get(entity_id)
@@ -322,7 +322,7 @@ async def get_entity(
 
 
 @router.delete("/entities/{entity_id:uri}", status_code=204, summary="Delete an entity")
-async def delete_entity(entity_id: str, city: CityDep, who: Operator) -> Response:
+async def delete_entity(entity_id: str, city: TenantCity, who: Operator) -> Response:
     """Delete an entity (its history stays)."""
     check_entity_id(entity_id)
     await require_entity(city, who, entity_id, "operator")
@@ -351,7 +351,9 @@ def _attrs_response(outcome: Any) -> Response:
     responses=answer(207, "Some attributes were not written", ATTRS_RESULT_SCHEMA),
     openapi_extra=json_body(FRAGMENT_SCHEMA),
 )
-async def update_attrs(request: Request, entity_id: str, city: CityDep, who: Operator) -> Response:
+async def update_attrs(
+    request: Request, entity_id: str, city: TenantCity, who: Operator
+) -> Response:
     """Overwrite attributes the entity has; 207 lists those it does not have."""
     fragment = await read_json(request, city.settings.max_body_bytes)
     attrs = await _guarded_fragment(city, who, entity_id, fragment)
@@ -366,7 +368,7 @@ async def update_attrs(request: Request, entity_id: str, city: CityDep, who: Ope
     openapi_extra=json_body(FRAGMENT_SCHEMA),
 )
 async def append_attrs(
-    request: Request, entity_id: str, city: CityDep, who: Operator, options: str | None = None
+    request: Request, entity_id: str, city: TenantCity, who: Operator, options: str | None = None
 ) -> Response:
     """Add attributes (overwriting, unless ``options=noOverwrite``)."""
     fragment = await read_json(request, city.settings.max_body_bytes)
@@ -382,7 +384,7 @@ async def append_attrs(
     openapi_extra=json_body({"description": "the attribute, normalised or a bare value"}),
 )
 async def update_attr(
-    request: Request, entity_id: str, attr: str, city: CityDep, who: Operator
+    request: Request, entity_id: str, attr: str, city: TenantCity, who: Operator
 ) -> Response:
     """Update one existing attribute (clause 5.6.4): the instance of the ``datasetId``
     given (else the default one) takes the members given; its sub-attributes not given
@@ -403,7 +405,7 @@ async def update_attr(
 async def delete_attr(
     entity_id: str,
     attr: str,
-    city: CityDep,
+    city: TenantCity,
     who: Operator,
     datasetId: str | None = None,
     deleteAll: bool = False,
@@ -424,7 +426,7 @@ async def delete_attr(
 )
 async def query_by_document(
     request: Request,
-    city: CityDep,
+    city: TenantCity,
     who: Viewer,
     limit: Annotated[int, Query(ge=0, le=MAX_LIMIT)] = 20,
     offset: Offset = 0,
@@ -449,7 +451,7 @@ async def query_by_document(
     responses=answer(207, "Some items failed; the others were applied", BATCH_RESULT_SCHEMA),
     openapi_extra=json_body(array_of(ENTITY_SCHEMA)),
 )
-async def batch_create(request: Request, city: CityDep, who: Operator) -> Response:
+async def batch_create(request: Request, city: NewTenantCity, who: Operator) -> Response:
     """Create many entities: 201 with their ids, or 207 with successes and per-item errors."""
     docs = await read_json(request, city.settings.max_body_bytes)
     guard = await write_guard(city, who, _doc_ids(docs))
@@ -468,7 +470,7 @@ async def batch_create(request: Request, city: CityDep, who: Operator) -> Respon
     openapi_extra=json_body(array_of(ENTITY_SCHEMA)),
 )
 async def batch_upsert(
-    request: Request, city: CityDep, who: Operator, options: str | None = None
+    request: Request, city: NewTenantCity, who: Operator, options: str | None = None
 ) -> Response:
     """Create or replace (``options=update``: merge into) many entities: 201 with the ids
     of those it created, 204 when every one existed already, 207 when some failed."""
@@ -492,7 +494,7 @@ async def batch_upsert(
     openapi_extra=json_body(array_of(ENTITY_SCHEMA)),
 )
 async def batch_update(
-    request: Request, city: CityDep, who: Operator, options: str | None = None
+    request: Request, city: TenantCity, who: Operator, options: str | None = None
 ) -> Response:
     """Write attributes into many existing entities (``options=noOverwrite`` only adds)."""
     docs = await read_json(request, city.settings.max_body_bytes)
@@ -508,7 +510,7 @@ async def batch_update(
     responses=answer(207, "Some items failed; the others were applied", BATCH_RESULT_SCHEMA),
     openapi_extra=json_body(array_of({"type": "string"})),
 )
-async def batch_delete(request: Request, city: CityDep, who: Operator) -> Response:
+async def batch_delete(request: Request, city: TenantCity, who: Operator) -> Response:
     """Delete many entities by id."""
     ids = await read_json(request, city.settings.max_body_bytes)
     wanted = [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []

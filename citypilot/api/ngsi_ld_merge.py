@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from citypilot.api.access import require_entity, write_guard
 from citypilot.api.body import read_json
-from citypilot.api.deps import CityDep, Operator, access
+from citypilot.api.deps import Operator, access
 from citypilot.api.ngsi_ld import _batch_response, _doc_ids, _guarded_fragment, update_attr
 from citypilot.api.openapi import (
     BATCH_RESULT_SCHEMA,
@@ -23,6 +23,7 @@ from citypilot.api.openapi import (
     json_body,
 )
 from citypilot.api.selection import Selection
+from citypilot.api.tenants import TenantCity
 from citypilot.model.entity import split_deletions
 from citypilot.model.errors import BadRequestData
 from citypilot.model.ids import check_entity_id
@@ -36,7 +37,9 @@ router = APIRouter(prefix="/ngsi-ld/v1", tags=["NGSI-LD"])
     summary="Merge an entity",
     openapi_extra=json_body(FRAGMENT_SCHEMA),
 )
-async def merge_entity(request: Request, entity_id: str, city: CityDep, who: Operator) -> Response:
+async def merge_entity(
+    request: Request, entity_id: str, city: TenantCity, who: Operator
+) -> Response:
     """Merge a fragment into an entity: attributes given replace those of their name or
     are added, keeping the sub-attributes they do not give; ``urn:ngsi-ld:null`` deletes."""
     fragment = await read_json(request, city.settings.max_body_bytes)
@@ -64,7 +67,7 @@ async def merge_entity(request: Request, entity_id: str, city: CityDep, who: Ope
     openapi_extra=json_body(ENTITY_SCHEMA),
 )
 async def replace_entity(
-    request: Request, entity_id: str, city: CityDep, who: Operator
+    request: Request, entity_id: str, city: TenantCity, who: Operator
 ) -> Response:
     """Replace every attribute of an entity with those of the body (its id and type stay)."""
     doc = await read_json(request, city.settings.max_body_bytes)
@@ -94,7 +97,7 @@ router.add_api_route(
     responses=answer(207, "Some items failed; the others were applied", BATCH_RESULT_SCHEMA),
     openapi_extra=json_body(array_of(ENTITY_SCHEMA)),
 )
-async def batch_merge(request: Request, city: CityDep, who: Operator) -> Response:
+async def batch_merge(request: Request, city: TenantCity, who: Operator) -> Response:
     """Merge each entity of the body into the stored one of its id: 204, or 207 with
     the successes and per-item errors (404 for an entity that does not exist)."""
     docs = await read_json(request, city.settings.max_body_bytes)
@@ -105,7 +108,7 @@ async def batch_merge(request: Request, city: CityDep, who: Operator) -> Respons
 
 
 @router.delete("/entities", status_code=204, summary="Purge the entities of a type")
-async def purge_entities(city: CityDep, who: Operator, selection: Selection) -> Response:
+async def purge_entities(city: TenantCity, who: Operator, selection: Selection) -> Response:
     """Delete every entity of ``type`` (narrowed by ``q``, ``idPattern``, ``id`` or a
     geo-query) that the caller may change; their history stays."""
     if selection.types is None:

@@ -12,16 +12,17 @@ import time
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from citypilot.api.access import masker
 from citypilot.api.body import read_json
-from citypilot.api.deps import City, CityDep, Operator, Viewer, access, resolved
+from citypilot.api.deps import City, Operator, Viewer, access, resolved
 from citypilot.api.ldcontexts import in_context, open_contexts, warm
 from citypilot.api.ngsi_ld import LINK
 from citypilot.api.openapi import answer, array_of, created, json_body
 from citypilot.api.paging import Offset
+from citypilot.api.tenants import NewTenantCity, TenantCity
 from citypilot.engine.rpc import RpcClient
 from citypilot.model.entity import Entity
 from citypilot.model.errors import AlreadyExists, ResourceNotFound, ServiceUnavailable
@@ -32,6 +33,7 @@ from citypilot.security.roles import role_allows
 from citypilot.security.scopes import effective_grants
 from citypilot.security.tokens import Principal
 from citypilot.store.common import scope_of_entity
+from citypilot.store.tenants import TENANT_HEADER
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/ngsi-ld/v1/subscriptions", tags=["NGSI-LD subscriptions"])
@@ -88,7 +90,8 @@ def shaper(city: City, contexts: Any) -> Any:
 
 
 def notifier_of(city: City, contexts: Any) -> Notifier:
-    """The notifier of a city (not yet started), rendering with these @contexts."""
+    """The notifier of a city's data space (not yet started), rendering with these
+    @contexts; a tenant's notifications carry its ``NGSILD-Tenant`` header."""
     settings = city.settings
     return Notifier(
         city.broker.store,
@@ -96,6 +99,7 @@ def notifier_of(city: City, contexts: Any) -> Notifier:
         shaper(city, contexts),
         retry_min_s=settings.notify_retry_min_s,
         retry_max_s=settings.notify_retry_max_s,
+        headers={TENANT_HEADER: city.tenant} if city.tenant else None,
     )
 
 
@@ -133,15 +137,16 @@ class NotifierElsewhere:
             log.warning("subscription stored; the engine takes it up when it runs: %s", exc)
 
 
-def start_notifier(app: FastAPI, city: City) -> Notifier | NotifierElsewhere:
-    """The app's notifier (started by the caller), for these routes to tell of changes;
-    with ``engine = "worker"`` it runs in the engine worker instead."""
+def start_notifier(city: City, contexts: Any) -> Notifier | NotifierElsewhere:
+    """The notifier of a city's data space (started by the caller), for these routes to
+    tell of changes. With ``engine = "worker"`` the city's own runs in the engine worker;
+    a tenant's stays in the API process (the engine worker holds the city's only)."""
     notifier: Notifier | NotifierElsewhere
-    if city.settings.engine == "worker":
+    if city.settings.engine == "worker" and not city.tenant:
         notifier = NotifierElsewhere(city.components["engine"])
     else:
-        notifier = notifier_of(city, app.state.ld_contexts)
-    app.state.notifier = notifier
+        notifier = notifier_of(city, contexts)
+    city.notifier = notifier
     return notifier
 
 
@@ -191,13 +196,13 @@ async def _stored(
     responses=created("A subscription with this id exists already"),
     openapi_extra=json_body(SUBSCRIPTION_SCHEMA),
 )
-async def create_subscription(request: Request, city: CityDep, who: Operator) -> Response:
+async def create_subscription(request: Request, city: NewTenantCity, who: Operator) -> Response:
     """Create a subscription; its notifications start at once."""
     body = await read_json(request, city.settings.max_body_bytes)
     doc = new_subscription(body, who, time.time())
     if not await city.broker.store.put_subscription(doc["id"], doc, create=True):
         raise AlreadyExists(f"subscription {doc['id']} exists already", "id")
-    await resolved(request.app.state.notifier.put(doc))
+    await resolved(city.notifier.put(doc))
     return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/subscriptions/{doc['id']}"})
 
 
@@ -207,7 +212,7 @@ async def create_subscription(request: Request, city: CityDep, who: Operator) ->
     responses=answer(200, "A page of subscriptions", array_of(SUBSCRIPTION_SCHEMA)),
 )
 async def list_subscriptions(
-    city: CityDep,
+    city: TenantCity,
     who: Viewer,
     limit: Annotated[int, Query(ge=0, le=1000)] = 20,
     offset: Offset = 0,
@@ -226,7 +231,7 @@ async def list_subscriptions(
     summary="Read a subscription",
     responses=answer(200, "The subscription with its status", SUBSCRIPTION_SCHEMA),
 )
-async def get_subscription(subscription_id: str, city: CityDep, who: Viewer) -> Response:
+async def get_subscription(subscription_id: str, city: TenantCity, who: Viewer) -> Response:
     """One subscription: what it selects, its status and notification figures."""
     return _json(shown(await _stored(city, subscription_id, who), time.time()))
 
@@ -238,24 +243,24 @@ async def get_subscription(subscription_id: str, city: CityDep, who: Viewer) -> 
     openapi_extra=json_body({"type": "object", "description": "members to replace"}),
 )
 async def update_subscription(
-    request: Request, subscription_id: str, city: CityDep, who: Operator
+    request: Request, subscription_id: str, city: TenantCity, who: Operator
 ) -> Response:
     """Replace members of a subscription (``notification`` member by member)."""
     stored = await _stored(city, subscription_id, who, "operator")
     fragment = await read_json(request, city.settings.max_body_bytes)
     doc = merged(stored, fragment)
     await city.broker.store.put_subscription(subscription_id, doc, create=False)
-    await resolved(request.app.state.notifier.put(doc))
+    await resolved(city.notifier.put(doc))
     return Response(status_code=204)
 
 
 @router.delete("/{subscription_id}", status_code=204, summary="Delete a subscription")
 async def delete_subscription(
-    request: Request, subscription_id: str, city: CityDep, who: Operator
+    request: Request, subscription_id: str, city: TenantCity, who: Operator
 ) -> Response:
     """Delete a subscription and the notifications still pending for it."""
     await _stored(city, subscription_id, who, "operator")
     if not await city.broker.store.delete_subscription(subscription_id):
         raise ResourceNotFound(f"subscription {subscription_id} does not exist", "subscriptionId")
-    await resolved(request.app.state.notifier.drop(subscription_id))
+    await resolved(city.notifier.drop(subscription_id))
     return Response(status_code=204)

@@ -18,12 +18,13 @@ from starlette.responses import Response
 
 import citypilot.api.uri_paths  # noqa: F401  (registers the uri path convertor)
 from citypilot.api.access import mask_values, may_see_history
-from citypilot.api.deps import CityDep, Reader, access
+from citypilot.api.deps import Reader, access
 from citypilot.api.ngsi_ld import LINK
 from citypilot.api.openapi import answer, array_of
 from citypilot.api.selection import Selection
 from citypilot.api.temporal_params import MAX_INSTANCES, TemporalParams, parse_temporal
 from citypilot.api.temporal_provision import instance_id
+from citypilot.api.tenants import TenantCity
 from citypilot.model.entity import Entity
 from citypilot.model.entity_scope import SCOPE, scope_member
 from citypilot.model.errors import ResourceNotFound
@@ -205,7 +206,7 @@ def _respond(body: Any, renderer: _Renderer, extra: dict[str, str] | None = None
     responses={**answer(200, "Temporal entities", array_of(TEMPORAL_ENTITY_SCHEMA)), **_PARTIAL},
 )
 async def query_temporal(
-    city: CityDep,
+    city: TenantCity,
     who: Reader,
     params: Temporal,
     selection: Selection,
@@ -242,7 +243,7 @@ async def query_temporal(
 )
 async def retrieve_temporal(
     entity_id: str,
-    city: CityDep,
+    city: TenantCity,
     who: Reader,
     params: Temporal,
     attrs: str | None = None,

@@ -19,8 +19,9 @@ from starlette.responses import Response
 
 from citypilot.api.access import require_entity, write_guard
 from citypilot.api.body import read_json
-from citypilot.api.deps import City, CityDep, Operator
+from citypilot.api.deps import City, Operator
 from citypilot.api.openapi import FRAGMENT_SCHEMA, json_body
+from citypilot.api.tenants import NewTenantCity, TenantCity
 from citypilot.api.uri_paths import uri_segment
 from citypilot.model.entity import Attribute, Entity, entity_type_of, parse_attributes
 from citypilot.model.errors import BadRequestData, ResourceNotFound
@@ -144,7 +145,7 @@ def _newest(instances: dict[str, list[Attribute]]) -> dict[str, Attribute]:
     responses={204: {"description": "The entity existed: its instances were added"}},
     openapi_extra=json_body(TEMPORAL_BODY_SCHEMA),
 )
-async def provide_temporal(request: Request, city: CityDep, who: Operator) -> Response:
+async def provide_temporal(request: Request, city: NewTenantCity, who: Operator) -> Response:
     """Write the instances of a temporal entity: 201 (and ``Location``) when it creates
     the entity, 204 when it adds to an existing one."""
     doc = await read_json(request, city.settings.max_body_bytes)
@@ -186,7 +187,9 @@ async def _existing_type(city: City, who: Principal, entity_id: str) -> str:
     summary="Add attribute instances to an entity's temporal evolution",
     openapi_extra=json_body(_ATTRS_BODY_SCHEMA),
 )
-async def add_instances(request: Request, entity_id: str, city: CityDep, who: Operator) -> Response:
+async def add_instances(
+    request: Request, entity_id: str, city: TenantCity, who: Operator
+) -> Response:
     """Add instances of the entity's attributes (each with its ``observedAt``)."""
     type_name = await _existing_type(city, who, entity_id)
     fragment = await read_json(request, city.settings.max_body_bytes)
@@ -212,7 +215,7 @@ async def _has_instance(city: City, entity_id: str, attr: str, at: float) -> boo
     openapi_extra=json_body(FRAGMENT_SCHEMA),
 )
 async def modify_instance(
-    request: Request, entity_id: str, attr: str, instance: str, city: CityDep, who: Operator
+    request: Request, entity_id: str, attr: str, instance: str, city: TenantCity, who: Operator
 ) -> Response:
     """Replace the value of the instance ``instanceId`` names; its ``observedAt`` stays."""
     type_name = await _existing_type(city, who, entity_id)
@@ -237,7 +240,7 @@ async def modify_instance(
     summary="Remove one attribute instance",
 )
 async def delete_instance(
-    entity_id: str, attr: str, instance: str, city: CityDep, who: Operator
+    entity_id: str, attr: str, instance: str, city: TenantCity, who: Operator
 ) -> Response:
     """Remove the instance ``instanceId`` names from history (current state stays)."""
     await _existing_type(city, who, entity_id)
@@ -252,7 +255,7 @@ async def delete_instance(
     summary="Remove an attribute's temporal evolution",
 )
 async def delete_attribute_history(
-    entity_id: str, attr: str, city: CityDep, who: Operator
+    entity_id: str, attr: str, city: TenantCity, who: Operator
 ) -> Response:
     """Remove every instance of the attribute from history (current state stays)."""
     await _existing_type(city, who, entity_id)
@@ -264,7 +267,7 @@ async def delete_attribute_history(
 @router.delete(
     "/entities/{entity_id:uri}", status_code=204, summary="Remove an entity's temporal evolution"
 )
-async def delete_temporal_entity(entity_id: str, city: CityDep, who: Operator) -> Response:
+async def delete_temporal_entity(entity_id: str, city: TenantCity, who: Operator) -> Response:
     """Remove the entity's whole history and the entity itself."""
     await _existing_type(city, who, entity_id)
     await city.broker.store.delete_history(entity_id)

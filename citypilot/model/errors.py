@@ -62,6 +62,14 @@ class ResourceNotFound(CityPilotError):
     title = "Resource not found"
 
 
+class NonexistentTenant(CityPilotError):
+    """The tenant an operation names was never created (clause 5.5.10)."""
+
+    status = 404
+    problem = "NonexistentTenant"
+    title = "Nonexistent tenant"
+
+
 class AlreadyExists(CityPilotError):
     """An entity with this id exists already."""
 

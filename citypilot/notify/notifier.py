@@ -99,8 +99,11 @@ class Notifier:
         connections: int = 64,
         poll_s: float = 0.5,
         lease_s: float = 60.0,
+        headers: dict[str, str] | None = None,
     ) -> None:
+        """``headers`` go with every notification (a tenant's ``NGSILD-Tenant``)."""
         self.store, self.bus, self.shape = store, bus, shape
+        self.headers = dict(headers or {})
         self.retry_min_s, self.retry_max_s = retry_min_s, retry_max_s
         self.batch, self.poll_s = batch, poll_s
         #: how long a notification being sent is not taken by another sweep (a process
@@ -349,7 +352,11 @@ class Notifier:
         try:
             if uri.startswith("mqtt://"):
                 parts = urlsplit(uri)
-                metadata = {**receiver_headers(endpoint), "Content-Type": "application/json"}
+                metadata = {
+                    **receiver_headers(endpoint),
+                    **self.headers,
+                    "Content-Type": "application/json",
+                }
                 message = {"metadata": {**metadata, "Link": link}, "body": orjson.loads(note.body)}
                 await self._mqtt.publish(
                     parts.hostname or "",
@@ -361,6 +368,7 @@ class Notifier:
             ld = endpoint.get("accept") == "application/ld+json"
             headers = {
                 **receiver_headers(endpoint),
+                **self.headers,
                 "Content-Type": "application/ld+json" if ld else "application/json",
             }
             if not ld:

@@ -79,6 +79,16 @@ def test_every_api_write_is_recorded_once_with_who_what_and_outcome(server: Serv
     assert created[0]["outcome"] == "ok" and created[0]["client"] == "127.0.0.1"
 
 
+def test_a_write_in_a_tenant_is_recorded_with_its_tenant(server: Server):
+    local = uuid.uuid4().hex[:10]
+    with server.client(OPERATOR) as c:
+        r = c.post(f"{NGSI}/entities", json=_light(local), headers={"NGSILD-Tenant": "nord"})
+        assert r.status_code == 201, r.text
+        assert c.post(f"{NGSI}/entities", json=_light(local)).status_code == 201
+    entries = _audit(server, who=OPERATOR[0], action="POST /ngsi-ld/v1/entities")["items"]
+    assert [e["detail"].get("tenant") for e in entries[:2]] == [None, "nord"]
+
+
 def test_a_configuration_change_keeps_what_it_replaced(server: Server):
     name = f"Gauge{uuid.uuid4().hex[:6]}"
     doc = {"name": name, "department": "environment", "attributes": {}}

@@ -13,7 +13,8 @@ from citypilot.bench.server import server_process
 from tests.conftest import DEVICE_KEY, OPERATOR, VIEWER, Server, seed_accounts
 
 
-async def _seed_postgres_accounts(dsn: str) -> None:
+async def seed_postgres_accounts(dsn: str) -> None:
+    """The test people and device key in the PostgreSQL database of ``dsn``."""
     from citypilot.security.provision import add_logins
     from citypilot.security.scopes import Grant
     from citypilot.store.postgres import PostgresStore
@@ -44,7 +45,7 @@ def server_on_store(
         asyncio.run(seed_accounts(data))
     else:
         dsn = request.getfixturevalue("postgres_dsn")
-        asyncio.run(_seed_postgres_accounts(dsn))
+        asyncio.run(seed_postgres_accounts(dsn))
         config = data / "city.toml"
         config.write_text(f'store = "postgres"\npostgres_dsn = "{dsn}"\n')
         extra["CITYPILOT_CONFIG"] = str(config)
