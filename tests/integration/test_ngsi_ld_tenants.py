@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +27,7 @@ from citypilot.bench.receiver import Receiver
 from citypilot.bench.server import free_port, server_process
 from tests.conftest import OPERATOR, VIEWER, Server, require_service, seed_accounts
 from tests.integration.conftest import ADMIN_DSN
+from tests.integration.test_privacy import privacy_cli
 from tests.integration.two_stores import seed_postgres_accounts, server_on_store
 
 E = "/ngsi-ld/v1/entities"
@@ -363,21 +361,6 @@ async def test_a_tenants_personal_values_are_purged_and_audited_in_the_city(tmp_
         await city_store.close()
 
 
-def _privacy(city: Server, *args: str) -> str:
-    """``citypilot privacy ARGS`` on the city's data (its store, its tenants')."""
-    env = {**os.environ, "CITYPILOT_DATA_DIR": str(city.data_dir)}
-    if (city.data_dir / "city.toml").exists():  # the PostgreSQL store
-        env["CITYPILOT_CONFIG"] = str(city.data_dir / "city.toml")
-    done = subprocess.run(
-        [sys.executable, "-m", "citypilot.cli", "privacy", *args],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout
-
-
 def test_a_data_subject_is_found_and_erased_in_every_tenant(city: Server):
     tenant, badge = _tenant(), f"badge-{uuid.uuid4().hex[:8]}"
     reader = f"urn:ngsi-ld:AccessPoint:tenant-{uuid.uuid4().hex[:8]}"
@@ -388,12 +371,12 @@ def test_a_data_subject_is_found_and_erased_in_every_tenant(city: Server):
         "lastAccess": {"type": "Property", "value": access},
     }
     create(city, tenant, doc)
-    found = json.loads(_privacy(city, "export", badge))
+    found = json.loads(privacy_cli(city, "export", badge))
     held = found["tenants"][tenant]
     assert [(s["entityId"], s["value"]["result"]) for s in held["state"]] == [(reader, "denied")]
     assert found["state"] == []  # the default tenant holds nothing of the subject
-    _privacy(city, "erase", badge)
-    assert "tenants" not in json.loads(_privacy(city, "export", badge))
+    privacy_cli(city, "erase", badge)
+    assert "tenants" not in json.loads(privacy_cli(city, "export", badge))
     with client(city, tenant) as c:  # the fact stays
         kept = c.get(f"{E}/{reader}", params={"options": "keyValues"}).json()["lastAccess"]
     assert kept["result"] == "denied"

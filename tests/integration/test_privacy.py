@@ -22,8 +22,11 @@ store = contract.store
 READER = "urn:ngsi-ld:AccessPoint:{}"
 
 
-def _cli(server: Server, *args: str) -> str:
+def privacy_cli(server: Server, *args: str) -> str:
+    """``citypilot privacy ARGS`` on the server's data (its store, its tenants')."""
     env = {**os.environ, "CITYPILOT_DATA_DIR": str(server.data_dir)}
+    if (server.data_dir / "city.toml").exists():  # the PostgreSQL store
+        env["CITYPILOT_CONFIG"] = str(server.data_dir / "city.toml")
     done = subprocess.run(
         [sys.executable, "-m", "citypilot.cli", "privacy", *args],
         env=env,
@@ -57,15 +60,15 @@ def test_a_badge_is_pseudonymised_exported_and_erased_end_to_end(server: Server)
     for kept in ("city.db", "audit.db"):
         assert badge.encode() not in (server.data_dir / kept).read_bytes()
 
-    found = json.loads(_cli(server, "export", badge))
+    found = json.loads(privacy_cli(server, "export", badge))
     assert found["pseudonyms"] == [pseudonym]
     assert [(s["entityId"], s["value"]["badge"]) for s in found["state"]] == [(reader, pseudonym)]
     assert [(h["observedAt"], h["value"]["result"]) for h in found["history"]] == [
         ("2026-11-20T08:00:00.000Z", "denied")
     ]
 
-    _cli(server, "erase", badge)
-    assert json.loads(_cli(server, "export", badge))["state"] == []
+    privacy_cli(server, "erase", badge)
+    assert json.loads(privacy_cli(server, "export", badge))["state"] == []
     with server.client(ADMIN) as c:
         hist = c.get(f"/api/v1/history/{reader}", params={"attrs": "lastAccess"}).json()
         entries = c.get("/api/v1/audit", params={"action": "privacy"}).json()["items"]
