@@ -29,11 +29,12 @@ async def _with_store(settings: Settings, work: Any) -> Any:
 
 async def _in_tenants(settings: Settings, city_store: Any, work: Any) -> dict[str, Any]:
     """``work(name, store)`` on the store of every NGSI-LD tenant there is, by name."""
-    from citypilot.store.tenants import existing_tenants, open_tenant_store
+    from citypilot.store.factory import open_store
+    from citypilot.store.tenants import existing_tenants
 
     done = {}
     for name in await existing_tenants(settings, city_store):
-        store = open_tenant_store(settings, name)
+        store = open_store(settings, name)
         await store.open()
         try:
             done[name] = await work(name, store)

@@ -30,11 +30,11 @@ from citypilot.broker import Broker
 from citypilot.bus.memory import MemoryBus
 from citypilot.model.errors import NonexistentTenant
 from citypilot.security.retention import retention_loop
+from citypilot.store.factory import open_store
 from citypilot.store.tenants import (
     TENANT_HEADER,
     check_tenant_name,
     existing_tenants,
-    open_tenant_store,
     tenant_exists,
 )
 
@@ -81,7 +81,7 @@ class Tenants:
 
     async def _opened(self, name: str) -> City:
         settings = self.city.settings
-        store = open_tenant_store(settings, name)
+        store = open_store(settings, name)
         await store.open()
         bus = MemoryBus()
         await bus.start()

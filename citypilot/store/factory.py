@@ -6,20 +6,29 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from psycopg.conninfo import make_conninfo
+
 if TYPE_CHECKING:
     from citypilot.config import Settings
     from citypilot.store.base import Store
 
 
-def open_store(settings: Settings) -> Store:
-    """The store the settings name (not yet opened): SQLite by default, or PostgreSQL."""
+def open_store(settings: Settings, tenant: str | None = None) -> Store:
+    """The store the settings name (not yet opened): SQLite by default, or PostgreSQL;
+    an NGSI-LD tenant's own (``store.tenants``: opening creates it) when ``tenant``."""
+    from citypilot.store import tenants
+
     if settings.store == "postgres":
         from citypilot.store.postgres import PostgresStore
 
-        return PostgresStore(settings.postgres_dsn)
+        if tenant is None:
+            return PostgresStore(settings.postgres_dsn)
+        dsn = make_conninfo(settings.postgres_dsn, dbname=tenants.tenant_database(settings, tenant))
+        return PostgresStore(dsn, max_size=tenants.TENANT_POOL_SIZE)
     from citypilot.store.sqlite import SQLiteStore
 
-    return SQLiteStore(settings.data_path / "city.db")
+    folder = settings.data_path if tenant is None else tenants.tenant_dir(settings, tenant)
+    return SQLiteStore(folder / "city.db")
 
 
 @contextlib.asynccontextmanager

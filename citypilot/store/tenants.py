@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from citypilot.model.errors import BadRequestData
 
@@ -65,18 +65,6 @@ def tenant_database(settings: Settings, name: str) -> str:
 def tenant_dir(settings: Settings, name: str) -> Path:
     """The directory of a tenant's SQLite files."""
     return settings.data_path / "tenants" / name
-
-
-def open_tenant_store(settings: Settings, name: str) -> Store:
-    """The store of a tenant (not yet opened; opening creates it)."""
-    if settings.store == "postgres":
-        from citypilot.store.postgres import PostgresStore
-
-        dsn = make_conninfo(settings.postgres_dsn, dbname=tenant_database(settings, name))
-        return PostgresStore(dsn, max_size=TENANT_POOL_SIZE)
-    from citypilot.store.sqlite import SQLiteStore
-
-    return SQLiteStore(tenant_dir(settings, name) / "city.db")
 
 
 async def tenant_exists(settings: Settings, city_store: Store, name: str) -> bool:

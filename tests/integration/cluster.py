@@ -65,15 +65,19 @@ class Cluster:
     def seed(self) -> None:
         """Create the operator (through the CLI) and the device key (a fixed one, through
         the programmatic path: the CLI generates keys only)."""
+        self.add_user(OPERATOR, "operator")
+        asyncio.run(self._seed_device_key())
+
+    def add_user(self, login: tuple[str, str], role: str) -> None:
+        """Create an account (name, password) with a role, through the CLI."""
         subprocess.run(
-            citypilot_argv("users", "add", OPERATOR[0], "--role", "operator", "--password-stdin"),
+            citypilot_argv("users", "add", login[0], "--role", role, "--password-stdin"),
             env=self.env(),
             check=True,
             capture_output=True,
-            input=OPERATOR[1] + "\n",
+            input=login[1] + "\n",
             text=True,
         )
-        asyncio.run(self._seed_device_key())
 
     async def _seed_device_key(self) -> None:
         from citypilot.config import Settings

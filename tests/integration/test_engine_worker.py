@@ -10,7 +10,6 @@ rule and mode API tests run against such an API in test_engine_worker_api.py.)
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import httpx
 import psycopg
 import pytest
 
-from citypilot.bench.processes import NatsServer, Proc, citypilot_argv, wait_until
+from citypilot.bench.processes import NatsServer, Proc, wait_until
 from tests.integration.cluster import DEVICE_KEY, Cluster, token
 from tests.integration.test_api_commands import Device, now_iso
 
@@ -57,14 +56,7 @@ def city(
     try:
         nats_server.start()
         cluster.seed()
-        subprocess.run(
-            citypilot_argv("users", "add", ADMIN[0], "--role", "admin", "--password-stdin"),
-            env=cluster.env(),
-            check=True,
-            capture_output=True,
-            input=ADMIN[1] + "\n",
-            text=True,
-        )
+        cluster.add_user(ADMIN, "admin")
         _, url = cluster.api("api")
         cluster.worker("writer", "w1")
         e1, _ = cluster.worker("engine", "e1")
