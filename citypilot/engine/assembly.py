@@ -10,6 +10,7 @@ services; modes send commands, suppress alarms, switch rules and close roads.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,8 @@ from citypilot.engine.modes import ModeService
 from citypilot.engine.rules import RuleEngine, mode_hook_for
 from citypilot.ingest.http_commands import HttpCallbackChannel
 from citypilot.ops.closures import ClosureBook
+
+log = logging.getLogger(__name__)
 
 
 async def _command_service(settings: Settings, broker: Broker) -> CommandService:
@@ -104,19 +107,37 @@ class Engine:
         assert isinstance(callbacks, HttpCallbackChannel)
         return cls(commands, callbacks, alarms, rules, modes)
 
+    def _services(self) -> list[Any]:
+        """The services in the order they start (and stop in reverse)."""
+        return [self.commands, self.alarms, self.rules, self.modes]
+
     async def start(self) -> None:
-        """Take up the commands, alarms, rules and mode activations under way; run them."""
-        await self.commands.start()
-        await self.alarms.start()
-        await self.rules.start()
-        await self.modes.start()
+        """Take up the commands, alarms, rules and mode activations under way; run them.
+        When one fails to start, those already started are stopped before the error
+        is raised: nothing is left running half-assembled."""
+        started: list[Any] = []
+        try:
+            for service in self._services():
+                await service.start()
+                started.append(service)
+        except BaseException:
+            for service in reversed(started):
+                await stop_quietly(service)
+            raise
         self.rules.set_mode_hook(mode_hook_for(self.modes))
 
     async def stop(self) -> None:
-        """Stop every timer and listener, finish the deliveries under way, close channels."""
-        await self.rules.stop()
-        await self.modes.stop()
-        await self.alarms.stop()
-        await self.commands.stop()
+        """Stop every timer and listener, finish the deliveries under way, close channels;
+        a service that fails to stop does not keep the others running."""
+        for service in reversed(self._services()):
+            await stop_quietly(service)
         for channel in self.commands.channels:
-            await channel.close()
+            await stop_quietly(channel, "close")
+
+
+async def stop_quietly(service: Any, method: str = "stop") -> None:
+    """Call ``service.<method>()``, logging (not raising) what it raises."""
+    try:
+        await getattr(service, method)()
+    except Exception:
+        log.exception("%s failed to %s", type(service).__name__, method)

@@ -25,7 +25,7 @@ from citypilot.api.subscriptions import engine_notifier
 from citypilot.broker import Broker
 from citypilot.bus.nats import NatsBus
 from citypilot.config import Settings
-from citypilot.engine.assembly import Engine
+from citypilot.engine.assembly import Engine, stop_quietly
 from citypilot.engine.engine_calls import engine_methods
 from citypilot.engine.rpc import RpcServer
 from citypilot.ops.closures import ClosureBook
@@ -110,5 +110,5 @@ async def _lead(settings: Settings, broker: Broker, lease: EngineLease) -> None:
     finally:
         async with asyncio.timeout(STOP_TIMEOUT_S):
             for name, component in reversed(started):
-                await component.stop()
+                await stop_quietly(component)
                 log.info("engine component %s stopped", name)
