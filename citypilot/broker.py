@@ -42,7 +42,7 @@ from citypilot.store.base import (
     WriteMode,
 )
 from citypilot.store.common import attribute_readings
-from citypilot.type_admin import TypeAdmin
+from citypilot.type_admin import TypeAdmin, follow_type_changes
 
 CHANGED = "entities.changed"
 DELETED = "entities.deleted"
@@ -137,11 +137,13 @@ class Broker:
         self.store = store
         self.bus = bus
         self.observations = observations
-        self.types = TypeAdmin(registry, store)
+        self.types = TypeAdmin(registry, store, bus)
 
     # -- types -------------------------------------------------------------
     async def load_registered_types(self) -> None:
-        """Register the types kept in the store (added at run time earlier)."""
+        """Register the types kept in the store (added at run time earlier), and follow
+        from now on those other processes register or delete."""
+        follow_type_changes(self.registry, self.bus)
         for doc in await self.store.list_types():
             self.registry.register(entity_type_from_json(doc))
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 import orjson
 
+from citypilot.bus.base import EventBus
 from citypilot.model.builtin_types import BUILTIN_TYPES
 from citypilot.model.entity import RESERVED, parse_entity
 from citypilot.model.errors import BadRequestData, CityPilotError, Conflict, ResourceNotFound
@@ -29,6 +30,9 @@ from citypilot.model.types import (
     with_common_attributes,
 )
 from citypilot.store.base import EntityQuery, Store
+
+#: The bus subject of type changes: ``{"name", "type": declaration or None (deleted)}``.
+TYPES_CHANGED = "types.changed"
 
 #: How many entity ids a refused change or deletion lists (the counts are exact).
 LISTED = 20
@@ -60,9 +64,12 @@ def _check_expected_version(doc: dict[str, Any], current: EntityType) -> None:
 class TypeAdmin:
     """The run-time changes of the type registry, kept in the store with their history."""
 
-    def __init__(self, registry: TypeRegistry, store: Store) -> None:
+    def __init__(self, registry: TypeRegistry, store: Store, bus: EventBus | None = None) -> None:
+        """``bus``: where each change is announced (``types.changed``), for the other
+        processes of the city to follow (:func:`follow_type_changes`)."""
         self.registry = registry
         self.store = store
+        self.bus = bus
         self._lock = asyncio.Lock()  # one type change at a time
 
     async def register(
@@ -100,6 +107,7 @@ class TypeAdmin:
             }
             await self.store.put_type(entity_type.name, entity_type.to_json(), record)
             self.registry.register(entity_type)
+            await self._announce(entity_type.name, entity_type.to_json())
         return self.registry.get(entity_type.name), old is None
 
     async def _breaks(
@@ -223,3 +231,31 @@ class TypeAdmin:
                 )
             await self.store.delete_type(name)
             self.registry.remove(name)
+            await self._announce(name, None)
+
+    async def _announce(self, name: str, declaration: dict[str, Any] | None) -> None:
+        """Tell the other processes that ``name`` is now ``declaration`` (None: deleted)."""
+        if self.bus is not None:
+            await self.bus.publish(TYPES_CHANGED, {"name": name, "type": declaration})
+
+
+def follow_type_changes(registry: TypeRegistry, bus: EventBus) -> Callable[[], None]:
+    """Apply to ``registry`` the type changes other processes announce on ``bus`` (a
+    newer version registered, a run-time type deleted); returns the unsubscribe function.
+
+    A process's own announcements come back to it too: they change nothing, the
+    registry already holds that version.
+    """
+
+    def on_change(_subject: str, payload: dict[str, Any]) -> None:
+        name, declaration = payload["name"], payload["type"]
+        known = registry.get(name) if name in registry else None
+        if declaration is None:
+            if known is not None and name not in BUILTIN_NAMES:
+                registry.remove(name)
+            return
+        declared = entity_type_from_json(declaration)
+        if known is None or declared.version > known.version:
+            registry.register(declared)
+
+    return bus.listen(TYPES_CHANGED, on_change)
