@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from citypilot.api.ldterms import (
+    CORE_MEMBERS,
     rename_attribute,
     rename_discovery,
     rename_entities,
@@ -147,7 +148,6 @@ def contexts_of(app: Any) -> Any:
 
 # -- the query and the path ------------------------------------------------------
 _LIST_PARAMS = {"attrs", "pick", "omit", "expandValues"}
-_KEEP = frozenset({"id", "type", "scope", "createdAt", "modifiedAt"})
 
 
 def _rename_query_string(raw: bytes, terms: TermMap) -> bytes:
@@ -159,7 +159,7 @@ def _rename_query_string(raw: bytes, terms: TermMap) -> bytes:
         if key == "type":
             value = rename_type_selector(value, rename)
         elif key in _LIST_PARAMS:
-            value = rename_names(value, rename, _KEEP)
+            value = rename_names(value, rename, CORE_MEMBERS)
         elif key == "q":
             value = rename_q(value, rename)
         elif key == "geoproperty":

@@ -116,6 +116,10 @@ def rename_entities(docs: Any, rename: Rename, key_values: bool = False) -> Any:
     return rename_entity(docs, rename, key_values)
 
 
+#: Entity members that are NGSI-LD's own, never renamed in a list of names (``pick``).
+CORE_MEMBERS = frozenset({"id", "type", "scope", "createdAt", "modifiedAt"})
+
+
 def rename_names(text: str, rename: Rename, keep: frozenset[str] = frozenset()) -> str:
     """A comma-separated list of names (``attrs``, ``pick``), each renamed but ``keep``."""
     return ",".join(p if not p or p in keep else rename(p) for p in text.split(","))
@@ -210,9 +214,15 @@ def rename_subscription(doc: Any, rename: Rename) -> Any:
     if isinstance(geo, dict) and isinstance(geo.get("geoproperty"), str):
         out["geoQ"] = {**geo, "geoproperty": rename(geo["geoproperty"])}
     notification = doc.get("notification")
-    if isinstance(notification, dict) and isinstance(notification.get("attributes"), list):
-        attrs = rename_types(notification["attributes"], rename)
-        out["notification"] = {**notification, "attributes": attrs}
+    if isinstance(notification, dict):
+        renamed = dict(notification)
+        if isinstance(notification.get("attributes"), list):
+            renamed["attributes"] = rename_types(notification["attributes"], rename)
+        for key in ("pick", "omit"):  # member names: id and type stay as they are
+            names = notification.get(key)
+            if isinstance(names, list):
+                renamed[key] = [rename(n) if n not in CORE_MEMBERS else n for n in names]
+        out["notification"] = renamed
     return out
 
 

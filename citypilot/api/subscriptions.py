@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
@@ -19,9 +20,11 @@ from citypilot.api.access import masker
 from citypilot.api.body import read_json
 from citypilot.api.deps import City, Operator, Viewer, access, resolved
 from citypilot.api.ldcontexts import in_context, open_contexts, warm
+from citypilot.api.linked import Join, fetch_linked, flat_docs, inline
 from citypilot.api.ngsi_ld import LINK
 from citypilot.api.openapi import answer, array_of, created, json_body
 from citypilot.api.paging import Offset
+from citypilot.api.projection import Projection, project_body
 from citypilot.api.tenants import NewTenantCity, TenantCity
 from citypilot.engine.rpc import RpcClient
 from citypilot.model.entity import Entity
@@ -30,7 +33,7 @@ from citypilot.model.ids import check_entity_id
 from citypilot.notify.notifier import Notifier
 from citypilot.notify.subscription import Compiled, merged, new_subscription, owner_of, shown
 from citypilot.security.roles import role_allows
-from citypilot.security.scopes import effective_grants
+from citypilot.security.scopes import Visibility, effective_grants
 from citypilot.security.tokens import Principal
 from citypilot.store.common import scope_of_entity
 from citypilot.store.tenants import TENANT_HEADER
@@ -71,22 +74,66 @@ SUBSCRIPTION_SCHEMA: dict[str, Any] = {
 def shaper(city: City, contexts: Any) -> Any:
     """How the notifier renders entities for a subscription: only those its owner may
     see, masked as the owner would see them, in the subscription's format and attributes,
-    in the terms of its ``jsonldContext``."""
+    with the linked entities its ``join`` asks for and the members its ``pick``/``omit``
+    keep, in the terms of its ``jsonldContext``."""
 
-    def shape(sub: Compiled, entities: list[Entity]) -> list[dict[str, Any]]:
+    async def shape(sub: Compiled, entities: list[Entity], deleted: bool) -> list[dict[str, Any]]:
         owner = owner_of(sub.doc)
         see = access(city, owner, "viewer")
         mask = masker(city, owner)
-        key_values = sub.doc["notification"].get("format", "normalized") != "normalized"
+        note = sub.doc["notification"]
+        key_values = note.get("format", "normalized") != "normalized"
         picked = set(sub.attributes) if sub.attributes is not None else None
-        docs = [
-            mask(e).to_ngsi(key_values, False, picked)
-            for e in entities
-            if see.covers(e.type, *scope_of_entity(e))
-        ]
+        shown = [mask(e) for e in entities if see.covers(e.type, *scope_of_entity(e))]
+        docs = [e.to_ngsi(key_values, False, picked) for e in shown]
+        if not deleted:  # a deletion's notification sends their ids and types only
+            docs = await _joined_and_projected(city, note, shown, docs, see, mask)
         return in_context(contexts, sub.doc.get("jsonldContext"), docs, key_values)
 
     return shape
+
+
+async def _joined_and_projected(
+    city: City,
+    note: dict[str, Any],
+    shown: list[Entity],
+    docs: list[dict[str, Any]],
+    see: Visibility,
+    mask: Callable[[Entity], Entity],
+) -> list[dict[str, Any]]:
+    """The rendered entities with the linked entities ``notification.join`` asks for
+    (that the owner may see, as they see them), then the members ``pick``/``omit`` keep."""
+    join = _join_of(note)
+    if join is not None and shown:
+        linked = await fetch_linked(city.broker.store, shown, join, see, mask)
+        key_values = note.get("format", "normalized") != "normalized"
+
+        def whole(e: Entity) -> dict[str, Any]:
+            return e.to_ngsi(key_values, False, None)
+
+        if join.mode == "inline":
+            docs = [
+                inline(d, e, linked, whole, key_values, join.level)
+                for d, e in zip(docs, shown, strict=True)
+            ]
+        else:
+            docs = [*docs, *flat_docs(linked, whole)]
+    return project_body(docs, _projection_of(note))
+
+
+def _join_of(note: dict[str, Any]) -> Join | None:
+    """The linked entities a (checked) notification asks for; None: none."""
+    mode = note.get("join", "@none")
+    return None if mode == "@none" else Join(mode, note.get("joinLevel", 1))
+
+
+def _projection_of(note: dict[str, Any]) -> Projection | None:
+    """The members a (checked) notification keeps (``pick``) or drops (``omit``)."""
+    if "pick" in note:
+        return Projection(frozenset(note["pick"]), keep=True)
+    if "omit" in note:
+        return Projection(frozenset(note["omit"]), keep=False)
+    return None
 
 
 def notifier_of(city: City, contexts: Any) -> Notifier:

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,7 +49,8 @@ CHANGED = "entities.changed"
 DELETED = "entities.deleted"
 LINK = link_header(CORE_CONTEXT)
 #: Renders the entities a subscription is notified of (visibility, masking, format).
-Shaper = Callable[[Compiled, list[Entity]], list[dict[str, Any]]]
+#: Renders entities for a subscription; with ``deleted`` only their ids and types count.
+Shaper = Callable[[Compiled, list[Entity], bool], Awaitable[list[dict[str, Any]]]]
 
 
 class _MqttLinks:
@@ -214,7 +215,7 @@ class Notifier:
         last = self._last_notified.get(sub.doc["id"])
         return throttling is not None and last is not None and now - last < throttling
 
-    def _notification(
+    async def _notification(
         self, sub: Compiled, entities: list[Entity], now: float, deleted_at: float | None = None
     ) -> str | None:
         if deleted_at is None:
@@ -225,10 +226,11 @@ class Notifier:
                 and (sub.scope_q is None or meets_scope_q(sub.scope_q, scopes_of(e)))
                 and (sub.geo is None or meets_geo(sub.geo, e))
             ]
-        data = self.shape(sub, entities) if entities else []
+        deleted = deleted_at is not None
+        data = await self.shape(sub, entities, deleted) if entities else []
         if not data:
             return None
-        if deleted_at is not None:
+        if deleted:
             data = [
                 {"id": d["id"], "type": d["type"], "deletedAt": format_instant(now)} for d in data
             ]
@@ -291,10 +293,10 @@ class Notifier:
                 if deleted:  # the entity as it was named: id, type, when it went
                     types = payload.get("types", {})
                     chosen = [Entity(i, types.get(i) or type_of_id(i)) for i in found]
-                    body = self._notification(sub, chosen, now, deleted_at=now)
+                    body = await self._notification(sub, chosen, now, deleted_at=now)
                 else:
                     chosen = [entities[i] for i in found if i in entities]
-                    body = self._notification(sub, chosen, now)
+                    body = await self._notification(sub, chosen, now)
                 if body is not None:
                     items.append((sub_id, body))
         self.dispatch(await self.store.add_notifications(items, now + self.lease_s))
@@ -333,7 +335,7 @@ class Notifier:
             )
             found, _ = await self.store.query_entities(query)
             entities.update((e.id, e) for e in found)
-        body = self._notification(sub, list(entities.values()), now)
+        body = await self._notification(sub, list(entities.values()), now)
         if body is not None:
             notes = await self.store.add_notifications([(sub.doc["id"], body)], now + self.lease_s)
             self.dispatch(notes)

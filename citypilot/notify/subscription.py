@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from citypilot.api.linked import MAX_JOIN_LEVEL
 from citypilot.model.errors import BadRequestData
 from citypilot.model.ids import check_entity_id, check_uri
 from citypilot.model.patterns import check_pattern, compiled
@@ -56,7 +57,9 @@ TRIGGERS = (
     "attributeUpdated",
 )
 _CHANGE_TRIGGERS = {"entityCreated", "entityUpdated", "attributeCreated", "attributeUpdated"}
-_NOTIFICATION = {"attributes", "format", "endpoint"}
+_NOTIFICATION = {"attributes", "format", "endpoint", "pick", "omit", "join", "joinLevel"}
+#: ``notification.join`` values (``@none``: no linked entities).
+JOINS = ("inline", "flat", "@none")
 _STATUS = ("timesSent", "lastNotification", "lastSuccess", "lastFailure", "status")
 _ENDPOINT = {"uri", "accept", "receiverInfo"}
 #: Headers a subscription may not set on its notifications (the broker sets them).
@@ -192,6 +195,29 @@ def _notification(value: Any) -> None:
             f"notification.format must be one of {', '.join(FORMATS)}", "notification.format"
         )
     _endpoint(value.get("endpoint"))
+    _linked_and_projection(value)
+
+
+def _linked_and_projection(value: dict[str, Any]) -> None:
+    """``notification.pick``/``omit`` (member names, not both) and ``join``/``joinLevel``
+    (linked entities, clause 4.5.23), as a query takes them."""
+    for name in ("pick", "omit"):
+        if name in value:
+            _strings(value[name], f"notification.{name}")
+    if "pick" in value and "omit" in value:
+        raise BadRequestData("give either pick or omit, not both", "notification.omit")
+    if "join" in value and value["join"] not in JOINS:
+        raise BadRequestData(
+            f"notification.join must be one of {', '.join(JOINS)}", "notification.join"
+        )
+    if "joinLevel" in value:
+        level = value["joinLevel"]
+        whole = isinstance(level, int) and not isinstance(level, bool)
+        if not whole or not 1 <= level <= MAX_JOIN_LEVEL:
+            raise BadRequestData(
+                f"notification.joinLevel must be a whole number from 1 to {MAX_JOIN_LEVEL}",
+                "notification.joinLevel",
+            )
 
 
 def check_subscription(doc: Any) -> dict[str, Any]:

@@ -154,6 +154,14 @@ _GOOD = {"type": "Subscription", "entities": [{"type": "Streetlight"}], "notific
         ({"entities": [{"id": "urn:ngsi-ld:Streetlight:1"}]}, "entities[0].type"),
         ({"entities": [{"type": "Streetlight", "idPattern": "(a"}]}, "entities[0].idPattern"),
         ({"watchedAttributes": []}, "watchedAttributes"),
+        ({"notification": {**_ENDPOINT, "join": "deep"}}, "notification.join"),
+        (
+            {"notification": {**_ENDPOINT, "join": "inline", "joinLevel": 0}},
+            "notification.joinLevel",
+        ),
+        ({"notification": {**_ENDPOINT, "joinLevel": "2"}}, "notification.joinLevel"),
+        ({"notification": {**_ENDPOINT, "pick": []}}, "notification.pick"),
+        ({"notification": {**_ENDPOINT, "pick": ["id"], "omit": ["type"]}}, "notification.omit"),
         ({"q": "powerConsumption>"}, "q"),
         ({"scopeQ": "/Dijon/#/Centre"}, "scopeQ"),
         ({"scopeQ": ["/Dijon"]}, "scopeQ"),
@@ -342,6 +350,58 @@ def test_normalized_notifications_carry_the_attributes_as_stored(city: Server, r
     assert entity["powerConsumption"]["value"] == 41.5
     assert entity["powerConsumption"]["unitCode"] == "WTT"
     assert entity["powerState"] == {"type": "Property", "value": "off"}
+
+
+def _lamp_in_town(city: Server) -> tuple[str, str]:
+    """A new streetlight (off, 10 W) in a new municipality; their ids."""
+    town = f"urn:ngsi-ld:Municipality:sub-{uuid.uuid4().hex[:10]}"
+    with city.client(OPERATOR) as c:
+        r = c.post(
+            "/ngsi-ld/v1/entities", json={"id": town, "type": "Municipality", "name": "Fontaine"}
+        )
+        assert r.status_code == 201, r.text
+    entity_id = lamp(city)
+    with city.client(OPERATOR) as c:
+        link = {"refMunicipality": {"type": "Relationship", "object": town}}
+        r = c.post(f"/ngsi-ld/v1/entities/{entity_id}/attrs", json=link)
+        assert r.status_code == 204, r.text
+    return entity_id, town
+
+
+def test_join_inline_puts_the_linked_entity_in_the_notification(city: Server, receiver: Receiver):
+    entity_id, town = _lamp_in_town(city)
+    note = {"endpoint": {"uri": receiver.url}, "format": "keyValues", "join": "inline"}
+    subscribe(city, receiver.url, entity_id, watchedAttributes=["powerState"], notification=note)
+    change(city, entity_id, powerState="on")
+    [entity] = receiver.wait_for(1)[0].json()["data"]
+    assert entity["powerState"] == "on"
+    assert entity["refMunicipality"]["id"] == town
+    assert entity["refMunicipality"]["name"] == "Fontaine"
+
+
+def test_join_flat_and_pick_shape_the_notification(city: Server, receiver: Receiver):
+    entity_id, town = _lamp_in_town(city)
+    note = {
+        "endpoint": {"uri": receiver.url},
+        "join": "flat",
+        "pick": ["id", "powerState", "name"],
+    }
+    subscribe(city, receiver.url, entity_id, watchedAttributes=["powerState"], notification=note)
+    change(city, entity_id, powerState="on", powerConsumption=40.0)
+    lamp_doc, town_doc = receiver.wait_for(1)[0].json()["data"]
+    assert set(lamp_doc) == {"id", "powerState"} and lamp_doc["id"] == entity_id
+    assert lamp_doc["powerState"]["value"] == "on"
+    assert town_doc == {"id": town, "name": {"type": "Property", "value": "Fontaine"}}
+
+
+def test_omit_drops_members_from_the_notification(city: Server, receiver: Receiver):
+    entity_id = lamp(city)
+    note = {"endpoint": {"uri": receiver.url}, "format": "keyValues", "omit": ["powerConsumption"]}
+    subscribe(city, receiver.url, entity_id, notification=note)
+    change(city, entity_id, powerState="on", powerConsumption=40.0)
+    [entity] = receiver.wait_for(1)[0].json()["data"]
+    assert entity["powerState"] == "on" and "powerConsumption" not in entity
+    assert entity["id"] == entity_id
 
 
 def test_only_watched_attributes_trigger(city: Server, receiver: Receiver):
