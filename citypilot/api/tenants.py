@@ -1,7 +1,7 @@
 """NGSI-LD tenants (ETSI GS CIM 009 v1.8, clauses 4.14, 5.5.10, 6.3.14): the
 ``NGSILD-Tenant`` header names a city data space of its own.
 
-A tenant has its own store (``store.tenants``), in-process bus, broker, entity cache,
+A tenant has its own store (``store.tenants``), bus (``bus.factory``), broker, entity cache,
 notifier and retention purge, opened at start (the tenants there are) or on its first
 request, and kept until shutdown. What is one for the
 whole platform stays with the city: accounts and tokens (one identity), the type
@@ -27,7 +27,7 @@ from citypilot.api.deps import City, person_in_role, viewer_or_public
 from citypilot.api.entity_cache import EntityCache
 from citypilot.api.ldcontexts import warm
 from citypilot.broker import Broker
-from citypilot.bus.memory import MemoryBus
+from citypilot.bus.factory import open_bus
 from citypilot.model.errors import NonexistentTenant
 from citypilot.security.retention import retention_loop
 from citypilot.store.factory import open_store
@@ -83,14 +83,12 @@ class Tenants:
         settings = self.city.settings
         store = open_store(settings, name)
         await store.open()
-        bus = MemoryBus()
+        # a bus of its own (on NATS, shared by every process that opens the tenant)
+        bus = open_bus(settings, f"citypilot-api-t-{name}", name)
         await bus.start()
         # one type registry for the whole platform: the city's types hold in every tenant
         broker = Broker(self.city.broker.registry, store, bus, strict_types=settings.strict_types)
-        # the cache is dropped on the bus's change events: with several API processes
-        # (NATS) another process's writes to a tenant would not reach it
-        cache = EntityCache(bus) if settings.bus == "memory" else None
-        space = replace(self.city, broker=broker, tenant=name, entity_cache=cache)
+        space = replace(self.city, broker=broker, tenant=name, entity_cache=EntityCache(bus))
         notifier = self._notifier_for(space, self.contexts)
         await notifier.start()
         await warm(self.contexts, notifier.contexts())
