@@ -14,17 +14,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from citypilot.broker import Broker
+from citypilot.bus.nats import NatsBus
 from citypilot.config import Settings
 from citypilot.engine.alarms import AlarmService
 from citypilot.engine.commands import CommandService
 from citypilot.engine.modes import ModeService
 from citypilot.engine.rules import RuleEngine, mode_hook_for
+from citypilot.ingest.bus_commands import BusCommandChannel
 from citypilot.ingest.http_commands import HttpCallbackChannel
 from citypilot.ops.closures import ClosureBook
 
 
 async def _command_service(settings: Settings, broker: Broker) -> CommandService:
-    """The command service with its first channel, the HTTP callbacks (tables created)."""
+    """The command service with its first channel, the HTTP callbacks (tables created),
+    and, on the NATS bus with ``mqtt_url`` set, MQTT through the ingest workers."""
     from citypilot.store.commands import command_log_for
 
     log_ = command_log_for(broker.store)
@@ -38,6 +41,8 @@ async def _command_service(settings: Settings, broker: Broker) -> CommandService
     callbacks = HttpCallbackChannel(log_)
     await callbacks.load()
     service.channels.append(callbacks)
+    if settings.mqtt_url and isinstance(broker.bus, NatsBus):
+        service.channels.append(BusCommandChannel(broker.bus, service, settings.mqtt_topic_root))
     return service
 
 
@@ -107,6 +112,9 @@ class Engine:
     async def start(self) -> None:
         """Take up the commands, alarms, rules and mode activations under way; run them."""
         await self.commands.start()
+        for channel in self.commands.channels:
+            if isinstance(channel, BusCommandChannel):
+                channel.start()  # the acks of commands the service took up
         await self.alarms.start()
         await self.rules.start()
         await self.modes.start()
