@@ -6,7 +6,9 @@ the device, in this process.
 The engine queues each command on the NATS bus; one ingest worker publishes it on the
 lamp's ``cmd`` topic and reports the send; the gateway answers on ``cmd/ack``, which an
 ingest worker forwards to the engine; the lamp's next report, through an ingest worker
-and the writer, confirms it.
+and the writer, confirms it. What is in the streams outlives the processes: a command
+queued while no ingest worker runs goes out when one starts, an ack stored while no
+engine worker runs is applied by the next leader.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import orjson
 import pytest
 
 from citypilot.bench.processes import MosquittoServer, NatsServer, Proc
+from citypilot.bus.nats import NatsBus
+from citypilot.ingest.bus_commands import ACK_CONSUMER
 from citypilot.twin import City, MqttPublisher, Simulator, generate_city
 from citypilot.twin.command_gateway import MqttCommandGateway
 from tests.integration.cluster import Cluster, token
@@ -37,11 +41,14 @@ class CountingGateway(MqttCommandGateway):
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.received: dict[str, int] = {}
+        self.answering = asyncio.Event()  # cleared: the lamps hold their answers
+        self.answering.set()
 
     async def answer(self, client: Any, topic: str, payload: Any) -> None:
         """Count, then carry out and answer as the gateway does."""
         doc = orjson.loads(payload)
         self.received[doc["id"]] = self.received.get(doc["id"], 0) + 1
+        await self.answering.wait()
         await super().answer(client, topic, payload)
 
 
@@ -273,3 +280,31 @@ async def test_a_standby_engine_delivers_a_command_submitted_as_the_leader_is_ki
         f"\ntakeover: standby answers {leads:.2f} s after kill -9, lamp acked at {acked:.2f} s;"
         f" submit to ack with the leader up: {baseline:.2f} s"
     )
+
+
+async def test_an_ack_that_comes_while_no_engine_leads_is_applied_by_the_next_leader(
+    cluster: dict[str, Any], line: Line, town: City
+) -> None:
+    engines: tuple[Proc, Proc] = cluster["engines"]
+    lamp = lamp_of(town, 5)
+    line.gateway.answering.clear()
+    cmd = await line.submit(lamp, "setDimming", {"level": 20})
+    await line.until(cmd["id"], lambda c: c["state"] == "sent")
+    for proc in engines:
+        proc.kill9()
+    bus = NatsBus(cluster["cluster"].nats_url, ROOT)
+    await bus.start()
+    try:
+        waiting = await bus.lag("command_acks.>", ACK_CONSUMER)
+        assert waiting is not None
+        line.gateway.answering.set()  # the lamp answers with no engine running...
+        deadline = time.monotonic() + BOUND_S
+        while await bus.lag("command_acks.>", ACK_CONSUMER) == waiting:  # ...into the stream
+            assert time.monotonic() < deadline, "the ack never reached the stream"
+            await asyncio.sleep(0.05)
+    finally:
+        await bus.stop()
+    engines[0].start()
+    await line.until(cmd["id"], lambda c: c["state"] == "acknowledged")
+    await line.report()
+    await line.until(cmd["id"], lambda c: c["state"] == "confirmed")
