@@ -112,16 +112,20 @@ class Engine:
     async def start(self) -> None:
         """Take up the commands, alarms, rules and mode activations under way; run them."""
         await self.commands.start()
-        for channel in self.commands.channels:
-            if isinstance(channel, BusCommandChannel):
-                channel.start()  # the acks of commands the service took up
+        for channel in self._bus_channels():
+            channel.start()  # the acks of the commands the service took up
         await self.alarms.start()
         await self.rules.start()
         await self.modes.start()
         self.rules.set_mode_hook(mode_hook_for(self.modes))
 
+    def _bus_channels(self) -> list[BusCommandChannel]:
+        return [c for c in self.commands.channels if isinstance(c, BusCommandChannel)]
+
     async def stop(self) -> None:
         """Stop every timer and listener, finish the deliveries under way, close channels."""
+        for channel in self._bus_channels():
+            await channel.close()  # first: apply no more acks (another leader will)
         await self.rules.stop()
         await self.modes.stop()
         await self.alarms.stop()
