@@ -3,7 +3,8 @@
 Operators (``POST /api/v1/entities/{id}/commands``), rules and city modes call
 :meth:`CommandService.submit`. The service checks the command against the entity's
 type, keeps it (``store/commands.py``), hands it to the first channel that reaches
-the device (an HTTP callback, the in-process simulator, MQTT — see
+the device (an HTTP callback, the in-process simulator, MQTT — or, on several
+processes, the NATS bus to the ingest workers' MQTT, which reports the send later — see
 :class:`CommandChannel`), resends it when no acknowledgement comes, and watches the
 device's reports on the bus (``entities.changed``) until one, not older than the
 acknowledgement, shows the commanded state. Every transition is kept with who or
