@@ -140,11 +140,17 @@ def _raw_copy(dsn: str, messages: list[tuple[str, bytes]]) -> float:
         return time.perf_counter() - started
 
 
-def start_writers(
-    settings: Settings, prefix: str, dsn: str, workers: int, log_dir: Path
+def start_workers(
+    settings: Settings,
+    prefix: str,
+    dsn: str,
+    workers: int,
+    log_dir: Path,
+    role: str = "writer",
+    env: dict[str, str] | None = None,
 ) -> list[Proc]:
-    """Start ``workers`` writer processes on the bus ``prefix`` and the database ``dsn``,
-    their logs in ``log_dir``."""
+    """Start ``workers`` worker processes of ``role`` on the bus ``prefix`` and the
+    database ``dsn`` (with more ``env``), their logs in ``log_dir``."""
     env = {
         **os.environ,
         "CITYPILOT_BUS": "nats",
@@ -154,11 +160,12 @@ def start_writers(
         "CITYPILOT_POSTGRES_DSN": dsn,
         "CITYPILOT_LOG_LEVEL": "info",
         "CITYPILOT_DATA_DIR": str(log_dir),
+        **(env or {}),
     }
     return [
         Proc(
-            f"writer-{prefix}-{n}",
-            citypilot_argv("worker", "writer", "--id", f"b{n}", "--metrics-port", "0"),
+            f"{role}-{prefix}-{n}",
+            citypilot_argv("worker", role, "--id", f"b{n}", "--metrics-port", "0"),
             env,
             log_dir,
         ).start()
@@ -173,7 +180,7 @@ async def _round(
     from citypilot.bus.nats import NatsBus
     from citypilot.workers.pressure import WRITER_CONSUMER
 
-    procs = start_writers(settings, prefix, dsn, workers, log_dir)
+    procs = start_workers(settings, prefix, dsn, workers, log_dir)
     bus = NatsBus(settings.nats_url, prefix)
     try:
         for proc in procs:

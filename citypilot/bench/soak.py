@@ -37,7 +37,7 @@ from psycopg.conninfo import make_conninfo
 from rich.console import Console
 from rich.table import Table
 
-from citypilot.bench.scale import TYPE, drop_streams, start_writers
+from citypilot.bench.scale import TYPE, drop_streams, start_workers
 from citypilot.config import Settings
 from citypilot.model.observation import Reading
 
@@ -197,7 +197,7 @@ async def _soak(settings: Settings, prefix: str, dsn: str, args: argparse.Namesp
 
     out = Samples()
     with tempfile.TemporaryDirectory() as log_dir:
-        procs = start_writers(settings, prefix, dsn, args.writers, Path(log_dir))
+        procs = start_workers(settings, prefix, dsn, args.writers, Path(log_dir))
         bus = NatsBus(settings.nats_url, prefix)
         try:
             for proc in procs:

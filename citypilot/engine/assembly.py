@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from citypilot.broker import Broker
+from citypilot.bus.nats import NatsBus
 from citypilot.config import Settings
 from citypilot.engine.alarms import AlarmService
 from citypilot.engine.commands import CommandService
 from citypilot.engine.modes import ModeService
 from citypilot.engine.rules import RuleEngine, mode_hook_for
+from citypilot.ingest.bus_commands import BusCommandChannel
 from citypilot.ingest.http_commands import HttpCallbackChannel
 from citypilot.ops.closures import ClosureBook
 
@@ -27,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 async def _command_service(settings: Settings, broker: Broker) -> CommandService:
-    """The command service with its first channel, the HTTP callbacks (tables created)."""
+    """The command service with its first channel, the HTTP callbacks (tables created),
+    and, on the NATS bus with ``mqtt_url`` set, MQTT through the ingest workers."""
     from citypilot.store.commands import command_log_for
 
     log_ = command_log_for(broker.store)
@@ -41,6 +44,8 @@ async def _command_service(settings: Settings, broker: Broker) -> CommandService
     callbacks = HttpCallbackChannel(log_)
     await callbacks.load()
     service.channels.append(callbacks)
+    if settings.mqtt_url and isinstance(broker.bus, NatsBus):
+        service.channels.append(BusCommandChannel(broker.bus, service, settings.mqtt_topic_root))
     return service
 
 
@@ -120,15 +125,25 @@ class Engine:
             for service in self._services():
                 await service.start()
                 started.append(service)
+                if service is self.commands:
+                    for channel in self._bus_channels():
+                        channel.start()  # the acks of the commands the service took up
         except BaseException:
+            for channel in self._bus_channels():
+                await stop_quietly(channel, "close")
             for service in reversed(started):
                 await stop_quietly(service)
             raise
         self.rules.set_mode_hook(mode_hook_for(self.modes))
 
+    def _bus_channels(self) -> list[BusCommandChannel]:
+        return [c for c in self.commands.channels if isinstance(c, BusCommandChannel)]
+
     async def stop(self) -> None:
         """Stop every timer and listener, finish the deliveries under way, close channels;
         a service that fails to stop does not keep the others running."""
+        for channel in self._bus_channels():
+            await stop_quietly(channel, "close")  # first: apply no more acks (another leader will)
         for service in reversed(self._services()):
             await stop_quietly(service)
         for channel in self.commands.channels:

@@ -69,6 +69,7 @@ class Command:
     ack_at: float | None = None
     answer: str | None = None
     channel: str | None = None
+    queued_at: float | None = None  # handed to a relay that reports the send (bus channel)
     before: dict[str, Any] = field(default_factory=dict)
     last_reported: dict[str, Any] = field(default_factory=dict)
     diverged: bool = False

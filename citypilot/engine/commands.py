@@ -3,7 +3,8 @@
 Operators (``POST /api/v1/entities/{id}/commands``), rules and city modes call
 :meth:`CommandService.submit`. The service checks the command against the entity's
 type, keeps it (``store/commands.py``), hands it to the first channel that reaches
-the device (an HTTP callback, the in-process simulator, MQTT — see
+the device (an HTTP callback, the in-process simulator, MQTT — or, on several
+processes, the NATS bus to the ingest workers' MQTT, which reports the send later — see
 :class:`CommandChannel`), resends it when no acknowledgement comes, and watches the
 device's reports on the bus (``entities.changed``) until one, not older than the
 acknowledgement, shows the commanded state. Every transition is kept with who or
@@ -104,6 +105,15 @@ def read_answer(doc: Any, where: str = "body") -> tuple[str | None, DeviceAnswer
     return command_id, DeviceAnswer(status == "accepted", reason[:500] if reason else None, instant)
 
 
+class Queued:
+    """What a channel's ``deliver`` returns when it queued the command for a relay that
+    sends it later (the NATS bus to the ingest workers' MQTT): the command stays
+    ``pending`` until the relay reports the send through :meth:`CommandService.sent`."""
+
+
+QUEUED = Queued()
+
+
 class CommandChannel(Protocol):
     """One way to reach devices (MQTT, an HTTP callback, the in-process simulator)."""
 
@@ -112,9 +122,10 @@ class CommandChannel(Protocol):
     def reaches(self, command: Command) -> bool:
         """Whether this channel can deliver to the command's device."""
 
-    async def deliver(self, command: Command) -> DeviceAnswer | None:
+    async def deliver(self, command: Command) -> DeviceAnswer | Queued | None:
         """Hand the command over; the device's answer if it came at once (else it comes
-        later through :meth:`CommandService.acknowledge`). Raises DeliveryError."""
+        later through :meth:`CommandService.acknowledge`), or :data:`QUEUED` when a relay
+        sends it later. Raises DeliveryError."""
 
     async def close(self) -> None:
         """Release connections (at shutdown)."""
@@ -171,7 +182,8 @@ class CommandService:
                 break
         now = self.clock()
         for cmd in list(self._active.values()):
-            if cmd.state in (PENDING, SENT):
+            # a command queued for a relay is kept by the bus: it is not queued twice
+            if cmd.state == SENT or (cmd.state == PENDING and cmd.queued_at is None):
                 cmd.next_attempt_at = now
         self._unlisten = self.broker.bus.listen(CHANGED, self._on_changed)
         if run_timers:
@@ -464,14 +476,48 @@ class CommandService:
                 log.exception("channel %s failed on %s", getattr(channel, "name", "?"), cmd.id)
                 await self._undelivered(cmd, f"{type(exc).__name__}: {exc}")
                 return
-            now = self.clock()
-            if cmd.sent_at is None:
-                cmd.sent_at = now
-            cmd.channel = channel.name
-            cmd.next_attempt_at = now + self.retry_s
-            await self._save(cmd, SENT, f"channel:{channel.name}", {"attempt": cmd.attempts})
+            if isinstance(answer, Queued):
+                await self._queued_for(cmd, channel.name)
+                return
+            await self._sent(cmd, channel.name, f"channel:{channel.name}")
             if answer is not None:
                 await self._answered(cmd, answer, f"channel:{channel.name}")
+
+    async def _sent(self, cmd: Command, channel: str, actor: str) -> None:
+        now = self.clock()
+        if cmd.sent_at is None:
+            cmd.sent_at = now
+        cmd.channel = channel
+        cmd.next_attempt_at = now + self.retry_s
+        await self._save(cmd, SENT, actor, {"attempt": cmd.attempts})
+
+    async def _queued_for(self, cmd: Command, channel: str) -> None:
+        """Kept by a relay: no resend before it reports the send (a pending command then
+        expires at its deadline), and the next resend of a sent one after ``retry_s``."""
+        now = self.clock()
+        cmd.queued_at = cmd.updated_at = now
+        cmd.next_attempt_at = cmd.deadline if cmd.state == PENDING else now + self.retry_s
+        detail = {"queued": channel, "attempt": cmd.attempts}
+        await self._write(
+            [self._row(cmd)], [TransitionRow(cmd.id, now, cmd.state, "platform", detail)]
+        )
+
+    async def sent(self, command_id: str, *, channel: str, source: str) -> Command | None:
+        """A relay published a queued command to its device: ``pending`` → ``sent`` (or,
+        for a resend, a new attempt of the sent command). None for a command not under
+        way; a report for one answered already is kept in its history only."""
+        cmd = self._active.get(command_id)
+        if cmd is None:
+            log.info("%s sent command %s, which is no longer under way", source, command_id[:80])
+            return None
+        async with self._lock(cmd.id):
+            if cmd.state in (PENDING, SENT):
+                await self._sent(cmd, channel, source)
+            else:
+                detail = {"note": "sent after its answer", "channel": channel}
+                transition = TransitionRow(cmd.id, self.clock(), cmd.state, source, detail)
+                await self._write([], [transition])
+        return cmd
 
     async def _undelivered(self, cmd: Command, reason: str) -> None:
         now = self.clock()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 import aiomqtt
 import orjson
@@ -34,23 +35,26 @@ ACK_SUFFIX = "/cmd/ack"
 MAX_INFLIGHT = 256  # commands awaiting their PUBACK at once (a mode sends hundreds)
 
 
+def device_topic(root: str, entity_type: str, entity: str) -> str:
+    """The command topic of an entity's device: ``<root>/<Type>/<local-id>/cmd``."""
+    local = entity[len(f"urn:ngsi-ld:{entity_type}:") :]
+    return f"{root}/{entity_type}/{local}{CMD_SUFFIX}"
+
+
 def command_topic(root: str, command: Command) -> str:
-    """The command topic of the command's device: ``<root>/<Type>/<local-id>/cmd``."""
-    local = command.entity_id[len(f"urn:ngsi-ld:{command.entity_type}:") :]
-    return f"{root}/{command.entity_type}/{local}{CMD_SUFFIX}"
+    """The command topic of the command's device."""
+    return device_topic(root, command.entity_type, command.entity_id)
 
 
-def command_payload(command: Command) -> bytes:
-    """What a device receives on its command topic."""
-    return orjson.dumps(
-        {
-            "id": command.id,
-            "command": command.command,
-            "args": command.args,
-            "issuedAt": format_instant(command.created_at),
-            "deadline": format_instant(command.deadline),
-        }
-    )
+def command_document(command: Command) -> dict[str, Any]:
+    """What a device receives on its command topic (as JSON)."""
+    return {
+        "id": command.id,
+        "command": command.command,
+        "args": command.args,
+        "issuedAt": format_instant(command.created_at),
+        "deadline": format_instant(command.deadline),
+    }
 
 
 def parse_ack(root: str, topic: str, payload: bytes) -> tuple[str, str, DeviceAnswer]:
@@ -68,22 +72,14 @@ def parse_ack(root: str, topic: str, payload: bytes) -> tuple[str, str, DeviceAn
     return entity_id(*inner), command_id, answer
 
 
-class MqttCommandChannel:
-    """Publishes commands to devices' command topics and takes their acks from ingest."""
+class MqttCommandPublisher:
+    """One MQTT client publishing command messages at QoS 1 (connected on first use)."""
 
-    name = "mqtt"
-
-    def __init__(self, ingest: MqttIngest, service: CommandService) -> None:
+    def __init__(self, ingest: MqttIngest, identifier: str) -> None:
         self.ingest = ingest
-        self.service = service
-        self.root = ingest.topic_root
+        self.identifier = identifier
         self._client: aiomqtt.Client | None = None
         self._connecting = asyncio.Lock()
-        ingest.command_acks = self.on_ack
-
-    def reaches(self, command: Command) -> bool:
-        """Any device may listen on MQTT."""
-        return True
 
     async def _connected(self) -> aiomqtt.Client:
         async with self._connecting:
@@ -93,7 +89,7 @@ class MqttCommandChannel:
                     self.ingest.port,
                     username=self.ingest._username,
                     password=self.ingest._password,
-                    identifier=client_id_for(self.root).replace("ingest", "commands"),
+                    identifier=self.identifier,
                     tls_context=self.ingest._tls,
                     logger=log,
                     max_inflight_messages=MAX_INFLIGHT,
@@ -105,35 +101,68 @@ class MqttCommandChannel:
                 self._client = client
             return self._client
 
-    async def deliver(self, command: Command) -> None:
-        """Publish the command (QoS 1); the ack comes later on the ack topic."""
+    async def publish(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 1; returns once the broker acknowledged it (PUBACK), else
+        DeliveryError (the client reconnects on the next publish)."""
         client = await self._connected()
         try:
-            await client.publish(command_topic(self.root, command), command_payload(command), qos=1)
+            await client.publish(topic, payload, qos=1)
         except aiomqtt.MqttError as exc:
             await self.close()
             raise DeliveryError(f"MQTT publish failed: {exc}") from None
 
     async def close(self) -> None:
-        """Disconnect the publishing client."""
+        """Disconnect."""
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.__aexit__(None, None, None)
 
+
+async def apply_ack(service: CommandService, root: str, topic: str, payload: bytes) -> None:
+    """Record one ack message of ``topic`` in the command service, or keep it as a dead
+    letter (source ``mqtt:<topic>``) when it cannot be read or names no command sent."""
+    source = f"mqtt:{topic}"
+    try:
+        device, command_id, answer = parse_ack(root, topic, payload)
+    except CityPilotError as exc:
+        text = payload.decode("utf-8", "replace")
+        await service.dead_letter(source, exc.detail, exc.field, text)
+        return
+    await service.acknowledge(
+        command_id,
+        answer,
+        source=source,
+        payload=payload.decode("utf-8", "replace"),
+        entity_id=device,
+    )
+
+
+class MqttCommandChannel:
+    """Publishes commands to devices' command topics and takes their acks from ingest."""
+
+    name = "mqtt"
+
+    def __init__(self, ingest: MqttIngest, service: CommandService) -> None:
+        self.service = service
+        self.root = ingest.topic_root
+        identifier = client_id_for(self.root).replace("ingest", "commands")
+        self.publisher = MqttCommandPublisher(ingest, identifier)
+        ingest.command_acks = self.on_ack
+
+    def reaches(self, command: Command) -> bool:
+        """Any device may listen on MQTT."""
+        return True
+
+    async def deliver(self, command: Command) -> None:
+        """Publish the command (QoS 1); the ack comes later on the ack topic."""
+        payload = orjson.dumps(command_document(command))
+        await self.publisher.publish(command_topic(self.root, command), payload)
+
+    async def close(self) -> None:
+        """Disconnect the publishing client."""
+        await self.publisher.close()
+
     async def on_ack(self, topic: str, payload: bytes) -> None:
         """Record one ack message (called by the ingest adapter before it PUBACKs)."""
-        source = f"mqtt:{topic}"
-        try:
-            device, command_id, answer = parse_ack(self.root, topic, payload)
-        except CityPilotError as exc:
-            text = payload.decode("utf-8", "replace")
-            await self.service.dead_letter(source, exc.detail, exc.field, text)
-            return
-        await self.service.acknowledge(
-            command_id,
-            answer,
-            source=source,
-            payload=payload.decode("utf-8", "replace"),
-            entity_id=device,
-        )
+        await apply_ack(self.service, self.root, topic, payload)

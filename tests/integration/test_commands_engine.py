@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from citypilot.engine.commands import DeviceAnswer
+from citypilot.engine.commands import QUEUED, DeviceAnswer
 from citypilot.model.errors import BadRequestData, ResourceNotFound
 from citypilot.twin import City, generate_city
 from tests.integration.command_rig import Rig, loaded_store
@@ -193,6 +193,46 @@ async def test_an_unanswered_command_is_sent_again_then_times_out(rig: Rig):
 
 async def _silently(command):
     return None
+
+
+async def _queued(command):
+    return QUEUED  # a relay (the ingest workers on NATS) sends it later
+
+
+async def test_a_queued_command_is_pending_until_its_relay_reports_the_send(rig: Rig):
+    lamp = ok_lamp(rig)
+    rig.service.channels[0].deliver = _queued
+    cmd = await rig.submit(lamp, "switch", {"state": "off"})
+    await rig.later(200)  # past retry and timeout: nothing was sent, so neither runs
+    cmd = await rig.service.get(cmd.id)
+    assert cmd.state == "pending" and cmd.attempts == 1 and cmd.channel is None
+    await rig.service.stop()
+    rig.service = rig.new_service()  # a new engine leader takes it up...
+    rig.service.channels[0].deliver = _queued
+    await rig.service.start(run_timers=False)
+    await rig.service.settle()
+    assert (await rig.service.get(cmd.id)).attempts == 1  # ...without queueing it again
+    await rig.service.sent(cmd.id, channel="mqtt", source="channel:mqtt")
+    cmd = await rig.service.get(cmd.id)
+    assert cmd.state == "sent" and cmd.channel == "mqtt"
+    assert cmd.timeout_at == rig.clock.now + 120  # the timeout runs from the send
+    await rig.service.acknowledge(cmd.id, DeviceAnswer(True), source="mqtt:x")
+    assert (await rig.service.get(cmd.id)).state == "acknowledged"
+    transitions = await rig.service.transitions(cmd.id)
+    assert [(t.state, t.detail.get("queued")) for t in transitions] == [
+        ("pending", None),
+        ("pending", "simulator"),  # the channel that queued it
+        ("sent", None),
+        ("acknowledged", None),
+    ]
+
+
+async def test_a_queued_command_no_relay_sends_expires_at_its_deadline(rig: Rig):
+    rig.service.channels[0].deliver = _queued
+    cmd = await rig.submit(ok_lamp(rig), "switch", {"state": "off"}, deadline=rig.clock.now + 30)
+    await rig.later(31)
+    assert (await rig.service.get(cmd.id)).state == "expired"
+    assert await rig.service.sent(cmd.id, channel="mqtt", source="channel:mqtt") is None
 
 
 async def test_an_ack_for_a_command_never_sent_is_a_dead_letter(rig: Rig):
