@@ -43,6 +43,12 @@ def add_notify_bench(bench: Any) -> None:
     p.add_argument("--connections", type=int, default=2, help="ingest connections")
     p.add_argument("--subscriptions", type=int, default=1, help="each notified of every change")
     p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="changes/s offered by the gateway (paced batches); 0: as fast as ingest answers",
+    )
+    p.add_argument(
         "--engine",
         nargs="+",
         choices=ENGINES,
@@ -74,15 +80,20 @@ def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
 
 
-async def _ingest(url: str, key: str, bodies: list[bytes], connections: int) -> list[float]:
-    """POST every batch; returns when each was stored (answered)."""
+async def _ingest(
+    url: str, key: str, bodies: list[bytes], connections: int, every_s: float = 0.0
+) -> list[float]:
+    """POST every batch, batch ``i`` not before ``i * every_s`` after the start (0: as
+    fast as the server answers); returns when each was stored (answered)."""
     stored = [0.0] * len(bodies)
     queue = list(reversed(range(len(bodies))))
     async with httpx.AsyncClient(base_url=url, headers={"X-Device-Key": key}) as client:
+        start = time.monotonic()
 
         async def worker() -> None:
             while queue:
                 i = queue.pop()
+                await asyncio.sleep(start + i * every_s - time.monotonic())
                 r = await client.post(
                     "/api/v1/ingest",
                     content=bodies[i],
@@ -245,10 +256,13 @@ def _round(engine: str, args: argparse.Namespace, settings: Settings, bodies: li
             _subscribe(url, receiver, args.subscriptions)
             console.print(
                 f"({engine}) posting {args.changes:,} changes in batches of {args.batch} "
-                f"over {args.connections} connections …"
+                f"over {args.connections} connections"
+                + (f", {args.rate:,.0f} changes/s" if args.rate > 0 else "")
+                + " …"
             )
             start = time.time()
-            stored = asyncio.run(_ingest(url, DEVICE_KEY, bodies, args.connections))
+            every_s = args.batch / args.rate if args.rate > 0 else 0.0
+            stored = asyncio.run(_ingest(url, DEVICE_KEY, bodies, args.connections, every_s))
             finals = _finals(args.entities, args.changes, args.batch)
             total = args.changes * args.subscriptions
             arrivals = _wait_for_entities(receiver, total, finals, args.subscriptions, 300)
@@ -278,7 +292,8 @@ def bench_notify(args: argparse.Namespace, settings: Settings) -> int:
     rounds = [_round(engine, args, settings, bodies) for engine in args.engine]
     title = (
         f"bench notify ({args.entities:,} entities, {args.subscriptions} subscription(s), "
-        f"ingest batches of {args.batch} over {args.connections} connection(s))"
+        f"ingest batches of {args.batch} over {args.connections} connection(s)"
+        + (f", {args.rate:,.0f} changes/s offered)" if args.rate > 0 else ")")
     )
     table = Table(title=title)
     for col in ("path", "entities notified/s", "POSTs/s", "p50 ms", "p99 ms", "ratio"):
