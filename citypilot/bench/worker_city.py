@@ -17,12 +17,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from citypilot.bench.processes import NatsServer, Proc, citypilot_argv, wait_until
+from citypilot.bench.processes import NatsServer, Proc, citypilot_argv, wait_until_serving
 from citypilot.bench.server import free_port
 from citypilot.config import Settings
 
@@ -94,15 +93,7 @@ def _processes(
             procs.append(Proc(role, argv, env, base).start())
             procs[-1].wait_for_log(ready, timeout=120)
         url = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            if api.popen is not None and api.popen.poll() is not None:
-                raise RuntimeError(f"the API process exited: {api.log()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                return httpx.get(url + "/api/v1/health", timeout=1).status_code == 200
-            return False
-
-        wait_until(up, "the API process to answer", 120)
+        wait_until_serving(api, url, 120)
         yield url
     finally:
         for proc in reversed(procs):
