@@ -4,6 +4,9 @@ HTTP POSTs of the same notification bodies to the same receiver, in the same run
 
 Each reading carries its batch number as its value, so the receiver tells, for every
 entity notified, how long after its change was stored (the ingest answer) it arrived.
+``--engine embedded worker`` runs a round with the notifier in the API process and one
+with it in ``citypilot worker engine`` (``bench/worker_city.py``); ``--rate`` paces the
+gateway, so latency is measured at a given throughput.
 """
 
 from __future__ import annotations
