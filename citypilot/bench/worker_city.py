@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +83,9 @@ def _processes(
         **(extra_env or {}),
     }
     procs: list[Proc] = []
+    # the processes run in sessions of their own: a bench stopped by SIGTERM (timeout)
+    # must still stop them, so it unwinds through the finally below
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         nats_server.start()
         asyncio.run(_seed_postgres(dsn, entities))
@@ -99,3 +103,8 @@ def _processes(
         for proc in reversed(procs):
             proc.stop()
         nats_server.proc.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
