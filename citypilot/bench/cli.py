@@ -112,19 +112,26 @@ def _streetlight(i: int, lon: float, lat: float) -> dict[str, Any]:
 
 
 async def _seed(data_dir: Path, n: int) -> None:
-    """Create ``n`` streetlights, an admin and a device key in a fresh store."""
+    """Create ``n`` streetlights, an admin and a device key in a fresh SQLite store."""
+    from citypilot.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(data_dir / "city.db")
+    await store.open()
+    await seed_store(store, n)
+    await store.close()
+
+
+async def seed_store(store: Any, n: int) -> None:
+    """Create ``n`` streetlights, an admin and a device key in an open store."""
     from citypilot.broker import Broker
     from citypilot.bus.memory import MemoryBus
     from citypilot.model.builtin_types import BUILTIN_TYPES
     from citypilot.model.types import TypeRegistry
     from citypilot.security.provision import add_logins
-    from citypilot.store.sqlite import SQLiteStore
 
     rng = np.random.default_rng(1)
     lons = CENTRE[0] + rng.uniform(-0.15, 0.15, n)
     lats = CENTRE[1] + rng.uniform(-0.1, 0.1, n)
-    store = SQLiteStore(data_dir / "city.db")
-    await store.open()
     broker = Broker(TypeRegistry(BUILTIN_TYPES), store, MemoryBus())
     for start in range(0, n, 5000):
         docs = [
@@ -133,7 +140,6 @@ async def _seed(data_dir: Path, n: int) -> None:
         ]
         await broker.batch_upsert(docs)
     await add_logins(store, [(ADMIN, ADMIN_PASSWORD, "admin")], [("bench", DEVICE_KEY)])
-    await store.close()
 
 
 def _copy_into_tenant(data_dir: Path, tenant: str) -> None:

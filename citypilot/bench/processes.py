@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import httpx
+
 from citypilot.bench.server import free_port
 
 
@@ -88,6 +90,20 @@ class Proc:
             self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill9()
+
+
+def wait_until_serving(proc: Proc, url: str, timeout: float = 90.0) -> None:
+    """Wait until the ``citypilot serve`` of ``proc`` answers its health check at ``url``;
+    RuntimeError with the end of its log if it exits."""
+
+    def up() -> bool:
+        if proc.popen is not None and proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited: {proc.log()[-3000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(url + "/api/v1/health", timeout=1).status_code == 200
+        return False
+
+    wait_until(up, f"{proc.name} to answer", timeout)
 
 
 def citypilot_argv(*args: str) -> list[str]:

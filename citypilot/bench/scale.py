@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 from rich.console import Console
 from rich.table import Table
 
@@ -218,44 +217,42 @@ async def _raw_publish(settings: Settings, messages: list) -> float:
         await bus.stop()
 
 
-def bench_scale(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the rounds and print observations/s per writer count with both baselines."""
-    name = f"citypilot_bench_{uuid.uuid4().hex[:8]}"
-    dsn = make_conninfo(settings.postgres_dsn, dbname=name)
-    admin = make_conninfo(settings.postgres_dsn, dbname="postgres")
+def _rounds(args: argparse.Namespace, settings: Settings, dsn: str) -> list[tuple[str, float, str]]:
+    """(path, observations/s, ratio) of both baselines and of each writer count."""
     n = args.observations
     console.print(
         f"bench scale: {n:,} observations (1 reading each), {args.entities:,} sensors, "
-        f"database {conninfo_to_dict(dsn).get('host')}/{name}, NATS {settings.nats_url}"
+        f"database {conninfo_to_dict(dsn).get('host')}/{conninfo_to_dict(dsn).get('dbname')}, "
+        f"NATS {settings.nats_url}"
     )
     rows: list[tuple[str, float, str]] = []
-    try:
-        asyncio.run(seed_sensors(dsn, args.entities))
-        t0 = time.time() - 7 * 86400
-        raw_pub = asyncio.run(_raw_publish(settings, _messages(args.entities, n, t0)))
-        raw_copy = _raw_copy(dsn, _messages(args.entities, n, t0))
-        rows.append(("raw JetStream publish (no consumer)", n / raw_pub, "baseline"))
-        rows.append(("raw PostgreSQL binary COPY (bare table)", n / raw_copy, "baseline"))
-        with tempfile.TemporaryDirectory() as log_dir:
-            for i, workers in enumerate(args.workers):
-                messages = _messages(args.entities, n, t0 + (i + 1) * 86400)
-                prefix = f"bench{uuid.uuid4().hex[:8]}"
-                seconds = asyncio.run(
-                    _round(settings, prefix, dsn, workers, messages, Path(log_dir))
+    asyncio.run(seed_sensors(dsn, args.entities))
+    t0 = time.time() - 7 * 86400
+    raw_pub = asyncio.run(_raw_publish(settings, _messages(args.entities, n, t0)))
+    raw_copy = _raw_copy(dsn, _messages(args.entities, n, t0))
+    rows.append(("raw JetStream publish (no consumer)", n / raw_pub, "baseline"))
+    rows.append(("raw PostgreSQL binary COPY (bare table)", n / raw_copy, "baseline"))
+    with tempfile.TemporaryDirectory() as log_dir:
+        for i, workers in enumerate(args.workers):
+            messages = _messages(args.entities, n, t0 + (i + 1) * 86400)
+            prefix = f"bench{uuid.uuid4().hex[:8]}"
+            seconds = asyncio.run(_round(settings, prefix, dsn, workers, messages, Path(log_dir)))
+            rows.append(
+                (
+                    f"end to end, {workers} writer process{'es' if workers > 1 else ''}",
+                    n / seconds,
+                    f"1/{seconds / raw_pub:.1f} of publish, 1/{seconds / raw_copy:.1f} of COPY",
                 )
-                rate = n / seconds
-                rows.append(
-                    (
-                        f"end to end, {workers} writer process{'es' if workers > 1 else ''}",
-                        rate,
-                        f"1/{seconds / raw_pub:.1f} of publish, 1/{seconds / raw_copy:.1f} of COPY",
-                    )
-                )
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+    return rows
+
+
+def bench_scale(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the rounds and print observations/s per writer count with both baselines."""
+    from citypilot.bench.worker_city import throwaway_database
+
+    with throwaway_database(settings.postgres_dsn) as dsn:
+        rows = _rounds(args, settings, dsn)
     table = Table(title=f"bench scale (cores: {os.cpu_count()}, load client included)")
     table.add_column("path")
     table.add_column("observations/s", justify="right")

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -48,9 +49,23 @@ log = logging.getLogger(__name__)
 CHANGED = "entities.changed"
 DELETED = "entities.deleted"
 LINK = link_header(CORE_CONTEXT)
-#: Renders the entities a subscription is notified of (visibility, masking, format).
-#: Renders entities for a subscription; with ``deleted`` only their ids and types count.
+#: Renders the entities a subscription is notified of (visibility, masking, format,
+#: linked entities); with ``deleted`` only their ids and types count.
 Shaper = Callable[[Compiled, list[Entity], bool], Awaitable[list[dict[str, Any]]]]
+#: Groups of change events whose entities are being read at once (their notifications
+#: are still made and sent in the order of the changes).
+READS_AHEAD = 4
+
+
+@dataclass
+class _Match:
+    """A group of change events matched to the subscriptions, its entities to read."""
+
+    events: list[dict[str, Any]]
+    wanted: list[dict[str, list[str]]]  # per event: subscription id -> entity ids
+    now: float
+    read: list[str]  # the entities changed (not deleted) to read from the store
+    names: frozenset[str] | None  # their attributes to read (None: all)
 
 
 class _MqttLinks:
@@ -202,11 +217,16 @@ class Notifier:
         self._listen_while_needed()
 
     # -- matching --------------------------------------------------------------
-    async def _entities(self, ids: Sequence[str]) -> dict[str, Entity]:
+    async def _entities(
+        self, ids: Sequence[str], names: frozenset[str] | None
+    ) -> dict[str, Entity]:
+        """The entities of ``ids`` as stored, with the attributes ``names`` (None: all)."""
         found: dict[str, Entity] = {}
+        attrs = None if names is None else tuple(sorted(names))
         for start in range(0, len(ids), 1000):
             chunk = tuple(ids[start : start + 1000])
-            entities, _ = await self.store.query_entities(EntityQuery(ids=chunk, limit=len(chunk)))
+            query = EntityQuery(ids=chunk, limit=len(chunk), attrs=attrs)
+            entities, _ = await self.store.query_entities(query)
             found.update((e.id, e) for e in entities)
         return found
 
@@ -243,19 +263,51 @@ class Notifier:
             await self._events.put(payload)
 
     async def _match_forever(self) -> None:
+        """Take the waiting events in groups and read each group's entities, up to
+        :data:`READS_AHEAD` groups at once; :meth:`_finish_forever` makes their
+        notifications in the order of the groups."""
+        reads: asyncio.Queue[tuple[_Match, asyncio.Task[dict[str, Entity]]]] = asyncio.Queue(
+            maxsize=READS_AHEAD
+        )
+        finisher = asyncio.create_task(self._finish_forever(reads))
+        try:
+            while True:
+                events = [await self._events.get()]
+                while not self._events.empty() and len(events) < 100:
+                    events.append(self._events.get_nowait())
+                try:
+                    match = self._prepare(events)
+                except Exception:
+                    log.exception("matching changes to the subscriptions failed")
+                    continue
+                if match is not None:
+                    read = asyncio.create_task(self._entities(match.read, match.names))
+                    await reads.put((match, read))
+        finally:
+            finisher.cancel()
+            while not reads.empty():
+                reads.get_nowait()[1].cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await finisher
+
+    async def _finish_forever(
+        self, reads: asyncio.Queue[tuple[_Match, asyncio.Task[dict[str, Entity]]]]
+    ) -> None:
+        """The notifications of each group of events, once its entities are read, in turn."""
         while True:
-            events = [await self._events.get()]
-            while not self._events.empty() and len(events) < 100:
-                events.append(self._events.get_nowait())
+            match, read = await reads.get()
             try:
-                await self._match(events)
+                await self._finish(match, await read)
+            except asyncio.CancelledError:
+                read.cancel()
+                raise
             except Exception:
                 log.exception("matching changes to the subscriptions failed")
 
-    async def _match(self, events: list[dict[str, Any]]) -> None:
-        """Match the events waiting (one store read and one outbox write for them all,
-        so a backlog is caught up in few steps); each event still gives each
-        subscription it concerns one notification."""
+    def _prepare(self, events: list[dict[str, Any]]) -> _Match | None:
+        """Which subscriptions each event concerns, and which entities to read for them
+        all (one store read and one outbox write for a group of events, so a backlog is
+        caught up in few steps); None when none concerns any."""
         now = time.time()
         live = [
             s
@@ -263,7 +315,7 @@ class Notifier:
             if "timeInterval" not in s.doc and status_of(s.doc, now) == "active"
         ]
         if not live:
-            return
+            return None
         wanted: list[dict[str, list[str]]] = []  # per event: subscription -> entity ids
         for payload in events:
             per_sub: dict[str, list[str]] = {}
@@ -281,10 +333,16 @@ class Notifier:
         changed = {c["id"] for p in events for c in p.get("changes", ())}
         ids = sorted({i for per_sub in wanted for found in per_sub.values() for i in found})
         if not ids:
-            return
-        entities = await self._entities([i for i in ids if i in changed])
+            return None
+        read = [i for i in ids if i in changed]
+        return _Match(events, wanted, now, read, _reads(live, wanted))
+
+    async def _finish(self, match: _Match, entities: dict[str, Entity]) -> None:
+        """Each event gives each subscription it concerns one notification: into the
+        outbox, then sent."""
+        now = match.now
         items = []
-        for payload, per_sub in zip(events, wanted, strict=True):
+        for payload, per_sub in zip(match.events, match.wanted, strict=True):
             deleted = "ids" in payload
             for sub_id, found in per_sub.items():
                 sub = self.subs.get(sub_id)
@@ -453,3 +511,18 @@ class Notifier:
             except Exception:
                 log.exception("reading the notification outbox failed; trying again")
             await asyncio.sleep(self.poll_s)
+
+
+def _reads(
+    live: Sequence[Compiled], wanted: Sequence[dict[str, list[str]]]
+) -> frozenset[str] | None:
+    """The attributes the notifications of these matches need (None: all)."""
+    concerned = {sub_id for per_sub in wanted for sub_id in per_sub}
+    names: set[str] = set()
+    for sub in live:
+        if sub.doc["id"] in concerned:
+            reads = sub.reads
+            if reads is None:
+                return None
+            names |= reads
+    return frozenset(names)

@@ -21,7 +21,7 @@ from citypilot.model.errors import BadRequestData
 from citypilot.model.ids import check_entity_id, check_uri
 from citypilot.model.patterns import check_pattern, compiled
 from citypilot.model.timeutil import format_instant, parse_instant
-from citypilot.security.scopes import grant_from_json
+from citypilot.security.scopes import DEPARTMENT_ATTR, MUNICIPALITY_ATTR, grant_from_json
 from citypilot.security.tokens import Principal
 from citypilot.store.base import GeoQuery
 from citypilot.store.query import QueryNode, parse_q
@@ -355,6 +355,10 @@ def owner_of(doc: dict[str, Any]) -> Principal:
     return Principal(owner["name"], owner["role"], grants)
 
 
+#: The attributes an entity's visibility and masking depend on (``entity_scope``).
+SCOPE_ATTRIBUTES = frozenset((MUNICIPALITY_ATTR, DEPARTMENT_ATTR))
+
+
 @dataclass(frozen=True)
 class Compiled:
     """What a subscription selects, parsed once."""
@@ -393,6 +397,15 @@ class Compiled:
             "attributeDeleted" in triggers,
             "entityDeleted" in triggers,
         )
+
+    @property
+    def reads(self) -> frozenset[str] | None:
+        """The attributes of an entity its notification needs from the store: those it
+        shows and those its owner's visibility and masking depend on (None: all, when it
+        shows every attribute or its ``q``, ``scopeQ`` or ``geoQ`` is checked here)."""
+        if self.attributes is None or not (self.q is self.scope_q is self.geo is None):
+            return None
+        return self.attributes | SCOPE_ATTRIBUTES
 
     def selects(self, change: dict[str, Any]) -> bool:
         """Whether a change event of one entity concerns the subscription (before its q

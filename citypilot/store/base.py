@@ -71,6 +71,9 @@ class EntityQuery:
     count: bool = False
     #: Only entities these grants cover (None: every entity, for the platform itself).
     scope: Visibility | None = None
+    #: Only these attributes of each entity are loaded (None: all of them); ``q``,
+    #: ``scopeQ`` and ``geo`` are still checked on the whole entity.
+    attrs: tuple[str, ...] | None = None
 
 
 #: An entity's type, municipality and department (see ``security.scopes``).

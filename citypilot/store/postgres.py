@@ -284,9 +284,11 @@ RETURNING e.eid, e.type
 _LOAD = """
 SELECT e.eid, k.id, e.type, e.created_at, e.modified_at,
        a.name, a.kind, a.value, a.num, a.observed_at, a.unit_code, a.meta
-FROM {source} JOIN entity_keys k ON k.eid = e.eid LEFT JOIN attrs a ON a.eid = e.eid
+FROM {source} JOIN entity_keys k ON k.eid = e.eid LEFT JOIN attrs a ON a.eid = e.eid{names}
 {where} ORDER BY e.eid
 """
+#: The attributes loaded restricted to a list (``EntityQuery.attrs``).
+_NAMED = " AND a.name = ANY(%s)"
 
 _HISTORY_NAMES = """
 WITH RECURSIVE n(name) AS (
@@ -631,7 +633,7 @@ class PostgresStore:
         """One entity with all its attributes, or None."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                _LOAD.format(source="entities e", where="WHERE k.id = %s"), (entity_id,)
+                _LOAD.format(source="entities e", names="", where="WHERE k.id = %s"), (entity_id,)
             )
             entities = _entities_from_rows(await cur.fetchall())
         return entities[0] if entities else None
@@ -675,8 +677,12 @@ class PostgresStore:
                 if query.count:
                     cur = await conn.execute(f"SELECT count(*) FROM {source}{clause}", params)
                     total = (await cur.fetchone())[0]
+                names, projected = (
+                    ("", []) if query.attrs is None else (_NAMED, [list(query.attrs)])
+                )
                 cur = await conn.execute(
-                    _LOAD.format(source=page, where=""), [*params, query.limit, query.offset]
+                    _LOAD.format(source=page, names=names, where=""),
+                    [*params, query.limit, query.offset, *projected],
                 )
                 return _entities_from_rows(await cur.fetchall()), total
         except pg_errors.InvalidRegularExpression as exc:

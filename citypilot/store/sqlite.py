@@ -351,10 +351,14 @@ class SQLiteStore:
                 out[entity_id] = EntityRef(found[1], found[2], found[3])
         return out
 
-    def _load(self, conn: sqlite3.Connection, eids: Sequence[int]) -> list[Entity]:
+    def _load(
+        self, conn: sqlite3.Connection, eids: Sequence[int], names: Sequence[str] | None = None
+    ) -> list[Entity]:
+        """The entities of ``eids`` in that order, with all their attributes or ``names``."""
         if not eids:
             return []
         marks = ",".join("?" * len(eids))
+        named = "" if names is None else f" AND name IN ({','.join('?' * len(names))})"
         heads = conn.execute(
             "SELECT e.eid, k.id, e.type, e.created_at, e.modified_at FROM entities e"
             f" JOIN entity_keys k ON k.eid = e.eid WHERE e.eid IN ({marks})",
@@ -363,8 +367,8 @@ class SQLiteStore:
         attrs: dict[int, list[tuple]] = {}
         for row in conn.execute(
             "SELECT eid, name, kind, value, num, observed_at, unit_code, meta FROM attrs"
-            f" WHERE eid IN ({marks})",
-            eids,
+            f" WHERE eid IN ({marks}){named}",
+            [*eids, *(names or ())],
         ):
             attrs.setdefault(row[0], []).append(row[1:])
         by_eid = {
@@ -449,7 +453,7 @@ class SQLiteStore:
                     [*params, query.limit, query.offset],
                 )
             ]
-            return self._load(conn, page), total
+            return self._load(conn, page, query.attrs), total
         rows = conn.execute(
             f"SELECT e.eid, e.lon, e.lat, e.is_point FROM {source}{joins}{clause} ORDER BY e.eid",
             params,
@@ -469,7 +473,7 @@ class SQLiteStore:
         mask = geo_mask(geo, table[:, 1], table[:, 2], table[:, 3] == 1, geometry_of)
         matched = eids_found[mask]
         page = [int(e) for e in matched[query.offset : query.offset + query.limit]]
-        return self._load(conn, page), (len(matched) if query.count else None)
+        return self._load(conn, page, query.attrs), (len(matched) if query.count else None)
 
     async def scan_columns(
         self, type_name: str, names: Sequence[str], scope: Visibility | None = None

@@ -4,7 +4,6 @@ client that records every acknowledgement it got."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
 import threading
 import time
@@ -16,7 +15,7 @@ import httpx
 import orjson
 import psycopg
 
-from citypilot.bench.processes import Proc, citypilot_argv, wait_until
+from citypilot.bench.processes import Proc, citypilot_argv, wait_until_serving
 from citypilot.bench.server import free_port
 
 DEVICE_KEY = "cpd_cluster_device_key_0123456789"
@@ -94,15 +93,7 @@ class Cluster:
         proc = Proc(name, citypilot_argv("serve", "--port", str(port)), self.env(), self.base)
         self.procs.append(proc.start())
         url = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            if proc.popen is not None and proc.popen.poll() is not None:
-                raise RuntimeError(f"{name} exited: {proc.log()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                return httpx.get(url + "/api/v1/health", timeout=1).status_code == 200
-            return False
-
-        wait_until(up, f"{name} to answer", 90)
+        wait_until_serving(proc, url)
         return proc, url
 
     def worker(self, role: str, worker_id: str) -> tuple[Proc, int]:
@@ -117,13 +108,7 @@ class Cluster:
     def restart_api(self, proc: Proc, url: str) -> None:
         """Start a stopped or killed API process again (same port) and wait until it answers."""
         proc.start()
-
-        def up() -> bool:
-            with contextlib.suppress(httpx.HTTPError):
-                return httpx.get(url + "/api/v1/health", timeout=1).status_code == 200
-            return False
-
-        wait_until(up, f"{proc.name} to answer again", 90)
+        wait_until_serving(proc, url)
 
     def restart(self, proc: Proc, role: str) -> None:
         """Start a stopped or killed process again and wait until it is ready."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
+import orjson
 import pytest
+from nats.aio.msg import Msg
 
 from citypilot.bus.base import EventBus
 from citypilot.bus.memory import MemoryBus
@@ -117,3 +120,30 @@ def test_nats_subjects_by_family_type_and_municipality() -> None:
     assert bus.nats_subject("alarms.raised") == "city.events.alarms.raised"
     assert bus.bus_subject("city.events.alarms.raised") == "alarms.raised"
     assert bus.bus_subject("city.entities.changed.Streetlight") == "entities.changed"
+
+
+async def test_a_nats_consumer_takes_a_backlog_in_one_batch_and_a_lone_event_alone() -> None:
+    require_service("NATS", "127.0.0.1", 4222)
+    bus = await _nats_bus(f"t{uuid.uuid4().hex[:10]}")
+    batches: list[list[int]] = []
+
+    async def on_batch(msgs: Sequence[Msg]) -> None:
+        batches.append([orjson.loads(m.data)["n"] for m in msgs])
+        for msg in msgs:
+            await msg.ack()
+
+    try:
+        for n in range(20):  # stored before anyone consumes: a backlog
+            await bus.publish("commands.changed", {"n": n})
+        consumer = asyncio.ensure_future(bus.consume("commands.changed", "batches", on_batch))
+        await _until(lambda: sum(map(len, batches)) == 20, "the backlog")
+        assert batches == [list(range(20))], "one batch: the first message and those behind it"
+        await bus.publish("commands.changed", {"n": 20})
+        await _until(lambda: len(batches) == 2, "the lone event")
+        assert batches[1] == [20]
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+    finally:
+        await _drop_streams(bus)
+        await bus.stop()

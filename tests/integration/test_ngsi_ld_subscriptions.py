@@ -24,7 +24,7 @@ import pytest
 
 from citypilot.bench.receiver import Receiver
 from citypilot.bench.server import free_port, server_child
-from tests.conftest import OPERATOR, VIEWER, Server, require_service, seed_accounts
+from tests.conftest import ADMIN, OPERATOR, VIEWER, Server, require_service, seed_accounts
 from tests.integration.two_stores import server_on_store
 
 S = "/ngsi-ld/v1/subscriptions"
@@ -402,6 +402,59 @@ def test_omit_drops_members_from_the_notification(city: Server, receiver: Receiv
     [entity] = receiver.wait_for(1)[0].json()["data"]
     assert entity["powerState"] == "on" and "powerConsumption" not in entity
     assert entity["id"] == entity_id
+
+
+def test_a_notification_holds_only_the_entities_its_owner_may_see(city: Server, receiver: Receiver):
+    tag = uuid.uuid4().hex[:8]
+    town = f"urn:ngsi-ld:Municipality:sub-{tag}"
+    townsman = (f"townsman-{tag}", "townsman-password-0123")
+    with city.client(ADMIN) as c:
+        r = c.post(
+            "/api/v1/users",
+            json={
+                "username": townsman[0],
+                "password": townsman[1],
+                "role": "operator",
+                "grants": [{"role": "operator", "municipality": town}],
+            },
+        )
+        assert r.status_code == 201, r.text
+    lamps = {}
+    for where in ("in", "out"):
+        lamps[where] = f"urn:ngsi-ld:Streetlight:sub-{tag}-{where}"
+        doc: dict[str, Any] = {"id": lamps[where], "type": "Streetlight", "powerState": "off"}
+        if where == "in":
+            doc["refMunicipality"] = {"type": "Relationship", "object": town}
+        with city.client(OPERATOR) as c:
+            r = c.post(
+                "/ngsi-ld/v1/entities", json=doc, headers={"Content-Type": "application/json"}
+            )
+            assert r.status_code == 201, r.text
+    sub = {
+        "type": "Subscription",
+        "entities": [{"type": "Streetlight", "idPattern": f"sub-{tag}-"}],
+        "watchedAttributes": ["powerState"],
+        "notification": {
+            "attributes": ["powerState"],
+            "format": "keyValues",
+            "endpoint": {"uri": receiver.url + "/notify"},
+        },
+    }
+    with city.client(townsman) as c:
+        assert c.post(S, json=sub).status_code == 201
+    with city.device() as d:
+        obs = [
+            {
+                "id": lamps[w],
+                "type": "Streetlight",
+                "observedAt": _now(),
+                "attrs": {"powerState": "on"},
+            }
+            for w in ("in", "out")
+        ]
+        assert d.post("/api/v1/ingest", json=obs).json()["accepted"] == 2
+    [got] = receiver.wait_for(1)
+    assert got.json()["data"] == [{"id": lamps["in"], "type": "Streetlight", "powerState": "on"}]
 
 
 def test_only_watched_attributes_trigger(city: Server, receiver: Receiver):

@@ -213,6 +213,25 @@ async def test_query_types_ids_pattern_paging_and_count(store: Store) -> None:
     assert total is None
 
 
+async def test_a_query_may_load_only_some_attributes_and_still_filters_on_all(
+    store: Store,
+) -> None:
+    await store.create_entities(
+        [light(1, status="ok", powerConsumption=10), light(2, status="defectiveLamp")], NOW
+    )
+    found, _ = await store.query_entities(
+        EntityQuery(
+            ids=(lid(1), lid(2)),
+            q=parse_q('status=="ok"'),
+            attrs=("powerConsumption", "department"),
+        )
+    )
+    assert [(e.id, sorted(e.attrs)) for e in found] == [(lid(1), ["powerConsumption"])]
+    assert found[0].attrs["powerConsumption"].value == 10
+    everything, _ = await store.query_entities(EntityQuery(ids=(lid(1),)))
+    assert sorted(everything[0].attrs) == ["location", "powerConsumption", "status"]
+
+
 async def test_q_language(store: Store) -> None:
     docs = [
         (1, {"status": "ok", "powerConsumption": 10, "illuminanceLevel": 0.5}),

@@ -10,24 +10,17 @@ from contextlib import contextmanager
 import pytest
 
 from citypilot.bench.server import server_process
-from tests.conftest import DEVICE_KEY, OPERATOR, VIEWER, Server, seed_accounts
+from tests.conftest import Server, seed_accounts, seed_logins
 
 
 async def seed_postgres_accounts(dsn: str) -> None:
-    """The test people and device key in the PostgreSQL database of ``dsn``."""
-    from citypilot.security.provision import add_logins
-    from citypilot.security.scopes import Grant
+    """The test people and device key in the PostgreSQL database of ``dsn`` (as on
+    SQLite: ``seed_accounts``)."""
     from citypilot.store.postgres import PostgresStore
 
     store = PostgresStore(dsn)
     await store.open()
-    await add_logins(
-        store, [(*OPERATOR, "operator"), (*VIEWER, "viewer")], [("test-gateway", DEVICE_KEY)]
-    )
-    # as on SQLite (seed_accounts): the operator works for the whole metropole, police included
-    account = await store.get_account(OPERATOR[0])
-    account.grants = (Grant("operator"), Grant("operator", department="police"))
-    await store.put_account(account)
+    await seed_logins(store)
     await store.close()
 
 
