@@ -5,7 +5,8 @@ the caller's scope (an entity the caller may not see is not joined), and placed 
 their relationship (``inline``: ``entity``, ``entityList`` for a ListRelationship; in
 keyValues the linked entity stands for its URI) or after the answer's entities
 (``flat``, each once). An entity met again deeper is given, but its own links are not
-followed a second time."""
+followed a second time. Relationships of sub-attributes (``speed.measuredBy``) are
+followed and joined too, at any depth (keyValues shows no sub-attributes)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ MAX_JOIN_LEVEL = 5
 #: Ids per store query (a level with more linked entities takes several).
 _CHUNK = 1000
 _LINKS = {"Relationship": "object", "ListRelationship": "objectList"}
+_LINK_MEMBERS = frozenset(_LINKS.values())
+#: Members of an attribute that hold its value, not sub-attributes.
+_VALUE_MEMBERS = frozenset(
+    {"value", "object", "objectList", "json", "languageMap", "valueList", "vocab", "entity"}
+    | {"entityList"}
+)
 
 Render = Callable[[Entity], dict[str, Any]]
 
@@ -55,18 +62,40 @@ def parse_join(join: str | None, join_level: str | None) -> Join | None:
 
 
 def _objects(entity: Entity) -> Iterable[str]:
-    """The ids the entity's Relationships and ListRelationships point to."""
+    """The ids the entity's Relationships and ListRelationships point to, those of its
+    attributes' sub-attributes (``speed.measuredBy``) included, to any depth."""
     for attr in entity.attrs.values():
         member = _LINKS.get(attr.kind)
-        if member is None:
-            continue
-        many = isinstance(attr.meta, dict) and "instances" in attr.meta
-        for instance in instances_of(attr) if many else ({member: attr.value},):
-            found = instance.get(member)
-            if isinstance(found, str):
-                yield found
-            elif isinstance(found, list):
-                yield from (o for o in found if isinstance(o, str))
+        meta = attr.meta if isinstance(attr.meta, dict) else {}
+        if member is not None:
+            many = "instances" in meta
+            for instance in instances_of(attr) if many else ({member: attr.value},):
+                yield from _targets(instance.get(member))
+        for sub in meta.get("sub", {}).values():
+            yield from _nested(sub)
+        for instance in meta.get("instances", ()):
+            yield from _nested({k: v for k, v in instance.items() if k not in _LINK_MEMBERS})
+
+
+def _targets(found: Any) -> Iterable[str]:
+    """The ids an ``object`` or ``objectList`` member holds."""
+    if isinstance(found, str):
+        yield found
+    elif isinstance(found, list):
+        yield from (o for o in found if isinstance(o, str))
+
+
+def _nested(doc: Any) -> Iterable[str]:
+    """The ids a (normalised) sub-attribute points to when it is a relationship, and
+    those of its own sub-attributes."""
+    if not isinstance(doc, dict):
+        return
+    member = _LINKS.get(doc.get("type", ""))
+    if member is not None:
+        yield from _targets(doc.get(member))
+    for key, value in doc.items():
+        if key not in _VALUE_MEMBERS and isinstance(value, dict):
+            yield from _nested(value)
 
 
 @dataclass
@@ -137,9 +166,30 @@ def inline(
         return child
 
     for name, attr in entity.attrs.items():
-        if attr.kind in _LINKS and name in doc:
+        if name not in doc:
+            continue
+        if attr.kind in _LINKS:
             doc[name] = (_simplified if key_values else _instances)(doc[name], joined)
+        if not key_values:  # keyValues shows no sub-attributes
+            doc[name] = _sub_joined(doc[name], joined)
     return doc
+
+
+def _sub_joined(value: Any, joined: Callable[[str], dict[str, Any] | None]) -> Any:
+    """A rendered attribute (or its instances) whose relationship sub-attributes, at any
+    depth, have their linked entities beside their objects."""
+    if isinstance(value, list):
+        return [_sub_joined(v, joined) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = dict(value)
+    for key, sub in value.items():
+        if key in _VALUE_MEMBERS or not isinstance(sub, dict):
+            continue
+        concise_link = "type" not in sub and not _LINK_MEMBERS.isdisjoint(sub)
+        linked = _instances(sub, joined) if sub.get("type") in _LINKS or concise_link else sub
+        out[key] = _sub_joined(linked, joined)
+    return out
 
 
 def _instances(value: Any, joined: Callable[[str], dict[str, Any] | None]) -> Any:

@@ -24,6 +24,9 @@ OFFICER = "urn:ngsi-ld:PoliceUnit:p1"  # police data: the viewer may not see it
 STORE = "urn:ngsi-ld:Shop:store001"
 SHELVES = ["urn:ngsi-ld:Shelf:1", "urn:ngsi-ld:Shelf:2"]
 NO_SHELF = "urn:ngsi-ld:Shelf:none"
+DRONE = "urn:ngsi-ld:Drone:d1"
+RADAR = "urn:ngsi-ld:Device:radar1"
+CALIBRATOR = "urn:ngsi-ld:Device:calibrator1"
 
 
 def rel(target: Any) -> dict[str, Any]:
@@ -64,6 +67,18 @@ DOCS = [
         "furniture": {"type": "ListRelationship", "objectList": [*SHELVES, NO_SHELF]},
     },
     *({"id": s, "type": "Shelf", "name": name(s[-1])} for s in SHELVES),
+    {
+        "id": DRONE,
+        "type": "Drone",
+        # a relationship of a property, and one of that relationship
+        "speed": {
+            "type": "Property",
+            "value": 12,
+            "measuredBy": {**rel(RADAR), "calibratedBy": rel(CALIBRATOR)},
+        },
+    },
+    {"id": RADAR, "type": "Device", "name": name("Radar 1")},
+    {"id": CALIBRATOR, "type": "Device", "name": name("Calibrator 1")},
 ]
 
 
@@ -234,3 +249,13 @@ def test_inline_entities_are_compacted_with_the_readers_context(linked: Server):
     assert car.status_code == 200, car.text
     parking = car.json()["parkedIn"]["entity"]
     assert parking["runBy"] == rel(COMPANY) and "operatedBy" not in parking
+
+
+def test_relationships_of_sub_attributes_are_joined_too(linked: Server):
+    drone = read(linked, DRONE, join="inline")
+    measured = drone["speed"]["measuredBy"]
+    assert measured["object"] == RADAR and measured["entity"] == plain(linked, RADAR)
+    assert measured["calibratedBy"]["entity"] == plain(linked, CALIBRATOR)
+    assert drone["speed"]["value"] == 12
+    flat = query(linked, type="Drone", join="flat")
+    assert [e["id"] for e in flat] == [DRONE, RADAR, CALIBRATOR]
