@@ -1,9 +1,10 @@
 """The NGSI-LD temporal query compiled to one SQL statement, the same for every store.
 
-Instances come from the history table (one row per entity, attribute and
+Instances come from the history table (one row per entity, attribute, dataset and
 ``observedAt``); the database filters the time range, keeps the first (or last) N
-instances per attribute with a window function, and computes the aggregation
-methods per period with GROUP BY. Each store only says how it spells a few things.
+instances per attribute and dataset with a window function, and computes the
+aggregation methods per attribute, dataset and period with GROUP BY. Each store only
+says how it spells a few things.
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ def _where(query: TemporalQuery, d: TemporalDialect, params: list[Any]) -> str:
     ph = d.placeholder
     conds = [f"k.id IN ({', '.join([ph] * len(query.entity_ids))})"]
     params.extend(query.entity_ids)
-    if query.attrs:
-        conds.append(f"h.name IN ({', '.join([ph] * len(query.attrs))})")
-        params.extend(query.attrs)
+    for column, values in (("name", query.attrs), ("dataset", query.datasets)):
+        if values:
+            conds.append(f"h.{column} IN ({', '.join([ph] * len(values))})")
+            params.extend(values)
     if query.start is not None:
         conds.append(f"h.observed_at >= {ph}")
         params.append(query.start)
@@ -62,11 +64,11 @@ def temporal_sql(query: TemporalQuery, d: TemporalDialect) -> tuple[str, list[An
         where = _where(query, d, params)
         params.append(query.last_n if query.last_n is not None else query.limit + 1)
         sql = (
-            "SELECT id, name, observed_at, num, value FROM ("
-            "SELECT k.id, h.name, h.observed_at, h.num, h.value, row_number() OVER"
-            f" (PARTITION BY h.eid, h.name ORDER BY h.observed_at {order}) AS rn"
+            "SELECT id, name, dataset, observed_at, num, value FROM ("
+            "SELECT k.id, h.name, h.dataset, h.observed_at, h.num, h.value, row_number() OVER"
+            f" (PARTITION BY h.eid, h.name, h.dataset ORDER BY h.observed_at {order}) AS rn"
             f" FROM {source} WHERE {where}) s"
-            f" WHERE rn <= {d.placeholder} ORDER BY id, name, observed_at"
+            f" WHERE rn <= {d.placeholder} ORDER BY id, name, dataset, observed_at"
         )
         return sql, params
     if query.period_s:  # the period's bounds follow from its index
@@ -79,23 +81,23 @@ def temporal_sql(query: TemporalQuery, d: TemporalDialect) -> tuple[str, list[An
     )
     where = _where(query, d, params)
     sql = (
-        f"SELECT k.id, h.name, {bucket}, {methods}"
-        f" FROM {source} WHERE {where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        f"SELECT k.id, h.name, h.dataset, {bucket}, {methods}"
+        f" FROM {source} WHERE {where} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
     )
     return sql, params
 
 
 def temporal_rows(query: TemporalQuery, rows: Iterable[tuple[Any, ...]]) -> TemporalResult:
-    """Group the statement's rows by entity and attribute."""
+    """Group the statement's rows by entity, attribute and dataset."""
     out: TemporalResult = {}
     if not query.methods:
-        for entity_id, name, t, num, value in rows:
-            out.setdefault(entity_id, {}).setdefault(name, []).append(
+        for entity_id, name, dataset, t, num, value in rows:
+            out.setdefault(entity_id, {}).setdefault(name, {}).setdefault(dataset, []).append(
                 (t, history_point(num, value))
             )
         return out
-    for entity_id, name, b, first, last, *values in rows:
-        out.setdefault(entity_id, {}).setdefault(name, []).append(
+    for entity_id, name, dataset, b, first, last, *values in rows:
+        out.setdefault(entity_id, {}).setdefault(name, {}).setdefault(dataset, []).append(
             TemporalBucket(int(b), first, last, tuple(values))
         )
     return out
