@@ -42,9 +42,11 @@ TEMPORAL_ENTITY_SCHEMA: dict[str, Any] = {
     "properties": {"id": {"type": "string"}, "type": {"type": "string"}},
     "additionalProperties": {
         "description": "per attribute: its instances "
-        "[{type, value|object, observedAt, instanceId}], "
+        "[{type, value|object, observedAt, instanceId, datasetId?}], "
         "or (temporalValues) {type, values|objects: [[value, observedAt]]}, or "
-        "(aggregatedValues) {type, <method>: [[value, periodStart, periodEnd]]}"
+        "(aggregatedValues) {type, <method>: [[value, periodStart, periodEnd]]}; "
+        "with instances of a datasetId, an array of the latter two, one per dataset, "
+        "each with its datasetId"
     },
     "example": {
         "id": "urn:ngsi-ld:Streetlight:42",

@@ -55,7 +55,8 @@ TEMPORAL_BODY_SCHEMA: dict[str, Any] = {
     "required": ["id", "type"],
     "properties": {"id": {"type": "string"}, "type": {"type": "string"}},
     "additionalProperties": {
-        "description": "per attribute, its instances: [{type, value|object, observedAt}]"
+        "description": "per attribute, its instances: "
+        "[{type, value|object, observedAt, datasetId?}]"
     },
     "example": {
         "id": "urn:ngsi-ld:Streetlight:42",
