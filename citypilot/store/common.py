@@ -112,9 +112,16 @@ def history_point(num: float | None, value: str | None) -> Any:
 #: A history row of a default instance: (entity key, attribute, instant, numeric value,
 #: JSON text or None).
 HistoryRow = tuple[int, str, float, float | None, str | None]
-#: A history row of any instance: (entity key, attribute, dataset, instant, numeric
-#: value, JSON text or None).
-DatasetRow = tuple[int, str, str, float, float | None, str | None]
+#: A history row of any instance: (entity key, attribute, instant, dataset, numeric
+#: value, JSON text or None), in the order of the history key.
+DatasetRow = tuple[int, str, float, str, float | None, str | None]
+
+
+def dataset_attrs_of(rows: Iterable[DatasetRow]) -> set[tuple[int, str]]:
+    """The (entity key, attribute) pairs that ``rows`` give instances of a ``datasetId``:
+    what the ``dataset_attrs`` table keeps, so that a temporal query looks for such
+    instances only where there are some (the others' rows all have the default one)."""
+    return {(eid, name) for eid, name, _, dataset, _, _ in rows if dataset != DEFAULT_DATASET}
 
 
 def split_readings(
@@ -152,8 +159,8 @@ def split_readings(
                 (
                     eid,
                     name,
-                    dataset,
                     now if at is None else at,
+                    dataset,
                     n,
                     None if n is not None and text[0] not in "tf" else text,
                 )

@@ -82,6 +82,7 @@ from citypilot.store.common import (
     audit_entry,
     audit_row,
     audit_where,
+    dataset_attrs_of,
     history_instances,
     history_point,
     personal_rule_where,
@@ -129,8 +130,10 @@ ALTER TABLE attrs ADD COLUMN IF NOT EXISTS meta text;
 CREATE TABLE IF NOT EXISTS history (
     eid bigint NOT NULL, name text NOT NULL, dataset text NOT NULL DEFAULT '',
     observed_at double precision NOT NULL, num double precision, value text,
-    PRIMARY KEY (eid, name, dataset, observed_at)) PARTITION BY RANGE (observed_at);
+    PRIMARY KEY (eid, name, observed_at, dataset)) PARTITION BY RANGE (observed_at);
 CREATE TABLE IF NOT EXISTS history_default PARTITION OF history DEFAULT;
+CREATE TABLE IF NOT EXISTS dataset_attrs (
+    eid bigint NOT NULL, name text NOT NULL, PRIMARY KEY (eid, name));
 CREATE TABLE IF NOT EXISTS dead_letters (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     received_at double precision NOT NULL, source text NOT NULL, reason text NOT NULL,
@@ -202,7 +205,7 @@ UPDATE entities e SET
 _HISTORY_BY_DATASET = """
 ALTER TABLE history ADD COLUMN dataset text NOT NULL DEFAULT '';
 ALTER TABLE history DROP CONSTRAINT history_pkey;
-ALTER TABLE history ADD PRIMARY KEY (eid, name, dataset, observed_at);
+ALTER TABLE history ADD PRIMARY KEY (eid, name, observed_at, dataset);
 """
 _HAS_COLUMN = (
     "SELECT 1 FROM information_schema.columns"
@@ -238,7 +241,7 @@ SCOPE_MATCH = (
 # by the statements below, so a transaction may stage and write several times)
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS staged_history (
-    eid bigint, name text, dataset text NOT NULL DEFAULT '', observed_at double precision,
+    eid bigint, name text, observed_at double precision, dataset text NOT NULL DEFAULT '',
     num double precision, value text) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS staged_readings (
     eid bigint, name text, kind text, value text, num double precision,
@@ -250,19 +253,19 @@ _COPY_STAGED_HISTORY = (
 )
 _HISTORY_TYPES = ("int8", "text", "float8", "float8", "text")
 _COPY_DATASET_HISTORY = (
-    "COPY history (eid, name, dataset, observed_at, num, value) FROM STDIN (FORMAT BINARY)"
+    "COPY history (eid, name, observed_at, dataset, num, value) FROM STDIN (FORMAT BINARY)"
 )
 _COPY_STAGED_DATASET_HISTORY = (
-    "COPY staged_history (eid, name, dataset, observed_at, num, value) FROM STDIN (FORMAT BINARY)"
+    "COPY staged_history (eid, name, observed_at, dataset, num, value) FROM STDIN (FORMAT BINARY)"
 )
-_DATASET_HISTORY_TYPES = ("int8", "text", "text", "float8", "float8", "text")
-# an instance is identified by (entity, attribute, dataset, observedAt): a resent one
+_DATASET_HISTORY_TYPES = ("int8", "text", "float8", "text", "float8", "text")
+# an instance is identified by (entity, attribute, observedAt, dataset): a resent one
 # replaces it
 _UPSERT_HISTORY = """
 WITH h AS (DELETE FROM staged_history RETURNING *)
-INSERT INTO history (eid, name, dataset, observed_at, num, value)
-SELECT eid, name, dataset, observed_at, num, value FROM h
-ON CONFLICT (eid, name, dataset, observed_at)
+INSERT INTO history (eid, name, observed_at, dataset, num, value)
+SELECT eid, name, observed_at, dataset, num, value FROM h
+ON CONFLICT (eid, name, observed_at, dataset)
 DO UPDATE SET num = excluded.num, value = excluded.value
 """
 _COPY_STAGED_STATE = (
@@ -831,10 +834,16 @@ class PostgresStore:
         # one history row per (entity, attribute[, dataset], instant), the last one given
         # winning (PostgreSQL will not update a row twice in one statement)
         if dataset_rows:  # entity API writes of datasetId instances only
-            history = {(e, n, DEFAULT_DATASET, t): (num, v) for e, n, t, num, v in history_rows}
+            history = {(e, n, t, DEFAULT_DATASET): (num, v) for e, n, t, num, v in history_rows}
             history.update((row[:4], row[4:]) for row in dataset_rows)
             copy, staged = _COPY_DATASET_HISTORY, _COPY_STAGED_DATASET_HISTORY
             types = _DATASET_HISTORY_TYPES
+            marked = sorted(dataset_attrs_of(dataset_rows))
+            await tx.conn.execute(
+                "INSERT INTO dataset_attrs (eid, name) SELECT * FROM unnest(%s::bigint[],"
+                " %s::text[]) ON CONFLICT DO NOTHING",
+                ([e for e, _ in marked], [n for _, n in marked]),
+            )
         else:
             history = {row[:3]: row[3:] for row in history_rows}
             copy, staged, types = _COPY_HISTORY, _COPY_STAGED_HISTORY, _HISTORY_TYPES
@@ -1183,10 +1192,14 @@ class PostgresStore:
 
     async def temporal(self, query: TemporalQuery) -> TemporalResult:
         """Instances or aggregation periods per entity and attribute, computed in SQL."""
-        sql, params = temporal_sql(query, _TEMPORAL)
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(sql, params)
-            return temporal_rows(query, await cur.fetchall())
+        statements = temporal_sql(query, _TEMPORAL)
+        async with self.pool.connection() as conn, conn.pipeline():  # one round trip
+            cursors = [
+                await conn.execute(*statement) if statement is not None else None
+                for statement in statements
+            ]
+            default, datasets = [await c.fetchall() if c is not None else [] for c in cursors]
+        return temporal_rows(query, default, datasets)
 
     # -- subscriptions and their outbox -------------------------------------------
     async def put_subscription(self, sub_id: str, doc: dict[str, Any], create: bool) -> bool:

@@ -63,6 +63,7 @@ from citypilot.store.common import (
     audit_entry,
     audit_row,
     audit_where,
+    dataset_attrs_of,
     geo_mask,
     history_instances,
     history_point,
@@ -103,7 +104,9 @@ CREATE TABLE IF NOT EXISTS attrs (
 CREATE TABLE IF NOT EXISTS history (
     eid INTEGER NOT NULL, name TEXT NOT NULL, dataset TEXT NOT NULL DEFAULT '',
     observed_at REAL NOT NULL, num REAL, value TEXT,
-    PRIMARY KEY (eid, name, dataset, observed_at)) WITHOUT ROWID;
+    PRIMARY KEY (eid, name, observed_at, dataset)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dataset_attrs (
+    eid INTEGER NOT NULL, name TEXT NOT NULL, PRIMARY KEY (eid, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT, received_at REAL NOT NULL, source TEXT NOT NULL,
     reason TEXT NOT NULL, field TEXT, payload TEXT NOT NULL);
@@ -170,7 +173,7 @@ _HISTORY_BY_DATASET = (
     """CREATE TABLE history_by_dataset (
     eid INTEGER NOT NULL, name TEXT NOT NULL, dataset TEXT NOT NULL DEFAULT '',
     observed_at REAL NOT NULL, num REAL, value TEXT,
-    PRIMARY KEY (eid, name, dataset, observed_at)) WITHOUT ROWID""",
+    PRIMARY KEY (eid, name, observed_at, dataset)) WITHOUT ROWID""",
     "INSERT INTO history_by_dataset (eid, name, observed_at, num, value)"
     " SELECT eid, name, observed_at, num, value FROM history ORDER BY eid, name, observed_at",
     "DROP TABLE history",
@@ -575,9 +578,13 @@ class SQLiteStore:
         )
         if dataset_rows:
             conn.executemany(
-                "INSERT OR REPLACE INTO history (eid, name, dataset, observed_at, num, value)"
+                "INSERT OR REPLACE INTO history (eid, name, observed_at, dataset, num, value)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 dataset_rows,
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO dataset_attrs (eid, name) VALUES (?, ?)",
+                dataset_attrs_of(dataset_rows),
             )
         conn.executemany(
             "INSERT INTO incoming VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -852,8 +859,16 @@ class SQLiteStore:
 
     async def temporal(self, query: TemporalQuery) -> TemporalResult:
         """Instances or aggregation periods per entity and attribute, computed in SQL."""
-        sql, params = temporal_sql(query, _TEMPORAL)
-        return await self._read(lambda conn: temporal_rows(query, conn.execute(sql, params)))
+        statements = temporal_sql(query, _TEMPORAL)
+
+        def run(conn: sqlite3.Connection) -> TemporalResult:
+            default, datasets = (
+                conn.execute(*statement) if statement is not None else ()
+                for statement in statements
+            )
+            return temporal_rows(query, default, datasets)
+
+        return await self._read(run)
 
     # -- dead letters ----------------------------------------------------------
     async def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
