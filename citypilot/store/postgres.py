@@ -200,17 +200,24 @@ UPDATE entities e SET
     department = (SELECT a.value::jsonb #>> '{}' FROM attrs a
                   WHERE a.eid = e.eid AND a.name = 'department');
 """
-#: History keyed by dataset too (``datasetId`` instances): the rows of a store made
-#: before are each the default instance.
-_HISTORY_BY_DATASET = """
-ALTER TABLE history ADD COLUMN dataset text NOT NULL DEFAULT '';
-ALTER TABLE history DROP CONSTRAINT history_pkey;
-ALTER TABLE history ADD PRIMARY KEY (eid, name, observed_at, dataset);
-"""
-_HAS_COLUMN = (
+#: Whether a table of the store's schema has a column (table and column as parameters).
+HAS_COLUMN = (
     "SELECT 1 FROM information_schema.columns"
     " WHERE table_name = %s AND column_name = %s AND table_schema = current_schema()"
 )
+
+
+def keyed_by_dataset(table: str, key: str) -> str:
+    """The statements that give a table made before ``datasetId`` instances had a history
+    the ``dataset`` column and ``key`` as its primary key: its rows are each the default
+    instance's."""
+    return (
+        f"ALTER TABLE {table} ADD COLUMN dataset text NOT NULL DEFAULT '';"
+        f" ALTER TABLE {table} DROP CONSTRAINT {table}_pkey;"
+        f" ALTER TABLE {table} ADD PRIMARY KEY ({key});"
+    )
+
+
 _SCOPE_INDEX = (
     "CREATE INDEX IF NOT EXISTS entities_by_scope ON entities (municipality, department, type)"
 )
@@ -507,12 +514,12 @@ class PostgresStore:
         async with pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             await conn.execute(SCHEMA)
-            cur = await conn.execute(_HAS_COLUMN, ("entities", "municipality"))
+            cur = await conn.execute(HAS_COLUMN, ("entities", "municipality"))
             if await cur.fetchone() is None:
                 await conn.execute(_SCOPE_COLUMNS)
-            cur = await conn.execute(_HAS_COLUMN, ("history", "dataset"))
+            cur = await conn.execute(HAS_COLUMN, ("history", "dataset"))
             if await cur.fetchone() is None:
-                await conn.execute(_HISTORY_BY_DATASET)
+                await conn.execute(keyed_by_dataset("history", "eid, name, observed_at, dataset"))
             await conn.execute(_SCOPE_INDEX)
             await conn.execute(_AUDIT)
         await self._load_partitions()

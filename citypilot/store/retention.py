@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from citypilot.store.postgres import HAS_COLUMN, keyed_by_dataset
+
 _RETENTION_LOCK = 0x43_50_53_03
 
 SCHEMA = """
@@ -24,16 +26,6 @@ CREATE TABLE IF NOT EXISTS history_hourly (
     last_at double precision NOT NULL, last_value text, dataset text NOT NULL DEFAULT '',
     PRIMARY KEY (eid, name, hour, dataset));
 """
-#: Hourly rows kept before history had datasets are the default instance's.
-_HOURLY_BY_DATASET = """
-ALTER TABLE history_hourly ADD COLUMN dataset text NOT NULL DEFAULT '';
-ALTER TABLE history_hourly DROP CONSTRAINT history_hourly_pkey;
-ALTER TABLE history_hourly ADD PRIMARY KEY (eid, name, hour, dataset);
-"""
-_HAS_DATASET = (
-    "SELECT 1 FROM information_schema.columns WHERE table_name = 'history_hourly'"
-    " AND column_name = 'dataset' AND table_schema = current_schema()"
-)
 
 _OLD = """
 FROM history h JOIN entities e ON e.eid = h.eid
@@ -100,8 +92,8 @@ def apply_retention(
             return None
         try:
             conn.execute(SCHEMA)
-            if conn.execute(_HAS_DATASET).fetchone() is None:
-                conn.execute(_HOURLY_BY_DATASET)
+            if conn.execute(HAS_COLUMN, ("history_hourly", "dataset")).fetchone() is None:
+                conn.execute(keyed_by_dataset("history_hourly", "eid, name, hour, dataset"))
             types = [row[0] for row in conn.execute("SELECT DISTINCT type FROM entities")]
             outcomes = []
             for type_name in sorted(types):
