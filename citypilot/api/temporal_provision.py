@@ -31,6 +31,7 @@ from citypilot.model.entity import (
     Entity,
     dataset_of,
     entity_type_of,
+    has_datasets,
     parse_attributes,
     single_instances,
     with_instances,
@@ -143,11 +144,6 @@ def _instance(
     return attr
 
 
-def _plain(attr: Attribute | None) -> bool:
-    meta = attr.meta if attr is not None else None
-    return not isinstance(meta, dict) or ("instances" not in meta and "datasetId" not in meta)
-
-
 def _newer(attr: Attribute | None, given: Attribute) -> Attribute:
     """``attr`` with ``given`` in place of its instance of the same dataset, if that one
     is older (or missing); else ``attr`` as it is."""
@@ -185,7 +181,7 @@ def _readings(
     out = []
     for name, attrs in instances.items():
         old = current.attrs.get(name) if current is not None else None
-        if _plain(old) and all(dataset_of(a) is None for a in attrs):
+        if not has_datasets(old) and all(dataset_of(a) is None for a in attrs):
             out += [r for attr in attrs for r in attribute_readings(entity_id, {name: attr}, now)]
         else:
             out += attribute_readings(entity_id, {name: _state(current, name, attrs)}, now)

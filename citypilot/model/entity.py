@@ -319,6 +319,12 @@ def dataset_of(attr: Attribute) -> str | None:
     return attr.meta.get("datasetId") if isinstance(attr.meta, dict) else None
 
 
+def has_datasets(attr: Attribute | None) -> bool:
+    """Whether an attribute has an instance of a ``datasetId`` (or several instances)."""
+    meta = attr.meta if attr is not None else None
+    return isinstance(meta, dict) and ("instances" in meta or "datasetId" in meta)
+
+
 def single_instances(attr: Attribute) -> list[Attribute]:
     """Each instance of an attribute on its own (the first one exactly as it is)."""
     meta = attr.meta

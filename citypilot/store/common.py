@@ -17,6 +17,7 @@ from citypilot.model.entity import (
     dataset_of,
     decode_meta,
     encode_meta,
+    has_datasets,
     single_instances,
 )
 from citypilot.model.geometry import validate_geometry
@@ -67,9 +68,7 @@ def instance_rows(attr: Attribute) -> tuple[InstanceRow, ...] | None:
     """The history rows of an attribute written through the entity API, one per instance
     it gives (``written``, else all), each in its dataset; None for a plain attribute
     (its one default instance: the reading's own row)."""
-    meta = attr.meta
-    plain = not isinstance(meta, dict) or ("instances" not in meta and "datasetId" not in meta)
-    if attr.written is None and plain:
+    if attr.written is None and not has_datasets(attr):
         return None
     given = single_instances(attr) if attr.written is None else attr.written
     return tuple(
