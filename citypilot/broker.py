@@ -469,8 +469,9 @@ class Broker:
             what = "default instance" if dataset_id is None else f"instance {dataset_id}"
             raise ResourceNotFound(f"{name} of {entity_id} has no {what}", "datasetId")
         else:
-            rest = {name: attribute_from_normalised(left if len(left) > 1 else left[0])}
-            await self.write_attrs(entity_id, rest, "update")
+            kept = attribute_from_normalised(left if len(left) > 1 else left[0])
+            kept.written = ()  # what stays is in history already
+            await self.write_attrs(entity_id, {name: kept}, "update")
 
     async def delete_attr(self, entity_id: str, name: str, missing_ok: bool = False) -> None:
         """Remove one attribute of an entity, every instance (``missing_ok``: if it has one)."""

@@ -173,6 +173,26 @@ class Settings(BaseSettings):
     public_read_types: list[str] = Field(
         default_factory=list, description="Entity types anyone may read without a credential"
     )
+    # -- NGSI-LD tenants (api/tenants.py) --
+    max_tenants: int = Field(
+        100, ge=0, description="NGSI-LD tenants that may be created at most (403 past)"
+    )
+    tenants_allowed: list[str] | None = Field(
+        None, description="The only NGSI-LD tenant names that may be created (default: any)"
+    )
+
+    @field_validator("tenants_allowed")
+    @classmethod
+    def _check_tenant_names(cls, value: list[str] | None) -> list[str] | None:
+        from citypilot.model.errors import BadRequestData
+        from citypilot.store.tenants import check_tenant_name
+
+        for name in value or ():
+            try:
+                check_tenant_name(name)
+            except BadRequestData as exc:
+                raise ValueError(f"tenants_allowed: {exc.detail}") from None
+        return value
 
     @field_validator("jwt_secret")
     @classmethod

@@ -345,6 +345,48 @@ def gate(role: str, *schemes: str, public: bool = False) -> Callable[[D], D]:
     return mark
 
 
+_TENANT_ATTR = "_citypilot_tenant"
+#: The ``NGSILD-Tenant`` request header (clause 6.3.14), as each NGSI-LD operation takes it.
+TENANT_PARAMETER: dict[str, Any] = {
+    "name": "NGSILD-Tenant",
+    "in": "header",
+    "required": False,
+    "description": "the tenant (city data space) the operation works in; default: the "
+    "city's own. An operation that creates creates a tenant not yet there, within the "
+    "city's tenants_allowed and max_tenants",
+    "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,39}$"},
+}
+
+
+def names_tenant(creates: bool) -> Callable[[D], D]:
+    """Mark a dependency that reads the ``NGSILD-Tenant`` header (``creates``: and
+    creates the tenant), so that the description lists the header and its answers:
+    404 for a tenant not there (or not allowed), and 403 past ``max_tenants``."""
+
+    def mark(dependency: D) -> D:
+        setattr(dependency, _TENANT_ATTR, creates)
+        return dependency
+
+    return mark
+
+
+def _tenant_of(route: APIRoute | RouteContext) -> bool | None:
+    """Whether the route takes ``NGSILD-Tenant`` and creates tenants (None: no tenant)."""
+    return _mark_of(route, _TENANT_ATTR)
+
+
+def _describe_tenant(operation: dict[str, Any], creates: bool) -> None:
+    operation.setdefault("parameters", []).append(dict(TENANT_PARAMETER))
+    responses = operation.setdefault("responses", {})
+    responses.setdefault(
+        "404",
+        {"description": "The tenant NGSILD-Tenant names does not exist (NonexistentTenant)"},
+    )
+    if creates:
+        responses.setdefault("403", {"description": _ERROR_DESCRIPTIONS[403]})
+        responses["403"]["description"] += "; or the city has max_tenants tenants already"
+
+
 def _dependencies(dependant: Dependant) -> Iterator[Dependant]:
     for sub in dependant.dependencies:
         yield sub
@@ -358,13 +400,18 @@ def api_routes(app: FastAPI) -> Iterator[RouteContext]:
             yield route
 
 
+def _mark_of(route: APIRoute | RouteContext, attr: str) -> Any:
+    """What the first of the route's dependencies marked with ``attr`` holds (or None)."""
+    for dependency in _dependencies(route.dependant):
+        found = getattr(dependency.call, attr, None)
+        if found is not None:
+            return found
+    return None
+
+
 def access_of(route: APIRoute | RouteContext) -> Access | None:
     """The access the route's gate declares; None for a public route."""
-    for dependency in _dependencies(route.dependant):
-        access = getattr(dependency.call, _ACCESS_ATTR, None)
-        if access is not None:
-            return access
-    return None
+    return _mark_of(route, _ACCESS_ATTR)
 
 
 # -- errors -----------------------------------------------------------------------
@@ -475,9 +522,12 @@ def describe_app(app: FastAPI, public_types: Sequence[str] = ()) -> dict[str, An
     components["securitySchemes"] = SECURITY_SCHEMES
     for route in api_routes(app):
         access = access_of(route)
+        tenant = _tenant_of(route)
         for method in route.methods:
             operation = doc["paths"].get(route.path_format, {}).get(method.lower())
             if operation is not None:
+                if tenant is not None:
+                    _describe_tenant(operation, tenant)
                 _describe_operation(operation, access, public_types)
     return doc
 

@@ -25,12 +25,13 @@ from citypilot.api.selection import Selection
 from citypilot.api.temporal_params import MAX_INSTANCES, TemporalParams, parse_temporal
 from citypilot.api.temporal_provision import instance_id
 from citypilot.api.tenants import TenantCity
-from citypilot.model.entity import Entity
+from citypilot.model.entity import Attribute, Entity, instances_of
 from citypilot.model.entity_scope import SCOPE, scope_member
 from citypilot.model.errors import ResourceNotFound
 from citypilot.model.ids import check_entity_id, type_of_id
+from citypilot.model.observation import DEFAULT_DATASET
 from citypilot.model.timeutil import format_instant
-from citypilot.store.base import EntityScope, TemporalBucket, TemporalQuery
+from citypilot.store.base import EntityScope, TemporalBucket, TemporalQuery, TemporalSeries
 from citypilot.store.common import scope_of_entity
 
 router = APIRouter(prefix="/ngsi-ld/v1/temporal", tags=["NGSI-LD temporal"])
@@ -41,9 +42,11 @@ TEMPORAL_ENTITY_SCHEMA: dict[str, Any] = {
     "properties": {"id": {"type": "string"}, "type": {"type": "string"}},
     "additionalProperties": {
         "description": "per attribute: its instances "
-        "[{type, value|object, observedAt, instanceId}], "
+        "[{type, value|object, observedAt, instanceId, datasetId?}], "
         "or (temporalValues) {type, values|objects: [[value, observedAt]]}, or "
-        "(aggregatedValues) {type, <method>: [[value, periodStart, periodEnd]]}"
+        "(aggregatedValues) {type, <method>: [[value, periodStart, periodEnd]]}; "
+        "with instances of a datasetId, an array of the latter two, one per dataset, "
+        "each with its datasetId"
     },
     "example": {
         "id": "urn:ngsi-ld:Streetlight:42",
@@ -70,6 +73,13 @@ AggrMethods = Annotated[
     Query(description="totalCount,distinctCount,sum,avg,min,max,stddev,sumsq"),
 ]
 Period = Annotated[str | None, Query(description="ISO 8601 duration, e.g. PT1H (default PT0S)")]
+DatasetIds = Annotated[
+    str | None,
+    Query(
+        description="the datasetIds of the instances wanted, comma-separated; @none: the "
+        "default instance (default: every instance)"
+    ),
+]
 
 
 async def temporal_params(
@@ -82,6 +92,7 @@ async def temporal_params(
     aggrPeriodDuration: Period = None,
     options: str | None = None,
     format: str | None = None,
+    datasetId: DatasetIds = None,
 ) -> TemporalParams:
     """The temporal parameters of a request, checked together."""
     return parse_temporal(
@@ -94,6 +105,7 @@ async def temporal_params(
         aggr_period=aggrPeriodDuration,
         options=options,
         format=format,
+        dataset_id=datasetId,
     )
 
 
@@ -119,10 +131,37 @@ class _Renderer:
         self.truncated_at = last if self.truncated_at is None else min(self.truncated_at, last)
 
     def attribute(
-        self, kind: str, unit: str | None, series: list[Any], shown: Callable[[Any], Any]
+        self,
+        now: Attribute | None,
+        by_dataset: dict[str, TemporalSeries],
+        shown: Callable[[Any], Any],
     ) -> Any:
-        """One attribute: instances, simplified values or aggregated periods."""
+        """One attribute: its instances (each with its ``datasetId``, but the default
+        instance's), or per dataset its simplified values or aggregated periods (an
+        array of them, each with its ``datasetId``, unless there is only the default)."""
+        kinds = _kinds(now, by_dataset)
+        parts = [
+            self._series(*kinds.get(d, ("Property", None)), d, by_dataset[d], shown)
+            for d in sorted(by_dataset)
+        ]
+        if not self.params.methods and not self.params.simplified:
+            return [instance for part in parts for instance in part]
+        return parts[0] if list(by_dataset) == [DEFAULT_DATASET] else parts
+
+    def _series(
+        self,
+        kind: str,
+        unit: str | None,
+        dataset: str,
+        series: TemporalSeries,
+        shown: Callable[[Any], Any],
+    ) -> Any:
+        """One dataset of an attribute: instances, simplified values or aggregated
+        periods, with its ``datasetId`` (but the default instance's)."""
         p = self.params
+        head: dict[str, Any] = {"type": kind}
+        if dataset != DEFAULT_DATASET:
+            head["datasetId"] = dataset
         cut = len(series) > MAX_INSTANCES
         series = series[:MAX_INSTANCES]
         if p.methods:
@@ -131,28 +170,26 @@ class _Renderer:
             if cut:
                 self._cut(spans[-1][1])
             bounds = [(self.instant(s), self.instant(e)) for s, e in spans]
-            out: dict[str, Any] = {"type": kind}
+            out = dict(head)
             for i, method in enumerate(p.methods):
                 out[method] = [[b.values[i], *se] for b, se in zip(buckets, bounds, strict=True)]
             return out
+        points: list[tuple[float, Any]] = series  # type: ignore[assignment]
         if cut:
-            self._cut(series[-1][0])
+            self._cut(points[-1][0])
         key = "object" if kind == "Relationship" else "value"
         if p.simplified:
-            return {
-                "type": kind,
-                key + "s": [[shown(v), format_instant(t)] for t, v in series],
-            }
+            return {**head, key + "s": [[shown(v), format_instant(t)] for t, v in points]}
         extra = {"unitCode": unit} if unit is not None else {}
         return [
             {
-                "type": kind,
+                **head,
                 key: shown(v),
                 "observedAt": format_instant(t),
-                "instanceId": instance_id(t),
+                "instanceId": instance_id(t, dataset),
                 **extra,
             }
-            for t, v in series
+            for t, v in points
         ]
 
     def entity(
@@ -160,20 +197,18 @@ class _Renderer:
         entity_id: str,
         type_name: str,
         current: Entity | None,
-        series: dict[str, list[Any]],
+        series: dict[str, dict[str, TemporalSeries]],
         shown: Callable[[str, Any], Any],
     ) -> dict[str, Any]:
         """One temporal entity; attribute kinds and units as the entity has them now."""
         out: dict[str, Any] = {"id": entity_id, "type": type_name}
         if current is not None and SCOPE in current.attrs:
             out[SCOPE] = scope_member(current.attrs[SCOPE].value)
-        for name, points in series.items():
+        for name, by_dataset in series.items():
             if name == SCOPE:
                 continue  # a member of the entity, not one of its attributes
             now = current.attrs.get(name) if current is not None else None
-            kind = now.kind if now is not None else "Property"
-            unit = now.unit_code if now is not None else None
-            out[name] = self.attribute(kind, unit, points, lambda v, n=name: shown(n, v))
+            out[name] = self.attribute(now, by_dataset, lambda v, n=name: shown(n, v))
         return out
 
     def headers(self) -> dict[str, str]:
@@ -187,10 +222,33 @@ class _Renderer:
         }
 
 
+def _kinds(
+    now: Attribute | None, by_dataset: dict[str, TemporalSeries]
+) -> dict[str, tuple[str, str | None]]:
+    """Per dataset, the kind and unit its instance has now (none: a Property)."""
+    if now is None:
+        return {}
+    if list(by_dataset) == [DEFAULT_DATASET] and not isinstance(now.meta, dict):
+        return {DEFAULT_DATASET: (now.kind, now.unit_code)}  # the common case, kept quick
+    return {
+        i.get("datasetId", DEFAULT_DATASET): (i["type"], i.get("unitCode"))
+        for i in instances_of(now)
+    }
+
+
 def _store_query(ids: tuple[str, ...], attrs: str | None, p: TemporalParams) -> TemporalQuery:
     names = tuple(a for a in attrs.split(",") if a) if attrs else None
     return TemporalQuery(
-        ids, names, p.start, p.end, p.last_n, MAX_INSTANCES, p.methods, p.period_s, p.origin
+        ids,
+        names,
+        p.start,
+        p.end,
+        p.last_n,
+        MAX_INSTANCES,
+        p.methods,
+        p.period_s,
+        p.origin,
+        p.datasets,
     )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import cast, get_args
 
 from citypilot.model.errors import BadRequestData
+from citypilot.model.observation import DEFAULT_DATASET
 from citypilot.model.timeutil import parse_instant
 from citypilot.store.base import AggrMethod
 
@@ -72,6 +73,7 @@ class TemporalParams:
     period_s: float | None = None
     origin: float = 0.0
     simplified: bool = False
+    datasets: tuple[str, ...] | None = None
 
     def period_bounds(
         self, index: int, first: float | None, last: float | None
@@ -126,6 +128,16 @@ def _methods(aggr_methods: str) -> tuple[AggrMethod, ...]:
     return tuple(cast(AggrMethod, n) for n in dict.fromkeys(names))
 
 
+def _datasets(dataset_id: str | None) -> tuple[str, ...] | None:
+    """The ``datasetId`` parameter: the datasets wanted (``@none``: the default instance)."""
+    if dataset_id is None:
+        return None
+    names = [d.strip() for d in dataset_id.split(",") if d.strip()]
+    if not names:
+        raise BadRequestData("datasetId is empty", "datasetId")
+    return tuple(dict.fromkeys(DEFAULT_DATASET if d == "@none" else d for d in names))
+
+
 def parse_temporal(
     *,
     timerel: str | None,
@@ -137,6 +149,7 @@ def parse_temporal(
     aggr_period: str | None,
     options: str | None,
     format: str | None,
+    dataset_id: str | None = None,
 ) -> TemporalParams:
     """Check the temporal parameters together; BadRequestData naming the wrong one."""
     if timeproperty not in (None, "observedAt"):
@@ -159,11 +172,27 @@ def parse_temporal(
     if not aggregated:
         if aggr_period is not None:
             raise BadRequestData("aggrPeriodDuration needs aggrMethods", "aggrPeriodDuration")
-        return TemporalParams(start, end, timerel, last_n, simplified="temporalValues" in opts)
+        return TemporalParams(
+            start,
+            end,
+            timerel,
+            last_n,
+            simplified="temporalValues" in opts,
+            datasets=_datasets(dataset_id),
+        )
     if aggr_methods is None:
         raise BadRequestData("aggregatedValues needs aggrMethods", "aggrMethods")
     if last_n is not None:
         raise BadRequestData("lastN goes with instances, not aggregatedValues", "lastN")
     period = parse_duration(aggr_period) if aggr_period is not None else 0.0
     origin = start if start is not None and timerel in ("after", "between") else 0.0
-    return TemporalParams(start, end, timerel, None, _methods(aggr_methods), period or None, origin)
+    return TemporalParams(
+        start,
+        end,
+        timerel,
+        None,
+        _methods(aggr_methods),
+        period or None,
+        origin,
+        datasets=_datasets(dataset_id),
+    )

@@ -3,18 +3,21 @@ past as instances, changing or removing one instance, and removing an attribute'
 entity's temporal evolution.
 
 Instances go where device observations go: into history keyed by (entity, attribute,
-``observedAt``), and into current state where one is the newest. So every instance needs
-its ``observedAt``, and an instance is named by it: its ``instanceId`` (shown by the
-temporal API) is ``urn:ngsi-ld:instance:<observedAt in seconds since the epoch>``.
+dataset, ``observedAt``), and into current state where one is the newest of its
+``datasetId`` (the default instance: of none). So every instance needs its
+``observedAt``, and an instance is named by it and its dataset: its ``instanceId``
+(shown by the temporal API) is ``urn:ngsi-ld:instance:<observedAt in seconds since the
+epoch>``, followed by ``:<datasetId>`` for an instance of a dataset.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from dataclasses import replace
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from citypilot.api.access import require_entity, write_guard
@@ -23,10 +26,19 @@ from citypilot.api.deps import City, Operator
 from citypilot.api.openapi import FRAGMENT_SCHEMA, json_body
 from citypilot.api.tenants import NewTenantCity, TenantCity
 from citypilot.api.uri_paths import uri_segment
-from citypilot.model.entity import Attribute, Entity, entity_type_of, parse_attributes
+from citypilot.model.entity import (
+    Attribute,
+    Entity,
+    dataset_of,
+    entity_type_of,
+    has_datasets,
+    parse_attributes,
+    single_instances,
+    with_instances,
+)
 from citypilot.model.errors import BadRequestData, ResourceNotFound
 from citypilot.model.ids import check_entity_id
-from citypilot.model.observation import Reading
+from citypilot.model.observation import DEFAULT_DATASET, Reading
 from citypilot.model.timeutil import format_instant, parse_instant
 from citypilot.model.types import EntityType
 from citypilot.security.tokens import Principal
@@ -44,7 +56,8 @@ TEMPORAL_BODY_SCHEMA: dict[str, Any] = {
     "required": ["id", "type"],
     "properties": {"id": {"type": "string"}, "type": {"type": "string"}},
     "additionalProperties": {
-        "description": "per attribute, its instances: [{type, value|object, observedAt}]"
+        "description": "per attribute, its instances: "
+        "[{type, value|object, observedAt, datasetId?}]"
     },
     "example": {
         "id": "urn:ngsi-ld:Streetlight:42",
@@ -55,23 +68,31 @@ TEMPORAL_BODY_SCHEMA: dict[str, Any] = {
         ],
     },
 }
+DatasetId = Annotated[
+    str | None,
+    Query(description="remove the instances of this datasetId (default: the default instance's)"),
+]
+DeleteAll = Annotated[bool, Query(description="remove the instances of every datasetId")]
 _ATTRS_BODY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": TEMPORAL_BODY_SCHEMA["additionalProperties"],
 }
 
 
-def instance_id(observed_at: float) -> str:
-    """The ``instanceId`` of the instance observed at ``observed_at`` (exact: the float's
-    shortest round-tripping decimal)."""
-    return f"{INSTANCE_PREFIX}{observed_at!r}"
+def instance_id(observed_at: float, dataset: str = DEFAULT_DATASET) -> str:
+    """The ``instanceId`` of the instance of ``dataset`` observed at ``observed_at``
+    (exact: the float's shortest round-tripping decimal, which holds no colon)."""
+    tail = f":{dataset}" if dataset != DEFAULT_DATASET else ""
+    return f"{INSTANCE_PREFIX}{observed_at!r}{tail}"
 
 
-def instant_of(instance: str) -> float:
-    """The ``observedAt`` an ``instanceId`` names; ResourceNotFound if it names none."""
+def instant_of(instance: str) -> tuple[float, str]:
+    """The ``observedAt`` and dataset an ``instanceId`` names; ResourceNotFound if it
+    names none."""
     if instance.startswith(INSTANCE_PREFIX):
+        instant, _, dataset = instance.removeprefix(INSTANCE_PREFIX).partition(":")
         try:
-            return float(instance.removeprefix(INSTANCE_PREFIX))
+            return float(instant), dataset
         except ValueError:
             pass
     raise ResourceNotFound(f"no attribute instance {instance!r}", "instanceId")
@@ -123,19 +144,53 @@ def _instance(
     return attr
 
 
-def _readings(entity_id: str, instances: dict[str, list[Attribute]]) -> list[Reading]:
+def _newer(attr: Attribute | None, given: Attribute) -> Attribute:
+    """``attr`` with ``given`` in place of its instance of the same dataset, if that one
+    is older (or missing); else ``attr`` as it is."""
+    if attr is None:
+        return given
+    dataset = dataset_of(given)
+    stored = next((i for i in single_instances(attr) if dataset_of(i) == dataset), None)
+    if stored is None or (stored.observed_at or 0.0) <= (given.observed_at or 0.0):
+        return with_instances(attr, given)
+    return attr
+
+
+def _state(current: Entity | None, name: str, given: list[Attribute]) -> Attribute:
+    """The attribute once ``given`` is written: per dataset, the newest instance given,
+    where it is newer than the stored one; its history, every instance given."""
+    newest: dict[str | None, Attribute] = {}
+    for attr in given:
+        old = newest.get(dataset_of(attr))
+        if old is None or (old.observed_at or 0.0) <= (attr.observed_at or 0.0):
+            newest[dataset_of(attr)] = attr
+    state = current.attrs.get(name) if current is not None else None
+    for attr in newest.values():
+        state = _newer(state, attr)
+    assert state is not None  # ``given`` is never empty
+    return replace(state, written=tuple(given))
+
+
+def _readings(
+    entity_id: str, current: Entity | None, instances: dict[str, list[Attribute]]
+) -> list[Reading]:
+    """The readings writing ``instances``: one per instance of a plain attribute (the
+    newest becomes state, as a device's would); one per attribute with a ``datasetId``,
+    its state merged with the instances given (see ``_state``)."""
     now = time.time()
-    return [
-        r
-        for name, attrs in instances.items()
-        for attr in attrs
-        for r in attribute_readings(entity_id, {name: attr}, now)
-    ]
+    out = []
+    for name, attrs in instances.items():
+        old = current.attrs.get(name) if current is not None else None
+        if not has_datasets(old) and all(dataset_of(a) is None for a in attrs):
+            out += [r for attr in attrs for r in attribute_readings(entity_id, {name: attr}, now)]
+        else:
+            out += attribute_readings(entity_id, {name: _state(current, name, attrs)}, now)
+    return out
 
 
-def _newest(instances: dict[str, list[Attribute]]) -> dict[str, Attribute]:
-    """Per attribute, its newest instance: the entity's state once they are all written."""
-    return {n: max(attrs, key=lambda a: a.observed_at or 0.0) for n, attrs in instances.items()}
+def _newest(current: Entity | None, instances: dict[str, list[Attribute]]) -> dict[str, Attribute]:
+    """Per attribute, its state once the instances are all written."""
+    return {name: _state(current, name, attrs) for name, attrs in instances.items()}
 
 
 @router.post(
@@ -157,13 +212,12 @@ async def provide_temporal(request: Request, city: NewTenantCity, who: Operator)
         raise BadRequestData(f"entity {entity_id} is a {current.type}", "type")
     instances = _instances(city, doc.get("type"), doc)
     guard = await write_guard(city, who, [entity_id], merge=True)
-    guard(Entity(entity_id, doc["type"], _newest(instances)), "body")
+    newest = _newest(current, instances)
+    guard(Entity(entity_id, doc["type"], newest), "body")
     created = current is None
     if created:
-        await city.broker.create_entity(
-            {"id": entity_id, "type": doc["type"], **_as_docs(_newest(instances))}
-        )
-    await city.broker.apply_observations(_readings(entity_id, instances))
+        await city.broker.create_entity({"id": entity_id, "type": doc["type"], **_as_docs(newest)})
+    await city.broker.apply_observations(_readings(entity_id, current, instances))
     if not created:
         return Response(status_code=204)
     location = f"/ngsi-ld/v1/temporal/entities/{uri_segment(entity_id)}"
@@ -179,6 +233,12 @@ async def _existing_type(city: City, who: Principal, entity_id: str) -> str:
     to see only): its scope, read once, holds it."""
     check_entity_id(entity_id)
     return (await require_entity(city, who, entity_id, "operator"))[0]
+
+
+async def _write(city: City, entity_id: str, instances: dict[str, list[Attribute]]) -> None:
+    """Write instances into an existing entity's history (and state, where newest)."""
+    current = await city.broker.store.get_entity(entity_id)
+    await city.broker.apply_observations(_readings(entity_id, current, instances))
 
 
 @router.post(
@@ -197,13 +257,15 @@ async def add_instances(
         raise BadRequestData("the body must be an object of attribute instances", "body")
     instances = _instances(city, type_name, fragment)
     guard = await write_guard(city, who, [entity_id], merge=True)
-    guard(Entity(entity_id, type_name, _newest(instances)), "body")
-    await city.broker.apply_observations(_readings(entity_id, instances))
+    guard(Entity(entity_id, type_name, _newest(None, instances)), "body")
+    await _write(city, entity_id, instances)
     return Response(status_code=204)
 
 
-async def _has_instance(city: City, entity_id: str, attr: str, at: float) -> bool:
-    query = TemporalQuery((entity_id,), (attr,), at, math.nextafter(at, math.inf), limit=1)
+async def _has_instance(city: City, entity_id: str, attr: str, at: float, dataset: str) -> bool:
+    query = TemporalQuery(
+        (entity_id,), (attr,), at, math.nextafter(at, math.inf), limit=1, datasets=(dataset,)
+    )
     found = await city.broker.store.temporal(query)
     return bool(found.get(entity_id, {}).get(attr))
 
@@ -217,20 +279,25 @@ async def _has_instance(city: City, entity_id: str, attr: str, at: float) -> boo
 async def modify_instance(
     request: Request, entity_id: str, attr: str, instance: str, city: TenantCity, who: Operator
 ) -> Response:
-    """Replace the value of the instance ``instanceId`` names; its ``observedAt`` stays."""
+    """Replace the value of the instance ``instanceId`` names; its ``observedAt`` and
+    ``datasetId`` stay."""
     type_name = await _existing_type(city, who, entity_id)
-    at = instant_of(instance)
+    at, dataset = instant_of(instance)
     body = await read_json(request, city.settings.max_body_bytes)
     item = body.get(attr, body) if isinstance(body, dict) else None  # {attr: it}, or it
     if not isinstance(item, dict):
         raise BadRequestData("the body must be an attribute instance", "body")
     if "observedAt" in item and parse_instant(item["observedAt"], "observedAt") != at:
         raise BadRequestData("an instance keeps its observedAt", "observedAt")
+    if item.get("datasetId", dataset or None) != (dataset or None):
+        raise BadRequestData("an instance keeps its datasetId", "datasetId")
+    kept = {"observedAt": format_instant(at), **({"datasetId": dataset} if dataset else {})}
     entity_type = _type_of(city, type_name, "type")
-    new = _instance(city, entity_type, attr, {**item, "observedAt": format_instant(at)}, attr)
-    if not await _has_instance(city, entity_id, attr, at):
+    new = _instance(city, entity_type, attr, {**item, **kept}, attr)
+    new.observed_at = at  # exactly the instant it names (the text keeps milliseconds)
+    if not await _has_instance(city, entity_id, attr, at, dataset):
         raise ResourceNotFound(f"no instance {instance} of {attr}", "instanceId")
-    await city.broker.apply_observations(_readings(entity_id, {attr: [new]}))
+    await _write(city, entity_id, {attr: [new]})
     return Response(status_code=204)
 
 
@@ -244,7 +311,8 @@ async def delete_instance(
 ) -> Response:
     """Remove the instance ``instanceId`` names from history (current state stays)."""
     await _existing_type(city, who, entity_id)
-    if not await city.broker.store.delete_history(entity_id, attr, instant_of(instance)):
+    at, dataset = instant_of(instance)
+    if not await city.broker.store.delete_history(entity_id, attr, at, dataset):
         raise ResourceNotFound(f"no instance {instance} of {attr}", "instanceId")
     return Response(status_code=204)
 
@@ -255,13 +323,31 @@ async def delete_instance(
     summary="Remove an attribute's temporal evolution",
 )
 async def delete_attribute_history(
-    entity_id: str, attr: str, city: TenantCity, who: Operator
+    entity_id: str,
+    attr: str,
+    city: TenantCity,
+    who: Operator,
+    datasetId: DatasetId = None,
+    deleteAll: DeleteAll = False,
 ) -> Response:
-    """Remove every instance of the attribute from history (current state stays)."""
+    """Remove the instances of the attribute's default instance from history, or those
+    of ``datasetId``, or (``deleteAll``) every one (current state stays)."""
     await _existing_type(city, who, entity_id)
-    if not await city.broker.store.delete_history(entity_id, attr):
+    if deleteAll and datasetId is not None:
+        raise BadRequestData("give datasetId or deleteAll, not both", "deleteAll")
+    dataset = None if deleteAll else (datasetId or DEFAULT_DATASET)
+    if await city.broker.store.delete_history(entity_id, attr, dataset=dataset):
+        return Response(status_code=204)
+    if datasetId is not None:
+        raise ResourceNotFound(
+            f"{attr} of {entity_id} has no instances of datasetId {datasetId}", "datasetId"
+        )
+    if deleteAll:
         raise ResourceNotFound(f"{attr} of {entity_id} has no temporal evolution", "attr")
-    return Response(status_code=204)
+    raise ResourceNotFound(
+        f"{attr} of {entity_id} has no default instances (give datasetId or deleteAll=true)",
+        "attr",
+    )
 
 
 @router.delete(

@@ -8,7 +8,9 @@ whole platform stays with the city: accounts and tokens (one identity), the type
 registry, stored @contexts, the console and ingest (``/api/v1``, always the default
 tenant). An operation that creates (entity, batch create or upsert, temporal entity,
 subscription) creates a tenant that does not exist yet, for a caller with the operator
-role; any other names a missing tenant with 404 NonexistentTenant. Responses under
+role, within the city's bounds: a name ``tenants_allowed`` lists (when it is set; else
+404 NonexistentTenant), and at most ``max_tenants`` of them (else 403); any other
+operation names a missing tenant with 404 NonexistentTenant. Responses under
 ``/ngsi-ld/`` carry back the ``NGSILD-Tenant`` header the request had.
 """
 
@@ -26,9 +28,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from citypilot.api.deps import City, person_in_role, viewer_or_public
 from citypilot.api.entity_cache import EntityCache
 from citypilot.api.ldcontexts import warm
+from citypilot.api.openapi import names_tenant
 from citypilot.broker import Broker
 from citypilot.bus.factory import open_bus
-from citypilot.model.errors import NonexistentTenant
+from citypilot.model.errors import Forbidden, NonexistentTenant
 from citypilot.security.retention import retention_loop
 from citypilot.store.factory import open_store
 from citypilot.store.tenants import (
@@ -66,11 +69,33 @@ class Tenants:
             if found is not None:
                 return found
             settings = self.city.settings
-            if not create and not await tenant_exists(settings, self.city.broker.store, name):
-                raise NonexistentTenant(f"there is no tenant {name!r}", TENANT_HEADER)
+            if not await tenant_exists(settings, self.city.broker.store, name):
+                if not create:
+                    raise NonexistentTenant(f"there is no tenant {name!r}", TENANT_HEADER)
+                await self._may_create(name)
             found = self._open[name] = await self._opened(name)
             log.info("tenant %r opened", name)
             return found
+
+    async def _may_create(self, name: str) -> None:
+        """Refuse a new tenant the settings do not allow: one ``tenants_allowed`` does not
+        list (NonexistentTenant), one past ``max_tenants`` (Forbidden)."""
+        settings = self.city.settings
+        allowed = settings.tenants_allowed
+        if allowed is not None and name not in allowed:
+            listed = ", ".join(allowed[:20]) + (", ..." if len(allowed) > 20 else "")
+            raise NonexistentTenant(
+                f"there is no tenant {name!r}, and this city creates only the tenants it"
+                f" lists (tenants_allowed: {listed or 'none'})",
+                TENANT_HEADER,
+            )
+        count = len(await existing_tenants(settings, self.city.broker.store))
+        if count >= settings.max_tenants:
+            raise Forbidden(
+                f"this city has {count} tenants, as many as it allows (max_tenants ="
+                f" {settings.max_tenants}): tenant {name!r} is not created",
+                TENANT_HEADER,
+            )
 
     async def open_existing(self) -> None:
         """Open every tenant created so far, so that their notifications still pending
@@ -118,6 +143,7 @@ def _requested(request: Request) -> str | None:
     return None if value is None else check_tenant_name(value)
 
 
+@names_tenant(creates=False)
 async def tenant_city(request: Request) -> City:
     """The data space of the request's tenant (the city's own without the header);
     NonexistentTenant for one never created. The caller is checked first (viewer, or
@@ -130,6 +156,7 @@ async def tenant_city(request: Request) -> City:
     return await request.app.state.tenants.get(name, create=False)
 
 
+@names_tenant(creates=True)
 async def new_tenant_city(request: Request) -> City:
     """As ``tenant_city``, for operations that create: a tenant not yet there is
     created, for a caller with the operator role."""

@@ -19,6 +19,7 @@ from citypilot.engine.rule_actions import applies, describe
 from citypilot.engine.rule_eval import FIRE, EvaluationError, Firing, Trigger
 from citypilot.engine.rule_model import Rule
 from citypilot.model.errors import BadRequestData
+from citypilot.model.observation import DEFAULT_DATASET
 from citypilot.model.timeutil import format_instant
 from citypilot.store.base import EntityQuery, TemporalQuery
 
@@ -29,6 +30,8 @@ MAX_OUTCOMES = 1000
 MAX_ERRORS = 100
 MAX_CRON_TIMES = 10_000
 CHUNK = 200
+#: Rules see what devices report: the attributes' default instances.
+DEVICE = (DEFAULT_DATASET,)
 
 
 @dataclass
@@ -112,14 +115,20 @@ async def dry_run(
     budget = MAX_INSTANCES
     for k in range(0, len(ids), CHUNK):
         chunk = tuple(ids[k : k + CHUNK])
-        before = await store.temporal(TemporalQuery(chunk, attrs, None, start, last_n=1))
+        before = await store.temporal(
+            TemporalQuery(chunk, attrs, None, start, last_n=1, datasets=DEVICE)
+        )
         for entity_id, series in before.items():
-            for name, points in series.items():
+            for name, by_dataset in series.items():
+                points = by_dataset[DEFAULT_DATASET]
                 if points:
                     states[entity_id][name] = points[-1][1]  # type: ignore[index]
-        rows = await store.temporal(TemporalQuery(chunk, attrs, start, end, limit=budget))
+        rows = await store.temporal(
+            TemporalQuery(chunk, attrs, start, end, limit=budget, datasets=DEVICE)
+        )
         for entity_id, series in rows.items():
-            for name, points in series.items():
+            for name, by_dataset in series.items():
+                points = by_dataset[DEFAULT_DATASET]
                 if len(points) > budget:
                     result.truncated = True
                 for at, value in points[:budget]:  # type: ignore[misc]

@@ -47,7 +47,9 @@ class Attribute:
     ``sub`` (its sub-attributes, normalised), ``datasetId``, ``objectType``,
     ``instances`` (the other instances, normalised) and ``createdAt``/``modifiedAt``.
     As read from a store, a ``meta`` of nothing but the two times stays its stored text
-    (see ``decode_meta``): most attributes have no more, and most reads need neither."""
+    (see ``decode_meta``): most attributes have no more, and most reads need neither.
+    ``written``: when a write gives only some of the instances (the others kept from
+    state), those it gives, each on its own: only they go to history."""
 
     kind: str
     value: Any
@@ -55,6 +57,7 @@ class Attribute:
     unit_code: str | None = None
     num: float | None = None
     meta: dict[str, Any] | str | None = None
+    written: tuple[Attribute, ...] | None = field(default=None, compare=False)
 
     def to_ngsi(self, sys_attrs: bool = False) -> dict[str, Any] | list[dict[str, Any]]:
         """The normalised NGSI-LD form (an array of instances for a multi-attribute)."""
@@ -292,14 +295,16 @@ def parse_attributes(
 def with_instances(old: Attribute, new: Attribute) -> Attribute:
     """``new`` as written over ``old``: each instance given replaces the stored one of
     its ``datasetId`` (or the default instance), the other stored instances stay."""
-    if not _is_multi(old) and not _is_multi(new) and _dataset(old) == _dataset(new):
+    if not _is_multi(old) and not _is_multi(new) and dataset_of(old) == dataset_of(new):
         return new
     given = instances_of(new)
     ids = {i.get("datasetId") for i in given}
     kept = [i for i in instances_of(old) if i.get("datasetId") not in ids]
     if not kept:
         return new
-    return attribute_from_normalised([*given, *kept])
+    merged = attribute_from_normalised([*given, *kept])
+    merged.written = tuple(single_instances(new))
+    return merged
 
 
 _TIMES = ("createdAt", "modifiedAt")
@@ -309,8 +314,27 @@ def _is_multi(attr: Attribute) -> bool:
     return isinstance(attr.meta, dict) and "instances" in attr.meta
 
 
-def _dataset(attr: Attribute) -> str | None:
+def dataset_of(attr: Attribute) -> str | None:
+    """The ``datasetId`` of an attribute's default (else first) instance."""
     return attr.meta.get("datasetId") if isinstance(attr.meta, dict) else None
+
+
+def has_datasets(attr: Attribute | None) -> bool:
+    """Whether an attribute has an instance of a ``datasetId`` (or several instances)."""
+    meta = attr.meta if attr is not None else None
+    return isinstance(meta, dict) and ("instances" in meta or "datasetId" in meta)
+
+
+def single_instances(attr: Attribute) -> list[Attribute]:
+    """Each instance of an attribute on its own (the first one exactly as it is)."""
+    meta = attr.meta
+    if not isinstance(meta, dict) or "instances" not in meta:
+        return [attr]
+    rest = {k: v for k, v in meta.items() if k != "instances"}
+    head = Attribute(
+        attr.kind, attr.value, attr.observed_at, attr.unit_code, attr.num, rest or None
+    )
+    return [head, *(attribute_from_normalised(i) for i in meta["instances"])]
 
 
 def instances_of(attr: Attribute) -> list[dict[str, Any]]:

@@ -20,6 +20,12 @@ from citypilot.model.ids import check_device_id
 from citypilot.model.timeutil import MAX_FUTURE_SKEW_S, parse_instant
 from citypilot.model.types import IngestCheck, TypeRegistry, ValueRefused
 
+#: The dataset of an attribute's default instance in history (a ``datasetId`` is a URI).
+DEFAULT_DATASET = ""
+#: One history row of an attribute instance: (dataset, observedAt or None for the time
+#: of the write, numeric value, JSON text).
+InstanceRow = tuple[str, float | None, float | None, str]
+
 
 class Reading(NamedTuple):
     """One attribute value observed at one instant: a row of state and of history."""
@@ -35,6 +41,10 @@ class Reading(NamedTuple):
     #: JSON text of the attribute's ``meta`` (see ``model.entity.Attribute``); None for
     #: a device reading, which leaves the stored one as it is.
     meta: str | None = None
+    #: The history rows of a write of instances with a ``datasetId`` (or of some of an
+    #: attribute's instances), instead of the reading's own default-instance row; None
+    #: for a device reading and any plain attribute.
+    instances: tuple[InstanceRow, ...] | None = None
 
 
 _KEYS = frozenset({"id", "type", "observedAt", "attrs"})
@@ -103,6 +113,7 @@ def parse_observation(
                         found[1],
                         checked,
                         None,  # meta: a device reading leaves the stored one
+                        None,  # instances: its own row is its history
                     ),
                 )
             )
@@ -220,10 +231,19 @@ def _column_readings(
         else:
             distinct = {v: dumps(v).decode() for v in set(values)}
             texts = list(map(distinct.__getitem__, values))
-    meta = repeat(None)  # a device reading leaves the stored meta
+    none = repeat(None)  # a device reading leaves the stored meta; its row is its history
     return map(
         _reading,
         zip(
-            entity_ids, repeat(name), repeat(kind), texts, nums, stamps, repeat(unit), values, meta
+            entity_ids,
+            repeat(name),
+            repeat(kind),
+            texts,
+            nums,
+            stamps,
+            repeat(unit),
+            values,
+            none,
+            none,
         ),
     )

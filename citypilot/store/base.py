@@ -82,7 +82,8 @@ EntityScope = tuple[str, str | None, str | None]
 
 @dataclass(frozen=True)
 class HistoryQuery:
-    """A time-series query over one entity's history, optionally bucketed server-side."""
+    """A time-series query over one entity's history (its attributes' default instances),
+    optionally bucketed server-side."""
 
     entity_id: str
     attrs: tuple[str, ...] | None = None
@@ -97,9 +98,11 @@ class HistoryQuery:
 class TemporalQuery:
     """Attribute instances of some entities in ``[start, end)``, raw or aggregated.
 
-    Raw: per attribute the first ``limit`` instances, or (``last_n``) the last ones.
-    Aggregated (``methods``): per period of ``period_s`` seconds counted from
-    ``origin`` (None: one period over the whole range), the methods' values.
+    Raw: per attribute and dataset the first ``limit`` instances, or (``last_n``) the
+    last ones. Aggregated (``methods``): per attribute and dataset, per period of
+    ``period_s`` seconds counted from ``origin`` (None: one period over the whole
+    range), the methods' values. ``datasets``: the ``datasetId``s wanted
+    (``DEFAULT_DATASET`` for the default instance); None, every one.
     """
 
     entity_ids: tuple[str, ...]
@@ -111,6 +114,7 @@ class TemporalQuery:
     methods: tuple[AggrMethod, ...] = ()
     period_s: float | None = None
     origin: float = 0.0
+    datasets: tuple[str, ...] | None = None
 
 
 class TemporalBucket(NamedTuple):
@@ -123,8 +127,10 @@ class TemporalBucket(NamedTuple):
     values: tuple[Any, ...]
 
 
-#: Per entity id and attribute: (instant, value) instances, or aggregation periods.
-TemporalResult = dict[str, dict[str, list[tuple[float, Any]] | list[TemporalBucket]]]
+#: One attribute instance's series: (instant, value) instances, or aggregation periods.
+TemporalSeries = list[tuple[float, Any]] | list[TemporalBucket]
+#: Per entity id, attribute and dataset (``DEFAULT_DATASET``: the default instance).
+TemporalResult = dict[str, dict[str, dict[str, TemporalSeries]]]
 
 
 class PendingNotification(NamedTuple):
@@ -293,10 +299,15 @@ class Store(Protocol):
         """Remove one attribute; None if the entity is missing, False if the attribute is."""
 
     async def delete_history(
-        self, entity_id: str, name: str | None = None, observed_at: float | None = None
+        self,
+        entity_id: str,
+        name: str | None = None,
+        observed_at: float | None = None,
+        dataset: str | None = None,
     ) -> int:
         """Remove history instances of an entity (deleted or not): all of them, those of
-        one attribute, or (with ``observed_at``) the one at that instant; how many went."""
+        one attribute, or (with ``observed_at``) the one at that instant; with
+        ``dataset``, only those of that dataset (None: of every one); how many went."""
 
     async def delete_entities(self, ids: Sequence[str]) -> list[str]:
         """Delete entities (their history stays); return the ids that existed."""
@@ -309,14 +320,15 @@ class Store(Protocol):
 
     # -- history ---------------------------------------------------------
     async def history(self, query: HistoryQuery) -> dict[str, list[tuple[float, Any]]]:
-        """Per attribute, the (instant, value) series, or (bucket start, aggregate)."""
+        """Per attribute, the (instant, value) series of its default instance, or
+        (bucket start, aggregate)."""
 
     async def census(self, scope: Visibility | None = None) -> Census:
         """Entities per type, and their attributes with kinds and counts (for discovery),
         of the entities ``scope`` covers."""
 
     async def temporal(self, query: TemporalQuery) -> TemporalResult:
-        """Per entity and attribute, instances in ascending time order (at most
+        """Per entity, attribute and dataset, instances in ascending time order (at most
         ``query.limit + 1``, so a caller sees when there are more), or the aggregation
         periods in order, computed by the database."""
 

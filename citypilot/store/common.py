@@ -11,9 +11,17 @@ import shapely
 import shapely.ops
 from shapely.geometry import shape
 
-from citypilot.model.entity import Attribute, Entity, decode_meta, encode_meta
+from citypilot.model.entity import (
+    Attribute,
+    Entity,
+    dataset_of,
+    decode_meta,
+    encode_meta,
+    has_datasets,
+    single_instances,
+)
 from citypilot.model.geometry import validate_geometry
-from citypilot.model.observation import Reading
+from citypilot.model.observation import DEFAULT_DATASET, InstanceRow, Reading
 from citypilot.security.audit import AuditEntry, AuditQuery
 from citypilot.security.scopes import (
     DEPARTMENT_ATTR,
@@ -35,7 +43,9 @@ def attribute_readings(entity_id: str, attrs: dict[str, Attribute], now: float) 
     An attribute without ``observedAt`` keeps ``observed_at=None``: state stores it
     without an observation time (any later reading may overwrite it) and history
     stamps it with the time of the write. Its ``meta`` goes with it, stamped ``now``
-    (the store keeps the ``createdAt`` of an attribute it has already).
+    (the store keeps the ``createdAt`` of an attribute it has already). An attribute
+    with a ``datasetId`` instance, or written in part, names its history rows (see
+    ``instance_rows``).
     """
     return [
         Reading(
@@ -48,25 +58,46 @@ def attribute_readings(entity_id: str, attrs: dict[str, Attribute], now: float) 
             attr.unit_code,
             attr.value,
             encode_meta(attr.stored_meta(), now, now),
+            instance_rows(attr),
         )
         for name, attr in attrs.items()
     ]
 
 
+def instance_rows(attr: Attribute) -> tuple[InstanceRow, ...] | None:
+    """The history rows of an attribute written through the entity API, one per instance
+    it gives (``written``, else all), each in its dataset; None for a plain attribute
+    (its one default instance: the reading's own row)."""
+    if attr.written is None and not has_datasets(attr):
+        return None
+    given = single_instances(attr) if attr.written is None else attr.written
+    return tuple(
+        (
+            dataset_of(one) or DEFAULT_DATASET,
+            one.observed_at,
+            one.num,
+            orjson.dumps(one.value).decode(),
+        )
+        for one in given
+    )
+
+
 def history_instances(
-    entity_id: str, name: str | None, observed_at: float | None, placeholder: str
+    entity_id: str,
+    name: str | None,
+    observed_at: float | None,
+    dataset: str | None,
+    placeholder: str,
 ) -> tuple[str, list[Any]]:
     """The WHERE condition on ``history`` for an entity's instances (of one attribute, at
-    one instant), and its parameters, in a backend's placeholder style."""
+    one instant, of one dataset), and its parameters, in a backend's placeholder style."""
     ph = placeholder
     where = f"eid = (SELECT eid FROM entity_keys WHERE id = {ph})"
     args: list[Any] = [entity_id]
-    if name is not None:
-        where += f" AND name = {ph}"
-        args.append(name)
-    if observed_at is not None:
-        where += f" AND observed_at = {ph}"
-        args.append(observed_at)
+    for column, value in (("name", name), ("dataset", dataset), ("observed_at", observed_at)):
+        if value is not None:
+            where += f" AND {column} = {ph}"
+            args.append(value)
     return where, args
 
 
@@ -77,21 +108,34 @@ def history_point(num: float | None, value: str | None) -> Any:
     return orjson.loads(value)
 
 
-#: A history row: (entity key, attribute, instant, numeric value, JSON text or None).
+#: A history row of a default instance: (entity key, attribute, instant, numeric value,
+#: JSON text or None).
 HistoryRow = tuple[int, str, float, float | None, str | None]
+#: A history row of any instance: (entity key, attribute, instant, dataset, numeric
+#: value, JSON text or None), in the order of the history key.
+DatasetRow = tuple[int, str, float, str, float | None, str | None]
+
+
+def dataset_attrs_of(rows: Iterable[DatasetRow]) -> set[tuple[int, str]]:
+    """The (entity key, attribute) pairs that ``rows`` give instances of a ``datasetId``:
+    what the ``dataset_attrs`` table keeps, so that a temporal query looks for such
+    instances only where there are some (the others' rows all have the default one)."""
+    return {(eid, name) for eid, name, _, dataset, _, _ in rows if dataset != DEFAULT_DATASET}
 
 
 def split_readings(
     readings: Sequence[Reading], eids: Mapping[str, int], now: float
-) -> tuple[list[HistoryRow], dict[tuple[int, str], Reading]]:
-    """One pass over a batch, for every store: its history rows, and the newest reading
-    per (entity key, attribute) for state (later ones win ties).
+) -> tuple[list[HistoryRow], list[DatasetRow], dict[tuple[int, str], Reading]]:
+    """One pass over a batch, for every store: its history rows (those of default
+    instances, and those a reading names in ``instances``), and the newest reading per
+    (entity key, attribute) for state (later ones win ties).
 
     History keeps the JSON text only where ``num`` does not say it all; a reading with
     no ``observed_at`` is stamped ``now`` in history. Readings of entities missing from
     ``eids`` are left out. This loop runs for every reading ingested.
     """
     history: list[HistoryRow] = []
+    datasets: list[DatasetRow] = []
     latest: dict[tuple[int, str], Reading] = {}
     eid_of = eids.get
     for r in readings:
@@ -99,20 +143,33 @@ def split_readings(
         if eid is None:
             continue
         name, t, num, value = r.name, r.observed_at, r.num, r.value
-        history.append(
-            (
-                eid,
-                name,
-                now if t is None else t,
-                num,
-                None if num is not None and value[0] not in "tf" else value,
+        if r.instances is None:
+            history.append(
+                (
+                    eid,
+                    name,
+                    now if t is None else t,
+                    num,
+                    None if num is not None and value[0] not in "tf" else value,
+                )
             )
-        )
+        else:
+            datasets.extend(
+                (
+                    eid,
+                    name,
+                    now if at is None else at,
+                    dataset,
+                    n,
+                    None if n is not None and text[0] not in "tf" else text,
+                )
+                for dataset, at, n, text in r.instances
+            )
         key = (eid, name)
         old = latest.get(key)
         if old is None or t is None or (old.observed_at is not None and t >= old.observed_at):
             latest[key] = r
-    return history, latest
+    return history, datasets, latest
 
 
 def point_of(geometry: dict[str, Any]) -> tuple[float, float]:

@@ -40,7 +40,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from citypilot.model.entity import Attribute, Entity
 from citypilot.model.errors import BadRequestData
-from citypilot.model.observation import Reading
+from citypilot.model.observation import DEFAULT_DATASET, Reading
 from citypilot.security.audit import MIN_RETENTION_DAYS, AuditEntry, AuditQuery
 from citypilot.security.devices import (
     UNBOUND,
@@ -82,6 +82,7 @@ from citypilot.store.common import (
     audit_entry,
     audit_row,
     audit_where,
+    dataset_attrs_of,
     history_instances,
     history_point,
     personal_rule_where,
@@ -127,10 +128,12 @@ CREATE TABLE IF NOT EXISTS attrs (
     PRIMARY KEY (eid, name)) WITH (fillfactor = 70);
 ALTER TABLE attrs ADD COLUMN IF NOT EXISTS meta text;
 CREATE TABLE IF NOT EXISTS history (
-    eid bigint NOT NULL, name text NOT NULL, observed_at double precision NOT NULL,
-    num double precision, value text,
-    PRIMARY KEY (eid, name, observed_at)) PARTITION BY RANGE (observed_at);
+    eid bigint NOT NULL, name text NOT NULL, dataset text NOT NULL DEFAULT '',
+    observed_at double precision NOT NULL, num double precision, value text,
+    PRIMARY KEY (eid, name, observed_at, dataset)) PARTITION BY RANGE (observed_at);
 CREATE TABLE IF NOT EXISTS history_default PARTITION OF history DEFAULT;
+CREATE TABLE IF NOT EXISTS dataset_attrs (
+    eid bigint NOT NULL, name text NOT NULL, PRIMARY KEY (eid, name));
 CREATE TABLE IF NOT EXISTS dead_letters (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     received_at double precision NOT NULL, source text NOT NULL, reason text NOT NULL,
@@ -197,6 +200,24 @@ UPDATE entities e SET
     department = (SELECT a.value::jsonb #>> '{}' FROM attrs a
                   WHERE a.eid = e.eid AND a.name = 'department');
 """
+#: Whether a table of the store's schema has a column (table and column as parameters).
+HAS_COLUMN = (
+    "SELECT 1 FROM information_schema.columns"
+    " WHERE table_name = %s AND column_name = %s AND table_schema = current_schema()"
+)
+
+
+def keyed_by_dataset(table: str, key: str) -> str:
+    """The statements that give a table made before ``datasetId`` instances had a history
+    the ``dataset`` column and ``key`` as its primary key: its rows are each the default
+    instance's."""
+    return (
+        f"ALTER TABLE {table} ADD COLUMN dataset text NOT NULL DEFAULT '';"
+        f" ALTER TABLE {table} DROP CONSTRAINT {table}_pkey;"
+        f" ALTER TABLE {table} ADD PRIMARY KEY ({key});"
+    )
+
+
 _SCOPE_INDEX = (
     "CREATE INDEX IF NOT EXISTS entities_by_scope ON entities (municipality, department, type)"
 )
@@ -227,8 +248,8 @@ SCOPE_MATCH = (
 # by the statements below, so a transaction may stage and write several times)
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS staged_history (
-    eid bigint, name text, observed_at double precision, num double precision, value text)
-    ON COMMIT DELETE ROWS;
+    eid bigint, name text, observed_at double precision, dataset text NOT NULL DEFAULT '',
+    num double precision, value text) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS staged_readings (
     eid bigint, name text, kind text, value text, num double precision,
     observed_at double precision, unit_code text, meta text) ON COMMIT DELETE ROWS;
@@ -238,12 +259,21 @@ _COPY_STAGED_HISTORY = (
     "COPY staged_history (eid, name, observed_at, num, value) FROM STDIN (FORMAT BINARY)"
 )
 _HISTORY_TYPES = ("int8", "text", "float8", "float8", "text")
-# a reading is identified by (entity, attribute, observedAt): a resent one replaces it
+_COPY_DATASET_HISTORY = (
+    "COPY history (eid, name, observed_at, dataset, num, value) FROM STDIN (FORMAT BINARY)"
+)
+_COPY_STAGED_DATASET_HISTORY = (
+    "COPY staged_history (eid, name, observed_at, dataset, num, value) FROM STDIN (FORMAT BINARY)"
+)
+_DATASET_HISTORY_TYPES = ("int8", "text", "float8", "text", "float8", "text")
+# an instance is identified by (entity, attribute, observedAt, dataset): a resent one
+# replaces it
 _UPSERT_HISTORY = """
 WITH h AS (DELETE FROM staged_history RETURNING *)
-INSERT INTO history (eid, name, observed_at, num, value)
-SELECT eid, name, observed_at, num, value FROM h
-ON CONFLICT (eid, name, observed_at) DO UPDATE SET num = excluded.num, value = excluded.value
+INSERT INTO history (eid, name, observed_at, dataset, num, value)
+SELECT eid, name, observed_at, dataset, num, value FROM h
+ON CONFLICT (eid, name, observed_at, dataset)
+DO UPDATE SET num = excluded.num, value = excluded.value
 """
 _COPY_STAGED_STATE = (
     "COPY staged_readings (eid, name, kind, value, num, observed_at, unit_code, meta)"
@@ -292,9 +322,10 @@ _NAMED = " AND a.name = ANY(%s)"
 
 _HISTORY_NAMES = """
 WITH RECURSIVE n(name) AS (
-    SELECT min(name) FROM history WHERE eid = %(eid)s
+    SELECT min(name) FROM history WHERE eid = %(eid)s AND dataset = ''
     UNION ALL
-    SELECT (SELECT min(h.name) FROM history h WHERE h.eid = %(eid)s AND h.name > n.name)
+    SELECT (SELECT min(h.name) FROM history h
+            WHERE h.eid = %(eid)s AND h.name > n.name AND h.dataset = '')
     FROM n WHERE n.name IS NOT NULL)
 SELECT name FROM n WHERE name IS NOT NULL
 """
@@ -485,13 +516,12 @@ class PostgresStore:
         async with pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             await conn.execute(SCHEMA)
-            cur = await conn.execute(
-                "SELECT 1 FROM information_schema.columns"
-                " WHERE table_name = 'entities' AND column_name = 'municipality'"
-                " AND table_schema = current_schema()"
-            )
+            cur = await conn.execute(HAS_COLUMN, ("entities", "municipality"))
             if await cur.fetchone() is None:
                 await conn.execute(_SCOPE_COLUMNS)
+            cur = await conn.execute(HAS_COLUMN, ("history", "dataset"))
+            if await cur.fetchone() is None:
+                await conn.execute(keyed_by_dataset("history", "eid, name, observed_at, dataset"))
             await conn.execute(_SCOPE_INDEX)
             await conn.execute(_AUDIT)
         await self._load_partitions()
@@ -813,17 +843,30 @@ class PostgresStore:
         eids = await self._existing(tx, {r.entity_id for r in readings})
         if not eids:
             return []
-        history_rows, latest = split_readings(readings, eids, now)
-        # one history row per (entity, attribute, instant), the last one given winning
-        # (PostgreSQL will not update a row twice in one statement)
-        history = {row[:3]: row[3:] for row in history_rows}
+        history_rows, dataset_rows, latest = split_readings(readings, eids, now)
+        # one history row per (entity, attribute[, dataset], instant), the last one given
+        # winning (PostgreSQL will not update a row twice in one statement)
+        if dataset_rows:  # entity API writes of datasetId instances only
+            history = {(e, n, t, DEFAULT_DATASET): (num, v) for e, n, t, num, v in history_rows}
+            history.update((row[:4], row[4:]) for row in dataset_rows)
+            copy, staged = _COPY_DATASET_HISTORY, _COPY_STAGED_DATASET_HISTORY
+            types = _DATASET_HISTORY_TYPES
+            marked = sorted(dataset_attrs_of(dataset_rows))
+            await tx.conn.execute(
+                "INSERT INTO dataset_attrs (eid, name) SELECT * FROM unnest(%s::bigint[],"
+                " %s::text[]) ON CONFLICT DO NOTHING",
+                ([e for e, _ in marked], [n for _, n in marked]),
+            )
+        else:
+            history = {row[:3]: row[3:] for row in history_rows}
+            copy, staged, types = _COPY_HISTORY, _COPY_STAGED_HISTORY, _HISTORY_TYPES
         keys = sorted(history)  # key order, so that concurrent batches lock alike
         try:
             # the common case, nothing resent: straight into history (in a savepoint)
             async with tx.conn.transaction():
-                await self._copy_rows(tx, _COPY_HISTORY, _HISTORY_TYPES, keys, history)
+                await self._copy_rows(tx, copy, types, keys, history)
         except pg_errors.UniqueViolation:
-            await self._copy_rows(tx, _COPY_STAGED_HISTORY, _HISTORY_TYPES, keys, history)
+            await self._copy_rows(tx, staged, types, keys, history)
             await tx.conn.execute(_UPSERT_HISTORY)
         # one row per key (PostgreSQL will not update a row twice in one statement),
         # sent in key order so that concurrent batches lock rows in the same order
@@ -1047,10 +1090,15 @@ class PostgresStore:
         return await self._write(run)
 
     async def delete_history(
-        self, entity_id: str, name: str | None = None, observed_at: float | None = None
+        self,
+        entity_id: str,
+        name: str | None = None,
+        observed_at: float | None = None,
+        dataset: str | None = None,
     ) -> int:
-        """Remove history instances: all of an entity, of one attribute, or one instant."""
-        where, args = history_instances(entity_id, name, observed_at, "%s")
+        """Remove history instances: all of an entity, of one attribute, or one instant
+        (of one dataset, or of every one)."""
+        where, args = history_instances(entity_id, name, observed_at, dataset, "%s")
 
         async def run(tx: _Tx) -> int:
             cur = await tx.conn.execute(f"DELETE FROM history WHERE {where}", args)
@@ -1102,7 +1150,7 @@ class PostgresStore:
             out: dict[str, list[tuple[float, Any]]] = {name: [] for name in names}
             if not names:
                 return out
-            conds = ["h.eid = %(eid)s", "h.name = n.name"]
+            conds = ["h.eid = %(eid)s", "h.name = n.name", "h.dataset = ''"]
             if query.start is not None:
                 conds.append("h.observed_at >= %(start)s")
             if query.end is not None:
@@ -1157,10 +1205,14 @@ class PostgresStore:
 
     async def temporal(self, query: TemporalQuery) -> TemporalResult:
         """Instances or aggregation periods per entity and attribute, computed in SQL."""
-        sql, params = temporal_sql(query, _TEMPORAL)
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(sql, params)
-            return temporal_rows(query, await cur.fetchall())
+        statements = temporal_sql(query, _TEMPORAL)
+        async with self.pool.connection() as conn, conn.pipeline():  # one round trip
+            cursors = [
+                await conn.execute(*statement) if statement is not None else None
+                for statement in statements
+            ]
+            default, datasets = [await c.fetchall() if c is not None else [] for c in cursors]
+        return temporal_rows(query, default, datasets)
 
     # -- subscriptions and their outbox -------------------------------------------
     async def put_subscription(self, sub_id: str, doc: dict[str, Any], create: bool) -> bool:

@@ -63,6 +63,7 @@ from citypilot.store.common import (
     audit_entry,
     audit_row,
     audit_where,
+    dataset_attrs_of,
     geo_mask,
     history_instances,
     history_point,
@@ -101,9 +102,11 @@ CREATE TABLE IF NOT EXISTS attrs (
     num REAL, observed_at REAL, unit_code TEXT,
     PRIMARY KEY (eid, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history (
-    eid INTEGER NOT NULL, name TEXT NOT NULL, observed_at REAL NOT NULL,
-    num REAL, value TEXT,
-    PRIMARY KEY (eid, name, observed_at)) WITHOUT ROWID;
+    eid INTEGER NOT NULL, name TEXT NOT NULL, dataset TEXT NOT NULL DEFAULT '',
+    observed_at REAL NOT NULL, num REAL, value TEXT,
+    PRIMARY KEY (eid, name, observed_at, dataset)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dataset_attrs (
+    eid INTEGER NOT NULL, name TEXT NOT NULL, PRIMARY KEY (eid, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT, received_at REAL NOT NULL, source TEXT NOT NULL,
     reason TEXT NOT NULL, field TEXT, payload TEXT NOT NULL);
@@ -164,8 +167,29 @@ _SCOPE_INDEX = (
 )
 
 
+#: History keyed by dataset too (``datasetId`` instances): a store made before keeps
+#: its rows, each the default instance (a key column cannot be added in place).
+_HISTORY_BY_DATASET = (
+    """CREATE TABLE history_by_dataset (
+    eid INTEGER NOT NULL, name TEXT NOT NULL, dataset TEXT NOT NULL DEFAULT '',
+    observed_at REAL NOT NULL, num REAL, value TEXT,
+    PRIMARY KEY (eid, name, observed_at, dataset)) WITHOUT ROWID""",
+    "INSERT INTO history_by_dataset (eid, name, observed_at, num, value)"
+    " SELECT eid, name, observed_at, num, value FROM history ORDER BY eid, name, observed_at",
+    "DROP TABLE history",
+    "ALTER TABLE history_by_dataset RENAME TO history",
+)
+
+
+def _key_history_by_dataset(conn: sqlite3.Connection) -> None:
+    for statement in _HISTORY_BY_DATASET:
+        conn.execute(statement)
+
+
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
     """Bring a store made by an earlier version up to today's schema."""
+    if "dataset" not in {row[1] for row in conn.execute("PRAGMA table_info(history)")}:
+        in_transaction(conn, _key_history_by_dataset)
     added = set()
     for table, column, definition in _LATER_COLUMNS:
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
@@ -550,12 +574,22 @@ class SQLiteStore:
             found = index_get(entity_id)
             if found is not None:
                 eids[entity_id] = found[0]
-        history_rows, latest = split_readings(readings, eids, now)
+        history_rows, dataset_rows, latest = split_readings(readings, eids, now)
         conn.executemany(
             "INSERT OR REPLACE INTO history (eid, name, observed_at, num, value)"
             " VALUES (?, ?, ?, ?, ?)",
             history_rows,
         )
+        if dataset_rows:
+            conn.executemany(
+                "INSERT OR REPLACE INTO history (eid, name, observed_at, dataset, num, value)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                dataset_rows,
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO dataset_attrs (eid, name) VALUES (?, ?)",
+                dataset_attrs_of(dataset_rows),
+            )
         conn.executemany(
             "INSERT INTO incoming VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -737,10 +771,15 @@ class SQLiteStore:
         return await self._guarded_write(run)
 
     async def delete_history(
-        self, entity_id: str, name: str | None = None, observed_at: float | None = None
+        self,
+        entity_id: str,
+        name: str | None = None,
+        observed_at: float | None = None,
+        dataset: str | None = None,
     ) -> int:
-        """Remove history instances: all of an entity, of one attribute, or one instant."""
-        where, args = history_instances(entity_id, name, observed_at, "?")
+        """Remove history instances: all of an entity, of one attribute, or one instant
+        (of one dataset, or of every one)."""
+        where, args = history_instances(entity_id, name, observed_at, dataset, "?")
 
         def run(conn: sqlite3.Connection) -> int:
             return conn.execute(f"DELETE FROM history WHERE {where}", args).rowcount
@@ -784,7 +823,8 @@ class SQLiteStore:
         names = query.attrs or [
             r[0]
             for r in conn.execute(
-                "SELECT DISTINCT name FROM history WHERE eid = ? ORDER BY name", (eid,)
+                "SELECT DISTINCT name FROM history WHERE eid = ? AND dataset = '' ORDER BY name",
+                (eid,),
             )
         ]
         start = query.start if query.start is not None else -1e18
@@ -795,7 +835,8 @@ class SQLiteStore:
             if query.bucket_s is None:
                 rows = conn.execute(
                     "SELECT observed_at, num, value FROM history WHERE eid = ? AND name = ?"
-                    " AND observed_at >= ? AND observed_at < ? ORDER BY observed_at LIMIT ?",
+                    " AND dataset = '' AND observed_at >= ? AND observed_at < ?"
+                    " ORDER BY observed_at LIMIT ?",
                     (*args, query.limit),
                 )
                 out[name] = [(t, history_point(num, value)) for t, num, value in rows]
@@ -805,8 +846,9 @@ class SQLiteStore:
                 filt = "" if fn == "count" else " AND num IS NOT NULL"
                 rows = conn.execute(
                     f"SELECT floor(observed_at / ?) * ? AS bucket, {expr}"
-                    " FROM history WHERE eid = ? AND name = ? AND observed_at >= ?"
-                    f" AND observed_at < ?{filt} GROUP BY bucket ORDER BY bucket LIMIT ?",
+                    " FROM history WHERE eid = ? AND name = ? AND dataset = ''"
+                    f" AND observed_at >= ? AND observed_at < ?{filt}"
+                    " GROUP BY bucket ORDER BY bucket LIMIT ?",
                     (query.bucket_s, query.bucket_s, *args, query.limit),
                 )
                 out[name] = [(float(t), v) for t, v in rows]
@@ -821,8 +863,16 @@ class SQLiteStore:
 
     async def temporal(self, query: TemporalQuery) -> TemporalResult:
         """Instances or aggregation periods per entity and attribute, computed in SQL."""
-        sql, params = temporal_sql(query, _TEMPORAL)
-        return await self._read(lambda conn: temporal_rows(query, conn.execute(sql, params)))
+        statements = temporal_sql(query, _TEMPORAL)
+
+        def run(conn: sqlite3.Connection) -> TemporalResult:
+            default, datasets = (
+                conn.execute(*statement) if statement is not None else ()
+                for statement in statements
+            )
+            return temporal_rows(query, default, datasets)
+
+        return await self._read(run)
 
     # -- dead letters ----------------------------------------------------------
     async def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None:

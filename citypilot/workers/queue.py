@@ -47,7 +47,7 @@ def encode(readings: Sequence[Reading]) -> bytes:
 def decode(data: bytes) -> list[Reading]:
     """The readings of one message body."""
     make = tuple.__new__  # a NamedTuple's own __new__ is a Python call; this is not
-    return [make(Reading, (*row, None, None)) for row in orjson.loads(data)]
+    return [make(Reading, (*row, None, None, None)) for row in orjson.loads(data)]
 
 
 class MunicipalityIndex:

@@ -28,6 +28,7 @@ STORE_TABLES = (
     "entities",
     "attrs",
     "history",
+    "dataset_attrs",
     "dead_letters",
     "accounts",
     "device_keys",

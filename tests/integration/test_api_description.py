@@ -43,6 +43,27 @@ def test_every_operation_declares_its_credentials_and_role(description: dict):
     assert ingest["x-citypilot-role"] == "operator"
 
 
+def test_the_ngsi_ld_operations_of_a_tenant_take_its_header(description: dict):
+    def takes_tenant(op: dict) -> bool:
+        return any(
+            p["in"] == "header" and p["name"] == "NGSILD-Tenant" for p in op.get("parameters", [])
+        )
+
+    ops = {(m, p): op for m, p, op in _operations(description)}
+    for key in (
+        ("GET", f"{NGSI}/entities"),
+        ("POST", f"{NGSI}/entities"),
+        ("GET", f"{NGSI}/temporal/entities/{{entity_id}}"),
+        ("POST", f"{NGSI}/subscriptions"),
+    ):
+        assert takes_tenant(ops[key]), key
+        assert "404" in ops[key]["responses"], key  # NonexistentTenant
+    # an operation that may create a tenant answers 403 past max_tenants
+    assert "max_tenants" in ops[("POST", f"{NGSI}/entities")]["responses"]["403"]["description"]
+    # the console's and devices' API is the city's own data space
+    assert not any(takes_tenant(op) for (_, p), op in ops.items() if p.startswith("/api/v1/"))
+
+
 def test_errors_are_documented_as_problem_details_and_422_is_gone(description: dict):
     assert "HTTPValidationError" not in description["components"]["schemas"]
     for method, path, op in _operations(description):

@@ -23,6 +23,10 @@ from tests.conftest import ADMIN, Server, seed_accounts
 #: Examples per operation, by credential (without one, every gated operation is a 401).
 MAX_EXAMPLES = {"admin": 15, "anonymous": 4}
 SEED = 20261201
+#: The description lists ``NGSILD-Tenant`` on the NGSI-LD operations: the fuzzer sends
+#: many names, of which the server creates at most one tenant (each is a data space of
+#: its own, with its store, bus and notifier); the others are refused as documented.
+FUZZ_TENANTS = {"CITYPILOT_TENANTS_ALLOWED": '["fuzz"]', "CITYPILOT_MAX_TENANTS": "1"}
 #: What the description promises and the server must keep.
 CHECKS = (
     "not_a_server_error",
@@ -80,7 +84,7 @@ def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     and earns login back-off, which must not reach the other tests' server."""
     data = tmp_path_factory.mktemp("fuzz-data")
     asyncio.run(seed_accounts(data))
-    with server_process(data) as url:
+    with server_process(data, FUZZ_TENANTS) as url:
         yield Server(url, data)
 
 

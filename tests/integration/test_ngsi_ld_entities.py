@@ -412,8 +412,12 @@ def test_an_instance_written_replaces_only_the_one_of_its_dataset_id(city: Serve
     assert got["speed"] == {
         "dataset": {"@none": 28, "urn:ngsi-ld:Dataset:gps": 31, "urn:ngsi-ld:Dataset:radar": 27}
     }
-    # history follows the default instance
-    assert [v[0] for v in history["speed"]["values"]][-1] == 28
+    # history keeps each instance's own values, only those each write gave
+    assert {h.get("datasetId"): [v[0] for v in h["values"]] for h in history["speed"]} == {
+        None: [29, 28],
+        "urn:ngsi-ld:Dataset:gps": [30, 31],
+        "urn:ngsi-ld:Dataset:radar": [27],
+    }
 
 
 def test_deleting_an_attribute_takes_its_default_instance_or_the_one_named(city: Server):

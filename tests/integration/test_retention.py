@@ -69,3 +69,32 @@ async def test_dry_run_then_fold_raw_history_into_hours(postgres_db: str) -> Non
     assert [o.raw_rows for o in again] == [0], "a second run finds nothing more"
     everything = apply_retention(postgres_db, {"*": 30}, now=NOW)
     assert {o.type: o.raw_rows for o in everything} == {"AirQualityObserved": 0, "Streetlight": 1}
+
+
+async def test_each_datasets_readings_fold_into_hours_of_their_own(postgres_db: str) -> None:
+    await _seed(postgres_db)
+    with psycopg.connect(postgres_db, autocommit=True) as conn:  # as kept before datasets
+        conn.execute("DROP TABLE IF EXISTS history_hourly")
+        conn.execute(
+            "CREATE TABLE history_hourly (eid bigint NOT NULL, name text NOT NULL,"
+            " hour double precision NOT NULL, n bigint NOT NULL, sum double precision,"
+            " min double precision, max double precision, last_at double precision NOT NULL,"
+            " last_value text, PRIMARY KEY (eid, name, hour))"
+        )
+        conn.execute("INSERT INTO history_hourly VALUES (1, 'no2', 0, 2, 8, 3, 5, 1800, '5')")
+    store = PostgresStore(postgres_db)
+    await store.open()
+    old_hour = (NOW - 40 * DAY) // 3600 * 3600
+    sensor = "urn:ngsi-ld:Dataset:sensor-b"
+    second = _reading("urn:ngsi-ld:AirQualityObserved:a1", "no2", 90.0, old_hour)
+    await store.apply_readings(
+        [second._replace(instances=((sensor, old_hour, 90.0, "90.0"),))], NOW
+    )
+    await store.close()
+    done = apply_retention(postgres_db, {"AirQualityObserved": 30}, now=NOW)
+    assert [(o.raw_rows, o.hourly_rows) for o in done] == [(4, 2)]
+    with psycopg.connect(postgres_db) as conn:
+        hourly = conn.execute(
+            "SELECT hour = 0, dataset, n, max FROM history_hourly ORDER BY hour, dataset"
+        ).fetchall()
+    assert hourly == [(True, "", 2, 5.0), (False, "", 3, 60.0), (False, sensor, 1, 90.0)]

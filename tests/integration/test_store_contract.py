@@ -584,11 +584,11 @@ async def test_temporal_instances_and_aggregates_are_computed_alike(store: Store
     # the first `limit` instances and one more (the caller sees there are more), per attribute
     first = await store.temporal(TemporalQuery(ids, watts, limit=2))
     assert first == {
-        lid(1): {"powerConsumption": [(T0, 10), (T0 + 600, 20), (T0 + 1200, 20)]},
-        lid(2): {"powerConsumption": [(T0 + 60, 5)]},
+        lid(1): {"powerConsumption": {"": [(T0, 10), (T0 + 600, 20), (T0 + 1200, 20)]}},
+        lid(2): {"powerConsumption": {"": [(T0 + 60, 5)]}},
     }
     last = await store.temporal(TemporalQuery(ids, watts, start=T0 + 1, last_n=2))
-    assert last[lid(1)] == {"powerConsumption": [(T0 + 1200, 20), (T0 + 3600, 40)]}
+    assert last[lid(1)] == {"powerConsumption": {"": [(T0 + 1200, 20), (T0 + 3600, 40)]}}
     assert set((await store.temporal(TemporalQuery((lid(2),))))[lid(2)]) == {
         "location",
         "powerConsumption",
@@ -599,7 +599,7 @@ async def test_temporal_instances_and_aggregates_are_computed_alike(store: Store
     hourly = await store.temporal(
         TemporalQuery(ids, watts, methods=methods, period_s=3600.0, origin=T0)  # type: ignore[arg-type]
     )
-    [one, two] = hourly[lid(1)]["powerConsumption"]
+    [one, two] = hourly[lid(1)]["powerConsumption"][""]
     assert (one.index, one.first, one.last) == (0, None, None)  # bounds follow from index
     assert one.values[:6] == (3, 2, 50.0, 50.0 / 3, 10.0, 20.0)
     assert one.values[6] == pytest.approx(
@@ -608,7 +608,7 @@ async def test_temporal_instances_and_aggregates_are_computed_alike(store: Store
     assert one.values[7] == 900.0
     assert (two.index, two.values[0], two.values[6]) == (1, 1, None)  # one value: no stddev
     whole = await store.temporal(TemporalQuery((lid(2),), ("status",), methods=("totalCount",)))
-    assert whole[lid(2)]["status"] == [TemporalBucket(0, T0 + 60, T0 + 60, (1,))]
+    assert whole[lid(2)]["status"] == {"": [TemporalBucket(0, T0 + 60, T0 + 60, (1,))]}
 
 
 async def test_the_notification_outbox_is_claimed_settled_and_kept(

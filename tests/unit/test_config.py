@@ -35,6 +35,10 @@ def test_unknown_and_bad_settings_are_refused(tmp_path):
         load_settings(config)
     with pytest.raises(ValidationError, match="jwt_secret"):
         Settings(jwt_secret="secret")
+    with pytest.raises(ValidationError, match="tenants_allowed: NGSILD-Tenant must be a letter"):
+        Settings(tenants_allowed=["dijon", "Dijon Métropole"])
+    with pytest.raises(ValidationError, match="max_tenants"):
+        Settings(max_tenants=-1)
 
 
 def test_signing_key_is_generated_once_and_kept(tmp_path):
