@@ -12,13 +12,25 @@ import type {
 import { fontFaces } from "./labels";
 
 export const BACKGROUND = "#0a0f16";
+/** The ground inside the metropole (its municipalities' fill). */
+const CITY_GROUND = "#0f1721";
+/** From this zoom on the view is inside the metropole: the background takes the
+ * municipalities' colour and their fill is not drawn (a full-screen pass less on every
+ * frame, which software WebGL pays in full). */
+const CITY_GROUND_ZOOM = 12;
 
 export function baseStyle(): StyleSpecification {
   return {
     version: 8,
     "font-faces": fontFaces(),
     sources: {},
-    layers: [{ id: "background", type: "background", paint: { "background-color": BACKGROUND } }],
+    layers: [
+      {
+        id: "background",
+        type: "background",
+        paint: { "background-color": ["step", ["zoom"], BACKGROUND, CITY_GROUND_ZOOM, CITY_GROUND] },
+      },
+    ],
   };
 }
 
@@ -42,7 +54,14 @@ function styleLayers(name: string, source: string): AddLayerObject[] {
   switch (name) {
     case "municipalities":
       return [
-        { id: id("fill"), type: "fill", source, filter: POLY, paint: { "fill-color": "#0f1721" } },
+        {
+          id: id("fill"),
+          type: "fill",
+          source,
+          maxzoom: CITY_GROUND_ZOOM,
+          filter: POLY,
+          paint: { "fill-color": CITY_GROUND },
+        },
       ];
     case "zones":
       // Planning zones only from the district scale on: at city scale they would cover
@@ -55,22 +74,23 @@ function styleLayers(name: string, source: string): AddLayerObject[] {
           minzoom: 13,
           filter: POLY,
           paint: {
+            // opaque (the colours they had at 0.8 over the city ground): MapLibre draws
+            // opaque fills front to back with a depth test, so what they cover is skipped
             "fill-color": [
               "match",
               ["get", "category"],
               "park",
-              "#10261b",
+              "#10231c",
               "floodProne",
-              "#0d2233",
+              "#0d202f",
               "industrial",
-              "#1b1822",
+              "#191822",
               "commercial",
-              "#1a1d24",
+              "#181c23",
               "centre",
-              "#1d1c1a",
+              "#1a1b1b",
               "#111923",
             ],
-            "fill-opacity": 0.8,
           },
         },
       ];
