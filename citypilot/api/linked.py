@@ -24,10 +24,20 @@ MAX_JOIN_LEVEL = 5
 _CHUNK = 1000
 _LINKS = {"Relationship": "object", "ListRelationship": "objectList"}
 _LINK_MEMBERS = frozenset(_LINKS.values())
-#: Members of an attribute that hold its value, not sub-attributes.
+#: Members of an attribute that hold its value (or, ``entity`` and ``entityList``, the
+#: linked entities join puts beside it), not sub-attributes.
 _VALUE_MEMBERS = frozenset(
-    {"value", "object", "objectList", "json", "languageMap", "valueList", "vocab", "entity"}
-    | {"entityList"}
+    {
+        "value",
+        "object",
+        "objectList",
+        "json",
+        "languageMap",
+        "valueList",
+        "vocab",
+        "entity",
+        "entityList",
+    }
 )
 
 Render = Callable[[Entity], dict[str, Any]]
