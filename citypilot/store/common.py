@@ -123,6 +123,12 @@ def dataset_attrs_of(rows: Iterable[DatasetRow]) -> set[tuple[int, str]]:
     return {(eid, name) for eid, name, _, dataset, _, _ in rows if dataset != DEFAULT_DATASET}
 
 
+def _kept(num: float | None, text: str) -> str | None:
+    """The JSON text history keeps beside ``num``: none where the number says it all
+    (booleans, ``true``/``false``, keep theirs)."""
+    return None if num is not None and text[0] not in "tf" else text
+
+
 def split_readings(
     readings: Sequence[Reading], eids: Mapping[str, int], now: float
 ) -> tuple[list[HistoryRow], list[DatasetRow], dict[tuple[int, str], Reading]]:
@@ -142,27 +148,12 @@ def split_readings(
         eid = eid_of(r.entity_id)
         if eid is None:
             continue
-        name, t, num, value = r.name, r.observed_at, r.num, r.value
+        name, t = r.name, r.observed_at
         if r.instances is None:
-            history.append(
-                (
-                    eid,
-                    name,
-                    now if t is None else t,
-                    num,
-                    None if num is not None and value[0] not in "tf" else value,
-                )
-            )
+            history.append((eid, name, now if t is None else t, r.num, _kept(r.num, r.value)))
         else:
             datasets.extend(
-                (
-                    eid,
-                    name,
-                    now if at is None else at,
-                    dataset,
-                    n,
-                    None if n is not None and text[0] not in "tf" else text,
-                )
+                (eid, name, now if at is None else at, dataset, n, _kept(n, text))
                 for dataset, at, n, text in r.instances
             )
         key = (eid, name)
